@@ -1,0 +1,188 @@
+"""The ``lrc`` command line.
+
+Commands that need no model (``info``, ``convert``) import neither torch nor MONAI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Label-efficient medical image segmentation (Localized Region Contrast).")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+TiltFlag = Annotated[bool, typer.Option("--correct-tilt", help="Resample gantry-tilted stacks instead of refusing.")]
+
+
+class Overlap(StrEnum):
+    """How overlapping SEG segments become one label map."""
+
+    error = "error"
+    first = "first"
+    last = "last"
+
+
+class LabelFormat(StrEnum):
+    """DICOM label object to write."""
+
+    seg = "seg"
+    seg_labelmap = "seg-labelmap"
+    rtstruct = "rtstruct"
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def info(paths: Annotated[list[Path], typer.Argument(help="DICOM files, folders, zips or NIfTI files.")],
+         as_json: JsonFlag = False, correct_tilt: TiltFlag = False) -> None:
+    """Describe every series found: modality, shape, spacing, geometry, UIDs and warnings."""
+    from lrc.io import ImageIOError, ReadOptions, read_images
+
+    try:
+        result = read_images(paths, ReadOptions(correct_tilt=correct_tilt))
+    except ImageIOError as exc:
+        _fail(exc, as_json)
+    from lrc.io.summary import summarize
+
+    report = {
+        "series": [summarize(v) for v in result.volumes],
+        "errors": [_error(e) for e in result.errors],
+        "notes": result.notes,
+    }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    if result.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="DICOM series (file, folder, zip), DICOM SEG, or NIfTI label map.")],
+    output: Annotated[Path, typer.Argument(help="Output: .nii/.nii.gz, or .dcm for a SEG/RTSTRUCT.")],
+    reference: Annotated[Path | None, typer.Option(help="The image series a SEG or label map belongs to.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Label table JSON ({\"1\": \"liver\", ...}).")] = None,
+    overlap: Annotated[Overlap, typer.Option(help="Overlapping SEG segments: refuse, or lower/higher number wins.")]
+    = Overlap.error,
+    fmt: Annotated[LabelFormat, typer.Option("--format", help="DICOM output object.")] = LabelFormat.seg,
+    correct_tilt: TiltFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Convert a DICOM series (or a DICOM SEG with --reference) to NIfTI, or a label map to DICOM SEG/RTSTRUCT."""
+    from lrc.io import ImageIOError, ReadOptions, read_volume, write_nifti
+    from lrc.io.labels import LabelTable
+    from lrc.io.nifti import is_nifti_path
+
+    options = ReadOptions(correct_tilt=correct_tilt)
+    try:
+        if is_nifti_path(output):
+            image_ref = read_volume(reference, options) if reference else None
+            if _is_seg(source):
+                from lrc.io.seg import read_seg
+
+                masks = read_seg(source, image_ref)
+                volume = masks.label_map(overlap=overlap.value)
+                sidecar = _sidecar(output)
+                sidecar.write_text(json.dumps(masks.table.to_json(), indent=2))
+            else:
+                volume = read_volume(source, options)
+            written = write_nifti(volume, output)
+        elif output.suffix.lower() == ".dcm":
+            if reference is None:
+                raise typer.BadParameter("a DICOM SEG/RTSTRUCT needs --reference (the image series)")
+            image_ref = read_volume(reference, options)
+            label_map = read_volume(source)
+            table = LabelTable.from_json(labels) if labels else LabelTable.from_names(
+                {int(v): f"label {int(v)}" for v in sorted(set(label_map.array.ravel().tolist())) if v})
+            if fmt is LabelFormat.rtstruct:
+                from lrc.io.rtstruct import write_rtstruct
+
+                written = write_rtstruct(label_map, image_ref, table, output)
+            else:
+                from lrc.io.seg import write_seg
+
+                written = write_seg(label_map, image_ref, table, output,
+                                    segmentation_type="labelmap" if fmt is LabelFormat.seg_labelmap else "binary")
+            volume = label_map
+        else:
+            raise typer.BadParameter(f"{output.name}: output must end in .nii, .nii.gz or .dcm")
+    except ImageIOError as exc:
+        _fail(exc, as_json)
+    from lrc.io.summary import summarize
+
+    if as_json:
+        typer.echo(json.dumps({"output": str(written), "series": summarize(volume)}, indent=2))
+    else:
+        typer.echo(f"wrote {written} ({'x'.join(map(str, volume.shape))}, spacing "
+                   f"{', '.join(f'{s:.3f}' for s in volume.spacing)} mm)")
+        for warning in volume.warnings:
+            typer.echo(f"  warning: {warning}", err=True)
+
+
+def _is_seg(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:
+        return False
+    from lrc.io.dicom_scan import SEG_SOP_CLASS
+
+    return str(ds.get("SOPClassUID", "")).startswith(SEG_SOP_CLASS.rsplit(".", 1)[0] + ".")
+
+
+def _sidecar(output: Path) -> Path:
+    name = output.name
+    stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else output.stem
+    return output.with_name(stem + ".labels.json")
+
+
+def _error(exc: Exception) -> dict[str, Any]:
+    return {"error": type(exc).__name__, "kind": getattr(exc, "kind", None), "message": str(exc)}
+
+
+def _fail(exc: Exception, as_json: bool) -> Any:
+    if as_json:
+        typer.echo(json.dumps(_error(exc), indent=2))
+    else:
+        typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    for index, series in enumerate(report["series"]):
+        typer.echo(f"[{index}] {series['modality']} {series.get('description') or ''}".rstrip())
+        typer.echo(f"    shape {series['shape']}  spacing {[round(s, 4) for s in series['spacing']]} mm  "
+                   f"orientation {series['orientation']}")
+        typer.echo(f"    origin {[round(o, 2) for o in series['origin']]} (RAS mm)  slices {series['slice_count']}")
+        for key, value in series["uids"].items():
+            if value:
+                typer.echo(f"    {key}: {value}")
+        for warning in series["warnings"]:
+            typer.echo(f"    warning: {warning}")
+    for error in report["errors"]:
+        typer.echo(f"error: {error['message']}", err=True)
+    for note in report["notes"]:
+        typer.echo(f"note: {note}", err=True)
+
+
+def main() -> None:
+    """Entry point of the ``lrc`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""One way to read and write medical images.
+
+Read anything a user hands over with :func:`read_images` (many series) or :func:`read_volume`
+(exactly one). Writers live in their modules: :mod:`lrc.io.nifti`, :mod:`lrc.io.seg` (DICOM SEG),
+:mod:`lrc.io.rtstruct`; grids in :mod:`lrc.io.geometry` and :mod:`lrc.io.resample`. The
+conventions (array order, RAS affine) are in :mod:`lrc.io.volume`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from lrc.io.archive import ArchiveLimits, collect_files
+from lrc.io.dicom_read import ReadOptions, SeriesResult, describe, read_dicom
+from lrc.io.errors import (
+    GeometryError,
+    ImageIOError,
+    InvalidDicom,
+    LabelGeometryMismatch,
+    MultipleSeries,
+    NoImageData,
+    SegmentationFormatError,
+    UnsafeArchive,
+    UnsupportedInput,
+)
+from lrc.io.nifti import is_nifti_path, read_nifti, write_nifti
+from lrc.io.volume import DicomSource, Volume
+
+__all__ = [
+    "ArchiveLimits",
+    "DicomSource",
+    "GeometryError",
+    "ImageIOError",
+    "InvalidDicom",
+    "LabelGeometryMismatch",
+    "MultipleSeries",
+    "NoImageData",
+    "ReadOptions",
+    "SegmentationFormatError",
+    "SeriesResult",
+    "UnsafeArchive",
+    "UnsupportedInput",
+    "Volume",
+    "read_images",
+    "read_nifti",
+    "read_volume",
+    "write_nifti",
+]
+
+
+def read_images(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | None = None) -> SeriesResult:
+    """Read every image in DICOM files, folders, zip archives and NIfTI files.
+
+    NIfTI files are recognised by name (``.nii``, ``.nii.gz``), everything else is tried as DICOM.
+    See :func:`lrc.io.dicom_read.read_dicom` for what is raised and what is reported.
+    """
+    options = options or ReadOptions()
+    with tempfile.TemporaryDirectory(prefix="lrc-read-") as tmp:
+        extract_dir = options.extract_dir or Path(tmp)
+        collected = collect_files(paths, extract_dir, options.limits)
+        nifti = [f for f in collected.files if is_nifti_path(f)]
+        dicom = [f for f in collected.files if not is_nifti_path(f)]
+        result = SeriesResult(notes=list(collected.notes))
+        for path in nifti:
+            try:
+                result.volumes.append(read_nifti(path))
+            except ImageIOError as exc:
+                result.errors.append(exc)
+        if dicom:
+            try:
+                found = read_dicom(dicom, replace(options, extract_dir=extract_dir))
+            except ImageIOError as exc:
+                if not nifti:
+                    raise
+                result.notes.append(f"no DICOM image besides the NIfTI files ({exc})")
+            else:
+                result.volumes += found.volumes
+                result.errors += found.errors
+                result.notes += found.notes
+        return result
+
+
+def read_volume(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                options: ReadOptions | None = None) -> Volume:
+    """Read exactly one image (DICOM series or NIfTI file).
+
+    Raises:
+        MultipleSeries: the input holds more than one series (the message lists them).
+        ImageIOError: the image could not be read (see :func:`read_images`).
+    """
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    result = read_images(paths, options)
+    if len(result.volumes) + len(result.errors) > 1:
+        described = [describe(v) for v in result.volumes] + [f"unreadable series ({e})" for e in result.errors]
+        raise MultipleSeries(f"the input holds {len(described)} series; pass one: " + "; ".join(described))
+    if result.errors:
+        raise result.errors[0]
+    volume = result.volumes[0]
+    volume.warnings = volume.warnings + tuple(result.notes)
+    return volume

@@ -1,0 +1,203 @@
+"""Read DICOM files, folders and zip archives into :class:`~lrc.io.volume.Volume` objects.
+
+Pipeline: collect files -> scan headers into planes -> group planes into series (by
+SeriesInstanceUID; where UIDs are blank, by study, series number, description and acquisition)
+-> split each series by grid geometry -> sort and check each stack -> decode pixels -> apply
+rescale slope/intercept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from lrc.io.archive import ArchiveLimits, collect_files
+from lrc.io.dicom_pixels import decode_planes
+from lrc.io.dicom_scan import Plane, Skipped, scan_file
+from lrc.io.dicom_stack import Stack, assemble
+from lrc.io.errors import GeometryError, ImageIOError, InvalidDicom, NoImageData
+from lrc.io.geometry import affine_from_dicom
+from lrc.io.volume import DicomSource, Volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read DICOM input.
+
+    Args:
+        correct_tilt: resample gantry-tilted stacks onto an orthogonal grid instead of refusing.
+        workers: processes for decoding compressed pixel data (``None``: all CPUs).
+        limits: zip archive limits.
+        extract_dir: where zip archives are unpacked; a temporary folder when ``None``.
+    """
+
+    correct_tilt: bool = False
+    workers: int | None = None
+    limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    extract_dir: Path | None = None
+
+
+@dataclass
+class SeriesResult:
+    """What reading produced: volumes, and series that failed or files that were skipped."""
+
+    volumes: list[Volume] = field(default_factory=list)
+    errors: list[ImageIOError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def read_dicom(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | None = None) -> SeriesResult:
+    """Read every image series found in files, folders and zip archives.
+
+    A series that cannot be assembled is reported in ``errors`` without stopping the others.
+
+    Raises:
+        UnsupportedInput: nothing was found.
+        InvalidDicom: no file is readable DICOM.
+        NoImageData: DICOM was found, but no image with pixel data and patient geometry.
+        UnsafeArchive: a zip archive was refused.
+    """
+    options = options or ReadOptions()
+    paths = list(paths)
+    if options.extract_dir is None and any(Path(p).is_file() for p in paths):
+        with tempfile.TemporaryDirectory(prefix="lrc-unzip-") as tmp:
+            # Pixel data is read before the folder goes away.
+            return _read(paths, options, Path(tmp))
+    return _read(paths, options, options.extract_dir)
+
+
+def describe(volume: Volume) -> str:
+    """Short human description of a series: modality, description, shape."""
+    text = volume.source.series_description if volume.source else ""
+    shape = "x".join(str(s) for s in volume.shape)
+    return f"{volume.modality} {text!r} {shape}".replace(" ''", "")
+
+
+def _read(paths: Sequence[str | os.PathLike[str]], options: ReadOptions, extract_dir: Path | None) -> SeriesResult:
+    collected = collect_files(paths, extract_dir, options.limits)
+    result = SeriesResult(notes=list(collected.notes))
+    planes: list[Plane] = []
+    skipped: list[Skipped] = []
+    for path in collected.files:
+        scanned = scan_file(path)
+        if isinstance(scanned, Skipped):
+            skipped.append(scanned)
+        else:
+            planes.extend(scanned)
+    result.notes.extend(f"{s.path.name}: {s.reason}" for s in skipped)
+    if not planes:
+        reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
+        if skipped and all(s.invalid for s in skipped):
+            raise InvalidDicom(f"no readable DICOM image: {reasons}")
+        raise NoImageData(f"no DICOM image with pixel data and patient geometry found: {reasons}")
+    for series_planes in _group_series(planes).values():
+        stacks = _split_geometry(series_planes)
+        for stack_planes in stacks:
+            try:
+                volume = _build(stack_planes, options)
+            except ImageIOError as exc:
+                result.errors.append(exc)
+                continue
+            if len(stacks) > 1:
+                volume.warnings += (f"series holds {len(stacks)} image geometries (sizes/orientations); "
+                                    "this is one of the stacks it was split into",)
+            result.volumes.append(volume)
+    return result
+
+
+def _group_series(planes: list[Plane]) -> dict[tuple[object, ...], list[Plane]]:
+    groups: dict[tuple[object, ...], list[Plane]] = defaultdict(list)
+    for plane in planes:
+        if plane.series_instance_uid:
+            key: tuple[object, ...] = ("uid", plane.series_instance_uid)
+        else:
+            key = ("nouid", plane.study_instance_uid, plane.series_number, plane.series_description,
+                   plane.modality, plane.acquisition_number, plane.frame_of_reference_uid)
+        groups[key].append(plane)
+    return groups
+
+
+def _split_geometry(planes: list[Plane]) -> list[list[Plane]]:
+    """Split a series into stacks of one size, orientation and pixel spacing (largest first)."""
+    stacks: dict[tuple[object, ...], list[Plane]] = defaultdict(list)
+    for plane in planes:
+        stacks[plane.geometry_key].append(plane)
+    return sorted(stacks.values(), key=len, reverse=True)
+
+
+def _build(planes: list[Plane], options: ReadOptions) -> Volume:
+    stack = assemble(planes, correct_tilt=options.correct_tilt)
+    stored = decode_planes(stack.planes, options.workers)  # Z x rows x columns
+    values = _rescale(stored, stack.planes)
+    array = np.ascontiguousarray(values.transpose(2, 1, 0))  # X x Y x Z
+    first = stack.planes[0]
+    affine = affine_from_dicom(np.asarray(first.orientation[:3]), np.asarray(first.orientation[3:]),
+                               first.pixel_spacing, np.asarray(first.position), stack.step)
+    warnings = list(stack.notes)
+    source: DicomSource | None = _source(stack)
+    if stack.tilt_shift is not None:
+        array = _untilt(array, stack.tilt_shift)
+        source = None
+        warnings.append("tilt-corrected volume: it no longer matches the source slices, so no DICOM SEG "
+                        "can reference them")
+    elif not first.series_instance_uid:
+        warnings.append("the files carry no Series/Study/SOP Instance UIDs: series identified by geometry; "
+                        "a DICOM SEG cannot reference them until UIDs are assigned")
+    log.debug("read series of %d planes, shape %s", len(stack.planes), array.shape)
+    return Volume(array=array, affine=affine, modality=first.modality, source=source, warnings=tuple(warnings))
+
+
+def _rescale(stored: np.ndarray, planes: Sequence[Plane]) -> np.ndarray:
+    """Apply RescaleSlope/Intercept; integer output when they are integral (CT), else float32."""
+    slopes = np.array([p.slope for p in planes])
+    intercepts = np.array([p.intercept for p in planes])
+    if np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)):
+        low = float(stored.min()) + float(intercepts.min())
+        high = float(stored.max()) + float(intercepts.max())
+        dtype = np.int16 if low >= -32768 and high <= 32767 else np.int32
+        if np.all(intercepts == 0) and stored.dtype == dtype:
+            return stored
+        out: np.ndarray = stored.astype(dtype)
+        return np.add(out, intercepts.astype(dtype)[:, None, None], out=out)
+    values: np.ndarray = stored.astype(np.float32)
+    np.multiply(values, slopes.astype(np.float32)[:, None, None], out=values)
+    return np.add(values, intercepts.astype(np.float32)[:, None, None], out=values)
+
+
+def _untilt(array: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Shift slice k by ``k * shift`` voxels in-plane, giving the orthogonal grid of the stack."""
+    out = np.empty(array.shape, dtype=np.float32)
+    fill = float(array.min())
+    for k in range(array.shape[2]):
+        out[:, :, k] = ndimage.shift(array[:, :, k].astype(np.float32), k * shift, order=1, cval=fill)
+    return out.astype(array.dtype) if np.issubdtype(array.dtype, np.floating) else np.round(out).astype(array.dtype)
+
+
+def _source(stack: Stack) -> DicomSource:
+    first = stack.planes[0]
+    return DicomSource(
+        study_instance_uid=first.study_instance_uid,
+        series_instance_uid=first.series_instance_uid,
+        frame_of_reference_uid=first.frame_of_reference_uid,
+        sop_class_uid=first.sop_class_uid,
+        sop_instance_uids=tuple(p.sop_instance_uid for p in stack.planes),
+        files=tuple(p.path for p in stack.planes),
+        frames=tuple(p.frame for p in stack.planes),
+        attributes=dict(first.attributes),
+        series_description=first.series_description,
+        series_number=first.series_number,
+        headers=tuple({id(p.header): p.header for p in stack.planes}.values()),
+    )
+
+
+__all__ = ["GeometryError", "ReadOptions", "SeriesResult", "describe", "read_dicom"]

@@ -1,0 +1,99 @@
+"""Grid arithmetic shared by the readers, writers and resamplers.
+
+All affines here are voxel (``i, j, k``) to world (RAS+ mm) unless a name says LPS.
+"""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+
+from lrc.io.errors import LabelGeometryMismatch
+from lrc.io.volume import LPS_TO_RAS, Volume
+
+
+def affine_from_dicom(
+    row_cosine: np.ndarray,
+    column_cosine: np.ndarray,
+    pixel_spacing: tuple[float, float],
+    first_position: np.ndarray,
+    slice_step: np.ndarray,
+) -> np.ndarray:
+    """The RAS affine of a DICOM slice stack.
+
+    DICOM PS3.3 C.7.6.2.1.1: ``P = S + X * dc * i + Y * dr * j`` where ``X`` (the first three values
+    of ImageOrientationPatient) is the direction along a row (increasing column index ``i``), ``Y``
+    the direction down a column (increasing row index ``j``), ``dc = PixelSpacing[1]`` and
+    ``dr = PixelSpacing[0]``. The third column is the vector from one slice position to the next.
+
+    Args:
+        row_cosine: ImageOrientationPatient[:3] (LPS).
+        column_cosine: ImageOrientationPatient[3:] (LPS).
+        pixel_spacing: PixelSpacing as stored (row spacing, column spacing) in mm.
+        first_position: ImagePositionPatient of slice ``k = 0`` (LPS).
+        slice_step: position of slice ``k + 1`` minus slice ``k`` (LPS, mm).
+    """
+    lps = np.eye(4)
+    lps[:3, 0] = np.asarray(row_cosine, dtype=np.float64) * float(pixel_spacing[1])
+    lps[:3, 1] = np.asarray(column_cosine, dtype=np.float64) * float(pixel_spacing[0])
+    lps[:3, 2] = np.asarray(slice_step, dtype=np.float64)
+    lps[:3, 3] = np.asarray(first_position, dtype=np.float64)
+    return LPS_TO_RAS @ lps
+
+
+def axis_codes(affine: np.ndarray) -> str:
+    """Orientation letters of the voxel axes, e.g. ``"LPS"`` for a usual DICOM axial stack."""
+    return "".join(nib.orientations.aff2axcodes(affine))
+
+
+def same_grid(a_affine: np.ndarray, a_shape: tuple[int, ...], b_affine: np.ndarray,
+              b_shape: tuple[int, ...], tolerance_mm: float = 1e-3) -> bool:
+    """True when two grids place every voxel at the same world point (within ``tolerance_mm``)."""
+    if tuple(a_shape[:3]) != tuple(b_shape[:3]):
+        return False
+    corners = _corners(a_shape)
+    return bool(np.abs((a_affine - b_affine) @ corners).max() <= tolerance_mm)
+
+
+def _corners(shape: tuple[int, ...]) -> np.ndarray:
+    """The 8 corner voxels of a grid as a 4x8 homogeneous matrix."""
+    x, y, z = (s - 1 for s in shape[:3])
+    return np.array(
+        [[i, j, k, 1.0] for i in (0, x) for j in (0, y) for k in (0, z)], dtype=np.float64
+    ).T
+
+
+def align_to(label: Volume, reference: Volume, tolerance_mm: float = 0.5) -> Volume:
+    """Put ``label`` on ``reference``'s voxel grid when both grids hold the same voxels.
+
+    Grids that differ only by axis order or flips (a NIfTI written LAS for a DICOM read LPS, say)
+    are reoriented without interpolation. Anything else is refused: silently resampling a label
+    map hides a label that was drawn on another image.
+
+    Raises:
+        LabelGeometryMismatch: the grids differ in size, spacing, position or orientation.
+    """
+    ornt_label = nib.orientations.io_orientation(label.affine)
+    ornt_ref = nib.orientations.io_orientation(reference.affine)
+    transform = nib.orientations.ornt_transform(ornt_label, ornt_ref)
+    array = nib.orientations.apply_orientation(label.array, transform)
+    affine = label.affine @ nib.orientations.inv_ornt_aff(transform, label.array.shape)
+    if array.shape != reference.array.shape:
+        raise LabelGeometryMismatch(
+            f"label map has shape {label.shape} ({axis_codes(label.affine)}) but the image has "
+            f"{reference.shape} ({axis_codes(reference.affine)}): it was not drawn on this image"
+        )
+    error = float(np.abs((affine - reference.affine) @ _corners(array.shape)).max())
+    if error > tolerance_mm:
+        raise LabelGeometryMismatch(
+            f"label map and image have the same shape {reference.shape} but their grids are "
+            f"{error:.2f} mm apart (tolerance {tolerance_mm} mm); label spacing "
+            f"{_fmt(label.spacing)} origin {_fmt(label.origin)}, image spacing "
+            f"{_fmt(reference.spacing)} origin {_fmt(reference.origin)}"
+        )
+    return reference.with_array(np.ascontiguousarray(array), modality=label.modality, source=None,
+                                warnings=label.warnings)
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"

@@ -1,0 +1,86 @@
+"""NIfTI-1/2 (``.nii``, ``.nii.gz``) in and out, via nibabel.
+
+The NIfTI affine is already voxel-to-RAS, the convention of :class:`~lrc.io.volume.Volume`; the
+sform is used when set, else the qform (nibabel's ``affine``). Written files carry the affine in
+both sform and qform (code 1, scanner anatomical) and millimetre units.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from lrc.io.errors import ImageIOError, UnsupportedInput
+from lrc.io.volume import Volume
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti_path(path: str | os.PathLike[str]) -> bool:
+    """True when the name ends in ``.nii`` or ``.nii.gz``."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def read_nifti(path: str | os.PathLike[str], modality: str = "OT") -> Volume:
+    """Read a 3D NIfTI image (a 4D file with one volume is accepted).
+
+    Stored integers stay integers when the file applies no scaling (label maps keep their dtype).
+
+    Raises:
+        UnsupportedInput: not a readable NIfTI, not 3D, non-finite voxels or a singular affine.
+    """
+    path = Path(path)
+    try:
+        image = nib.load(path)
+        if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+            raise UnsupportedInput(f"{path.name}: not a NIfTI image ({type(image).__name__})")
+        data = np.asanyarray(image.dataobj)
+    except ImageIOError:
+        raise
+    except Exception as exc:  # nibabel raises many types on broken headers
+        raise UnsupportedInput(f"{path.name}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise UnsupportedInput(f"{path.name}: a 3D image is needed, this one has shape {data.shape}")
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        raise UnsupportedInput(f"{path.name}: {int((~np.isfinite(data)).sum())} voxels are NaN or infinite")
+    affine = np.asarray(image.affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise UnsupportedInput(f"{path.name}: the header's affine is singular or not finite; no geometry")
+    return Volume(array=np.ascontiguousarray(data), affine=affine, modality=modality)
+
+
+def write_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:
+    """Write a volume as NIfTI-1, atomically (a reader never sees a half-written file).
+
+    Raises:
+        ValueError: the name does not end in ``.nii`` or ``.nii.gz``.
+    """
+    path = Path(path)
+    if not is_nifti_path(path):
+        raise ValueError(f"{path.name}: a NIfTI output name ends in .nii or .nii.gz")
+    array = volume.array
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    elif array.dtype == np.int64:
+        array = array.astype(np.int32)
+    image = nib.Nifti1Image(array, volume.affine)
+    image.set_sform(volume.affine, code=1)
+    image.set_qform(volume.affine, code=1)
+    image.header.set_xyzt_units(xyz="mm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
+    handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        nib.save(image, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

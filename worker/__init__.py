@@ -1,0 +1,1 @@
+"""Celery workers (the service issue): thin tasks that call ``lrc`` runners."""
