@@ -13,8 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Label-efficient medical image segmentation (Localized Region Contrast).")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Label-efficient medical image segmentation (Localized Region Contrast).",
+)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 TiltFlag = Annotated[bool, typer.Option("--correct-tilt", help="Resample gantry-tilted stacks instead of refusing.")]
@@ -43,8 +46,11 @@ def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log pro
 
 
 @app.command()
-def info(paths: Annotated[list[Path], typer.Argument(help="DICOM files, folders, zips or NIfTI files.")],
-         as_json: JsonFlag = False, correct_tilt: TiltFlag = False) -> None:
+def info(
+    paths: Annotated[list[Path], typer.Argument(help="DICOM files, folders, zips or NIfTI files.")],
+    as_json: JsonFlag = False,
+    correct_tilt: TiltFlag = False,
+) -> None:
     """Describe every series found: modality, shape, spacing, geometry, UIDs and warnings."""
     from lrc.io import ImageIOError, ReadOptions, read_images
 
@@ -72,9 +78,10 @@ def convert(
     source: Annotated[Path, typer.Argument(help="DICOM series (file, folder, zip), DICOM SEG, or NIfTI label map.")],
     output: Annotated[Path, typer.Argument(help="Output: .nii/.nii.gz, or .dcm for a SEG/RTSTRUCT.")],
     reference: Annotated[Path | None, typer.Option(help="The image series a SEG or label map belongs to.")] = None,
-    labels: Annotated[Path | None, typer.Option(help="Label table JSON ({\"1\": \"liver\", ...}).")] = None,
-    overlap: Annotated[Overlap, typer.Option(help="Overlapping SEG segments: refuse, or lower/higher number wins.")]
-    = Overlap.error,
+    labels: Annotated[Path | None, typer.Option(help='Label table JSON ({"1": "liver", ...}).')] = None,
+    overlap: Annotated[
+        Overlap, typer.Option(help="Overlapping SEG segments: refuse, or lower/higher number wins.")
+    ] = Overlap.error,
     fmt: Annotated[LabelFormat, typer.Option("--format", help="DICOM output object.")] = LabelFormat.seg,
     correct_tilt: TiltFlag = False,
     as_json: JsonFlag = False,
@@ -103,8 +110,13 @@ def convert(
                 raise typer.BadParameter("a DICOM SEG/RTSTRUCT needs --reference (the image series)")
             image_ref = read_volume(reference, options)
             label_map = read_volume(source)
-            table = LabelTable.from_json(labels) if labels else LabelTable.from_names(
-                {int(v): f"label {int(v)}" for v in sorted(set(label_map.array.ravel().tolist())) if v})
+            table = (
+                LabelTable.from_json(labels)
+                if labels
+                else LabelTable.from_names(
+                    {int(v): f"label {int(v)}" for v in sorted(set(label_map.array.ravel().tolist())) if v}
+                )
+            )
             if fmt is LabelFormat.rtstruct:
                 from lrc.io.rtstruct import write_rtstruct
 
@@ -112,8 +124,13 @@ def convert(
             else:
                 from lrc.io.seg import write_seg
 
-                written = write_seg(label_map, image_ref, table, output,
-                                    segmentation_type="labelmap" if fmt is LabelFormat.seg_labelmap else "binary")
+                written = write_seg(
+                    label_map,
+                    image_ref,
+                    table,
+                    output,
+                    segmentation_type="labelmap" if fmt is LabelFormat.seg_labelmap else "binary",
+                )
             volume = label_map
         else:
             raise typer.BadParameter(f"{output.name}: output must end in .nii, .nii.gz or .dcm")
@@ -124,8 +141,10 @@ def convert(
     if as_json:
         typer.echo(json.dumps({"output": str(written), "series": summarize(volume)}, indent=2))
     else:
-        typer.echo(f"wrote {written} ({'x'.join(map(str, volume.shape))}, spacing "
-                   f"{', '.join(f'{s:.3f}' for s in volume.spacing)} mm)")
+        typer.echo(
+            f"wrote {written} ({'x'.join(map(str, volume.shape))}, spacing "
+            f"{', '.join(f'{s:.3f}' for s in volume.spacing)} mm)"
+        )
         for warning in volume.warnings:
             typer.echo(f"  warning: {warning}", err=True)
 
@@ -165,8 +184,10 @@ def _fail(exc: Exception, as_json: bool) -> Any:
 def _print_report(report: dict[str, Any]) -> None:
     for index, series in enumerate(report["series"]):
         typer.echo(f"[{index}] {series['modality']} {series.get('description') or ''}".rstrip())
-        typer.echo(f"    shape {series['shape']}  spacing {[round(s, 4) for s in series['spacing']]} mm  "
-                   f"orientation {series['orientation']}")
+        typer.echo(
+            f"    shape {series['shape']}  spacing {[round(s, 4) for s in series['spacing']]} mm  "
+            f"orientation {series['orientation']}"
+        )
         typer.echo(f"    origin {[round(o, 2) for o in series['origin']]} (RAS mm)  slices {series['slice_count']}")
         for key, value in series["uids"].items():
             if value:

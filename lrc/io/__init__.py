@@ -84,8 +84,9 @@ def read_images(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | 
         return result
 
 
-def read_volume(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-                options: ReadOptions | None = None) -> Volume:
+def read_volume(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], options: ReadOptions | None = None
+) -> Volume:
     """Read exactly one image (DICOM series or NIfTI file).
 
     Raises:

@@ -54,8 +54,9 @@ def is_zip(path: Path) -> bool:
         return False
 
 
-def collect_files(paths: Iterable[str | os.PathLike[str]], extract_dir: Path | None = None,
-                  limits: ArchiveLimits | None = None) -> Collected:
+def collect_files(
+    paths: Iterable[str | os.PathLike[str]], extract_dir: Path | None = None, limits: ArchiveLimits | None = None
+) -> Collected:
     """Expand files, folders (recursive) and zip archives into a list of files.
 
     Args:
@@ -126,8 +127,9 @@ def extract_zip(archive: Path, target: Path, limits: ArchiveLimits) -> list[Path
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
             if len(members) > limits.max_entries:
-                raise UnsafeArchive(f"{archive.name}: {len(members)} entries, more than the limit of "
-                                    f"{limits.max_entries}")
+                raise UnsafeArchive(
+                    f"{archive.name}: {len(members)} entries, more than the limit of {limits.max_entries}"
+                )
             checked = []
             for member in members:
                 relative = _safe_member_path(member.filename)
@@ -155,8 +157,9 @@ def extract_zip(archive: Path, target: Path, limits: ArchiveLimits) -> list[Path
         raise UnsafeArchive(f"{archive.name}: not a readable zip archive ({exc})") from exc
 
 
-def _inflate(zf: zipfile.ZipFile, member: zipfile.ZipInfo, out: Path, total: int,
-             limits: ArchiveLimits, archive_name: str) -> int:
+def _inflate(
+    zf: zipfile.ZipFile, member: zipfile.ZipInfo, out: Path, total: int, limits: ArchiveLimits, archive_name: str
+) -> int:
     """Copy one entry, counting real inflated bytes against the limits; return the new total."""
     compressed = max(member.compress_size, 1)
     size = 0
@@ -166,11 +169,12 @@ def _inflate(zf: zipfile.ZipFile, member: zipfile.ZipInfo, out: Path, total: int
                 size += len(chunk)
                 total += len(chunk)
                 if total > limits.max_total_bytes:
-                    raise UnsafeArchive(f"{archive_name}: unpacks to more than {limits.max_total_bytes} "
-                                        "bytes; refused")
+                    raise UnsafeArchive(f"{archive_name}: unpacks to more than {limits.max_total_bytes} bytes; refused")
                 if size > 1_000_000 and size / compressed > limits.max_ratio:
-                    raise UnsafeArchive(f"{archive_name}: entry {member.filename!r} inflates more than "
-                                        f"{limits.max_ratio:.0f}x (zip bomb?); refused")
+                    raise UnsafeArchive(
+                        f"{archive_name}: entry {member.filename!r} inflates more than "
+                        f"{limits.max_ratio:.0f}x (zip bomb?); refused"
+                    )
                 sink.write(chunk)
     except UnsafeArchive:
         out.unlink(missing_ok=True)
@@ -179,4 +183,3 @@ def _inflate(zf: zipfile.ZipFile, member: zipfile.ZipInfo, out: Path, total: int
         out.unlink(missing_ok=True)
         raise UnsafeArchive(f"{archive_name}: entry {member.filename!r} is corrupt ({exc})") from exc
     return total
-

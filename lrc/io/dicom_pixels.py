@@ -49,8 +49,9 @@ def decode_planes(planes: Sequence[Plane], workers: int | None = None) -> np.nda
         tasks = [(str(planes[i].path), planes[i].frame) for i in coded]
         for index, plane in zip(coded, _map_decode(tasks, workers), strict=True):
             if plane.shape != out.shape[1:]:
-                raise InvalidDicom(f"{planes[index].path.name}: decoded {plane.shape} pixels, header says "
-                                   f"{out.shape[1:]}")
+                raise InvalidDicom(
+                    f"{planes[index].path.name}: decoded {plane.shape} pixels, header says {out.shape[1:]}"
+                )
             out[index] = plane
     return out
 

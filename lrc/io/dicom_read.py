@@ -109,8 +109,10 @@ def _read(paths: Sequence[str | os.PathLike[str]], options: ReadOptions, extract
                 result.errors.append(exc)
                 continue
             if len(stacks) > 1:
-                volume.warnings += (f"series holds {len(stacks)} image geometries (sizes/orientations); "
-                                    "this is one of the stacks it was split into",)
+                volume.warnings += (
+                    f"series holds {len(stacks)} image geometries (sizes/orientations); "
+                    "this is one of the stacks it was split into",
+                )
             result.volumes.append(volume)
     return result
 
@@ -121,8 +123,15 @@ def _group_series(planes: list[Plane]) -> dict[tuple[object, ...], list[Plane]]:
         if plane.series_instance_uid:
             key: tuple[object, ...] = ("uid", plane.series_instance_uid)
         else:
-            key = ("nouid", plane.study_instance_uid, plane.series_number, plane.series_description,
-                   plane.modality, plane.acquisition_number, plane.frame_of_reference_uid)
+            key = (
+                "nouid",
+                plane.study_instance_uid,
+                plane.series_number,
+                plane.series_description,
+                plane.modality,
+                plane.acquisition_number,
+                plane.frame_of_reference_uid,
+            )
         groups[key].append(plane)
     return groups
 
@@ -141,18 +150,26 @@ def _build(planes: list[Plane], options: ReadOptions) -> Volume:
     values = _rescale(stored, stack.planes)
     array = np.ascontiguousarray(values.transpose(2, 1, 0))  # X x Y x Z
     first = stack.planes[0]
-    affine = affine_from_dicom(np.asarray(first.orientation[:3]), np.asarray(first.orientation[3:]),
-                               first.pixel_spacing, np.asarray(first.position), stack.step)
+    affine = affine_from_dicom(
+        np.asarray(first.orientation[:3]),
+        np.asarray(first.orientation[3:]),
+        first.pixel_spacing,
+        np.asarray(first.position),
+        stack.step,
+    )
     warnings = list(stack.notes)
     source: DicomSource | None = _source(stack)
     if stack.tilt_shift is not None:
         array = _untilt(array, stack.tilt_shift)
         source = None
-        warnings.append("tilt-corrected volume: it no longer matches the source slices, so no DICOM SEG "
-                        "can reference them")
+        warnings.append(
+            "tilt-corrected volume: it no longer matches the source slices, so no DICOM SEG can reference them"
+        )
     elif not first.series_instance_uid:
-        warnings.append("the files carry no Series/Study/SOP Instance UIDs: series identified by geometry; "
-                        "a DICOM SEG cannot reference them until UIDs are assigned")
+        warnings.append(
+            "the files carry no Series/Study/SOP Instance UIDs: series identified by geometry; "
+            "a DICOM SEG cannot reference them until UIDs are assigned"
+        )
     log.debug("read series of %d planes, shape %s", len(stack.planes), array.shape)
     return Volume(array=array, affine=affine, modality=first.modality, source=source, warnings=tuple(warnings))
 

@@ -168,8 +168,9 @@ def _planes(path: Path, ds: Dataset) -> list[Plane]:
     ]
 
 
-def _enhanced_planes(ds: Dataset, common: dict[str, Any], frames: int, offset: int | None,
-                     frame_bytes: int) -> list[Plane]:
+def _enhanced_planes(
+    ds: Dataset, common: dict[str, Any], frames: int, offset: int | None, frame_bytes: int
+) -> list[Plane]:
     """Planes of a multi-frame (Enhanced / Legacy Converted Enhanced) CT or MR image."""
     shared = ds.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
@@ -210,8 +211,9 @@ def _group(frame: Dataset, shared: Dataset, sequence: str, keyword: str) -> Any:
     return None
 
 
-def _pixel_offset(path: Path, ds: Dataset, transfer_syntax: str, bits_allocated: int, pixels: int,
-                  frames: int) -> int | None:
+def _pixel_offset(
+    path: Path, ds: Dataset, transfer_syntax: str, bits_allocated: int, pixels: int, frames: int
+) -> int | None:
     """File offset of native little-endian pixel data, when it can be read as a plain array."""
     if transfer_syntax not in UNCOMPRESSED or bits_allocated not in (8, 16, 32):
         return None
@@ -223,8 +225,11 @@ def _pixel_offset(path: Path, ds: Dataset, transfer_syntax: str, bits_allocated:
     needed = pixels * frames * bits_allocated // 8
     if length < needed or path.stat().st_size < tell + needed:
         available = min(length, path.stat().st_size - tell)
-        raise _Skip(f"pixel data truncated: {available} bytes for {frames} frame(s) of {pixels} pixels "
-                    f"at {bits_allocated} bits", invalid=True)
+        raise _Skip(
+            f"pixel data truncated: {available} bytes for {frames} frame(s) of {pixels} pixels "
+            f"at {bits_allocated} bits",
+            invalid=True,
+        )
     return int(tell)
 
 

@@ -48,8 +48,9 @@ def normal_of(orientation: tuple[float, ...]) -> np.ndarray:
     normal = np.cross(row, column)
     norm = float(np.linalg.norm(normal))
     if norm < 1e-6 or abs(float(row @ column)) > 1e-3:
-        raise GeometryError("bad_orientation", f"ImageOrientationPatient {orientation} is not two "
-                            "orthogonal unit vectors")
+        raise GeometryError(
+            "bad_orientation", f"ImageOrientationPatient {orientation} is not two orthogonal unit vectors"
+        )
     return normal / norm
 
 
@@ -87,15 +88,20 @@ def assemble(planes: list[Plane], correct_tilt: bool = False, jitter_fraction: f
     fitted = positions[0] + np.outer(np.arange(len(ordered)), step)
     off_line = float(np.abs(positions - fitted).max())
     if off_line > max(0.1, 0.1 * spacing):
-        raise GeometryError("bad_orientation", f"slice positions do not lie on a line: one is "
-                            f"{off_line:.2f} mm off (sheared or mixed stack)")
+        raise GeometryError(
+            "bad_orientation",
+            f"slice positions do not lie on a line: one is {off_line:.2f} mm off (sheared or mixed stack)",
+        )
     tilt = float(np.degrees(np.arctan2(np.linalg.norm(lateral), abs(along))))
     shift = None
     if tilt > TILT_TOLERANCE_DEG:
         if not correct_tilt:
-            raise GeometryError("gantry_tilt", f"slices are offset in-plane by a gantry tilt of {tilt:.2f} "
-                                "degrees; pass correct_tilt=True (lrc: --correct-tilt) to resample the stack "
-                                "onto an orthogonal grid")
+            raise GeometryError(
+                "gantry_tilt",
+                f"slices are offset in-plane by a gantry tilt of {tilt:.2f} "
+                "degrees; pass correct_tilt=True (lrc: --correct-tilt) to resample the stack "
+                "onto an orthogonal grid",
+            )
         row, column = np.asarray(first.orientation[:3]), np.asarray(first.orientation[3:])
         shift = np.array([lateral @ row / first.pixel_spacing[1], lateral @ column / first.pixel_spacing[0]])
         notes.append(f"gantry tilt of {tilt:.2f} degrees corrected by resampling onto an orthogonal grid")
@@ -103,8 +109,9 @@ def assemble(planes: list[Plane], correct_tilt: bool = False, jitter_fraction: f
     return Stack(tuple(ordered), step, shift, tuple(notes))
 
 
-def _drop_copies(planes: list[Plane], positions: np.ndarray, distance: np.ndarray,
-                 notes: list[str]) -> tuple[list[Plane], np.ndarray, np.ndarray]:
+def _drop_copies(
+    planes: list[Plane], positions: np.ndarray, distance: np.ndarray, notes: list[str]
+) -> tuple[list[Plane], np.ndarray, np.ndarray]:
     """Drop second copies of the same instance; refuse two instances at one position."""
     same = np.flatnonzero(np.diff(distance) < 1e-3)
     if same.size == 0:
@@ -125,14 +132,16 @@ def _drop_copies(planes: list[Plane], positions: np.ndarray, distance: np.ndarra
     return [p for p, k in zip(planes, keep, strict=True) if k], positions[keep], distance[keep]
 
 
-def _check_spacing(gaps: np.ndarray, spacing: float, distance: np.ndarray, jitter_fraction: float,
-                   notes: list[str]) -> None:
+def _check_spacing(
+    gaps: np.ndarray, spacing: float, distance: np.ndarray, jitter_fraction: float, notes: list[str]
+) -> None:
     deviation = np.abs(gaps - spacing)
     worst = int(np.argmax(deviation))
     if deviation[worst] <= jitter_fraction * spacing:
         if deviation[worst] > 1e-3 * spacing + 1e-4:
-            notes.append(f"slice spacing varies by up to {deviation[worst]:.3f} mm around {spacing:.3f} mm; "
-                         "mean spacing used")
+            notes.append(
+                f"slice spacing varies by up to {deviation[worst]:.3f} mm around {spacing:.3f} mm; mean spacing used"
+            )
         return
     where = f"between positions {distance[worst]:.2f} and {distance[worst + 1]:.2f} mm along the normal"
     ratio = gaps / spacing

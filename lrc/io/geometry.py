@@ -46,8 +46,13 @@ def axis_codes(affine: np.ndarray) -> str:
     return "".join(nib.orientations.aff2axcodes(affine))
 
 
-def same_grid(a_affine: np.ndarray, a_shape: tuple[int, ...], b_affine: np.ndarray,
-              b_shape: tuple[int, ...], tolerance_mm: float = 1e-3) -> bool:
+def same_grid(
+    a_affine: np.ndarray,
+    a_shape: tuple[int, ...],
+    b_affine: np.ndarray,
+    b_shape: tuple[int, ...],
+    tolerance_mm: float = 1e-3,
+) -> bool:
     """True when two grids place every voxel at the same world point (within ``tolerance_mm``)."""
     if tuple(a_shape[:3]) != tuple(b_shape[:3]):
         return False
@@ -58,9 +63,7 @@ def same_grid(a_affine: np.ndarray, a_shape: tuple[int, ...], b_affine: np.ndarr
 def _corners(shape: tuple[int, ...]) -> np.ndarray:
     """The 8 corner voxels of a grid as a 4x8 homogeneous matrix."""
     x, y, z = (s - 1 for s in shape[:3])
-    return np.array(
-        [[i, j, k, 1.0] for i in (0, x) for j in (0, y) for k in (0, z)], dtype=np.float64
-    ).T
+    return np.array([[i, j, k, 1.0] for i in (0, x) for j in (0, y) for k in (0, z)], dtype=np.float64).T
 
 
 def align_to(label: Volume, reference: Volume, tolerance_mm: float = 0.5) -> Volume:
@@ -91,8 +94,9 @@ def align_to(label: Volume, reference: Volume, tolerance_mm: float = 0.5) -> Vol
             f"{_fmt(label.spacing)} origin {_fmt(label.origin)}, image spacing "
             f"{_fmt(reference.spacing)} origin {_fmt(reference.origin)}"
         )
-    return reference.with_array(np.ascontiguousarray(array), modality=label.modality, source=None,
-                                warnings=label.warnings)
+    return reference.with_array(
+        np.ascontiguousarray(array), modality=label.modality, source=None, warnings=label.warnings
+    )
 
 
 def _fmt(values: tuple[float, ...]) -> str:

@@ -44,15 +44,36 @@ KNOWN_STRUCTURES: dict[str, tuple[str, str]] = {
     "brain": ("12738006", "Brain"),
     "adrenal_gland": ("23451007", "Adrenal gland"),
 }
-_ALIASES = {"ivc": "inferior_vena_cava", "gall_bladder": "gallbladder", "bladder": "urinary_bladder",
-            "oesophagus": "esophagus", "small_intestine": "small_bowel"}
+_ALIASES = {
+    "ivc": "inferior_vena_cava",
+    "gall_bladder": "gallbladder",
+    "bladder": "urinary_bladder",
+    "oesophagus": "esophagus",
+    "small_intestine": "small_bowel",
+}
 
 # A qualitative palette (RGB) for labels without a colour of their own.
 PALETTE = (
-    (221, 130, 101), (157, 108, 162), (185, 102, 83), (241, 214, 145), (216, 101, 79),
-    (111, 184, 210), (230, 220, 70), (0, 151, 206), (255, 253, 229), (128, 174, 128),
-    (244, 214, 49), (183, 156, 220), (183, 214, 211), (152, 189, 207), (178, 212, 242),
-    (68, 172, 100), (111, 197, 131), (85, 188, 255), (0, 145, 30), (214, 230, 130),
+    (221, 130, 101),
+    (157, 108, 162),
+    (185, 102, 83),
+    (241, 214, 145),
+    (216, 101, 79),
+    (111, 184, 210),
+    (230, 220, 70),
+    (0, 151, 206),
+    (255, 253, 229),
+    (128, 174, 128),
+    (244, 214, 49),
+    (183, 156, 220),
+    (183, 214, 211),
+    (152, 189, 207),
+    (178, 212, 242),
+    (68, 172, 100),
+    (111, 197, 131),
+    (85, 188, 255),
+    (0, 145, 30),
+    (214, 230, 130),
 )
 
 
@@ -120,8 +141,13 @@ class LabelTable(Mapping[int, Label]):
             else:
                 label = Label.named(int(key), entry["name"], _color(entry.get("color")))
                 if "type" in entry:
-                    label = Label(label.value, label.name, label.color, tuple(entry.get("category", label.category)),
-                                  tuple(entry["type"]))
+                    label = Label(
+                        label.value,
+                        label.name,
+                        label.color,
+                        tuple(entry.get("category", label.category)),
+                        tuple(entry["type"]),
+                    )
                 labels.append(label)
         return cls(labels)
 

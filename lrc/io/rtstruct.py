@@ -28,9 +28,17 @@ from lrc.io.seg import _save_atomic
 from lrc.io.volume import COPIED_ATTRIBUTES, Volume
 
 
-def write_rtstruct(labels: Volume, image: Volume, table: LabelTable, path: str | os.PathLike[str], *,
-                   structure_set_label: str = "LRC", series_description: str = "LRC structures",
-                   series_number: int = 902, tolerance_voxels: float = 0.2) -> Path:
+def write_rtstruct(
+    labels: Volume,
+    image: Volume,
+    table: LabelTable,
+    path: str | os.PathLike[str],
+    *,
+    structure_set_label: str = "LRC",
+    series_description: str = "LRC structures",
+    series_number: int = 902,
+    tolerance_voxels: float = 0.2,
+) -> Path:
     """Write a label map as an RTSTRUCT that references ``image``'s source series.
 
     Args:
@@ -48,7 +56,8 @@ def write_rtstruct(labels: Volume, image: Volume, table: LabelTable, path: str |
     if source is None or not source.has_uids or any(f is not None for f in source.frames):
         raise SegmentationFormatError(
             "an RTSTRUCT must reference single-frame DICOM slices with UIDs; this image has none "
-            "(read from NIfTI, tilt-corrected, multi-frame or without UIDs)")
+            "(read from NIfTI, tilt-corrected, multi-frame or without UIDs)"
+        )
     labels = align_to(labels, image)
     present = [int(v) for v in np.unique(labels.array) if v != 0]
     unknown = [v for v in present if v not in table]
@@ -73,7 +82,8 @@ def write_rtstruct(labels: Volume, image: Volume, table: LabelTable, path: str |
         contour_item.ROIDisplayColor = list(label.color)
         contour_item.ReferencedROINumber = number
         contour_item.ContourSequence = Sequence(
-            _contours(labels.array == value, lps, source.sop_class_uid, source.sop_instance_uids, tolerance_voxels))
+            _contours(labels.array == value, lps, source.sop_class_uid, source.sop_instance_uids, tolerance_voxels)
+        )
         ds.ROIContourSequence.append(contour_item)
 
         observation = Dataset()
@@ -85,8 +95,9 @@ def write_rtstruct(labels: Volume, image: Volume, table: LabelTable, path: str |
     return _save_atomic(ds, Path(path))
 
 
-def _contours(mask: np.ndarray, lps: np.ndarray, sop_class: str, sop_instances: tuple[str, ...],
-              tolerance: float) -> list[Dataset]:
+def _contours(
+    mask: np.ndarray, lps: np.ndarray, sop_class: str, sop_instances: tuple[str, ...], tolerance: float
+) -> list[Dataset]:
     items = []
     for k in np.flatnonzero(mask.any(axis=(0, 1))):
         # Pad so that outlines touching the border close.

@@ -33,10 +33,19 @@ from lrc.io.volume import LPS_TO_RAS, Volume
 SegType = Literal["binary", "labelmap"]
 
 
-def write_seg(labels: Volume, image: Volume, table: LabelTable, path: str | os.PathLike[str], *,
-              segmentation_type: SegType = "binary", series_description: str = "LRC segmentation",
-              series_number: int = 901, algorithm_name: str = "LRC", algorithm_version: str = lrc.__version__,
-              automatic: bool = True) -> Path:
+def write_seg(
+    labels: Volume,
+    image: Volume,
+    table: LabelTable,
+    path: str | os.PathLike[str],
+    *,
+    segmentation_type: SegType = "binary",
+    series_description: str = "LRC segmentation",
+    series_number: int = 901,
+    algorithm_name: str = "LRC",
+    algorithm_version: str = lrc.__version__,
+    automatic: bool = True,
+) -> Path:
     """Write a label map as a DICOM SEG that references ``image``'s source series.
 
     Args:
@@ -54,34 +63,40 @@ def write_seg(labels: Volume, image: Volume, table: LabelTable, path: str | os.P
     if source is None or not source.has_uids or not source.headers:
         raise SegmentationFormatError(
             "a DICOM SEG must reference the DICOM series it segments; this image has no complete DICOM "
-            "source (read from NIfTI, tilt-corrected, or its files carry no UIDs)")
+            "source (read from NIfTI, tilt-corrected, or its files carry no UIDs)"
+        )
     labels = align_to(labels, image)
     values = np.unique(labels.array)
     unknown = sorted(int(v) for v in values if v != 0 and int(v) not in table)
     if unknown or np.any(values < 0):
-        raise SegmentationFormatError(f"label values {unknown or values[values < 0].tolist()} are not in the "
-                                      f"label table (known: {list(table)})")
+        raise SegmentationFormatError(
+            f"label values {unknown or values[values < 0].tolist()} are not in the label table (known: {list(table)})"
+        )
     lut = np.zeros(int(max(values.max(), max(table))) + 1, dtype=np.uint8 if len(table) < 256 else np.uint16)
     for number, value in enumerate(table, start=1):
         lut[value] = number
     frames = lut[labels.array].transpose(2, 1, 0)  # Z x rows x columns, segment numbers
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=algorithm_name, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version)
+        name=algorithm_name, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version
+    )
     descriptions = [
-        _describe(number, table[value], algorithm if automatic else None)
-        for number, value in enumerate(table, start=1)
+        _describe(number, table[value], algorithm if automatic else None) for number, value in enumerate(table, start=1)
     ]
     with warnings.catch_warnings():
         # Source names like "ANON" are legal single-component names; highdicom warns about them.
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
-        seg = _segmentation(source.headers, frames, segmentation_type, descriptions, series_description,
-                            series_number)
+        seg = _segmentation(source.headers, frames, segmentation_type, descriptions, series_description, series_number)
     return _save_atomic(seg, Path(path))
 
 
-def _segmentation(headers: tuple[pydicom.Dataset, ...], frames: np.ndarray, segmentation_type: SegType,
-                  descriptions: list[hd.seg.SegmentDescription], series_description: str,
-                  series_number: int) -> hd.seg.Segmentation:
+def _segmentation(
+    headers: tuple[pydicom.Dataset, ...],
+    frames: np.ndarray,
+    segmentation_type: SegType,
+    descriptions: list[hd.seg.SegmentDescription],
+    series_description: str,
+    series_number: int,
+) -> hd.seg.Segmentation:
     return hd.seg.Segmentation(
         source_images=[source_header(h) for h in headers],
         pixel_array=frames,
@@ -112,15 +127,17 @@ def source_header(header: pydicom.Dataset) -> pydicom.Dataset:
     return copy
 
 
-def _describe(number: int, label: Label, algorithm: hd.AlgorithmIdentificationSequence | None
-              ) -> hd.seg.SegmentDescription:
+def _describe(
+    number: int, label: Label, algorithm: hd.AlgorithmIdentificationSequence | None
+) -> hd.seg.SegmentDescription:
     return hd.seg.SegmentDescription(
         segment_number=number,
         segment_label=label.name,
         segmented_property_category=hd.sr.CodedConcept(label.category[1], label.category[0], label.category[2]),
         segmented_property_type=hd.sr.CodedConcept(label.type[1], label.type[0], label.type[2]),
-        algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC if algorithm
-                        else hd.seg.SegmentAlgorithmTypeValues.MANUAL),
+        algorithm_type=(
+            hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC if algorithm else hd.seg.SegmentAlgorithmTypeValues.MANUAL
+        ),
         algorithm_identification=algorithm,
         display_color=hd.color.CIELabColor.from_rgb(*label.color),
     )
@@ -176,7 +193,8 @@ class SegmentMasks:
             if count:
                 raise SegmentationFormatError(
                     f"{count} voxels belong to more than one segment; a single label map cannot hold them. "
-                    "Use the per-segment masks, or choose overlap='first' or 'last'")
+                    "Use the per-segment masks, or choose overlap='first' or 'last'"
+                )
         order = list(range(len(self.table)))
         if overlap == "first":
             order.reverse()
@@ -212,12 +230,17 @@ def read_seg(path: str | os.PathLike[str], reference: Volume | None = None) -> S
         referenced = {uid for _, _, uid in seg.get_source_image_uids()}
         wanted = list(reference.source.sop_instance_uids)
         if not referenced & set(wanted):
-            raise SegmentationFormatError(f"{path.name}: the SEG references none of the image's slices "
-                                          "(it was made on another series)")
+            raise SegmentationFormatError(
+                f"{path.name}: the SEG references none of the image's slices (it was made on another series)"
+            )
         try:
             pixels = seg.get_pixels_by_source_instance(  # Z x rows x columns x S
-                [u for u in wanted if u in referenced], segment_numbers=numbers, rescale_fractional=True,
-                dtype=np.float32, ignore_spatial_locations=True)
+                [u for u in wanted if u in referenced],
+                segment_numbers=numbers,
+                rescale_fractional=True,
+                dtype=np.float32,
+                ignore_spatial_locations=True,
+            )
         except Exception as exc:
             raise SegmentationFormatError(f"{path.name}: cannot map its frames to the image ({exc})") from exc
         full = np.zeros((len(wanted), *pixels.shape[1:]), dtype=np.float32)
@@ -254,11 +277,13 @@ def _table(seg: hd.seg.Segmentation) -> LabelTable:
         color = None
         if "RecommendedDisplayCIELabValue" in item:
             color = hd.color.CIELabColor.from_dicom_value(item.RecommendedDisplayCIELabValue).to_rgb()
-        labels.append(Label(
-            value=number,
-            name=str(item.get("SegmentLabel") or kind.CodeMeaning),
-            color=tuple(int(c) for c in color) if color is not None else Label.named(number, "x").color,  # type: ignore[arg-type]
-            category=(str(category.CodingSchemeDesignator), str(category.CodeValue), str(category.CodeMeaning)),
-            type=(str(kind.CodingSchemeDesignator), str(kind.CodeValue), str(kind.CodeMeaning)),
-        ))
+        labels.append(
+            Label(
+                value=number,
+                name=str(item.get("SegmentLabel") or kind.CodeMeaning),
+                color=tuple(int(c) for c in color) if color is not None else Label.named(number, "x").color,  # type: ignore[arg-type]
+                category=(str(category.CodingSchemeDesignator), str(category.CodeValue), str(category.CodeMeaning)),
+                type=(str(kind.CodingSchemeDesignator), str(kind.CodeValue), str(kind.CodeMeaning)),
+            )
+        )
     return LabelTable(labels)
