@@ -1,18 +1,26 @@
-"""Decode the pixels of sorted planes into one array, in parallel where it pays.
+"""Decode the pixels of sorted planes into one array of modality values (HU for CT).
 
-Uncompressed little-endian planes are read straight from their file offset with NumPy (no
-pydicom decode, no copy beyond the read). Compressed planes (JPEG 2000, JPEG lossless/baseline,
-RLE) are decoded by pydicom's pylibjpeg plugins in worker processes: those decoders hold the GIL,
-so threads do not help. Inside a daemonic process (a Celery prefork child) processes cannot be
-started and decoding falls back to the calling process.
+Uncompressed little-endian planes are read straight from their file offset into the output
+array (no pydicom decode, no temporary copy), then masked and rescaled in place while the plane
+is still in cache; threads overlap this work because NumPy and file reads release the GIL.
+Compressed planes (JPEG 2000, JPEG lossless/baseline, RLE) are decoded by pydicom's pylibjpeg
+plugins in worker processes: those decoders hold the GIL, so threads do not help. Inside a
+daemonic process (a Celery prefork child) processes cannot be started and decoding stays in the
+calling process.
+
+The output type follows from the headers alone: ``int16`` when slope is 1, the intercept is an
+integer and every possible stored value fits after rescaling (the usual CT), ``int32`` when a
+wider integer is needed, else ``float32``.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +29,28 @@ import pydicom
 from lrc.io.dicom_scan import Plane
 from lrc.io.errors import InvalidDicom
 
+log = logging.getLogger(__name__)
+
 # Decoding compressed slices costs ~20 ms each; below this many, starting processes costs more.
 MIN_PLANES_FOR_PROCESSES = 24
 
 
-def decode_planes(planes: Sequence[Plane], workers: int | None = None) -> np.ndarray:
-    """Stored pixel values of ``planes`` as one array, shape ``(Z, rows, columns)``.
+def output_dtype(planes: Sequence[Plane]) -> np.dtype:
+    """The dtype that holds every rescaled value these headers allow, exactly."""
+    if any(p.slope != 1 or p.intercept != round(p.intercept) for p in planes):
+        return np.dtype(np.float32)
+    low = min(_stored_range(p)[0] + p.intercept for p in planes)
+    high = max(_stored_range(p)[1] + p.intercept for p in planes)
+    return np.dtype(np.int16 if low >= -(2**15) and high < 2**15 else np.int32)
+
+
+def _stored_range(plane: Plane) -> tuple[int, int]:
+    bits = plane.bits_stored
+    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if plane.signed else (0, 2**bits - 1)
+
+
+def read_planes(planes: Sequence[Plane], workers: int | None = None) -> np.ndarray:
+    """Rescaled values of ``planes`` as one array, shape ``(Z, rows, columns)``.
 
     Args:
         planes: planes of one grid, in slice order.
@@ -36,44 +60,63 @@ def decode_planes(planes: Sequence[Plane], workers: int | None = None) -> np.nda
         InvalidDicom: a plane cannot be decoded (corrupt or truncated data, unsupported syntax).
     """
     first = planes[0]
-    dtype = _stored_dtype(first)
-    out = np.empty((len(planes), first.rows, first.columns), dtype=dtype)  # Z x rows x columns
-    native = [i for i, p in enumerate(planes) if p.pixel_offset is not None]
-    coded = [i for i, p in enumerate(planes) if p.pixel_offset is None]
+    out = np.empty((len(planes), first.rows, first.columns), dtype=output_dtype(planes))  # Z x rows x columns
+    native = [k for k, p in enumerate(planes) if p.pixel_offset is not None]
+    coded = [k for k, p in enumerate(planes) if p.pixel_offset is None]
     if native:
-        # np.fromfile releases the GIL while reading: threads overlap the file system latency.
-        with ThreadPoolExecutor(max_workers=min(8, len(native))) as pool:
-            for index, plane in zip(native, pool.map(_read_native, [planes[i] for i in native]), strict=True):
-                out[index] = plane
+        with ThreadPoolExecutor(max_workers=min(4, len(native))) as pool:
+            list(pool.map(lambda k: _read_native(planes[k], out[k]), native))
     if coded:
-        tasks = [(str(planes[i].path), planes[i].frame) for i in coded]
-        for index, plane in zip(coded, _map_decode(tasks, workers), strict=True):
-            if plane.shape != out.shape[1:]:
-                raise InvalidDicom(
-                    f"{planes[index].path.name}: decoded {plane.shape} pixels, header says {out.shape[1:]}"
-                )
-            out[index] = plane
+        tasks = [(str(planes[k].path), planes[k].frame) for k in coded]
+        for k, stored in zip(coded, _map_decode(tasks, workers), strict=True):
+            if stored.shape != out.shape[1:]:
+                raise InvalidDicom(f"{planes[k].path.name}: decoded {stored.shape} pixels, header says {out.shape[1:]}")
+            _rescale_into(stored, planes[k], out[k])
     return out
 
 
 def _stored_dtype(plane: Plane) -> np.dtype:
     kind = "i" if plane.signed else "u"
-    return np.dtype(f"{kind}{max(plane.bits_allocated, 8) // 8}")
+    return np.dtype(f"<{kind}{max(plane.bits_allocated, 8) // 8}")
 
 
-def _read_native(plane: Plane) -> np.ndarray:
-    """One uncompressed plane read at its offset, high bits masked or sign-extended."""
-    dtype = _stored_dtype(plane).newbyteorder("<")
-    count = plane.rows * plane.columns
+def _read_native(plane: Plane, out: np.ndarray) -> None:
+    """Read one uncompressed plane into ``out`` (rows x columns), rescaled."""
+    dtype = _stored_dtype(plane)
     assert plane.pixel_offset is not None
-    data = np.fromfile(plane.path, dtype=dtype, count=count, offset=plane.pixel_offset)
-    if data.size != count:
-        raise InvalidDicom(f"{plane.path.name}: pixel data truncated ({data.size} of {count} pixels)")
+    direct = out.dtype.itemsize == dtype.itemsize and out.dtype.kind in "iu"
+    # Stored bits land in the output's memory when sizes match; masking and sign extension below
+    # make them valid values of the output type (the output type holds every stored value).
+    buffer = out.view(dtype) if direct else np.empty(out.shape, dtype=dtype)
+    with open(plane.path, "rb") as handle:
+        handle.seek(plane.pixel_offset)
+        read = handle.readinto(memoryview(buffer).cast("B"))
+    if read != buffer.nbytes:
+        raise InvalidDicom(f"{plane.path.name}: pixel data truncated ({read} of {buffer.nbytes} bytes)")
     unused = plane.bits_allocated - plane.bits_stored
     if 0 < unused < plane.bits_allocated:
         # Bits above BitsStored may hold overlays or garbage: drop them, keep the sign.
-        data = (data << unused) >> unused if plane.signed else data & ((1 << plane.bits_stored) - 1)
-    return data.reshape(plane.rows, plane.columns)
+        if plane.signed:
+            np.left_shift(buffer, unused, out=buffer)
+            np.right_shift(buffer, unused, out=buffer)
+        else:
+            np.bitwise_and(buffer, (1 << plane.bits_stored) - 1, out=buffer)
+    if direct:
+        if plane.intercept:
+            np.add(out, out.dtype.type(plane.intercept), out=out)
+    else:
+        _rescale_into(buffer, plane, out)
+
+
+def _rescale_into(stored: np.ndarray, plane: Plane, out: np.ndarray) -> None:
+    """``out = stored * slope + intercept`` in the output's type."""
+    if out.dtype.kind == "f":
+        np.multiply(stored, np.float32(plane.slope), out=out, casting="unsafe")
+        np.add(out, np.float32(plane.intercept), out=out)
+    else:
+        out[...] = stored
+        if plane.intercept:
+            np.add(out, out.dtype.type(plane.intercept), out=out)
 
 
 def _map_decode(tasks: list[tuple[str, int | None]], workers: int | None) -> list[np.ndarray]:
@@ -81,17 +124,22 @@ def _map_decode(tasks: list[tuple[str, int | None]], workers: int | None) -> lis
     if workers > 1 and len(tasks) >= MIN_PLANES_FOR_PROCESSES and not multiprocessing.current_process().daemon:
         context = multiprocessing.get_context("forkserver")
         chunk = max(1, len(tasks) // (workers * 4))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            return list(pool.map(_decode_one, tasks, chunksize=chunk))
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                return list(pool.map(_decode_one, tasks, chunksize=chunk))
+        except BrokenProcessPool:
+            # The children could not start (e.g. a __main__ read from stdin cannot be re-imported).
+            log.warning("decoder processes failed to start; decoding %d planes in this process", len(tasks))
     return [_decode_one(task) for task in tasks]
 
 
 def _decode_one(task: tuple[str, int | None]) -> np.ndarray:
-    """Decode one plane with pydicom (runs in a worker process)."""
+    """Decode one plane's stored values with pydicom (runs in a worker process)."""
     path, frame = task
     try:
         if frame is None:
             return np.asarray(pydicom.pixels.pixel_array(path))
         return np.asarray(pydicom.pixels.pixel_array(path, index=frame - 1))
     except Exception as exc:  # decoders raise many types on corrupt data
-        raise InvalidDicom(f"{Path(path).name}: pixel data cannot be decoded ({type(exc).__name__}: {exc})") from exc
+        name = Path(path).name
+        raise InvalidDicom(f"{name}: pixel data cannot be decoded ({type(exc).__name__}: {exc})") from exc

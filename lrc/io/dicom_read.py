@@ -20,12 +20,12 @@ import numpy as np
 from scipy import ndimage
 
 from lrc.io.archive import ArchiveLimits, collect_files
-from lrc.io.dicom_pixels import decode_planes
+from lrc.io.dicom_pixels import read_planes
 from lrc.io.dicom_scan import Plane, Skipped, scan_file
 from lrc.io.dicom_stack import Stack, assemble
 from lrc.io.errors import GeometryError, ImageIOError, InvalidDicom, NoImageData
 from lrc.io.geometry import affine_from_dicom
-from lrc.io.volume import DicomSource, Volume
+from lrc.io.volume import COPIED_ATTRIBUTES, DicomSource, Volume
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,9 @@ def _split_geometry(planes: list[Plane]) -> list[list[Plane]]:
 
 def _build(planes: list[Plane], options: ReadOptions) -> Volume:
     stack = assemble(planes, correct_tilt=options.correct_tilt)
-    stored = decode_planes(stack.planes, options.workers)  # Z x rows x columns
-    values = _rescale(stored, stack.planes)
-    array = np.ascontiguousarray(values.transpose(2, 1, 0))  # X x Y x Z
+    values = read_planes(stack.planes, options.workers)  # Z x rows x columns
+    # A view, no copy: X x Y x Z in Fortran order, the layout NIfTI stores.
+    array = values.transpose(2, 1, 0)
     first = stack.planes[0]
     affine = affine_from_dicom(
         np.asarray(first.orientation[:3]),
@@ -174,23 +174,6 @@ def _build(planes: list[Plane], options: ReadOptions) -> Volume:
     return Volume(array=array, affine=affine, modality=first.modality, source=source, warnings=tuple(warnings))
 
 
-def _rescale(stored: np.ndarray, planes: Sequence[Plane]) -> np.ndarray:
-    """Apply RescaleSlope/Intercept; integer output when they are integral (CT), else float32."""
-    slopes = np.array([p.slope for p in planes])
-    intercepts = np.array([p.intercept for p in planes])
-    if np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)):
-        low = float(stored.min()) + float(intercepts.min())
-        high = float(stored.max()) + float(intercepts.max())
-        dtype = np.int16 if low >= -32768 and high <= 32767 else np.int32
-        if np.all(intercepts == 0) and stored.dtype == dtype:
-            return stored
-        out: np.ndarray = stored.astype(dtype)
-        return np.add(out, intercepts.astype(dtype)[:, None, None], out=out)
-    values: np.ndarray = stored.astype(np.float32)
-    np.multiply(values, slopes.astype(np.float32)[:, None, None], out=values)
-    return np.add(values, intercepts.astype(np.float32)[:, None, None], out=values)
-
-
 def _untilt(array: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Shift slice k by ``k * shift`` voxels in-plane, giving the orthogonal grid of the stack."""
     out = np.empty(array.shape, dtype=np.float32)
@@ -210,7 +193,7 @@ def _source(stack: Stack) -> DicomSource:
         sop_instance_uids=tuple(p.sop_instance_uid for p in stack.planes),
         files=tuple(p.path for p in stack.planes),
         frames=tuple(p.frame for p in stack.planes),
-        attributes=dict(first.attributes),
+        attributes={k: first.header.get(k) for k in COPIED_ATTRIBUTES if first.header.get(k) not in (None, "")},
         series_description=first.series_description,
         series_number=first.series_number,
         headers=tuple({id(p.header): p.header for p in stack.planes}.values()),

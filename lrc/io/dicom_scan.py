@@ -17,8 +17,6 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from lrc.io.volume import COPIED_ATTRIBUTES
-
 PIXEL_DATA = 0x7FE00010
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -63,7 +61,6 @@ class Plane:
     signed: bool
     samples_per_pixel: int
     pixel_offset: int | None  # file offset of uncompressed pixel data of this plane
-    attributes: tuple[tuple[str, Any], ...]  # patient/study attributes to copy
     # The header without pixel data, for writers that reference this image (DICOM SEG).
     header: Dataset = field(compare=False, repr=False)
 
@@ -146,7 +143,6 @@ def _planes(path: Path, ds: Dataset) -> list[Plane]:
         "bits_stored": int(ds.get("BitsStored", bits_allocated)),
         "signed": int(ds.get("PixelRepresentation", 0)) == 1,
         "samples_per_pixel": samples,
-        "attributes": tuple((k, ds.get(k)) for k in COPIED_ATTRIBUTES if ds.get(k) not in (None, "")),
     }
     frame_bytes = common["rows"] * common["columns"] * bits_allocated // 8
     if "PerFrameFunctionalGroupsSequence" in ds or frames > 1:
