@@ -90,7 +90,7 @@ def _read_native(plane: Plane, out: np.ndarray) -> None:
     buffer = out.view(dtype) if direct else np.empty(out.shape, dtype=dtype)
     with open(plane.path, "rb") as handle:
         handle.seek(plane.pixel_offset)
-        read = handle.readinto(memoryview(buffer).cast("B"))
+        read = handle.readinto(buffer.data.cast("B"))
     if read != buffer.nbytes:
         raise InvalidDicom(f"{plane.path.name}: pixel data truncated ({read} of {buffer.nbytes} bytes)")
     unused = plane.bits_allocated - plane.bits_stored
