@@ -1,0 +1,7 @@
+"""Losses: MoCo v2 global contrast, LRC local region contrast, and their sampling."""
+
+from lrc.losses.local_contrast import LocalRegionContrastLoss
+from lrc.losses.moco import MoCoQueue, info_nce
+from lrc.losses.region_sampling import RegionSample, sample_regions
+
+__all__ = ["LocalRegionContrastLoss", "MoCoQueue", "RegionSample", "info_nce", "sample_regions"]

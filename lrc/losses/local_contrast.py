@@ -1,0 +1,69 @@
+"""The LRC local loss: supervised-contrastive loss with super-pixel identity as the label.
+
+Yan et al., "Localized Region Contrast for Enhancing Self-Supervised Learning in Medical Image
+Segmentation", MICCAI 2023 (arXiv 2304.03406); the loss form is Khosla et al., "Supervised
+Contrastive Learning", NeurIPS 2020 (their L_out). Pixel embeddings sampled from the same
+super-pixel of the same image, in either view, are positives of each other; all other sampled
+embeddings of the batch are negatives.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lrc.losses.region_sampling import RegionSample
+
+
+class LocalRegionContrastLoss(nn.Module):
+    """Supervised-contrastive loss over sampled pixel embeddings.
+
+    Args:
+        temperature: softmax temperature (0.1 in our specification).
+
+    Raises:
+        ValueError: a temperature that is not positive.
+    """
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature = temperature
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss of ``ND`` unit embeddings with ``N`` integer labels (same label = positive pair).
+
+        Anchors without any positive are left out of the mean; a batch with none returns 0
+        (connected to the graph, so that a step still runs).
+
+        Raises:
+            ValueError: shapes do not match (the message prints them).
+        """
+        if embeddings.ndim != 2 or labels.shape != embeddings.shape[:1]:
+            raise ValueError(f"need embeddings ND and labels N, got {tuple(embeddings.shape)} and {tuple(labels.shape)}")
+        logits = (embeddings @ embeddings.T).float() / self.temperature  # N x N
+        self_mask = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)  # N x N
+        logits = logits.masked_fill(self_mask, float("-inf"))
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # N x N, softmax over a != i
+        positive = (labels[:, None] == labels[None, :]) & ~self_mask  # N x N
+        count = positive.sum(dim=1)  # N
+        anchors = count > 0
+        if not bool(anchors.any()):
+            return embeddings.sum() * 0.0
+        mean_log_prob = torch.where(positive, log_prob, torch.zeros_like(log_prob)).sum(dim=1)[anchors] / count[anchors]
+        return -mean_log_prob.mean()
+
+    def from_views(self, dense_1: torch.Tensor, dense_2: torch.Tensor, sample: RegionSample) -> torch.Tensor:
+        """Loss of the sampled pixels of two views' dense embeddings (``BDHW[D]`` each)."""
+        batch, dim = dense_1.shape[:2]
+        flat_1 = dense_1.reshape(batch, dim, -1)  # B x D x P
+        flat_2 = dense_2.reshape(batch, dim, -1)  # B x D x P
+        k, m = sample.index_1.shape[1:]
+        pick_1 = torch.gather(flat_1, 2, sample.index_1.reshape(batch, 1, k * m).expand(-1, dim, -1))  # B x D x KM
+        pick_2 = torch.gather(flat_2, 2, sample.index_2.reshape(batch, 1, k * m).expand(-1, dim, -1))  # B x D x KM
+        both = torch.cat([pick_1, pick_2], dim=2).permute(0, 2, 1)  # B x 2KM x D
+        ids = torch.arange(batch * k, device=dense_1.device).reshape(batch, k, 1).expand(batch, k, m)  # B x K x M
+        ids = ids.reshape(batch, k * m).repeat(1, 2)  # B x 2KM, laid out like `both`: one id per (image, region)
+        keep = sample.valid.repeat_interleave(m, dim=1).repeat(1, 2)  # B x 2KM
+        return self(both[keep], ids[keep])

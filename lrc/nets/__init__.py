@@ -1,0 +1,1 @@
+"""Networks: the segmentation U-Net and its contrastive pre-training wrapper."""
