@@ -32,7 +32,7 @@ class IntensityWindow:
             raise ValueError(f"window kind must be 'fixed' or 'percentile', got {self.kind!r}")
         if not self.low < self.high:
             raise ValueError(f"window needs low < high, got {self.low} and {self.high}")
-        if self.kind == "percentile" and not (0 <= self.low and self.high <= 100):
+        if self.kind == "percentile" and not (self.low >= 0 and self.high <= 100):
             raise ValueError(f"percentiles must lie in [0, 100], got {self.low} and {self.high}")
 
     @classmethod

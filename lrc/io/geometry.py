@@ -101,3 +101,16 @@ def align_to(label: Volume, reference: Volume, tolerance_mm: float = 0.5) -> Vol
 
 def _fmt(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
+
+
+def reorient(volume: Volume, codes: str = "RAS") -> Volume:
+    """The same voxels with axes permuted/flipped so that they point along ``codes`` (no interpolation).
+
+    Undo with :func:`align_to` onto the original volume.
+    """
+    transform = nib.orientations.ornt_transform(
+        nib.orientations.io_orientation(volume.affine), nib.orientations.axcodes2ornt(tuple(codes))
+    )
+    array = nib.orientations.apply_orientation(volume.array, transform)
+    affine = volume.affine @ nib.orientations.inv_ornt_aff(transform, volume.array.shape)
+    return Volume(np.ascontiguousarray(array), affine, volume.modality, volume.source, volume.warnings)

@@ -41,7 +41,8 @@ class LocalRegionContrastLoss(nn.Module):
             ValueError: shapes do not match (the message prints them).
         """
         if embeddings.ndim != 2 or labels.shape != embeddings.shape[:1]:
-            raise ValueError(f"need embeddings ND and labels N, got {tuple(embeddings.shape)} and {tuple(labels.shape)}")
+            shapes = f"{tuple(embeddings.shape)} and {tuple(labels.shape)}"
+            raise ValueError(f"need embeddings ND and labels N, got {shapes}")
         logits = (embeddings @ embeddings.T).float() / self.temperature  # N x N
         self_mask = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)  # N x N
         logits = logits.masked_fill(self_mask, float("-inf"))

@@ -27,8 +27,10 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor, te
         ValueError: shapes do not match (the message prints them).
     """
     if query.ndim != 2 or query.shape != key.shape or negatives.ndim != 2 or negatives.shape[1] != query.shape[1]:
-        raise ValueError(f"info_nce needs query ND, key ND, negatives KD; got {tuple(query.shape)}, "
-                         f"{tuple(key.shape)}, {tuple(negatives.shape)}")
+        raise ValueError(
+            f"info_nce needs query ND, key ND, negatives KD; got {tuple(query.shape)}, "
+            f"{tuple(key.shape)}, {tuple(negatives.shape)}"
+        )
     positive = (query * key).sum(dim=1, keepdim=True)  # positive logits: N x 1
     negative = query @ negatives.T  # negative logits: N x K
     logits = torch.cat([positive, negative], dim=1) / temperature  # N x (1 + K)
@@ -65,8 +67,8 @@ class MoCoQueue(nn.Module):
 @torch.no_grad()
 def momentum_update(online: nn.Module, target: nn.Module, momentum: float = 0.999) -> None:
     """``target = momentum * target + (1 - momentum) * online``, parameter by parameter."""
-    online_params = list(online.parameters())
-    target_params = list(target.parameters())
+    online_params: list[torch.Tensor] = list(online.parameters())
+    target_params: list[torch.Tensor] = list(target.parameters())
     torch._foreach_mul_(target_params, momentum)
     torch._foreach_add_(target_params, online_params, alpha=1.0 - momentum)
     for online_buffer, target_buffer in zip(online.buffers(), target.buffers(), strict=True):

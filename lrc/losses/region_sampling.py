@@ -28,8 +28,9 @@ class RegionSample:
     region: torch.Tensor
 
 
-def _grouped_pixels(maps: torch.Tensor, regions: int, generator: torch.Generator | None
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _grouped_pixels(
+    maps: torch.Tensor, regions: int, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pixels sorted by (image, region) in random order within each region.
 
     Returns the sorted flat pixel indices (``B*P``), per-(image, region) counts and start offsets
@@ -44,8 +45,13 @@ def _grouped_pixels(maps: torch.Tensor, regions: int, generator: torch.Generator
     return order % pixels, counts, starts
 
 
-def sample_regions(map_1: torch.Tensor, map_2: torch.Tensor, regions_per_image: int = 16,
-                   pixels_per_region: int = 8, generator: torch.Generator | None = None) -> RegionSample:
+def sample_regions(
+    map_1: torch.Tensor,
+    map_2: torch.Tensor,
+    regions_per_image: int = 16,
+    pixels_per_region: int = 8,
+    generator: torch.Generator | None = None,
+) -> RegionSample:
     """Sample ``K`` regions present in both views with at least ``M`` pixels in each, and ``M`` pixels.
 
     Args:
@@ -62,8 +68,10 @@ def sample_regions(map_1: torch.Tensor, map_2: torch.Tensor, regions_per_image: 
         ValueError: the maps differ in batch size or are not integer.
     """
     if map_1.shape[0] != map_2.shape[0] or map_1.dtype.is_floating_point or map_2.dtype.is_floating_point:
-        raise ValueError(f"region maps must be integer with one batch size, got {tuple(map_1.shape)} "
-                         f"{map_1.dtype} and {tuple(map_2.shape)} {map_2.dtype}")
+        raise ValueError(
+            f"region maps must be integer with one batch size, got {tuple(map_1.shape)} "
+            f"{map_1.dtype} and {tuple(map_2.shape)} {map_2.dtype}"
+        )
     batch = map_1.shape[0]
     flat_1 = map_1.reshape(batch, -1).long()  # B x P1
     flat_2 = map_2.reshape(batch, -1).long()  # B x P2

@@ -33,19 +33,33 @@ class UNet(BasicUNet):
         ValueError: unsupported dimensions or feature list.
     """
 
-    def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 2,
-                 features: tuple[int, ...] | list[int] = DEFAULT_FEATURES, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        features: tuple[int, ...] | list[int] = DEFAULT_FEATURES,
+        dropout: float = 0.0,
+    ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         if len(features) != 6:
             raise ValueError(f"BasicUNet takes 6 feature sizes, got {list(features)}")
         if out_channels < 2:
             raise ValueError(f"out_channels counts the background too: at least 2, got {out_channels}")
-        super().__init__(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
-                         features=tuple(features), dropout=dropout)
+        super().__init__(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            features=tuple(features),
+            dropout=dropout,
+        )
         self.arguments: dict[str, Any] = {
-            "spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": out_channels,
-            "features": [int(f) for f in features], "dropout": float(dropout),
+            "spatial_dims": spatial_dims,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "features": [int(f) for f in features],
+            "dropout": float(dropout),
         }
 
 
@@ -89,10 +103,12 @@ class ContrastiveUNet(nn.Module):
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         self.backbone = backbone
         self.spatial_dims = spatial_dims
-        self.global_head = nn.Sequential(nn.Linear(features[4], features[4]), nn.ReLU(inplace=True),
-                                         nn.Linear(features[4], dim))
-        self.local_head = nn.Sequential(conv(features[5], features[5], 1), nn.ReLU(inplace=True),
-                                        conv(features[5], dim, 1))
+        self.global_head = nn.Sequential(
+            nn.Linear(features[4], features[4]), nn.ReLU(inplace=True), nn.Linear(features[4], dim)
+        )
+        self.local_head = nn.Sequential(
+            conv(features[5], features[5], 1), nn.ReLU(inplace=True), conv(features[5], dim, 1)
+        )
 
     def global_embedding(self, bottleneck: torch.Tensor) -> torch.Tensor:
         """``BC...`` bottleneck -> ``BD`` unit vectors."""

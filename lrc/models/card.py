@@ -1,0 +1,131 @@
+"""The model card: everything needed to use, trust and reproduce a model directory.
+
+``model.json`` beside ``weights.safetensors``. Loading checks the card before any weight is used
+and refuses what does not fit, with a message that says what.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import lrc
+from lrc.intensity import IntensityWindow
+from lrc.io.labels import LabelTable
+
+FORMAT = "lrc-model/1"
+KINDS = ("pretrained", "segmentation")
+
+
+class ModelCardError(ValueError):
+    """A model directory cannot be used: missing files, unknown format, or a card that contradicts its weights."""
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of what produced a model."""
+    import monai
+    import torch
+
+    return {
+        "lrc": lrc.__version__,
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@dataclass
+class ModelCard:
+    """What a model is and how it was made.
+
+    Args:
+        kind: ``pretrained`` (a backbone from self-supervised pre-training) or ``segmentation``.
+        architecture: network family (``monai.BasicUNet``).
+        arguments: constructor arguments of the network.
+        window: intensity window used in training (inference uses the same).
+        spacing: in-plane voxel size (mm) the model works at; ``None`` in the 3rd place for 2D.
+        canvas: side of the square slice canvas (pixels) at that spacing.
+        labels: label table (segmentation models): class ``c`` (1-based) is the ``c``-th entry.
+        parent: the model this one was initialised from (path and weights sha256), if any.
+        training: method, configuration, data hashes, split, seeds, steps.
+        metrics: held-out metrics (``validation``), ``None`` when there was no held-out set.
+        software: versions of what produced it.
+        created: ISO time.
+        weights_sha256: hash of ``weights.safetensors``.
+    """
+
+    kind: str
+    architecture: str
+    arguments: dict[str, Any]
+    window: IntensityWindow
+    spacing: tuple[float, float, float | None]
+    canvas: int
+    labels: LabelTable | None = None
+    parent: dict[str, Any] | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] | None = None
+    software: dict[str, str] = field(default_factory=software_versions)
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    weights_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ModelCardError(f"model kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "segmentation":
+            if not self.labels:
+                raise ModelCardError("a segmentation model needs a label table")
+            if self.arguments.get("out_channels") != len(self.labels) + 1:
+                raise ModelCardError(
+                    f"the network has {self.arguments.get('out_channels')} output channels but the "
+                    f"label table {len(self.labels)} labels (+ background)"
+                )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (``model.json``)."""
+        data = asdict(self)
+        data["format"] = FORMAT
+        data["window"] = self.window.to_json()
+        data["labels"] = self.labels.to_json() if self.labels else None
+        data["spacing"] = list(self.spacing)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelCard:
+        """Parse and check ``model.json`` content.
+
+        Raises:
+            ModelCardError: unknown format or missing/invalid fields.
+        """
+        if data.get("format") != FORMAT:
+            raise ModelCardError(f"unknown model format {data.get('format')!r}; this lrc reads {FORMAT!r}")
+        try:
+            labels = None
+            if data.get("labels"):
+                from lrc.io.labels import Label
+
+                labels = LabelTable(
+                    Label(int(k), v["name"], tuple(v["color"]), tuple(v["category"]), tuple(v["type"]))
+                    for k, v in data["labels"].items()
+                )
+            spacing = data["spacing"]
+            return cls(
+                kind=data["kind"],
+                architecture=data["architecture"],
+                arguments=dict(data["arguments"]),
+                window=IntensityWindow.from_json(data["window"]),
+                spacing=(float(spacing[0]), float(spacing[1]), None if spacing[2] is None else float(spacing[2])),
+                canvas=int(data["canvas"]),
+                labels=labels,
+                parent=data.get("parent"),
+                training=dict(data.get("training") or {}),
+                metrics=data.get("metrics"),
+                software=dict(data.get("software") or {}),
+                created=str(data.get("created", "")),
+                weights_sha256=str(data.get("weights_sha256", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ModelCardError):
+                raise
+            raise ModelCardError(f"model.json is incomplete or invalid ({type(exc).__name__}: {exc})") from exc

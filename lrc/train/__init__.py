@@ -1,0 +1,1 @@
+"""Training: slice data, LRC/MoCo pre-training, fine-tuning."""

@@ -1,0 +1,266 @@
+"""Self-supervised pre-training of the segmentation network: MoCo v2, LRC, or both.
+
+Methods (``PretrainConfig.method``):
+
+* ``moco``: global InfoNCE between the two views' pooled bottleneck embeddings, keys from a
+  momentum encoder, negatives from a queue (symmetrised: each view is query once);
+* ``lrc``: the local region contrast loss only, on the dense embeddings of both views;
+* ``moco+lrc``: ``L = L_global + lambda * L_local`` (the LRC paper's objective);
+* ``supervised+lrc``: Dice + cross-entropy on labelled slices plus ``lambda * L_local``.
+
+Only the backbone (the U-Net) is saved; the projection heads are training scaffolding.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrc.device import autocast, resolve_device
+from lrc.intensity import IntensityWindow
+from lrc.io.volume import Volume
+from lrc.losses import LocalRegionContrastLoss, MoCoQueue, info_nce, sample_regions
+from lrc.losses.moco import momentum_update
+from lrc.models.card import ModelCard
+from lrc.models.store import save_model
+from lrc.nets.unet import DEFAULT_FEATURES, ContrastiveUNet, UNet
+from lrc.superpixels import SuperpixelCache, SuperpixelParams
+from lrc.train.slices import SliceSet, build_slices, volume_sha256
+from lrc.views import ViewConfig, make_views
+
+log = logging.getLogger(__name__)
+METHODS = ("moco", "lrc", "moco+lrc", "supervised+lrc")
+Progress = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-training settings (defaults follow DESIGN.md's LRC specification).
+
+    Args:
+        method: ``moco``, ``lrc``, ``moco+lrc`` or ``supervised+lrc``.
+        steps: optimisation steps.
+        batch_size: slices per step (each gives two views).
+        lr: AdamW learning rate; weight_decay: AdamW weight decay.
+        spacing: in-plane model spacing, mm. canvas: slice canvas side, pixels. view_size: side of each view.
+        features: U-Net feature sizes. embedding_dim: projection size of both heads.
+        queue_size, momentum, temperature_global: MoCo v2 settings.
+        temperature_local, lambda_local, regions_per_image (K), pixels_per_region (M): LRC settings.
+        views: augmentation ranges. superpixels: Felzenszwalb settings.
+        seed: seeds numpy and torch; recorded in the card.
+    """
+
+    method: str = "moco+lrc"
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    spacing: float = 1.5
+    canvas: int = 256
+    view_size: int = 192
+    features: tuple[int, ...] = DEFAULT_FEATURES
+    embedding_dim: int = 128
+    queue_size: int = 4096
+    momentum: float = 0.999
+    temperature_global: float = 0.2
+    temperature_local: float = 0.1
+    lambda_local: float = 1.0
+    regions_per_image: int = 16
+    pixels_per_region: int = 8
+    views: ViewConfig = field(default_factory=ViewConfig)
+    superpixels: SuperpixelParams = field(default_factory=SuperpixelParams)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.view_size % 16 or self.canvas % 16:
+            raise ValueError(f"canvas and view_size must be multiples of 16, got {self.canvas} and {self.view_size}")
+        if self.steps < 1 or self.batch_size < 2:
+            raise ValueError(f"need steps >= 1 and batch_size >= 2, got {self.steps} and {self.batch_size}")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (recorded in the card)."""
+        data = asdict(self)
+        data["features"] = list(self.features)
+        return data
+
+
+class Pretrainer:
+    """One pre-training run: networks, losses, optimiser and the step function.
+
+    Args:
+        config: settings.
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        classes: output classes for ``supervised+lrc`` (background included).
+    """
+
+    def __init__(self, config: PretrainConfig, device: str | torch.device = "auto", classes: int = 2) -> None:
+        self.config = config
+        self.device = resolve_device(device)
+        torch.manual_seed(config.seed)
+        backbone = UNet(spatial_dims=2, in_channels=1, out_channels=classes, features=config.features)
+        self.online = ContrastiveUNet(backbone, config.embedding_dim).to(self.device)
+        self.uses_moco = config.method in ("moco", "moco+lrc")
+        self.uses_local = config.method != "moco"
+        self.key: ContrastiveUNet | None = None
+        if self.uses_moco:
+            self.key = copy.deepcopy(self.online).requires_grad_(False)
+            self.queue = MoCoQueue(config.embedding_dim, config.queue_size).to(self.device)
+        self.local_loss = LocalRegionContrastLoss(config.temperature_local)
+        self.optimizer = torch.optim.AdamW(self.online.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.05
+        )
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        if config.method == "supervised+lrc":
+            from monai.losses import DiceCELoss
+
+            self.supervised = DiceCELoss(to_onehot_y=True, softmax=True)
+
+    def step(self, images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
+        """One optimisation step on ``B1CC`` slices, their ``BCC`` super-pixels (and labels)."""
+        config = self.config
+        self.online.train()
+        if labels is not None:
+            # Labels travel with the image through the geometry: stack them as a second map.
+            view_1, view_2, map_1, map_2 = make_views(
+                images, maps * 256 + labels, config.view_size, config.views, self.generator
+            )
+            target_1, map_1, map_2 = (map_1 % 256)[:, None], map_1 // 256, map_2 // 256
+        else:
+            view_1, view_2, map_1, map_2 = make_views(images, maps, config.view_size, config.views, self.generator)
+        batch = images.shape[0]
+        both = torch.cat([view_1, view_2])  # 2B x 1 x S x S
+        metrics: dict[str, float] = {}
+        with autocast(self.device):
+            query, dense = self.online(both, local=self.uses_local)  # 2B x D, 2B x D x S x S
+            loss = torch.zeros((), device=self.device)
+            if self.uses_moco:
+                assert self.key is not None
+                with torch.no_grad():
+                    momentum_update(self.online, self.key, config.momentum)
+                    keys, _ = self.key(both, local=False)  # 2B x D
+                negatives = self.queue.keys.clone().detach()
+                q_1, q_2 = query[:batch], query[batch:]
+                k_1, k_2 = keys[:batch], keys[batch:]
+                global_loss = 0.5 * (
+                    info_nce(q_1, k_2, negatives, config.temperature_global)
+                    + info_nce(q_2, k_1, negatives, config.temperature_global)
+                )
+                self.queue.push(k_1)
+                loss = loss + global_loss
+                metrics["global"] = float(global_loss.detach())
+            if self.uses_local:
+                assert dense is not None
+                sample = sample_regions(
+                    map_1, map_2, config.regions_per_image, config.pixels_per_region, self.generator
+                )
+                local = self.local_loss.from_views(dense[:batch], dense[batch:], sample)
+                loss = loss + config.lambda_local * local
+                metrics["local"] = float(local.detach())
+                metrics["regions"] = float(sample.valid.float().sum(dim=1).mean())
+            if labels is not None:
+                logits = self.online.backbone(view_1)
+                supervised = self.supervised(logits.float(), target_1)
+                loss = loss + supervised
+                metrics["supervised"] = float(supervised.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        metrics["loss"] = float(loss.detach())
+        return metrics
+
+
+def pretrain(
+    images: list[Volume],
+    out: str | Path,
+    config: PretrainConfig | None = None,
+    *,
+    device: str | torch.device = "auto",
+    cache_dir: str | Path | None = None,
+    labels: list[Volume] | None = None,
+    class_of: dict[int, int] | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Pre-train on unlabeled volumes and write a ``pretrained`` model directory.
+
+    Args:
+        images: unlabeled volumes (CT or MR; the window follows the first volume's modality).
+        out: model directory to write.
+        config: settings.
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        cache_dir: super-pixel cache (default: ``out/../.superpixel-cache``).
+        labels, class_of: label maps and value -> class mapping for ``supervised+lrc``.
+        progress: called as ``progress(step, metrics)`` after every step.
+
+    Returns:
+        The model directory.
+    """
+    config = config or PretrainConfig()
+    if config.method == "supervised+lrc" and not labels:
+        raise ValueError("supervised+lrc needs label maps")
+    out = Path(out)
+    window = IntensityWindow.for_modality(images[0].modality)
+    cache = SuperpixelCache(cache_dir or out.parent / ".superpixel-cache", config.superpixels)
+    started = time.perf_counter()
+    slices = build_slices(images, window, config.spacing, config.canvas, labels=labels, class_of=class_of, cache=cache)
+    log.info(
+        "pre-training on %d slices (super-pixels: %d cached, %d computed in %.1f s)",
+        len(slices),
+        cache.hits,
+        cache.misses,
+        time.perf_counter() - started,
+    )
+    classes = 1 + max((class_of or {0: 1}).values())
+    trainer = Pretrainer(config, device, classes=classes if labels else 2)
+    history = _run(trainer, slices, progress)
+    card = ModelCard(
+        kind="pretrained",
+        architecture="",
+        arguments={},
+        window=window,
+        spacing=(config.spacing, config.spacing, None),
+        canvas=config.canvas,
+        training={
+            "method": config.method,
+            "config": config.to_json(),
+            "steps": config.steps,
+            "data": [volume_sha256(v) for v in images],
+            "slices": len(slices),
+            "seeds": {"torch": config.seed, "numpy": config.seed},
+            "final": history[-1],
+            "seconds": round(time.perf_counter() - started, 1),
+            "device": str(trainer.device),
+        },
+    )
+    return save_model(out, trainer.online.backbone, card)
+
+
+def _run(trainer: Pretrainer, slices: SliceSet, progress: Progress | None) -> list[dict[str, float]]:
+    config = trainer.config
+    rng = np.random.default_rng(config.seed)
+    images = torch.from_numpy(slices.images)  # N x C x C float16
+    assert slices.superpixels is not None
+    maps = torch.from_numpy(slices.superpixels)  # N x C x C
+    labels = torch.from_numpy(slices.labels.astype(np.int64)) if slices.labels is not None else None
+    history = []
+    for step in range(1, config.steps + 1):
+        index = torch.from_numpy(rng.integers(0, len(slices), config.batch_size))
+        batch_images = images[index][:, None].to(trainer.device, non_blocking=True).float()  # B x 1 x C x C
+        batch_maps = maps[index].to(trainer.device, non_blocking=True).long()  # B x C x C
+        batch_labels = labels[index].to(trainer.device) if labels is not None else None
+        metrics = trainer.step(batch_images, batch_maps, batch_labels)
+        history.append(metrics)
+        if progress:
+            progress(step, metrics)
+    return history

@@ -1,0 +1,152 @@
+"""Two augmented views of each slice, with the super-pixel map carried along.
+
+Geometry (random crop-and-resize, flip, rotation) moves the image bilinearly and its super-pixel
+map by nearest neighbour with the *same* sampling grid, so a pixel keeps its region id. By default
+both views share one geometric transform (the LRC specification: pixel (i, j) corresponds across
+views); ``independent_geometry`` draws one per view (the hypothesis of DESIGN.md's probe: regions
+are then matched across views by super-pixel id only, so the local task needs more than
+intensity). Intensity transforms (gamma, scale/shift, blur, noise) are drawn independently per view.
+
+Everything runs batched on the tensors' device (GPU in production): no per-sample Python transforms
+in the training loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """Augmentation ranges.
+
+    Args:
+        crop_scale: side of the random crop as a fraction of the slice side (min, max).
+        rotate_degrees: rotations drawn uniformly in +-this.
+        flip: random left-right flips.
+        independent_geometry: one geometric transform per view instead of one per pair.
+        gamma: gamma range (applied to [0, 1] intensities).
+        scale: multiplicative intensity range.
+        shift: additive intensity range (+-).
+        blur_sigma: Gaussian blur sigma range in pixels (0 = none).
+        noise_std: Gaussian noise standard deviation range.
+    """
+
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    rotate_degrees: float = 15.0
+    flip: bool = True
+    independent_geometry: bool = False
+    gamma: tuple[float, float] = (0.7, 1.5)
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: float = 0.1
+    blur_sigma: tuple[float, float] = (0.0, 1.0)
+    noise_std: tuple[float, float] = (0.0, 0.05)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def _uniform(
+    low: float, high: float, count: int, device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
+    return low + (high - low) * torch.rand(count, device=device, generator=generator)
+
+
+def random_affine(
+    count: int, config: ViewConfig, device: torch.device, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``N x 2 x 3`` sampling matrices (output -> input, normalised coordinates) for ``affine_grid``."""
+    side = _uniform(*config.crop_scale, count, device, generator)  # N
+    angle = _uniform(-config.rotate_degrees, config.rotate_degrees, count, device, generator) * (math.pi / 180)
+    flip = torch.ones(count, device=device)
+    if config.flip:
+        flip = torch.where(torch.rand(count, device=device, generator=generator) < 0.5, -flip, flip)
+    cos, sin = torch.cos(angle) * side, torch.sin(angle) * side  # N, N
+    room = 1.0 - side  # the crop centre may move this far (normalised units)
+    shift_x = _uniform(-1.0, 1.0, count, device, generator) * room
+    shift_y = _uniform(-1.0, 1.0, count, device, generator) * room
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, shift_x], dim=1),
+            torch.stack([sin * flip, cos, shift_y], dim=1),
+        ],
+        dim=1,
+    )  # N x 2 x 3
+    return theta
+
+
+def warp(images: torch.Tensor, maps: torch.Tensor, theta: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample ``BCHW`` images (bilinear) and ``BHW`` region maps (nearest) with one grid each.
+
+    Points outside the slice become 0 (background, no region).
+    """
+    grid = nn.functional.affine_grid(theta, [images.shape[0], 1, size, size], align_corners=False)  # B x S x S x 2
+    warped = nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # Region ids are exact in float32 below 2**24; nearest sampling never mixes two ids.
+    warped_maps = (
+        nn.functional.grid_sample(
+            maps[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False
+        )[:, 0]
+        .round()
+        .long()
+    )  # B x S x S
+    return warped, warped_maps
+
+
+def intensity(images: torch.Tensor, config: ViewConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Independent random gamma, scale/shift, blur and noise per image of a ``B1HW`` batch in [0, 1]."""
+    batch, device = images.shape[0], images.device
+    shape = (batch, 1, 1, 1)
+    gamma = _uniform(*config.gamma, batch, device, generator).reshape(shape)
+    out = images.clamp(min=0.0) ** gamma
+    out = out * _uniform(*config.scale, batch, device, generator).reshape(shape)
+    out = out + _uniform(-config.shift, config.shift, batch, device, generator).reshape(shape)
+    out = _blur(out, _uniform(*config.blur_sigma, batch, device, generator))
+    noise = torch.randn(out.shape, device=device, generator=generator)
+    return out + noise * _uniform(*config.noise_std, batch, device, generator).reshape(shape)
+
+
+def _blur(images: torch.Tensor, sigma: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """Separable Gaussian blur with one sigma per image (``sigma`` 0 leaves it unchanged)."""
+    batch = images.shape[0]
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)  # T
+    kernel = torch.exp(-(offsets[None] ** 2) / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))  # B x T
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    stacked = images.reshape(1, batch, *images.shape[2:])  # 1 x B x H x W: one group per image
+    rows = nn.functional.conv2d(
+        nn.functional.pad(stacked, (0, 0, radius, radius), mode="replicate"), kernel[:, None, :, None], groups=batch
+    )
+    both = nn.functional.conv2d(
+        nn.functional.pad(rows, (radius, radius, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=batch
+    )
+    return both.reshape(images.shape)
+
+
+def make_views(
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    size: int,
+    config: ViewConfig | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two views of ``B1HW`` images in [0, 1] and their ``BHW`` super-pixel maps.
+
+    Returns:
+        view 1 ``B1SS``, view 2 ``B1SS``, map 1 ``BSS``, map 2 ``BSS`` (``S = size``).
+    """
+    config = config or ViewConfig()
+    if images.ndim != 4 or maps.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"need images B1HW and maps BHW, got {tuple(images.shape)} and {tuple(maps.shape)}")
+    theta_1 = random_affine(images.shape[0], config, images.device, generator)
+    theta_2 = (
+        random_affine(images.shape[0], config, images.device, generator) if config.independent_geometry else theta_1
+    )
+    view_1, map_1 = warp(images, maps, theta_1, size)
+    view_2, map_2 = warp(images, maps, theta_2, size)
+    return intensity(view_1, config, generator), intensity(view_2, config, generator), map_1, map_2
