@@ -31,6 +31,19 @@ from lrc.io.labels import Label, LabelTable
 from lrc.io.volume import LPS_TO_RAS, Volume
 
 SegType = Literal["binary", "labelmap"]
+SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")  # SEG, Label Map SEG
+
+
+def is_seg_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a DICOM Segmentation (binary/fractional or label map) file."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # anything unreadable is simply not a SEG
+        return False
+    return str(ds.get("SOPClassUID", "")) in SEG_SOP_CLASSES
 
 
 def write_seg(

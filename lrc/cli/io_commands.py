@@ -1,23 +1,15 @@
-"""The ``lrc`` command line.
-
-Commands that need no model (``info``, ``convert``) import neither torch nor MONAI.
-"""
+"""``lrc info`` and ``lrc convert``: image I/O from the command line (no torch, no MONAI)."""
 
 from __future__ import annotations
 
 import json
-import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    help="Label-efficient medical image segmentation (Localized Region Contrast).",
-)
+app = typer.Typer()
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 TiltFlag = Annotated[bool, typer.Option("--correct-tilt", help="Resample gantry-tilted stacks instead of refusing.")]
@@ -39,12 +31,6 @@ class LabelFormat(StrEnum):
     rtstruct = "rtstruct"
 
 
-@app.callback()
-def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-
-
 @app.command()
 def info(
     paths: Annotated[list[Path], typer.Argument(help="DICOM files, folders, zips or NIfTI files.")],
@@ -57,12 +43,12 @@ def info(
     try:
         result = read_images(paths, ReadOptions(correct_tilt=correct_tilt))
     except ImageIOError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     from lrc.io.summary import summarize
 
     report = {
         "series": [summarize(v) for v in result.volumes],
-        "errors": [_error(e) for e in result.errors],
+        "errors": [error_json(e) for e in result.errors],
         "notes": result.notes,
     }
     if as_json:
@@ -90,12 +76,13 @@ def convert(
     from lrc.io import ImageIOError, ReadOptions, read_volume, write_nifti
     from lrc.io.labels import LabelTable
     from lrc.io.nifti import is_nifti_path
+    from lrc.io.seg import is_seg_file
 
     options = ReadOptions(correct_tilt=correct_tilt)
     try:
         if is_nifti_path(output):
             image_ref = read_volume(reference, options) if reference else None
-            if _is_seg(source):
+            if is_seg_file(source):
                 from lrc.io.seg import read_seg
 
                 masks = read_seg(source, image_ref)
@@ -135,7 +122,7 @@ def convert(
         else:
             raise typer.BadParameter(f"{output.name}: output must end in .nii, .nii.gz or .dcm")
     except ImageIOError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     from lrc.io.summary import summarize
 
     if as_json:
@@ -149,33 +136,19 @@ def convert(
             typer.echo(f"  warning: {warning}", err=True)
 
 
-def _is_seg(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-    except Exception:
-        return False
-    from lrc.io.dicom_scan import SEG_SOP_CLASS
-
-    return str(ds.get("SOPClassUID", "")).startswith(SEG_SOP_CLASS.rsplit(".", 1)[0] + ".")
-
-
 def _sidecar(output: Path) -> Path:
     name = output.name
     stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else output.stem
     return output.with_name(stem + ".labels.json")
 
 
-def _error(exc: Exception) -> dict[str, Any]:
+def error_json(exc: Exception) -> dict[str, Any]:
     return {"error": type(exc).__name__, "kind": getattr(exc, "kind", None), "message": str(exc)}
 
 
-def _fail(exc: Exception, as_json: bool) -> Any:
+def fail(exc: Exception, as_json: bool) -> Any:
     if as_json:
-        typer.echo(json.dumps(_error(exc), indent=2))
+        typer.echo(json.dumps(error_json(exc), indent=2))
     else:
         typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)
@@ -198,12 +171,3 @@ def _print_report(report: dict[str, Any]) -> None:
         typer.echo(f"error: {error['message']}", err=True)
     for note in report["notes"]:
         typer.echo(f"note: {note}", err=True)
-
-
-def main() -> None:
-    """Entry point of the ``lrc`` console script."""
-    app()
-
-
-if __name__ == "__main__":
-    main()

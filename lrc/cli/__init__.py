@@ -1,0 +1,35 @@
+"""The ``lrc`` command line.
+
+Commands that need no model (``info``, ``convert``) import neither torch nor MONAI; the training
+and inference commands import them when they start.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from lrc.cli import io_commands, model_commands
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Label-efficient medical image segmentation (Localized Region Contrast).",
+)
+app.registered_commands += io_commands.app.registered_commands + model_commands.app.registered_commands
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Entry point of the ``lrc`` console script."""
+    app()
+
+
+__all__ = ["app", "main"]

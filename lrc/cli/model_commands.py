@@ -1,0 +1,216 @@
+"""``lrc pretrain``, ``finetune``, ``segment`` and ``evaluate``: the learning core from the command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lrc.cli.io_commands import JsonFlag, error_json, fail
+
+app = typer.Typer()
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")]
+
+
+class Method(StrEnum):
+    """Pre-training methods."""
+
+    moco = "moco"
+    lrc = "lrc"
+    moco_lrc = "moco+lrc"
+
+
+class OutputFormat(StrEnum):
+    """Segmentation output formats."""
+
+    nifti = "nifti"
+    dicom_seg = "dicom-seg"
+    rtstruct = "rtstruct"
+
+
+@contextmanager
+def _progress(total: int, label: str, quiet: bool) -> Iterator[Callable[[int, dict[str, float]], None]]:
+    """A progress bar on stderr (none with --json), fed by the trainers' progress callbacks."""
+    if quiet:
+        yield lambda step, metrics: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[metrics]}"),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task(label, total=total, metrics="")
+
+        def update(step: int, metrics: dict[str, float]) -> None:
+            shown = " ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+            bar.update(task, completed=step, metrics=shown)
+
+        yield update
+
+
+@app.command()
+def pretrain(
+    images: Annotated[list[Path], typer.Option("--images", help="Unlabeled scans: DICOM folders/zips or NIfTI.")],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    more: Annotated[list[Path] | None, typer.Argument(help="More scans (so that --images A B C works).")] = None,
+    method: Annotated[Method, typer.Option(help="Self-supervised objective.")] = Method.moco_lrc,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Slices per step.")] = 16,
+    seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
+    device: DeviceOption = "auto",
+    as_json: JsonFlag = False,
+) -> None:
+    """Self-supervised pre-training (MoCo v2, LRC or both) on unlabeled scans."""
+    from lrc.io import ImageIOError, read_images
+    from lrc.train.pretrain import PretrainConfig
+    from lrc.train.pretrain import pretrain as run
+
+    try:
+        volumes = [v for path in [*images, *(more or [])] for v in read_images([path]).volumes]
+        if not volumes:
+            raise typer.BadParameter("no readable image in --images")
+        config = PretrainConfig(method=method.value, steps=steps, batch_size=batch_size, seed=seed)
+        with _progress(steps, f"pretrain {method.value}", as_json) as progress:
+            written = run(volumes, out, config, device=device, progress=progress)
+    except (ImageIOError, ValueError) as exc:
+        fail(exc, as_json)
+    _report(
+        {"model": str(written), "card": json.loads((written / "model.json").read_text())}, as_json, f"wrote {written}"
+    )
+
+
+@app.command()
+def finetune(
+    train: Annotated[Path, typer.Option(help="Manifest JSON: labels, train (and validation) cases.")],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    init: Annotated[str, typer.Option(help="'scratch' or a pre-trained model directory.")] = "scratch",
+    steps: Annotated[int, typer.Option(help="Maximum optimisation steps.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
+    device: DeviceOption = "auto",
+    as_json: JsonFlag = False,
+) -> None:
+    """Fine-tune a segmentation model on a few labelled volumes; report held-out Dice."""
+    from lrc.io import ImageIOError
+    from lrc.manifest import load_manifest
+    from lrc.models import ModelCardError
+    from lrc.train.finetune import FinetuneConfig
+    from lrc.train.finetune import finetune as run
+
+    try:
+        manifest = load_manifest(train, parts=("train", "validation"))
+        config = FinetuneConfig(steps=steps, seed=seed)
+        with _progress(steps, "finetune", as_json) as progress:
+            written = run(
+                manifest.parts["train"],
+                manifest.labels,
+                out,
+                config,
+                validation=manifest.parts["validation"] or None,
+                init=None if init == "scratch" else Path(init),
+                device=device,
+                progress=progress,
+            )
+    except (ImageIOError, ModelCardError, ValueError) as exc:
+        fail(exc, as_json)
+    card = json.loads((written / "model.json").read_text())
+    metrics = card.get("metrics") or {}
+    _report(
+        {"model": str(written), "metrics": metrics},
+        as_json,
+        f"wrote {written}; held-out mean Dice {metrics.get('mean_dice', 'n/a (no held-out case)')}",
+    )
+
+
+@app.command()
+def segment(
+    source: Annotated[Path, typer.Argument(help="Scan: DICOM file/folder/zip or NIfTI.")],
+    model: Annotated[Path, typer.Option(help="Segmentation model directory.")],
+    out: Annotated[Path, typer.Option(help="Output file.")],
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.nifti,
+    device: DeviceOption = "auto",
+    as_json: JsonFlag = False,
+) -> None:
+    """Segment one scan; write NIfTI, DICOM SEG or RTSTRUCT on the scan's exact grid."""
+    from lrc.infer import Predictor
+    from lrc.io import ImageIOError, read_volume, write_nifti
+    from lrc.models import ModelCardError
+
+    try:
+        predictor = Predictor.from_dir(model, device=device)
+        image = read_volume(source)
+        labels = predictor.predict(image)
+        table = predictor.card.labels
+        assert table is not None
+        if fmt is OutputFormat.nifti:
+            written = write_nifti(labels, out)
+        elif fmt is OutputFormat.dicom_seg:
+            from lrc.io.seg import write_seg
+
+            written = write_seg(labels, image, table, out, algorithm_name=model.name)
+        else:
+            from lrc.io.rtstruct import write_rtstruct
+
+            written = write_rtstruct(labels, image, table, out)
+    except (ImageIOError, ModelCardError, ValueError) as exc:
+        fail(exc, as_json)
+    counts = {table[v].name: int((labels.array == v).sum()) for v in table}
+    _report({"output": str(written), "voxels": counts}, as_json, f"wrote {written}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Segmentation model directory.")],
+    data: Annotated[Path, typer.Option(help="Manifest JSON with the labelled cases to score.")],
+    device: DeviceOption = "auto",
+    as_json: JsonFlag = False,
+) -> None:
+    """Dice and HD95 per label on labelled cases (the manifest's test, else validation, else train)."""
+    from lrc.evaluate import evaluate as score
+    from lrc.evaluate import mean_dice
+    from lrc.infer import Predictor
+    from lrc.io import ImageIOError
+    from lrc.manifest import load_manifest
+    from lrc.models import ModelCardError
+
+    try:
+        predictor = Predictor.from_dir(model, device=device)
+        manifest = load_manifest(data)
+        cases = manifest.parts.get("test") or manifest.parts.get("validation") or manifest.parts["train"]
+        assert predictor.card.labels is not None
+        names = {v: predictor.card.labels[v].name for v in predictor.card.labels}
+        per_case = [score(predictor.predict(image), label, names) for image, label in cases]
+    except (ImageIOError, ModelCardError, ValueError) as exc:
+        fail(exc, as_json)
+    summary = {
+        name: {"dice": _mean([c[name]["dice"] for c in per_case]), "hd95": _mean([c[name]["hd95"] for c in per_case])}
+        for name in names.values()
+    }
+    report = {"cases": len(per_case), "labels": summary, "mean_dice": mean_dice(summary), "per_case": per_case}
+    text = "\n".join(
+        f"{name:24s} Dice {m['dice']:.3f}  HD95 {m['hd95'] if m['hd95'] is None else round(m['hd95'], 1)}"
+        for name, m in summary.items()
+    )
+    _report(report, as_json, f"{len(per_case)} case(s)\n{text}\nmean Dice {report['mean_dice']:.3f}")
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(sum(present) / len(present)) if present else None
+
+
+def _report(payload: dict[str, Any], as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(payload, indent=2) if as_json else text)
+
+
+__all__ = ["app", "error_json"]

@@ -1,0 +1,116 @@
+"""Segment volumes with a model loaded once (the shape of a warm worker).
+
+For each volume: reorient to RAS (no interpolation), move to the device as stored (int16 for CT:
+half the bytes of float32), window there, resample in-plane to the model spacing, run the 2D
+network over batches of slices (bf16 autocast on CUDA), resample the logits back to the input
+in-plane size, take the arg-max, map classes to label values, and undo the reorientation. The
+result lies exactly on the input grid (same shape and affine) and keeps its DICOM source, so it
+can be written as a DICOM SEG at once. 3D networks run MONAI's sliding window over the volume
+resampled to the model spacing.
+
+``F.interpolate(size=..., align_corners=False)`` maps the corners of the first and last voxels onto
+each other, the same grid convention as :func:`lrc.io.resample.grid_for_spacing`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from lrc.device import autocast, resolve_device
+from lrc.io.geometry import align_to, reorient
+from lrc.io.volume import Volume
+from lrc.models.card import ModelCard
+from lrc.models.store import load_model
+from lrc.nets.unet import UNet
+
+MULTIPLE = 16  # BasicUNet halves the size four times
+
+
+class Predictor:
+    """A segmentation model ready to predict.
+
+    Args:
+        net: the network (moved to ``device``, put in eval mode).
+        card: its model card (window, spacing, label table).
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        batch_size: slices per forward pass (2D).
+    """
+
+    def __init__(self, net: UNet, card: ModelCard, device: str | torch.device = "auto", batch_size: int = 32) -> None:
+        if card.kind != "segmentation" or card.labels is None:
+            raise ValueError(f"a segmentation model is needed, got a {card.kind} model")
+        self.device = resolve_device(device)
+        self.net = net.to(self.device).eval()
+        self.card = card
+        self.batch_size = batch_size
+        self.values = torch.tensor([0, *card.labels], device=self.device)  # class index -> label value
+        self.label_dtype = np.uint8 if max(card.labels) < 256 else np.uint16
+
+    @classmethod
+    def from_dir(
+        cls, directory: str | os.PathLike[str], device: str | torch.device = "auto", batch_size: int = 32
+    ) -> Predictor:
+        """Load a segmentation model directory (checked against its card)."""
+        resolved = resolve_device(device)
+        net, card = load_model(directory, kind="segmentation", device=resolved)
+        return cls(net, card, resolved, batch_size)
+
+    @torch.no_grad()
+    def predict(self, volume: Volume) -> Volume:
+        """The label map of ``volume``, on its exact grid, with its DICOM source kept."""
+        canonical = reorient(volume, "RAS")
+        low, high = self.card.window.bounds(canonical.array)
+        voxels = torch.from_numpy(np.ascontiguousarray(canonical.array)).to(self.device)  # X x Y x Z, stored dtype
+        image = ((voxels.float() - low) / (high - low)).clamp_(0.0, 1.0)  # X x Y x Z in [0, 1]
+        if self.card.arguments["spatial_dims"] == 2:
+            classes = self._predict_2d(image, canonical.spacing)
+        else:
+            classes = self._predict_3d(image, canonical.spacing)
+        labels = self.values[classes].cpu().numpy().astype(self.label_dtype)  # X x Y x Z
+        predicted = Volume(labels, canonical.affine, "SEG")
+        result = align_to(predicted, volume)
+        result.source = volume.source
+        return result
+
+    def _model_size(self, size: tuple[int, ...], spacing: tuple[float, ...]) -> tuple[int, ...]:
+        target = self.card.spacing
+        return tuple(max(1, round(n * s / t)) if t else n for n, s, t in zip(size, spacing, target, strict=False))
+
+    def _predict_2d(self, image: torch.Tensor, spacing: tuple[float, float, float]) -> torch.Tensor:
+        x_size, y_size, depth = image.shape
+        model_x, model_y = self._model_size((x_size, y_size), spacing[:2])
+        pad_x, pad_y = (-model_x) % MULTIPLE, (-model_y) % MULTIPLE
+        slices = image.permute(2, 0, 1)[:, None]  # Z x 1 x X x Y
+        out = torch.empty((depth, x_size, y_size), dtype=torch.long, device=self.device)  # Z x X x Y
+        for start in range(0, depth, self.batch_size):
+            batch = slices[start : start + self.batch_size]  # b x 1 x X x Y
+            if (model_x, model_y) != (x_size, y_size):
+                batch = nn.functional.interpolate(batch, size=(model_x, model_y), mode="bilinear", align_corners=False)
+            batch = nn.functional.pad(batch, (pad_y // 2, pad_y - pad_y // 2, pad_x // 2, pad_x - pad_x // 2))
+            with autocast(self.device):
+                logits = self.net(batch)  # b x C x X' x Y' (padded)
+            logits = logits[:, :, pad_x // 2 : pad_x // 2 + model_x, pad_y // 2 : pad_y // 2 + model_y].float()
+            if (model_x, model_y) != (x_size, y_size):
+                logits = nn.functional.interpolate(logits, size=(x_size, y_size), mode="bilinear", align_corners=False)
+            out[start : start + self.batch_size] = logits.argmax(dim=1)
+        return out.permute(1, 2, 0)  # X x Y x Z
+
+    def _predict_3d(self, image: torch.Tensor, spacing: tuple[float, float, float]) -> torch.Tensor:
+        from monai.inferers import sliding_window_inference
+
+        size = tuple(image.shape)
+        model_size = self._model_size(size, spacing)
+        volume = image[None, None]  # 1 x 1 x X x Y x Z
+        if model_size != size:
+            volume = nn.functional.interpolate(volume, size=model_size, mode="trilinear", align_corners=False)
+        roi = tuple(int(v) for v in self.card.training.get("patch", [96, 96, 96]))
+        with autocast(self.device):
+            logits = sliding_window_inference(volume, roi, 2, self.net, overlap=0.25, mode="gaussian")
+        logits = torch.as_tensor(logits).float()
+        if model_size != size:
+            logits = nn.functional.interpolate(logits, size=size, mode="trilinear", align_corners=False)
+        return logits[0].argmax(dim=0)

@@ -1,0 +1,81 @@
+"""Labelled-data manifests for ``lrc finetune`` and ``lrc evaluate``.
+
+A JSON file::
+
+    {"labels": {"1": "liver", "2": "spleen"},
+     "train": [{"image": "ct1.nii.gz", "label": "ct1_seg.nii.gz"}, ...],
+     "validation": [...], "test": [...]}
+
+Paths are relative to the manifest's folder (or absolute); images may be DICOM folders/zips or
+NIfTI; labels NIfTI label maps or DICOM SEG files (read onto their image). ``validation`` and
+``test`` are optional. Every label map is checked against its image's grid when read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lrc.io import read_volume
+from lrc.io.geometry import align_to
+from lrc.io.labels import LabelTable
+from lrc.io.seg import is_seg_file, read_seg
+from lrc.io.volume import Volume
+
+Case = tuple[Volume, Volume]
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed or names files that cannot be used."""
+
+
+@dataclass
+class Manifest:
+    """Parsed manifest: the label table and the cases of each part."""
+
+    labels: LabelTable
+    parts: dict[str, list[Case]]
+
+
+def read_label(path: Path, image: Volume) -> Volume:
+    """A label map for ``image`` from NIfTI or DICOM SEG, checked to lie on the image's grid."""
+    if is_seg_file(path):
+        return read_seg(path, image).label_map()
+    return align_to(read_volume(path), image)
+
+
+def load_manifest(path: str | os.PathLike[str], parts: tuple[str, ...] = ("train", "validation", "test")) -> Manifest:
+    """Read a manifest and the images and label maps it names.
+
+    Raises:
+        ManifestError: malformed JSON, missing keys, or missing files.
+        ImageIOError: an image or label map cannot be read or does not fit its image.
+    """
+    path = Path(path)
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        labels = LabelTable.from_names({int(k): str(v) for k, v in data["labels"].items()})
+    except (OSError, json.JSONDecodeError, KeyError, ValueError, AttributeError) as exc:
+        raise ManifestError(f"{path}: not a valid manifest ({type(exc).__name__}: {exc})") from exc
+    result: dict[str, list[Case]] = {}
+    for part in parts:
+        entries = data.get(part) or []
+        cases = []
+        for number, entry in enumerate(entries):
+            try:
+                image_path = path.parent / entry["image"]
+                label_path = path.parent / entry["label"]
+            except (KeyError, TypeError) as exc:
+                raise ManifestError(f"{path}: {part}[{number}] needs 'image' and 'label'") from exc
+            for item in (image_path, label_path):
+                if not item.exists():
+                    raise ManifestError(f"{path}: {part}[{number}]: {item} does not exist")
+            image = read_volume(image_path)
+            cases.append((image, read_label(label_path, image)))
+        result[part] = cases
+    if not result.get("train") and "train" in parts:
+        raise ManifestError(f"{path}: 'train' lists no cases")
+    return Manifest(labels, result)
