@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -146,7 +146,7 @@ def error_json(exc: Exception) -> dict[str, Any]:
     return {"error": type(exc).__name__, "kind": getattr(exc, "kind", None), "message": str(exc)}
 
 
-def fail(exc: Exception, as_json: bool) -> Any:
+def fail(exc: Exception, as_json: bool) -> NoReturn:
     if as_json:
         typer.echo(json.dumps(error_json(exc), indent=2))
     else:

@@ -15,6 +15,8 @@ from lrc.cli.io_commands import JsonFlag, error_json, fail
 
 app = typer.Typer()
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")]
+SpacingOption = Annotated[float, typer.Option(help="In-plane model spacing, mm.")]
+CanvasOption = Annotated[int, typer.Option(help="Slice canvas side at that spacing, pixels (multiple of 16).")]
 
 
 class Method(StrEnum):
@@ -67,6 +69,9 @@ def pretrain(
     method: Annotated[Method, typer.Option(help="Self-supervised objective.")] = Method.moco_lrc,
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1000,
     batch_size: Annotated[int, typer.Option(help="Slices per step.")] = 16,
+    spacing: SpacingOption = 1.5,
+    canvas: CanvasOption = 256,
+    view_size: Annotated[int, typer.Option(help="Side of each augmented view (multiple of 16).")] = 192,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -80,7 +85,15 @@ def pretrain(
         volumes = [v for path in [*images, *(more or [])] for v in read_images([path]).volumes]
         if not volumes:
             raise typer.BadParameter("no readable image in --images")
-        config = PretrainConfig(method=method.value, steps=steps, batch_size=batch_size, seed=seed)
+        config = PretrainConfig(
+            method=method.value,
+            steps=steps,
+            batch_size=batch_size,
+            spacing=spacing,
+            canvas=canvas,
+            view_size=min(view_size, canvas),
+            seed=seed,
+        )
         with _progress(steps, f"pretrain {method.value}", as_json) as progress:
             written = run(volumes, out, config, device=device, progress=progress)
     except (ImageIOError, ValueError) as exc:
@@ -96,6 +109,11 @@ def finetune(
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
     init: Annotated[str, typer.Option(help="'scratch' or a pre-trained model directory.")] = "scratch",
     steps: Annotated[int, typer.Option(help="Maximum optimisation steps.")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 8,
+    patch: Annotated[int, typer.Option(help="Patch side, pixels (multiple of 16).")] = 128,
+    validate_every: Annotated[int, typer.Option(help="Steps between validations.")] = 100,
+    spacing: Annotated[float, typer.Option(help="In-plane model spacing, mm (scratch only).")] = 1.5,
+    canvas: Annotated[int, typer.Option(help="Slice canvas side, pixels (scratch only).")] = 256,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -109,7 +127,15 @@ def finetune(
 
     try:
         manifest = load_manifest(train, parts=("train", "validation"))
-        config = FinetuneConfig(steps=steps, seed=seed)
+        config = FinetuneConfig(
+            steps=steps,
+            batch_size=batch_size,
+            patch=patch,
+            validate_every=validate_every,
+            spacing=spacing,
+            canvas=canvas,
+            seed=seed,
+        )
         with _progress(steps, "finetune", as_json) as progress:
             written = run(
                 manifest.parts["train"],

@@ -89,7 +89,8 @@ def collect_files(
         else:
             raise UnsupportedInput(f"{path}: no such file or folder")
     if not found.files:
-        raise UnsupportedInput("no files found in the input (empty folder or empty archive)")
+        skipped = f" ({'; '.join(found.notes[:3])})" if found.notes else ""
+        raise UnsupportedInput(f"no files found in the input (empty folder or empty archive){skipped}")
     return found
 
 

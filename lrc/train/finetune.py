@@ -136,6 +136,7 @@ def finetune(
     if init is not None:
         source, parent_card = load_model(init)
         window, config.spacing, config.canvas = parent_card.window, parent_card.spacing[0], parent_card.canvas
+        config.patch = min(config.patch, config.canvas)
         net = UNet(2, 1, len(labels) + 1, source.arguments["features"])
         weights = {k: v for k, v in source.state_dict().items() if not k.startswith("final_conv.")}
         missing, unexpected = net.load_state_dict(weights, strict=False)

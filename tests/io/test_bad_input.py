@@ -67,6 +67,14 @@ def test_empty_folder(tmp_path: Path):
         read_volume(tmp_path)
 
 
+def test_symlinks_in_folders_are_not_followed(make_series, tmp_path: Path):
+    (target,) = make_series(line(1))
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "a.dcm").symlink_to(target)
+    with pytest.raises(UnsupportedInput, match="symbolic link skipped"):
+        read_volume(tmp_path / "links")
+
+
 def test_missing_path(tmp_path: Path):
     with pytest.raises(UnsupportedInput, match="no such file"):
         read_volume(tmp_path / "nope")

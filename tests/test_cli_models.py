@@ -1,0 +1,214 @@
+"""``lrc pretrain``, ``finetune``, ``segment`` and ``evaluate`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from typer.testing import CliRunner
+
+from lrc.cli import app
+from lrc.io import read_nifti, read_volume
+from lrc.io.seg import read_seg
+from tests.io.test_seg import dciodvfy_errors
+
+runner = CliRunner()
+
+
+def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
+    nifti = shared_data / "nifti" / "totalseg_ct_abdomen"
+    dicom = shared_data / "dicom" / "ct_series_totalseg"
+    small = ["--spacing", "6", "--canvas", "64", "--device", "cpu"]
+    result = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "--images",
+            str(nifti / "example_ct.nii.gz"),
+            "--method",
+            "lrc",
+            "--out",
+            str(tmp_path / "pre"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--view-size",
+            "48",
+            *small,
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["card"]["training"]["method"] == "lrc"
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "labels": {"5": "liver"},
+                "train": [
+                    {
+                        "image": str(nifti / "example_ct.nii.gz"),
+                        "label": str(nifti / "example_seg_fast_force_split.nii.gz"),
+                    }
+                ],
+                "validation": [{"image": str(dicom), "label": str(dicom / "example_seg_dicom.nii.gz")}],
+            }
+        )
+    )
+    # The DICOM folder also holds the label NIfTI: reading it as "one image" must fail clearly.
+    result = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--train",
+            str(manifest),
+            "--out",
+            str(tmp_path / "seg"),
+            "--init",
+            str(tmp_path / "pre"),
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "holds 2 series" in result.output
+
+    files = tmp_path / "c"
+    files.mkdir()
+    for path in dicom.glob("CT.*"):
+        shutil.copy(path, files / path.name)
+    data = json.loads(manifest.read_text())
+    data["validation"][0]["image"] = str(files)
+    manifest.write_text(json.dumps(data))
+    result = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--train",
+            str(manifest),
+            "--out",
+            str(tmp_path / "seg"),
+            "--init",
+            str(tmp_path / "pre"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--patch",
+            "48",
+            "--validate-every",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["metrics"]["dice"]) == {"liver"}
+
+    out = tmp_path / "out.nii.gz"
+    result = runner.invoke(
+        app, ["segment", str(files), "--model", str(tmp_path / "seg"), "--out", str(out), "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    image = read_volume(files)
+    labels = read_nifti(out)
+    assert labels.shape == image.shape
+    assert np.allclose(labels.affine, image.affine, atol=1e-4)
+
+    result = runner.invoke(
+        app, ["evaluate", "--model", str(tmp_path / "seg"), "--data", str(manifest), "--device", "cpu", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["cases"] == 1
+    assert 0.0 <= report["labels"]["liver"]["dice"] <= 1.0
+
+
+def test_segment_to_dicom_seg_and_rtstruct(shared_data: Path, tmp_path: Path):
+    """A model's output as DICOM SEG and RTSTRUCT on real slices with UIDs, valid per dciodvfy."""
+    nifti = shared_data / "nifti" / "totalseg_ct_abdomen"
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "labels": {"5": "liver"},
+                "train": [
+                    {
+                        "image": str(nifti / "example_ct.nii.gz"),
+                        "label": str(nifti / "example_seg_fast_force_split.nii.gz"),
+                    }
+                ],
+            }
+        )
+    )
+    result = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--train",
+            str(manifest),
+            "--out",
+            str(tmp_path / "seg"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--patch",
+            "48",
+            "--spacing",
+            "6",
+            "--canvas",
+            "64",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "n/a (no held-out case)" in result.output
+    ct = shared_data / "dicom" / "seg_dcmqi" / "ct-3slice"
+    for fmt in ("dicom-seg", "rtstruct"):
+        out = tmp_path / f"{fmt}.dcm"
+        result = runner.invoke(
+            app,
+            [
+                "segment",
+                str(ct),
+                "--model",
+                str(tmp_path / "seg"),
+                "--out",
+                str(out),
+                "--format",
+                fmt,
+                "--device",
+                "cpu",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert dciodvfy_errors(out) == []
+    seg = read_seg(tmp_path / "dicom-seg.dcm", read_volume(ct))
+    assert seg.table[1].name == "liver"
+    assert pydicom.dcmread(tmp_path / "rtstruct.dcm").Modality == "RTSTRUCT"
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path, shared_data: Path):
+    result = runner.invoke(
+        app,
+        [
+            "segment",
+            str(shared_data / "dicom" / "seg_dcmqi" / "ct-3slice"),
+            "--model",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "x.nii.gz"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "not a model directory" in result.output

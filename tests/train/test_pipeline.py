@@ -1,0 +1,140 @@
+"""Pre-train -> fine-tune -> segment on the real CT data, small and on the CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from lrc.infer import Predictor
+from lrc.io import Volume, read_nifti, read_volume
+from lrc.io.labels import LabelTable
+from lrc.models.store import read_card
+from lrc.train.finetune import FinetuneConfig, finetune, fixed_split
+from lrc.train.pretrain import PretrainConfig, pretrain
+
+SMALL = (8, 8, 16, 16, 32, 8)
+LABELS = LabelTable.from_names({5: "liver", 1: "spleen"})
+
+
+@pytest.fixture(scope="module")
+def subject_a(shared_data: Path) -> tuple[Volume, Volume]:
+    """TotalSegmentator's abdominal CT (3 mm, RAS NIfTI) and its label map."""
+    folder = shared_data / "nifti" / "totalseg_ct_abdomen"
+    return (
+        read_nifti(folder / "example_ct.nii.gz", modality="CT"),
+        read_nifti(folder / "example_seg_fast_force_split.nii.gz"),
+    )
+
+
+@pytest.fixture(scope="module")
+def subject_c(shared_data: Path) -> tuple[Volume, Volume]:
+    """The Siemens JPEG 2000 DICOM CT (LPS) and its label map (LAS NIfTI)."""
+    folder = shared_data / "dicom" / "ct_series_totalseg"
+    return read_volume(sorted(folder.glob("CT.*"))), read_nifti(folder / "example_seg_dicom.nii.gz")
+
+
+def small_pretrain(method: str = "moco+lrc", seed: int = 0, steps: int = 3) -> PretrainConfig:
+    return PretrainConfig(
+        method=method,
+        steps=steps,
+        batch_size=4,
+        spacing=6.0,
+        canvas=64,
+        view_size=48,
+        features=SMALL,
+        queue_size=64,
+        regions_per_image=8,
+        pixels_per_region=4,
+        seed=seed,
+    )
+
+
+@pytest.fixture(scope="module")
+def pretrained(subject_a, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "pretrained"
+    return pretrain([subject_a[0]], out, small_pretrain(), device="cpu", cache_dir=out.parent / "cache")
+
+
+def test_pretrained_card(pretrained: Path, subject_a):
+    card = read_card(pretrained)
+    assert card.kind == "pretrained"
+    assert card.training["method"] == "moco+lrc"
+    assert card.training["steps"] == 3
+    assert card.training["seeds"] == {"torch": 0, "numpy": 0}
+    assert set(card.training["final"]) >= {"global", "local", "loss"}
+    assert card.arguments["features"] == list(SMALL)
+    assert card.spacing == (6.0, 6.0, None)
+    assert len(card.training["data"]) == 1
+
+
+def test_pretraining_is_deterministic_under_a_seed(subject_a, tmp_path: Path):
+    cache = tmp_path / "cache"
+    runs = [
+        pretrain([subject_a[0]], tmp_path / f"m{k}", small_pretrain("lrc", seed), device="cpu", cache_dir=cache)
+        for k, seed in enumerate((7, 7, 8))
+    ]
+    hashes = [read_card(r).weights_sha256 for r in runs]
+    assert hashes[0] == hashes[1]
+    assert hashes[0] != hashes[2]
+
+
+def test_finetune_and_segment(pretrained: Path, subject_a, subject_c, tmp_path: Path):
+    config = FinetuneConfig(steps=6, batch_size=4, patch=48, validate_every=3, seed=0)
+    model = finetune(
+        [subject_a], LABELS, tmp_path / "seg", config, validation=[subject_c], init=pretrained, device="cpu"
+    )
+    card = read_card(model)
+    assert card.kind == "segmentation"
+    assert card.parent is not None
+    assert card.parent["weights_sha256"] == read_card(pretrained).weights_sha256
+    assert card.spacing == (6.0, 6.0, None)  # inherited from the pre-trained model
+    assert card.metrics is not None
+    assert set(card.metrics["dice"]) == {"liver", "spleen"}
+    assert 0.0 <= card.metrics["mean_dice"] <= 1.0
+    assert card.training["split"]["validation"] and card.training["split"]["train"]
+    assert card.training["best_step"] in (3, 6)
+    assert json.loads((model / "model.json").read_text())["labels"]["5"]["type"][1] == "10200004"
+
+    image, _ = subject_c
+    labels = Predictor.from_dir(model, device="cpu").predict(image)
+    assert labels.shape == image.shape
+    assert_allclose(labels.affine, image.affine)
+    assert labels.source is image.source
+    assert set(np.unique(labels.array)) <= {0, 1, 5}
+
+
+def test_predictor_keeps_any_orientation(pretrained: Path, subject_a, tmp_path: Path):
+    config = FinetuneConfig(steps=2, batch_size=2, patch=48, validate_every=100)
+    model = finetune([subject_a], LABELS, tmp_path / "seg", config, validation=[], init=pretrained, device="cpu")
+    predictor = Predictor.from_dir(model, device="cpu")
+    image = subject_a[0]
+    flipped = Volume(
+        image.array[::-1, :, ::-1].copy(),
+        image.affine
+        @ np.array([[-1, 0, 0, image.shape[0] - 1], [0, 1, 0, 0], [0, 0, -1, image.shape[2] - 1], [0, 0, 0, 1.0]]),
+        "CT",
+    )
+    direct = predictor.predict(image)
+    via_flip = predictor.predict(flipped)
+    assert_allclose(via_flip.affine, flipped.affine)
+    assert np.array_equal(via_flip.array[::-1, :, ::-1], direct.array)  # same world, same answer
+
+
+def test_fixed_split_ignores_order(subject_a, subject_c):
+    cases = [subject_a, subject_c]
+    train_1, held_1 = fixed_split(cases, 0.2)
+    train_2, held_2 = fixed_split(cases[::-1], 0.2)
+    assert [cases[i] for i in held_1][0][0] is [cases[::-1][i] for i in held_2][0][0]
+    assert len(train_1) == 1
+    assert fixed_split([subject_a], 0.2) == ([0], [])
+
+
+def test_method_checks():
+    with pytest.raises(ValueError, match="method must be one of"):
+        PretrainConfig(method="simclr")
+    with pytest.raises(ValueError, match="multiples of 16"):
+        PretrainConfig(view_size=100)
