@@ -26,6 +26,7 @@ from lrc.io.volume import Volume
 from lrc.models.card import ModelCard
 from lrc.models.store import load_model
 from lrc.nets.unet import UNet
+from lrc.runtime import tune_cpu_allocator
 
 MULTIPLE = 16  # BasicUNet halves the size four times
 
@@ -37,40 +38,44 @@ class Predictor:
         net: the network (moved to ``device``, put in eval mode).
         card: its model card (window, spacing, label table).
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
-        batch_size: slices per forward pass (2D).
+        batch_size: slices per forward pass (2D); default 32 on CUDA, 2 on the CPU, where small
+            batches keep activation buffers below glibc's mmap threshold (see :mod:`lrc.runtime`).
     """
 
-    def __init__(self, net: UNet, card: ModelCard, device: str | torch.device = "auto", batch_size: int = 32) -> None:
+    def __init__(
+        self, net: UNet, card: ModelCard, device: str | torch.device = "auto", batch_size: int | None = None
+    ) -> None:
         if card.kind != "segmentation" or card.labels is None:
             raise ValueError(f"a segmentation model is needed, got a {card.kind} model")
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
         self.card = card
-        self.batch_size = batch_size
-        self.values = torch.tensor([0, *card.labels], device=self.device)  # class index -> label value
+        self.batch_size = batch_size or (32 if self.device.type == "cuda" else 2)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         self.label_dtype = np.uint8 if max(card.labels) < 256 else np.uint16
+        self.values = np.array([0, *card.labels], dtype=self.label_dtype)  # class index -> label value
 
     @classmethod
     def from_dir(
-        cls, directory: str | os.PathLike[str], device: str | torch.device = "auto", batch_size: int = 32
+        cls, directory: str | os.PathLike[str], device: str | torch.device = "auto", batch_size: int | None = None
     ) -> Predictor:
         """Load a segmentation model directory (checked against its card)."""
         resolved = resolve_device(device)
         net, card = load_model(directory, kind="segmentation", device=resolved)
         return cls(net, card, resolved, batch_size)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, volume: Volume) -> Volume:
         """The label map of ``volume``, on its exact grid, with its DICOM source kept."""
         canonical = reorient(volume, "RAS")
-        low, high = self.card.window.bounds(canonical.array)
+        bounds = self.card.window.bounds(canonical.array)
         voxels = torch.from_numpy(np.ascontiguousarray(canonical.array)).to(self.device)  # X x Y x Z, stored dtype
-        image = ((voxels.float() - low) / (high - low)).clamp_(0.0, 1.0)  # X x Y x Z in [0, 1]
         if self.card.arguments["spatial_dims"] == 2:
-            classes = self._predict_2d(image, canonical.spacing)
+            classes = self._predict_2d(voxels, bounds, canonical.spacing)
         else:
-            classes = self._predict_3d(image, canonical.spacing)
-        labels = self.values[classes].cpu().numpy().astype(self.label_dtype)  # X x Y x Z
+            classes = self._predict_3d(_window(voxels, bounds), canonical.spacing)
+        labels = self.values[classes.cpu().numpy()]  # X x Y x Z label values
         predicted = Volume(labels, canonical.affine, "SEG")
         result = align_to(predicted, volume)
         result.source = volume.source
@@ -80,14 +85,16 @@ class Predictor:
         target = self.card.spacing
         return tuple(max(1, round(n * s / t)) if t else n for n, s, t in zip(size, spacing, target, strict=False))
 
-    def _predict_2d(self, image: torch.Tensor, spacing: tuple[float, float, float]) -> torch.Tensor:
-        x_size, y_size, depth = image.shape
+    def _predict_2d(
+        self, voxels: torch.Tensor, bounds: tuple[float, float], spacing: tuple[float, float, float]
+    ) -> torch.Tensor:
+        x_size, y_size, depth = voxels.shape
         model_x, model_y = self._model_size((x_size, y_size), spacing[:2])
         pad_x, pad_y = (-model_x) % MULTIPLE, (-model_y) % MULTIPLE
-        slices = image.permute(2, 0, 1)[:, None]  # Z x 1 x X x Y
-        out = torch.empty((depth, x_size, y_size), dtype=torch.long, device=self.device)  # Z x X x Y
+        slices = voxels.permute(2, 0, 1)[:, None]  # Z x 1 x X x Y, stored dtype
+        out = torch.empty((depth, x_size, y_size), dtype=torch.uint8, device=self.device)  # Z x X x Y classes
         for start in range(0, depth, self.batch_size):
-            batch = slices[start : start + self.batch_size]  # b x 1 x X x Y
+            batch = _window(slices[start : start + self.batch_size], bounds)  # b x 1 x X x Y in [0, 1]
             if (model_x, model_y) != (x_size, y_size):
                 batch = nn.functional.interpolate(batch, size=(model_x, model_y), mode="bilinear", align_corners=False)
             batch = nn.functional.pad(batch, (pad_y // 2, pad_y - pad_y // 2, pad_x // 2, pad_x - pad_x // 2))
@@ -96,7 +103,8 @@ class Predictor:
             logits = logits[:, :, pad_x // 2 : pad_x // 2 + model_x, pad_y // 2 : pad_y // 2 + model_y].float()
             if (model_x, model_y) != (x_size, y_size):
                 logits = nn.functional.interpolate(logits, size=(x_size, y_size), mode="bilinear", align_corners=False)
-            out[start : start + self.batch_size] = logits.argmax(dim=1)
+            # max(dim=1).indices: ~12x faster than argmax(dim=1) on the CPU for this layout.
+            out[start : start + self.batch_size] = logits.max(dim=1).indices
         return out.permute(1, 2, 0)  # X x Y x Z
 
     def _predict_3d(self, image: torch.Tensor, spacing: tuple[float, float, float]) -> torch.Tensor:
@@ -113,4 +121,10 @@ class Predictor:
         logits = torch.as_tensor(logits).float()
         if model_size != size:
             logits = nn.functional.interpolate(logits, size=size, mode="trilinear", align_corners=False)
-        return logits[0].argmax(dim=0)
+        return logits[0].max(dim=0).indices.to(torch.uint8)
+
+
+def _window(voxels: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    """Stored values to float32 in [0, 1] on their device."""
+    low, high = bounds
+    return ((voxels.float() - low) * (1.0 / (high - low))).clamp_(0.0, 1.0)

@@ -9,6 +9,8 @@ embeddings of the batch are negatives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -55,8 +57,21 @@ class LocalRegionContrastLoss(nn.Module):
         mean_log_prob = torch.where(positive, log_prob, torch.zeros_like(log_prob)).sum(dim=1)[anchors] / count[anchors]
         return -mean_log_prob.mean()
 
-    def from_views(self, dense_1: torch.Tensor, dense_2: torch.Tensor, sample: RegionSample) -> torch.Tensor:
-        """Loss of the sampled pixels of two views' dense embeddings (``BDHW[D]`` each)."""
+    def from_views(
+        self,
+        dense_1: torch.Tensor,
+        dense_2: torch.Tensor,
+        sample: RegionSample,
+        project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Loss of the sampled pixels of two views' dense maps (``BCHW[D]`` each).
+
+        Args:
+            dense_1, dense_2: per-pixel features (or embeddings) of the two views.
+            sample: the pixels to use (:func:`lrc.losses.region_sampling.sample_regions`).
+            project: maps the gathered ``NC`` features to ``ND`` embeddings (the local head);
+                without it the gathered vectors are only L2-normalised.
+        """
         batch, dim = dense_1.shape[:2]
         flat_1 = dense_1.reshape(batch, dim, -1)  # B x D x P
         flat_2 = dense_2.reshape(batch, dim, -1)  # B x D x P
@@ -67,4 +82,6 @@ class LocalRegionContrastLoss(nn.Module):
         ids = torch.arange(batch * k, device=dense_1.device).reshape(batch, k, 1).expand(batch, k, m)  # B x K x M
         ids = ids.reshape(batch, k * m).repeat(1, 2)  # B x 2KM, laid out like `both`: one id per (image, region)
         keep = sample.valid.repeat_interleave(m, dim=1).repeat(1, 2)  # B x 2KM
-        return self(both[keep], ids[keep])
+        chosen = both[keep]  # N x C
+        embeddings = project(chosen) if project is not None else nn.functional.normalize(chosen, dim=1)
+        return self(embeddings, ids[keep])

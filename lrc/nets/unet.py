@@ -86,9 +86,12 @@ class ContrastiveUNet(nn.Module):
     """A BasicUNet with the two LRC projection heads.
 
     * global head: global average pooling of the bottleneck, then an MLP (MoCo v2's 2-layer head);
-    * local head: two 1x1 convolutions on the last decoder features (a dense MLP).
+    * local head: a 2-layer MLP on each pixel of the last decoder features, i.e. two 1x1
+      convolutions. It is applied only to the pixels the local loss samples (see
+      :meth:`project_local`): the same values as convolving the whole map, without computing
+      128 channels at full resolution for the few hundred pixels per image that are used.
 
-    Both return L2-normalised embeddings of size ``dim``. The heads are dropped for fine-tuning:
+    Both give L2-normalised embeddings of size ``dim``. The heads are dropped for fine-tuning:
     only ``backbone`` is saved into the model directory.
 
     Args:
@@ -99,15 +102,12 @@ class ContrastiveUNet(nn.Module):
     def __init__(self, backbone: UNet, dim: int = 128) -> None:
         super().__init__()
         features = backbone.arguments["features"]
-        spatial_dims = backbone.arguments["spatial_dims"]
-        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         self.backbone = backbone
-        self.spatial_dims = spatial_dims
         self.global_head = nn.Sequential(
             nn.Linear(features[4], features[4]), nn.ReLU(inplace=True), nn.Linear(features[4], dim)
         )
         self.local_head = nn.Sequential(
-            conv(features[5], features[5], 1), nn.ReLU(inplace=True), conv(features[5], dim, 1)
+            nn.Linear(features[5], features[5]), nn.ReLU(inplace=True), nn.Linear(features[5], dim)
         )
 
     def global_embedding(self, bottleneck: torch.Tensor) -> torch.Tensor:
@@ -115,11 +115,19 @@ class ContrastiveUNet(nn.Module):
         pooled = bottleneck.flatten(2).mean(dim=2)  # B x C
         return nn.functional.normalize(self.global_head(pooled), dim=1)  # B x D
 
+    def project_local(self, features: torch.Tensor) -> torch.Tensor:
+        """``NC`` decoder features of sampled pixels -> ``ND`` unit local embeddings."""
+        return nn.functional.normalize(self.local_head(features), dim=1)
+
+    def dense_embedding(self, features: torch.Tensor) -> torch.Tensor:
+        """``BCHW[D]`` decoder features -> ``BDHW[D]`` unit local embeddings of every pixel."""
+        moved = features.movedim(1, -1)  # B x H x W[ x D] x C
+        return self.project_local(moved.reshape(-1, moved.shape[-1])).reshape(*moved.shape[:-1], -1).movedim(-1, 1)
+
     def forward(self, x: torch.Tensor, local: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Global ``BD`` and (when ``local``) dense ``BDHW[D]`` unit embeddings of ``x``."""
+        """Global ``BD`` unit embeddings and (when ``local``) the ``BCHW[D]`` last decoder features."""
         skips = encode(self.backbone, x)
         global_embedding = self.global_embedding(skips[-1])  # B x D
         if not local:
             return global_embedding, None
-        dense = self.local_head(decode(self.backbone, skips))  # B x D x H x W[ x D]
-        return global_embedding, nn.functional.normalize(dense, dim=1)
+        return global_embedding, decode(self.backbone, skips)

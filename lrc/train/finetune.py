@@ -35,6 +35,7 @@ from lrc.io.volume import Volume
 from lrc.models.card import ModelCard
 from lrc.models.store import load_model, save_model
 from lrc.nets.unet import DEFAULT_FEATURES, UNet
+from lrc.runtime import tune_cpu_allocator
 from lrc.train.slices import SliceSet, build_slices, volume_sha256
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ def finetune(
     """
     config = config or FinetuneConfig()
     device = resolve_device(device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     torch.manual_seed(config.seed)
     started = time.perf_counter()
     if validation is None:

@@ -32,6 +32,7 @@ from lrc.losses.moco import momentum_update
 from lrc.models.card import ModelCard
 from lrc.models.store import save_model
 from lrc.nets.unet import DEFAULT_FEATURES, ContrastiveUNet, UNet
+from lrc.runtime import tune_cpu_allocator
 from lrc.superpixels import SuperpixelCache, SuperpixelParams
 from lrc.train.slices import SliceSet, build_slices, volume_sha256
 from lrc.views import ViewConfig, make_views
@@ -106,6 +107,8 @@ class Pretrainer:
     def __init__(self, config: PretrainConfig, device: str | torch.device = "auto", classes: int = 2) -> None:
         self.config = config
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         torch.manual_seed(config.seed)
         backbone = UNet(spatial_dims=2, in_channels=1, out_channels=classes, features=config.features)
         self.online = ContrastiveUNet(backbone, config.embedding_dim).to(self.device)
@@ -142,7 +145,7 @@ class Pretrainer:
         both = torch.cat([view_1, view_2])  # 2B x 1 x S x S
         metrics: dict[str, float] = {}
         with autocast(self.device):
-            query, dense = self.online(both, local=self.uses_local)  # 2B x D, 2B x D x S x S
+            query, dense = self.online(both, local=self.uses_local)  # 2B x D, 2B x C x S x S
             loss = torch.zeros((), device=self.device)
             if self.uses_moco:
                 assert self.key is not None
@@ -164,7 +167,7 @@ class Pretrainer:
                 sample = sample_regions(
                     map_1, map_2, config.regions_per_image, config.pixels_per_region, self.generator
                 )
-                local = self.local_loss.from_views(dense[:batch], dense[batch:], sample)
+                local = self.local_loss.from_views(dense[:batch], dense[batch:], sample, self.online.project_local)
                 loss = loss + config.lambda_local * local
                 metrics["local"] = float(local.detach())
                 metrics["regions"] = float(sample.valid.float().sum(dim=1).mean())

@@ -86,7 +86,7 @@ def test_gradients_reach_the_local_head():
     maps = torch.randint(1, 6, (2, 32, 32))
     _, dense = net(torch.cat([images, images.flip(-1)]))
     sample = sample_regions(maps, maps.flip(-1), 4, 4)
-    loss = LocalRegionContrastLoss(0.1).from_views(dense[:2], dense[2:], sample)
+    loss = LocalRegionContrastLoss(0.1).from_views(dense[:2], dense[2:], sample, net.project_local)
     loss.backward()
     for name, parameter in net.named_parameters():
         if name.startswith(("local_head", "backbone.upcat_1", "backbone.conv_0")):

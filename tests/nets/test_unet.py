@@ -23,12 +23,17 @@ def test_features_and_full_forward_agree(dims, shape):
 
 def test_contrastive_heads():
     net = ContrastiveUNet(UNet(2, 1, 2, SMALL), dim=24)
-    global_embedding, dense = net(torch.rand(3, 1, 32, 32))
+    global_embedding, features = net(torch.rand(3, 1, 32, 32))
     assert global_embedding.shape == (3, 24)
-    assert dense is not None
-    assert dense.shape == (3, 24, 32, 32)
+    assert features is not None
+    assert features.shape == (3, SMALL[5], 32, 32)
     assert torch.allclose(global_embedding.norm(dim=1), torch.ones(3), atol=1e-5)
+    dense = net.dense_embedding(features)
+    assert dense.shape == (3, 24, 32, 32)
     assert torch.allclose(dense.norm(dim=1), torch.ones(3, 32, 32), atol=1e-5)
+    # The head on sampled pixels equals the head on the whole map (1x1 convolutions).
+    pixels = features[1, :, 5, 7][None]  # 1 x C
+    assert torch.allclose(net.project_local(pixels)[0], dense[1, :, 5, 7], atol=1e-6)
     only_global, none = net(torch.rand(3, 1, 32, 32), local=False)
     assert none is None
     assert only_global.shape == (3, 24)
