@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -120,8 +121,9 @@ class Pretrainer:
             self.queue = MoCoQueue(config.embedding_dim, config.queue_size).to(self.device)
         self.local_loss = LocalRegionContrastLoss(config.temperature_local)
         self.optimizer = torch.optim.AdamW(self.online.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.schedule = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.05
+        warmup = max(1, config.steps // 20)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: warmup_cosine(step, warmup, config.steps)
         )
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         if config.method == "supervised+lrc":
@@ -182,6 +184,14 @@ class Pretrainer:
         self.schedule.step()
         metrics["loss"] = float(loss.detach())
         return metrics
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def pretrain(
