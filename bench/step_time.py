@@ -73,9 +73,12 @@ def main() -> None:
         if device.type == "cuda":
             results[method]["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
             torch.cuda.reset_peak_memory_stats(device)
-    # The LRC-specific part alone: sampling + local loss forward/backward on step-sized embeddings.
-    dense = torch.nn.functional.normalize(torch.randn(2 * args.batch, 128, args.size, args.size, device=device), dim=1)
-    dense.requires_grad_(True)
+    # The LRC-specific part alone: sampling, gathering the decoder features of the sampled pixels,
+    # the local head on them and the local loss, forward and backward, at the step's sizes.
+    from lrc.nets.unet import ContrastiveUNet, UNet
+
+    heads = ContrastiveUNet(UNet(2, 1, 2), 128).to(device)
+    dense = torch.randn(2 * args.batch, 32, args.size, args.size, device=device, requires_grad=True)
     small_maps = torch.nn.functional.interpolate(maps[:, None].float(), size=(args.size, args.size), mode="nearest")[
         :, 0
     ].long()
@@ -85,7 +88,7 @@ def main() -> None:
         _sync(device)
         start = time.perf_counter()
         sample = sample_regions(small_maps, small_maps, 16, 8)
-        loss = loss_fn.from_views(dense[: args.batch], dense[args.batch :], sample)
+        loss = loss_fn.from_views(dense[: args.batch], dense[args.batch :], sample, heads.project_local)
         loss.backward()
         _sync(device)
         if step >= 2:

@@ -23,6 +23,6 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return device
 
 
-def autocast(device: torch.device) -> torch.autocast:
-    """bf16 autocast on CUDA; disabled on CPU (float32 there)."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast(device: torch.device, bf16: bool = True) -> torch.autocast:
+    """bf16 autocast on CUDA (unless ``bf16`` is False); disabled on CPU (float32 there)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")

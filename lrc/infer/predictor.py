@@ -40,16 +40,23 @@ class Predictor:
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         batch_size: slices per forward pass (2D); default 32 on CUDA, 2 on the CPU, where small
             batches keep activation buffers below glibc's mmap threshold (see :mod:`lrc.runtime`).
+        bf16: bf16 autocast on CUDA (float32 when False; the CPU always runs float32).
     """
 
     def __init__(
-        self, net: UNet, card: ModelCard, device: str | torch.device = "auto", batch_size: int | None = None
+        self,
+        net: UNet,
+        card: ModelCard,
+        device: str | torch.device = "auto",
+        batch_size: int | None = None,
+        bf16: bool = True,
     ) -> None:
         if card.kind != "segmentation" or card.labels is None:
             raise ValueError(f"a segmentation model is needed, got a {card.kind} model")
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
         self.card = card
+        self.bf16 = bf16
         self.batch_size = batch_size or (32 if self.device.type == "cuda" else 2)
         if self.device.type == "cpu":
             tune_cpu_allocator()
@@ -98,7 +105,7 @@ class Predictor:
             if (model_x, model_y) != (x_size, y_size):
                 batch = nn.functional.interpolate(batch, size=(model_x, model_y), mode="bilinear", align_corners=False)
             batch = nn.functional.pad(batch, (pad_y // 2, pad_y - pad_y // 2, pad_x // 2, pad_x - pad_x // 2))
-            with autocast(self.device):
+            with autocast(self.device, self.bf16):
                 logits = self.net(batch)  # b x C x X' x Y' (padded)
             logits = logits[:, :, pad_x // 2 : pad_x // 2 + model_x, pad_y // 2 : pad_y // 2 + model_y].float()
             if (model_x, model_y) != (x_size, y_size):
@@ -116,7 +123,7 @@ class Predictor:
         if model_size != size:
             volume = nn.functional.interpolate(volume, size=model_size, mode="trilinear", align_corners=False)
         roi = tuple(int(v) for v in self.card.training.get("patch", [96, 96, 96]))
-        with autocast(self.device):
+        with autocast(self.device, self.bf16):
             logits = sliding_window_inference(volume, roi, 2, self.net, overlap=0.25, mode="gaussian")
         logits = torch.as_tensor(logits).float()
         if model_size != size:
