@@ -140,3 +140,22 @@ def test_method_checks():
         PretrainConfig(method="simclr")
     with pytest.raises(ValueError, match="multiples of 16"):
         PretrainConfig(view_size=100)
+
+
+def test_supervised_plus_lrc(subject_a, tmp_path: Path):
+    config = small_pretrain("supervised+lrc")
+    model = pretrain(
+        [subject_a[0]],
+        tmp_path / "sup",
+        config,
+        device="cpu",
+        cache_dir=tmp_path / "cache",
+        labels=[subject_a[1]],
+        class_of={5: 1, 1: 2},
+    )
+    card = read_card(model)
+    assert card.training["method"] == "supervised+lrc"
+    assert set(card.training["final"]) >= {"supervised", "local"}
+    assert card.arguments["out_channels"] == 3
+    with pytest.raises(ValueError, match="needs label maps"):
+        pretrain([subject_a[0]], tmp_path / "x", config, device="cpu")
