@@ -25,10 +25,13 @@ def is_nifti_path(path: str | os.PathLike[str]) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
-def read_nifti(path: str | os.PathLike[str], modality: str = "OT") -> Volume:
+def read_nifti(path: str | os.PathLike[str], modality: str | None = None) -> Volume:
     """Read a 3D NIfTI image (a 4D file with one volume is accepted).
 
     Stored integers stay integers when the file applies no scaling (label maps keep their dtype).
+    NIfTI does not record the modality: unless ``modality`` is given, an image whose values reach
+    below -500 (air in Hounsfield units) is taken as CT, with a warning saying so; anything else is
+    ``OT`` (windowed by percentiles, as MR is).
 
     Raises:
         UnsupportedInput: not a readable NIfTI, not 3D, non-finite voxels or a singular affine.
@@ -52,7 +55,13 @@ def read_nifti(path: str | os.PathLike[str], modality: str = "OT") -> Volume:
     affine = np.asarray(image.affine, dtype=np.float64)
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise UnsupportedInput(f"{path.name}: the header's affine is singular or not finite; no geometry")
-    return Volume(array=np.ascontiguousarray(data), affine=affine, modality=modality)
+    warnings: tuple[str, ...] = ()
+    if modality is None:
+        modality = "OT"
+        if data.size and not np.issubdtype(data.dtype, np.unsignedinteger) and float(data.min()) < -500:
+            modality = "CT"
+            warnings = ("modality taken as CT: values reach below -500 (Hounsfield units); NIfTI does not say",)
+    return Volume(array=np.ascontiguousarray(data), affine=affine, modality=modality, warnings=warnings)
 
 
 def write_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:

@@ -37,6 +37,21 @@ def test_real_totalsegmentator_ct(shared_data: Path):
     assert 40 < volume.array[labels.array == 5].mean() < 150
 
 
+def test_modality_inferred_from_hounsfield_units(shared_data: Path):
+    ct = read_nifti(shared_data / "nifti" / "totalseg_ct_abdomen" / "example_ct.nii.gz")
+    assert ct.modality == "CT"
+    assert any("taken as CT" in w for w in ct.warnings)
+    mr_path = shared_data / "nifti" / "totalseg_mr_abdomen" / "example_mr_sm.nii.gz"
+    mr = read_nifti(mr_path)
+    assert mr.modality == "OT"  # min -47: not CT; windowed by percentiles
+    labels = read_nifti(shared_data / "nifti" / "totalseg_ct_abdomen" / "example_seg.nii.gz")
+    assert labels.modality == "OT"
+    assert (
+        read_nifti(shared_data / "nifti" / "totalseg_mr_abdomen" / "example_mr_sm.nii.gz", modality="MR").modality
+        == "MR"
+    )
+
+
 def test_random_bytes_refused(tmp_path: Path):
     path = tmp_path / "broken.nii.gz"
     path.write_bytes(np.random.default_rng(0).bytes(2048))
