@@ -86,7 +86,7 @@ def main() -> None:
                     base, method=spec["method"], seed=seed, views=ViewConfig(independent_geometry=spec["independent"])
                 )
                 init = work / f"{arm}-s{seed}"
-                if not (init / "model.json").exists():
+                if not _reusable(init, config.to_json()):
                     started = time.perf_counter()
                     pretrain(
                         [subject_a[0], subject_c[0]], init, config, device="auto", cache_dir=work / "superpixel-cache"
@@ -138,6 +138,15 @@ def main() -> None:
                     + "\n"
                 )
     summarize(runs)
+
+
+def _reusable(directory: Path, config: dict) -> bool:
+    """True when ``directory`` holds a pre-trained model made with exactly this configuration."""
+    card = directory / "model.json"
+    if not card.exists():
+        return False
+    made_with = json.loads(card.read_text())["training"]["config"]
+    return bool(made_with == json.loads(json.dumps(config)))
 
 
 def summarize(runs: list[dict]) -> None:
