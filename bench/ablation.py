@@ -8,6 +8,9 @@ on the other (two folds: A->C and C->A), for 5 organs both label maps hold: live
 aorta, inferior vena cava. No validation-based early stopping (the only other volume is the test
 volume): a fixed number of steps, then Dice on the held-out subject.
 
+A third fold, ``A/10->A``, is in-distribution and label-scarce: fine-tune on every 10th slice of A
+(11 labelled slices) and score on the slices halfway between them (11 other slices of A).
+
 Arms: scratch; moco; lrc (the specification: one geometric transform for both views);
 lrc_indep (independent crops/flips/rotations per view, regions matched by super-pixel id);
 moco+lrc_indep. Seeds: ``--seeds`` (pre-training and fine-tuning seeded alike).
@@ -45,6 +48,7 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--arms", nargs="+", default=["scratch", *ARMS])
     parser.add_argument("--backbone-lr-factor", type=float, default=1.0)
+    parser.add_argument("--folds", nargs="+", default=["A->C", "C->A"], choices=["A->C", "C->A", "A/10->A"])
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ablation.json")
     args = parser.parse_args()
 
@@ -92,7 +96,13 @@ def main() -> None:
                         [subject_a[0], subject_c[0]], init, config, device="auto", cache_dir=work / "superpixel-cache"
                     )
                     pretrain_seconds = time.perf_counter() - started
-            for fold, (train, test) in {"A->C": (subject_a, subject_c), "C->A": (subject_c, subject_a)}.items():
+            folds = {
+                "A->C": (subject_a, subject_c),
+                "C->A": (subject_c, subject_a),
+                "A/10->A": (every_tenth(subject_a, 0), every_tenth(subject_a, 5)),
+            }
+            for fold in args.folds:
+                train, test = folds[fold]
                 key = (arm, fold, seed, args.backbone_lr_factor)
                 if key in done:
                     continue
@@ -110,7 +120,7 @@ def main() -> None:
                 model = finetune(
                     [train],
                     table,
-                    work / f"ft-{arm}-{fold.replace('->', '')}-s{seed}",
+                    work / f"ft-{arm}-{fold.replace('->', '').replace('/', '')}-s{seed}",
                     config,
                     validation=[],
                     init=init,
@@ -140,6 +150,22 @@ def main() -> None:
     summarize(runs)
 
 
+def every_tenth(case: tuple, start: int) -> tuple:
+    """Slices ``start, start + 10, ...`` of an (image, label) pair, as volumes 10 slices apart."""
+    from lrc.io import Volume
+    from lrc.io.geometry import align_to
+
+    image, label = case
+    label = align_to(label, image)
+    affine = image.affine.copy()
+    affine[:3, 3] = image.affine[:3, :3] @ [0, 0, start] + image.affine[:3, 3]
+    affine[:3, 2] *= 10
+    return (
+        Volume(image.array[:, :, start::10].copy(), affine, image.modality),
+        Volume(label.array[:, :, start::10].copy(), affine, label.modality),
+    )
+
+
 def _reusable(directory: Path, config: dict) -> bool:
     """True when ``directory`` holds a pre-trained model made with exactly this configuration."""
     card = directory / "model.json"
@@ -154,7 +180,7 @@ def summarize(runs: list[dict]) -> None:
     keys = sorted({(r["arm"], r.get("backbone_lr_factor", 1.0)) for r in runs})
     for arm, factor in keys:
         line = [f"{arm:16s} lr x{factor:<4}"]
-        for fold in ("A->C", "C->A"):
+        for fold in ("A->C", "C->A", "A/10->A"):
             values = [
                 r["mean_dice"]
                 for r in runs
