@@ -147,7 +147,7 @@ def main() -> None:
                     )
                     + "\n"
                 )
-    summarize(runs)
+    summarize(runs, args.out.with_suffix(".png"))
 
 
 def every_tenth(case: tuple, start: int) -> tuple:
@@ -175,12 +175,13 @@ def _reusable(directory: Path, config: dict) -> bool:
     return bool(made_with == json.loads(json.dumps(config)))
 
 
-def summarize(runs: list[dict]) -> None:
-    """Mean and spread of mean Dice per arm and fold."""
+def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
+    """Mean and spread of mean Dice per arm and fold; a plot of every run when ``plot_path`` is given."""
     keys = sorted({(r["arm"], r.get("backbone_lr_factor", 1.0)) for r in runs})
+    folds = [f for f in ("A->C", "C->A", "A/10->A") if any(r["fold"] == f for r in runs)]
     for arm, factor in keys:
         line = [f"{arm:16s} lr x{factor:<4}"]
-        for fold in ("A->C", "C->A", "A/10->A"):
+        for fold in folds:
             values = [
                 r["mean_dice"]
                 for r in runs
@@ -190,6 +191,30 @@ def summarize(runs: list[dict]) -> None:
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
                 line.append(f"{fold} {statistics.mean(values):.3f} +- {spread:.3f} (n={len(values)})")
         print("  ".join(line))
+    if plot_path is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(folds), figsize=(4.5 * len(folds), 3.8), squeeze=False)
+    for axis, fold in zip(axes[0], folds, strict=True):
+        for position, (arm, factor) in enumerate(keys):
+            values = [
+                r["mean_dice"]
+                for r in runs
+                if r["arm"] == arm and r["fold"] == fold and r.get("backbone_lr_factor", 1.0) == factor
+            ]
+            if values:
+                axis.scatter([position] * len(values), values, color="#2a7", s=18)
+                axis.hlines(statistics.mean(values), position - 0.3, position + 0.3, color="black")
+        axis.set_xticks(range(len(keys)))
+        axis.set_xticklabels([a if f == 1.0 else f"{a}\nlr x{f}" for a, f in keys], rotation=30, fontsize=8)
+        axis.set_title(fold)
+        axis.set_ylabel("mean Dice, 5 organs (dots: seeds)")
+    fig.tight_layout()
+    fig.savefig(plot_path, dpi=110)
 
 
 if __name__ == "__main__":
