@@ -227,3 +227,30 @@ def test_enhanced_multiframe_equals_single_frames(shared_data: Path, tmp_path: P
     expected = tuple(int(i) + 1 for i in np.argsort(positions))  # frame numbers in ascending z
     assert volume.source.frames == expected
     assert len(volume.source.headers) == 1
+
+
+def test_jpeg_baseline_decodes(shared_data: Path, tmp_path: Path):
+    """8-bit JPEG baseline (process 1), encoded by Pillow from a real CT slice windowed to 8 bits."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    ds = pydicom.dcmread(shared_data / "dicom" / "seg_dcmqi" / "ct-3slice" / "01.dcm")
+    hu = ds.pixel_array.astype(np.float32) + float(ds.RescaleIntercept)
+    pixels = np.clip((hu + 160) / 400 * 255, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+    ds["PixelData"].VR = "OB"
+    ds.save_as(tmp_path / "jpeg.dcm")
+    volume = read_volume(tmp_path / "jpeg.dcm")
+    decoded = volume.array[:, :, 0].T.astype(np.int16)
+    assert np.abs(decoded - pixels.astype(np.int16)).mean() < 2.0  # lossy, but the same image
+    reference = np.asarray(Image.open(io.BytesIO(buffer.getvalue())), dtype=np.int16)  # Pillow's own decoder
+    assert np.abs(decoded - reference).max() <= 1  # decoders may round the inverse DCT differently
