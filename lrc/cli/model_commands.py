@@ -114,6 +114,8 @@ def finetune(
     validate_every: Annotated[int, typer.Option(help="Steps between validations.")] = 100,
     spacing: Annotated[float, typer.Option(help="In-plane model spacing, mm (scratch only).")] = 1.5,
     canvas: Annotated[int, typer.Option(help="Slice canvas side, pixels (scratch only).")] = 256,
+    dims: Annotated[int, typer.Option(help="2 (slices) or 3 (3D patches; scratch only).")] = 2,
+    patch_depth: Annotated[int, typer.Option(help="3D patch depth, voxels (multiple of 16).")] = 32,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -134,6 +136,8 @@ def finetune(
             validate_every=validate_every,
             spacing=spacing,
             canvas=canvas,
+            spatial_dims=dims,
+            patch_depth=patch_depth,
             seed=seed,
         )
         with _progress(steps, "finetune", as_json) as progress:

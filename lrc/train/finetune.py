@@ -36,7 +36,8 @@ from lrc.models.card import ModelCard
 from lrc.models.store import load_model, save_model
 from lrc.nets.unet import DEFAULT_FEATURES, UNet
 from lrc.runtime import tune_cpu_allocator
-from lrc.train.slices import SliceSet, build_slices, volume_sha256
+from lrc.train.patches import PatchSampler, SlicePatchSampler, VolumePatchSampler, build_volumes
+from lrc.train.slices import build_slices, volume_sha256
 
 log = logging.getLogger(__name__)
 Case = tuple[Volume, Volume]  # image, label map on the image's grid
@@ -53,6 +54,8 @@ class FinetuneConfig:
         lr: AdamW peak learning rate; backbone_lr_factor: multiplier for pre-trained layers.
         weight_decay: AdamW weight decay.
         spacing, canvas: model grid (taken from the pre-trained card when there is one).
+        spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
+            at ``spacing x spacing x spacing_z`` mm, ``spacing_z`` defaulting to ``spacing``).
         features: U-Net features (scratch only; a pre-trained init fixes them).
         validate_every: steps between validations. patience: validations without improvement before stopping.
         validation_fraction: share of cases held out when no validation set is given.
@@ -68,6 +71,9 @@ class FinetuneConfig:
     weight_decay: float = 1e-4
     spacing: float = 1.5
     canvas: int = 256
+    spatial_dims: int = 2
+    patch_depth: int = 32
+    spacing_z: float | None = None
     features: tuple[int, ...] = DEFAULT_FEATURES
     validate_every: int = 100
     patience: int = 5
@@ -76,6 +82,10 @@ class FinetuneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        if self.spatial_dims == 3 and self.patch_depth % 16:
+            raise ValueError(f"patch_depth must be a multiple of 16, got {self.patch_depth}")
         if self.patch % 16 or self.canvas % 16 or self.patch > self.canvas:
             raise ValueError(
                 f"patch and canvas must be multiples of 16 with patch <= canvas, got {self.patch}, {self.canvas}"
@@ -135,12 +145,16 @@ def finetune(
     class_of = {value: index for index, value in enumerate(labels, start=1)}
     window = IntensityWindow.for_modality(train[0][0].modality)
     parent = None
-    net = UNet(2, 1, len(labels) + 1, config.features)
+    dims = config.spatial_dims
+    net = UNet(dims, 1, len(labels) + 1, config.features)
     if init is not None:
         source, parent_card = load_model(init)
+        if source.arguments["spatial_dims"] != dims:
+            raise ValueError(f"{init} is a {source.arguments['spatial_dims']}D network; this fine-tuning is {dims}D")
         window, config.spacing, config.canvas = parent_card.window, parent_card.spacing[0], parent_card.canvas
+        config.spacing_z = parent_card.spacing[2] if dims == 3 else None
         config.patch = min(config.patch, config.canvas)
-        net = UNet(2, 1, len(labels) + 1, source.arguments["features"])
+        net = UNet(dims, 1, len(labels) + 1, source.arguments["features"])
         weights = {k: v for k, v in source.state_dict().items() if not k.startswith("final_conv.")}
         missing, unexpected = net.load_state_dict(weights, strict=False)
         if unexpected or not all(k.startswith("final_conv.") for k in missing):
@@ -152,15 +166,31 @@ def finetune(
             "method": parent_card.training.get("method"),
         }
     net = net.to(device)
-    slices = build_slices(
-        [c[0] for c in train], window, config.spacing, config.canvas, labels=[c[1] for c in train], class_of=class_of
-    )
+    rng = np.random.default_rng(config.seed)
+    spacing: tuple[float, float, float | None] = (config.spacing, config.spacing, None)
+    sampler: PatchSampler
+    if dims == 2:
+        slices = build_slices(
+            [c[0] for c in train],
+            window,
+            config.spacing,
+            config.canvas,
+            labels=[c[1] for c in train],
+            class_of=class_of,
+        )
+        sampler = SlicePatchSampler(slices, config.patch, config.batch_size, config.foreground_fraction, rng)
+    else:
+        spacing_3d = (config.spacing, config.spacing, config.spacing_z or config.spacing)
+        spacing = spacing_3d
+        volumes = build_volumes(train, window, spacing_3d, class_of)
+        shape = (config.patch, config.patch, config.patch_depth)
+        sampler = VolumePatchSampler(volumes, shape, config.batch_size, config.foreground_fraction, rng)
     card = ModelCard(
         kind="segmentation",
         architecture="",
         arguments=dict(net.arguments),
         window=window,
-        spacing=(config.spacing, config.spacing, None),
+        spacing=spacing,
         canvas=config.canvas,
         labels=labels,
         parent=parent,
@@ -175,9 +205,10 @@ def finetune(
             "data": [{"image": volume_sha256(i), "label": volume_sha256(lab)} for i, lab in train + validation],
             "seeds": {"torch": config.seed, "numpy": config.seed},
             "device": str(device),
+            "patch": list(sampler.shape),
         },
     )
-    best = _train(net, card, slices, validation, config, device, progress)
+    best = _train(net, card, sampler, validation, config, device, progress)
     card.training["seconds"] = round(time.perf_counter() - started, 1)
     card.training["steps"] = best["steps"]
     card.training["best_step"] = best["step"]
@@ -189,7 +220,7 @@ def finetune(
 def _train(
     net: UNet,
     card: ModelCard,
-    slices: SliceSet,
+    sampler: PatchSampler,
     validation: list[Case],
     config: FinetuneConfig,
     device: torch.device,
@@ -203,13 +234,11 @@ def _train(
     )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    rng = np.random.default_rng(config.seed)
-    sampler = _PatchSampler(slices, config, rng)
     best: dict[str, Any] = {"score": -1.0, "step": 0, "state": _copy_state(net), "metrics": None, "steps": 0}
     waited = 0
     for step in range(1, config.steps + 1):
         net.train()
-        images, targets = sampler.batch(device)  # B x 1 x P x P, B x 1 x P x P
+        images, targets = sampler.batch(device)  # B x 1 x P x P[ x D], B x 1 x P x P[ x D]
         with autocast(device):
             loss = loss_fn(net(images).float(), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -256,42 +285,3 @@ def validate(net: UNet, card: ModelCard, cases: list[Case], device: torch.device
 
 def _copy_state(net: UNet) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
-class _PatchSampler:
-    """Random training patches: crops of the canvas, flips, mild intensity changes."""
-
-    def __init__(self, slices: SliceSet, config: FinetuneConfig, rng: np.random.Generator) -> None:
-        assert slices.labels is not None
-        self.images = torch.from_numpy(slices.images)  # N x C x C
-        self.labels = torch.from_numpy(slices.labels)  # N x C x C
-        self.config = config
-        self.rng = rng
-        self.foreground = [np.argwhere(lab > 0) for lab in slices.labels]  # per slice: F x 2
-        self.with_foreground = np.flatnonzero([len(f) > 0 for f in self.foreground])
-
-    def batch(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        patch, canvas = self.config.patch, self.config.canvas
-        images, labels = [], []
-        for _ in range(self.config.batch_size):
-            if len(self.with_foreground) and self.rng.random() < self.config.foreground_fraction:
-                index = int(self.rng.choice(self.with_foreground))
-                centre = self.foreground[index][self.rng.integers(len(self.foreground[index]))]
-                corner = np.clip(centre - patch // 2, 0, canvas - patch)
-            else:
-                index = int(self.rng.integers(len(self.images)))
-                corner = self.rng.integers(0, canvas - patch + 1, size=2)
-            window = (
-                index,
-                slice(int(corner[0]), int(corner[0]) + patch),
-                slice(int(corner[1]), int(corner[1]) + patch),
-            )
-            image, label = self.images[window], self.labels[window]
-            if self.rng.random() < 0.5:
-                image, label = image.flip(0), label.flip(0)
-            images.append(image)
-            labels.append(label)
-        x = torch.stack(images)[:, None].to(device).float()  # B x 1 x P x P
-        y = torch.stack(labels)[:, None].to(device).long()  # B x 1 x P x P
-        gain = torch.empty(x.shape[0], 1, 1, 1, device=device).uniform_(0.9, 1.1)
-        return x * gain, y

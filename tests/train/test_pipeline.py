@@ -159,3 +159,33 @@ def test_supervised_plus_lrc(subject_a, tmp_path: Path):
     assert card.arguments["out_channels"] == 3
     with pytest.raises(ValueError, match="needs label maps"):
         pretrain([subject_a[0]], tmp_path / "x", config, device="cpu")
+
+
+def test_finetune_3d_and_predict(subject_a, subject_c, tmp_path: Path):
+    config = FinetuneConfig(
+        steps=3,
+        batch_size=2,
+        patch=32,
+        patch_depth=16,
+        spacing=6.0,
+        canvas=64,
+        spatial_dims=3,
+        features=SMALL,
+        validate_every=3,
+    )
+    model = finetune([subject_a], LABELS, tmp_path / "seg3d", config, validation=[subject_c], device="cpu")
+    card = read_card(model)
+    assert card.arguments["spatial_dims"] == 3
+    assert card.spacing == (6.0, 6.0, 6.0)
+    assert card.training["patch"] == [32, 32, 16]
+    assert card.metrics is not None
+    image = subject_c[0]
+    labels = Predictor.from_dir(model, device="cpu").predict(image)  # sliding window over the volume
+    assert labels.shape == image.shape
+    assert_allclose(labels.affine, image.affine)
+
+
+def test_3d_finetune_refuses_2d_weights(pretrained: Path, subject_a, tmp_path: Path):
+    config = FinetuneConfig(steps=1, patch=32, patch_depth=16, canvas=64, spatial_dims=3)
+    with pytest.raises(ValueError, match="2D network; this fine-tuning is 3D"):
+        finetune([subject_a], LABELS, tmp_path / "x", config, validation=[], init=pretrained, device="cpu")
