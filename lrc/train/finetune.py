@@ -1,8 +1,8 @@
 """Fine-tuning a segmentation network on a few labelled volumes, from scratch or pre-trained weights.
 
-Dice + cross-entropy (MONAI ``DiceCELoss``), AdamW with a cosine schedule, random patches of
-axial slices (half of them centred on labelled voxels, as nnU-Net oversamples foreground) with
-flips and mild intensity changes. The pre-trained backbone initialises encoder and decoder; the
+Dice + cross-entropy (MONAI ``DiceCELoss``), AdamW with a cosine schedule, random patches
+(:mod:`lrc.train.patches`) of axial slices (2D, the default) or of whole volumes (3D), half of
+them centred on labelled voxels, with flips and mild intensity changes. The pre-trained backbone initialises encoder and decoder; the
 1x1 output layer is new (it has one channel per class). Pre-trained layers may learn more slowly
 (``backbone_lr_factor``).
 
