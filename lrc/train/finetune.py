@@ -2,9 +2,9 @@
 
 Dice + cross-entropy (MONAI ``DiceCELoss``), AdamW with a cosine schedule, random patches
 (:mod:`lrc.train.patches`) of axial slices (2D, the default) or of whole volumes (3D), half of
-them centred on labelled voxels, with flips and mild intensity changes. The pre-trained backbone initialises encoder and decoder; the
-1x1 output layer is new (it has one channel per class). Pre-trained layers may learn more slowly
-(``backbone_lr_factor``).
+them centred on labelled voxels, with flips and mild intensity changes. The pre-trained backbone
+initialises encoder and decoder; the 1x1 output layer is new (it has one channel per class).
+Pre-trained layers may learn more slowly (``backbone_lr_factor``).
 
 Validation runs the real predictor on whole held-out volumes, on their own grids, and reports
 Dice per label; the best weights (mean Dice) are kept and training stops after ``patience``
