@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from skimage.segmentation import felzenszwalb
+
+from lrc.io.atomic import atomic_path
 
 REFERENCE_AREA = 256 * 256
 
@@ -113,9 +114,6 @@ class SuperpixelCache:
         self.misses += 1
         result = superpixels(image, self.params)
         stored = result.astype(np.uint16) if result.max() < 2**16 else result
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, stored)
-        os.replace(tmp, path)
+        with atomic_path(path, ".npy") as tmp:
+            np.save(tmp, stored)
         return stored

@@ -8,12 +8,12 @@ both sform and qform (code 1, scanner anatomical) and millimetre units.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from lrc.io.atomic import atomic_path
 from lrc.io.errors import ImageIOError, UnsupportedInput
 from lrc.io.volume import Volume
 
@@ -82,14 +82,6 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:
     image.set_sform(volume.affine, code=1)
     image.set_qform(volume.affine, code=1)
     image.header.set_xyzt_units(xyz="mm")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path, ".nii.gz" if str(path).lower().endswith(".gz") else ".nii") as tmp:
         nib.save(image, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -20,11 +20,11 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian,
 from skimage import measure
 
 import lrc
+from lrc.io.atomic import write_dataset
 from lrc.io.dicom_scan import RTSTRUCT_SOP_CLASS
 from lrc.io.errors import SegmentationFormatError
 from lrc.io.geometry import align_to
 from lrc.io.labels import LabelTable
-from lrc.io.seg import _save_atomic
 from lrc.io.volume import COPIED_ATTRIBUTES, Volume
 
 
@@ -92,7 +92,7 @@ def write_rtstruct(
         observation.RTROIInterpretedType = "ORGAN"
         observation.ROIInterpreter = ""
         ds.RTROIObservationsSequence.append(observation)
-    return _save_atomic(ds, Path(path))
+    return write_dataset(ds, path)
 
 
 def _contours(

@@ -13,7 +13,6 @@ they do not overlap, or by an explicit priority.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 import lrc
+from lrc.io.atomic import write_dataset
 from lrc.io.errors import SegmentationFormatError
 from lrc.io.geometry import align_to
 from lrc.io.labels import Label, LabelTable
@@ -99,7 +99,7 @@ def write_seg(
         # Source names like "ANON" are legal single-component names; highdicom warns about them.
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
         seg = _segmentation(source.headers, frames, segmentation_type, descriptions, series_description, series_number)
-    return _save_atomic(seg, Path(path))
+    return write_dataset(seg, path)
 
 
 def _segmentation(
@@ -154,19 +154,6 @@ def _describe(
         algorithm_identification=algorithm,
         display_color=hd.color.CIELabColor.from_rgb(*label.color),
     )
-
-
-def _save_atomic(dataset: pydicom.Dataset, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=path.parent)
-    os.close(handle)
-    try:
-        dataset.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 @dataclass(eq=False)

@@ -13,10 +13,9 @@ import numpy as np
 import torch
 
 from lrc.intensity import IntensityWindow
-from lrc.io.geometry import align_to, reorient
-from lrc.io.resample import resample_to_spacing
+from lrc.io.geometry import align_to
 from lrc.io.volume import Volume
-from lrc.train.slices import SliceSet
+from lrc.train.slices import SliceSet, class_map, to_model_grid
 
 
 class PatchSampler(Protocol):
@@ -96,14 +95,9 @@ def build_volumes(
     """Cases on the 3D model grid: (windowed float16 image, class map) per case, RAS, at ``spacing``."""
     out = []
     for image, label in cases:
-        label = align_to(label, image)
-        grid = resample_to_spacing(reorient(image, "RAS"), spacing)
-        labels = resample_to_spacing(reorient(label, "RAS"), spacing, is_label=True)
-        lut = np.zeros(int(labels.array.max()) + 1, dtype=np.uint8)
-        for value, cls in class_of.items():
-            if value < lut.size:
-                lut[value] = cls
-        out.append((window.apply(grid.array).astype(np.float16), lut[labels.array]))
+        grid = to_model_grid(image, spacing[0], spacing[2])
+        labels = to_model_grid(align_to(label, image), spacing[0], spacing[2], is_label=True)
+        out.append((window.apply(grid.array).astype(np.float16), class_map(labels.array, class_of)))
     return out
 
 

@@ -220,8 +220,8 @@ def pretrain(
         The model directory.
     """
     config = config or PretrainConfig()
-    if config.method == "supervised+lrc" and not labels:
-        raise ValueError("supervised+lrc needs label maps")
+    if config.method == "supervised+lrc" and not (labels and class_of):
+        raise ValueError("supervised+lrc needs label maps and their value -> class mapping")
     out = Path(out)
     window = IntensityWindow.for_modality(images[0].modality)
     cache = SuperpixelCache(cache_dir or out.parent / ".superpixel-cache", config.superpixels)
@@ -234,8 +234,7 @@ def pretrain(
         cache.misses,
         time.perf_counter() - started,
     )
-    classes = 1 + max((class_of or {0: 1}).values())
-    trainer = Pretrainer(config, device, classes=classes if labels else 2)
+    trainer = Pretrainer(config, device, classes=1 + max(class_of.values()) if labels and class_of else 2)
     history = _run(trainer, slices, progress)
     card = ModelCard(
         kind="pretrained",

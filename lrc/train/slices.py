@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lrc.intensity import IntensityWindow
-from lrc.io.geometry import reorient
+from lrc.io.geometry import align_to, reorient
 from lrc.io.resample import resample_to_spacing
 from lrc.io.volume import Volume
 from lrc.superpixels import SuperpixelCache
@@ -30,13 +30,23 @@ def volume_sha256(volume: Volume) -> str:
     return digest.hexdigest()
 
 
-def to_model_grid(volume: Volume, spacing: float, is_label: bool = False) -> Volume:
-    """Reorient to RAS and resample in-plane to ``spacing`` mm (slice spacing unchanged)."""
+def to_model_grid(volume: Volume, spacing: float, slice_spacing: float | None = None, is_label: bool = False) -> Volume:
+    """Reorient to RAS and resample to ``spacing`` mm in-plane and ``slice_spacing`` mm across
+    slices (``None``: slice spacing unchanged, the 2D models' grid)."""
     canonical = reorient(volume, "RAS")
-    target = (spacing, spacing, canonical.spacing[2])
+    target = (spacing, spacing, slice_spacing or canonical.spacing[2])
     if np.allclose(canonical.spacing, target, atol=1e-3):
         return canonical
     return resample_to_spacing(canonical, target, is_label=is_label)
+
+
+def class_map(labels: np.ndarray, class_of: dict[int, int]) -> np.ndarray:
+    """Label values to class indices (uint8); values not in ``class_of`` become background (0)."""
+    lut = np.zeros(int(labels.max(initial=0)) + 1, dtype=np.uint8)
+    for value, cls in class_of.items():
+        if value < lut.size:
+            lut[value] = cls
+    return lut[labels]
 
 
 def center_on_canvas(array: np.ndarray, canvas: int) -> np.ndarray:
@@ -105,14 +115,8 @@ def build_slices(
         windowed = center_on_canvas(window.apply(grid.array), canvas)  # C x C x Z
         label_grid = None
         if labels is not None:
-            from lrc.io.geometry import align_to
-
-            label_volume = align_to(labels[index], volume)
-            lut = np.zeros(int(label_volume.array.max()) + 1, dtype=np.uint8)
-            for value, cls in (class_of or {}).items():
-                if value < lut.size:
-                    lut[value] = cls
-            label_grid = center_on_canvas(lut[to_model_grid(label_volume, spacing, is_label=True).array], canvas)
+            label_volume = to_model_grid(align_to(labels[index], volume), spacing, is_label=True)
+            label_grid = center_on_canvas(class_map(label_volume.array, class_of or {}), canvas)
         for k in range(windowed.shape[2]):
             plane = windowed[:, :, k]
             if labels is None and (plane > 0.02).mean() < min_body_fraction:
