@@ -23,7 +23,7 @@ from lrc.io.archive import ArchiveLimits, collect_files
 from lrc.io.dicom_pixels import read_planes
 from lrc.io.dicom_scan import Plane, Skipped, scan_file
 from lrc.io.dicom_stack import Stack, assemble
-from lrc.io.errors import GeometryError, ImageIOError, InvalidDicom, NoImageData
+from lrc.io.errors import ImageIOError, InvalidDicom, NoImageData
 from lrc.io.geometry import affine_from_dicom
 from lrc.io.volume import COPIED_ATTRIBUTES, DicomSource, Volume
 
@@ -200,4 +200,4 @@ def _source(stack: Stack) -> DicomSource:
     )
 
 
-__all__ = ["GeometryError", "ReadOptions", "SeriesResult", "describe", "read_dicom"]
+__all__ = ["ReadOptions", "SeriesResult", "describe", "read_dicom"]
