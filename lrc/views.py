@@ -59,9 +59,18 @@ def _uniform(
 
 
 def random_affine(
-    count: int, config: ViewConfig, device: torch.device, generator: torch.Generator | None = None
+    count: int,
+    config: ViewConfig,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+    spatial_dims: int = 2,
 ) -> torch.Tensor:
-    """``N x 2 x 3`` sampling matrices (output -> input, normalised coordinates) for ``affine_grid``."""
+    """``N x 2 x 3`` (2D) or ``N x 3 x 4`` (3D) sampling matrices (output -> input, normalised
+    coordinates) for ``affine_grid``.
+
+    The in-plane part (crop scale, rotation, flip, shift) is the same in 2D and 3D; in 3D the crop
+    also spans ``scale`` of the depth, at a random offset, so voxels keep their aspect ratio.
+    """
     side = _uniform(*config.crop_scale, count, device, generator)  # N
     angle = _uniform(-config.rotate_degrees, config.rotate_degrees, count, device, generator) * (math.pi / 180)
     flip = torch.ones(count, device=device)
@@ -71,22 +80,37 @@ def random_affine(
     room = 1.0 - side  # the crop centre may move this far (normalised units)
     shift_x = _uniform(-1.0, 1.0, count, device, generator) * room
     shift_y = _uniform(-1.0, 1.0, count, device, generator) * room
-    theta = torch.stack(
+    plane = torch.stack(
         [
             torch.stack([cos * flip, -sin, shift_x], dim=1),
             torch.stack([sin * flip, cos, shift_y], dim=1),
         ],
         dim=1,
     )  # N x 2 x 3
+    if spatial_dims == 2:
+        return plane
+    # Tensors are B x C x X x Y x Z, so grid coordinates run (z, y, x): depth is the first row and
+    # column, and the plane's (y, x) block keeps its 2D meaning.
+    shift_z = _uniform(-1.0, 1.0, count, device, generator) * room
+    theta = torch.zeros(count, 3, 4, device=device)  # N x 3 x 4
+    theta[:, 0, 0] = side
+    theta[:, 0, 3] = shift_z
+    theta[:, 1:, 1:3] = plane[:, :, :2]
+    theta[:, 1:, 3] = plane[:, :, 2]
     return theta
 
 
-def warp(images: torch.Tensor, maps: torch.Tensor, theta: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resample ``BCHW`` images (bilinear) and ``BHW`` region maps (nearest) with one grid each.
+def warp(
+    images: torch.Tensor, maps: torch.Tensor, theta: torch.Tensor, size: int | tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample ``BCHW[D]`` images (linearly) and ``BHW[D]`` region maps (nearest) with one grid each.
 
-    Points outside the slice become 0 (background, no region).
+    ``size`` is the output's spatial shape (an int: a square). Points outside the input become 0
+    (background, no region).
     """
-    grid = nn.functional.affine_grid(theta, [images.shape[0], 1, size, size], align_corners=False)  # B x S x S x 2
+    spatial = images.ndim - 2
+    shape = (size,) * spatial if isinstance(size, int) else tuple(size)
+    grid = nn.functional.affine_grid(theta, [images.shape[0], 1, *shape], align_corners=False)  # B x S.. x dims
     warped = nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     # Region ids are exact in float32 below 2**24; nearest sampling never mixes two ids.
     warped_maps = (
@@ -95,14 +119,14 @@ def warp(images: torch.Tensor, maps: torch.Tensor, theta: torch.Tensor, size: in
         )[:, 0]
         .round()
         .long()
-    )  # B x S x S
+    )  # B x S..
     return warped, warped_maps
 
 
 def intensity(images: torch.Tensor, config: ViewConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Independent random gamma, scale/shift, blur and noise per image of a ``B1HW`` batch in [0, 1]."""
+    """Independent random gamma, scale/shift, blur and noise per image of a ``B1HW[D]`` batch in [0, 1]."""
     batch, device = images.shape[0], images.device
-    shape = (batch, 1, 1, 1)
+    shape = (batch,) + (1,) * (images.ndim - 1)
     gamma = _uniform(*config.gamma, batch, device, generator).reshape(shape)
     out = images.clamp(min=0.0) ** gamma
     out = out * _uniform(*config.scale, batch, device, generator).reshape(shape)
@@ -113,39 +137,42 @@ def intensity(images: torch.Tensor, config: ViewConfig, generator: torch.Generat
 
 
 def _blur(images: torch.Tensor, sigma: torch.Tensor, radius: int = 3) -> torch.Tensor:
-    """Separable Gaussian blur with one sigma per image (``sigma`` 0 leaves it unchanged)."""
+    """Separable Gaussian blur of ``B1...`` images, one sigma per image (0 leaves it unchanged)."""
     batch = images.shape[0]
     offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)  # T
     kernel = torch.exp(-(offsets[None] ** 2) / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))  # B x T
-    kernel = kernel / kernel.sum(dim=1, keepdim=True)
-    stacked = images.reshape(1, batch, *images.shape[2:])  # 1 x B x H x W: one group per image
-    rows = nn.functional.conv2d(
-        nn.functional.pad(stacked, (0, 0, radius, radius), mode="replicate"), kernel[:, None, :, None], groups=batch
-    )
-    both = nn.functional.conv2d(
-        nn.functional.pad(rows, (radius, radius, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=batch
-    )
-    return both.reshape(images.shape)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True))[:, None, None, :]  # B x 1 x 1 x T
+    out = images
+    for axis in range(2, images.ndim):
+        moved = out.movedim(axis, -1)  # B x 1 x ... x L
+        lines = moved.reshape(1, batch, -1, moved.shape[-1])  # 1 x B x lines x L: one group per image
+        padded = nn.functional.pad(lines, (radius, radius, 0, 0), mode="replicate")
+        out = nn.functional.conv2d(padded, kernel, groups=batch).reshape(moved.shape).movedim(-1, axis)
+    return out
 
 
 def make_views(
     images: torch.Tensor,
     maps: torch.Tensor,
-    size: int,
+    size: int | tuple[int, ...],
     config: ViewConfig | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Two views of ``B1HW`` images in [0, 1] and their ``BHW`` super-pixel maps.
+    """Two views of ``B1HW[D]`` images in [0, 1] and their ``BHW[D]`` super-pixel maps.
 
     Returns:
-        view 1 ``B1SS``, view 2 ``B1SS``, map 1 ``BSS``, map 2 ``BSS`` (``S = size``).
+        view 1 ``B1S..``, view 2 ``B1S..``, map 1 ``BS..``, map 2 ``BS..`` (``S.. = size``, an int
+        meaning a square or cube).
     """
     config = config or ViewConfig()
-    if images.ndim != 4 or maps.shape != (images.shape[0], *images.shape[2:]):
-        raise ValueError(f"need images B1HW and maps BHW, got {tuple(images.shape)} and {tuple(maps.shape)}")
-    theta_1 = random_affine(images.shape[0], config, images.device, generator)
+    if images.ndim not in (4, 5) or images.shape[1] != 1 or maps.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"need images B1HW[D] and maps BHW[D], got {tuple(images.shape)} and {tuple(maps.shape)}")
+    dims = images.ndim - 2
+    theta_1 = random_affine(images.shape[0], config, images.device, generator, dims)
     theta_2 = (
-        random_affine(images.shape[0], config, images.device, generator) if config.independent_geometry else theta_1
+        random_affine(images.shape[0], config, images.device, generator, dims)
+        if config.independent_geometry
+        else theta_1
     )
     view_1, map_1 = warp(images, maps, theta_1, size)
     view_2, map_2 = warp(images, maps, theta_2, size)

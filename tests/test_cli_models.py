@@ -212,3 +212,17 @@ def test_missing_model_is_a_clear_error(tmp_path: Path, shared_data: Path):
     )
     assert result.exit_code == 2
     assert "not a model directory" in result.output
+
+
+def test_pretrain_3d(shared_data: Path, tmp_path: Path):
+    image = str(shared_data / "nifti" / "totalseg_ct_abdomen" / "example_ct.nii.gz")
+    common = ["pretrain", "--images", image, "--out", str(tmp_path / "pre3d"), "--dims", "3", "--spacing", "6"]
+    small = ["--spacing-z", "6", "--canvas", "64", "--view-size", "32", "--depth", "24", "--device", "cpu", "--json"]
+    result = runner.invoke(app, [*common, *small, "--steps", "1", "--batch-size", "2", "--view-depth", "16"])
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.stdout)["card"]
+    assert card["arguments"]["spatial_dims"] == 3
+    assert card["training"]["config"]["view_depth"] == 16
+    result = runner.invoke(app, [*common, *small, "--view-depth", "20"])
+    assert result.exit_code != 0
+    assert "multiple of 16" in result.output

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lrc.views import ViewConfig, make_views, warp
+from lrc.views import ViewConfig, _blur, make_views, random_affine, warp
 
 
 def theta_for(degrees: float, flip: bool) -> torch.Tensor:
@@ -63,3 +63,47 @@ def test_same_seed_same_views():
 def test_shape_errors_print_shapes():
     with pytest.raises(ValueError, match=r"\(2, 32, 32\)"):
         make_views(torch.rand(2, 32, 32), torch.zeros(2, 32, 32, dtype=torch.long), 32)
+
+
+def theta_3d(degrees: float, flip: bool) -> torch.Tensor:
+    """The 2D matrix acting in-plane (rows/columns 1-2), identity along the depth (row/column 0)."""
+    theta = torch.zeros(1, 3, 4)
+    theta[0, 0, 0] = 1.0
+    theta[0, 1:, 1:3] = theta_for(degrees, flip)[0, :, :2]
+    return theta
+
+
+@pytest.mark.parametrize(("degrees", "flip"), [(90, False), (0, True), (270, True)])
+def test_3d_map_follows_image_like_each_slice_in_2d(degrees, flip):
+    regions = torch.randint(1, 50, (1, 6, 6, 4))  # B x X x Y x Z
+    image = regions[:, None].float() / 100
+    warped_image, warped_map = warp(image, regions, theta_3d(degrees, flip), (6, 6, 4))
+    for k in range(4):
+        _, expected = warp(image[..., k], regions[..., k], theta_for(degrees, flip), 6)
+        assert torch.equal(warped_map[..., k], expected)
+    assert torch.allclose(warped_image[:, 0] * 100, warped_map.float(), atol=1e-4)
+
+
+def test_3d_views():
+    images = torch.rand(2, 1, 32, 32, 24)
+    maps = torch.randint(0, 20, (2, 32, 32, 24))
+    view_1, view_2, map_1, map_2 = make_views(images, maps, (16, 16, 16), generator=torch.Generator().manual_seed(0))
+    assert view_1.shape == view_2.shape == (2, 1, 16, 16, 16)
+    assert map_1.shape == (2, 16, 16, 16)
+    assert torch.equal(map_1, map_2)
+    assert not torch.allclose(view_1, view_2)
+    theta = random_affine(5, ViewConfig(), torch.device("cpu"), torch.Generator().manual_seed(0), spatial_dims=3)
+    assert theta.shape == (5, 3, 4)
+    assert torch.equal(theta[:, 0, 1:3], torch.zeros(5, 2))  # depth never mixes with the plane
+    assert torch.equal(theta[:, 1:, 0], torch.zeros(5, 2))
+
+
+def test_blur_is_separable_over_every_axis():
+    images = torch.zeros(2, 1, 9, 9, 9)
+    images[:, :, 4, 4, 4] = 1.0
+    blurred = _blur(images, torch.tensor([0.0, 1.0]))
+    assert torch.allclose(blurred[0], images[0], atol=1e-6)  # sigma 0: unchanged
+    kernel = blurred[1, 0]
+    assert torch.allclose(kernel.sum(), torch.tensor(1.0), atol=1e-5)
+    assert torch.allclose(kernel, kernel.permute(1, 2, 0), atol=1e-6)  # the same along x, y and z
+    assert torch.allclose(kernel, kernel.flip(0), atol=1e-6)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from lrc.models.store import save_model
 from lrc.nets.unet import DEFAULT_FEATURES, ContrastiveUNet, UNet
 from lrc.runtime import tune_cpu_allocator
 from lrc.superpixels import SuperpixelCache, SuperpixelParams
+from lrc.train.blocks import BlockSampler, build_region_volumes
 from lrc.train.slices import SliceSet, build_slices, volume_sha256
 from lrc.views import ViewConfig, make_views
 
@@ -53,6 +54,9 @@ class PretrainConfig:
         batch_size: slices per step (each gives two views).
         lr: AdamW learning rate; weight_decay: AdamW weight decay.
         spacing: in-plane model spacing, mm. canvas: slice canvas side, pixels. view_size: side of each view.
+        spatial_dims: 2 (slices, the default) or 3 (blocks of ``canvas x canvas x depth`` at
+            ``spacing x spacing x spacing_z`` mm, views of ``view_size x view_size x view_depth``;
+            super-pixels stay per slice, see :mod:`lrc.train.blocks`). ``supervised+lrc`` is 2D only.
         features: U-Net feature sizes. embedding_dim: projection size of both heads.
         queue_size, momentum, temperature_global: MoCo v2 settings.
         temperature_local, lambda_local, regions_per_image (K), pixels_per_region (M): LRC settings.
@@ -68,6 +72,10 @@ class PretrainConfig:
     spacing: float = 1.5
     canvas: int = 256
     view_size: int = 192
+    spatial_dims: int = 2
+    spacing_z: float = 3.0
+    depth: int = 48
+    view_depth: int = 32
     features: tuple[int, ...] = DEFAULT_FEATURES
     embedding_dim: int = 128
     queue_size: int = 4096
@@ -86,6 +94,12 @@ class PretrainConfig:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.view_size % 16 or self.canvas % 16:
             raise ValueError(f"canvas and view_size must be multiples of 16, got {self.canvas} and {self.view_size}")
+        if self.spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        if self.spatial_dims == 3 and (self.view_depth % 16 or self.depth < 1):
+            raise ValueError(f"view_depth must be a multiple of 16, got {self.view_depth}")
+        if self.spatial_dims == 3 and self.method == "supervised+lrc":
+            raise ValueError("supervised+lrc pre-training is 2D only")
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError(f"need steps >= 1 and batch_size >= 2, got {self.steps} and {self.batch_size}")
 
@@ -111,7 +125,7 @@ class Pretrainer:
         if self.device.type == "cpu":
             tune_cpu_allocator()
         torch.manual_seed(config.seed)
-        backbone = UNet(spatial_dims=2, in_channels=1, out_channels=classes, features=config.features)
+        backbone = UNet(spatial_dims=config.spatial_dims, in_channels=1, out_channels=classes, features=config.features)
         self.online = ContrastiveUNet(backbone, config.embedding_dim).to(self.device)
         self.uses_moco = config.method in ("moco", "moco+lrc")
         self.uses_local = config.method != "moco"
@@ -132,22 +146,21 @@ class Pretrainer:
             self.supervised = DiceCELoss(to_onehot_y=True, softmax=True)
 
     def step(self, images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
-        """One optimisation step on ``B1CC`` slices, their ``BCC`` super-pixels (and labels)."""
+        """One optimisation step on ``B1CC[D]`` slices or blocks, their ``BCC[D]`` super-pixels (and labels)."""
         config = self.config
+        size = config.view_size if config.spatial_dims == 2 else (config.view_size, config.view_size, config.view_depth)
         self.online.train()
         if labels is not None:
             # Labels travel with the image through the geometry: stack them as a second map.
-            view_1, view_2, map_1, map_2 = make_views(
-                images, maps * 256 + labels, config.view_size, config.views, self.generator
-            )
+            view_1, view_2, map_1, map_2 = make_views(images, maps * 256 + labels, size, config.views, self.generator)
             target_1, map_1, map_2 = (map_1 % 256)[:, None], map_1 // 256, map_2 // 256
         else:
-            view_1, view_2, map_1, map_2 = make_views(images, maps, config.view_size, config.views, self.generator)
+            view_1, view_2, map_1, map_2 = make_views(images, maps, size, config.views, self.generator)
         batch = images.shape[0]
-        both = torch.cat([view_1, view_2])  # 2B x 1 x S x S
+        both = torch.cat([view_1, view_2])  # 2B x 1 x S x S[ x D]
         metrics: dict[str, float] = {}
         with autocast(self.device):
-            query, dense = self.online(both, local=self.uses_local)  # 2B x D, 2B x C x S x S
+            query, dense = self.online(both, local=self.uses_local)  # 2B x E, 2B x C x S x S[ x D]
             loss = torch.zeros((), device=self.device)
             if self.uses_moco:
                 assert self.key is not None
@@ -226,29 +239,41 @@ def pretrain(
     window = IntensityWindow.for_modality(images[0].modality)
     cache = SuperpixelCache(cache_dir or out.parent / ".superpixel-cache", config.superpixels)
     started = time.perf_counter()
-    slices = build_slices(images, window, config.spacing, config.canvas, labels=labels, class_of=class_of, cache=cache)
+    rng = np.random.default_rng(config.seed)
+    sampler: BatchSampler
+    spacing: tuple[float, float, float | None]
+    if config.spatial_dims == 2:
+        slices = build_slices(
+            images, window, config.spacing, config.canvas, labels=labels, class_of=class_of, cache=cache
+        )
+        sampler, spacing = SliceSampler(slices, config.batch_size, rng), (config.spacing, config.spacing, None)
+    else:
+        volumes = build_region_volumes(images, window, (config.spacing, config.spacing_z), config.canvas, cache)
+        sampler = BlockSampler(volumes, config.depth, config.batch_size, rng)
+        spacing = (config.spacing, config.spacing, config.spacing_z)
     log.info(
-        "pre-training on %d slices (super-pixels: %d cached, %d computed in %.1f s)",
-        len(slices),
+        "pre-training on %d %s (super-pixels: %d cached, %d computed in %.1f s)",
+        len(sampler),
+        "slices" if config.spatial_dims == 2 else "body slices to centre blocks on",
         cache.hits,
         cache.misses,
         time.perf_counter() - started,
     )
     trainer = Pretrainer(config, device, classes=1 + max(class_of.values()) if labels and class_of else 2)
-    history = _run(trainer, slices, progress)
+    history = _run(trainer, sampler, progress)
     card = ModelCard(
         kind="pretrained",
         architecture="",
         arguments={},
         window=window,
-        spacing=(config.spacing, config.spacing, None),
+        spacing=spacing,
         canvas=config.canvas,
         training={
             "method": config.method,
             "config": config.to_json(),
             "steps": config.steps,
             "data": [volume_sha256(v) for v in images],
-            "slices": len(slices),
+            "slices": len(sampler),
             "seeds": {"torch": config.seed, "numpy": config.seed},
             "final": history[-1],
             "seconds": round(time.perf_counter() - started, 1),
@@ -258,20 +283,41 @@ def pretrain(
     return save_model(out, trainer.online.backbone, card)
 
 
-def _run(trainer: Pretrainer, slices: SliceSet, progress: Progress | None) -> list[dict[str, float]]:
-    config = trainer.config
-    rng = np.random.default_rng(config.seed)
-    images = torch.from_numpy(slices.images)  # N x C x C float16
-    assert slices.superpixels is not None
-    maps = torch.from_numpy(slices.superpixels)  # N x C x C
-    labels = torch.from_numpy(slices.labels.astype(np.int64)) if slices.labels is not None else None
+class BatchSampler(Protocol):
+    """Pre-training batches: images ``B1...`` (float), super-pixels ``B...`` (long), labels ``B...`` or ``None``."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]: ...
+
+
+class SliceSampler:
+    """Random slices with their super-pixels (and labels, for ``supervised+lrc``)."""
+
+    def __init__(self, slices: SliceSet, batch_size: int, rng: np.random.Generator) -> None:
+        if slices.superpixels is None:
+            raise ValueError("pre-training slices need super-pixels")
+        self.images = torch.from_numpy(slices.images)  # N x C x C float16
+        self.maps = torch.from_numpy(slices.superpixels)  # N x C x C
+        self.labels = torch.from_numpy(slices.labels.astype(np.int64)) if slices.labels is not None else None
+        self.batch_size = batch_size
+        self.rng = rng
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Images ``B1CC``, super-pixels ``BCC`` and labels ``BCC`` (or ``None``)."""
+        index = torch.from_numpy(self.rng.integers(0, len(self), self.batch_size))
+        images = self.images[index][:, None].to(device, non_blocking=True).float()  # B x 1 x C x C
+        maps = self.maps[index].to(device, non_blocking=True).long()  # B x C x C
+        return images, maps, None if self.labels is None else self.labels[index].to(device)
+
+
+def _run(trainer: Pretrainer, sampler: BatchSampler, progress: Progress | None) -> list[dict[str, float]]:
     history = []
-    for step in range(1, config.steps + 1):
-        index = torch.from_numpy(rng.integers(0, len(slices), config.batch_size))
-        batch_images = images[index][:, None].to(trainer.device, non_blocking=True).float()  # B x 1 x C x C
-        batch_maps = maps[index].to(trainer.device, non_blocking=True).long()  # B x C x C
-        batch_labels = labels[index].to(trainer.device) if labels is not None else None
-        metrics = trainer.step(batch_images, batch_maps, batch_labels)
+    for step in range(1, trainer.config.steps + 1):
+        metrics = trainer.step(*sampler.batch(trainer.device))
         history.append(metrics)
         if progress:
             progress(step, metrics)

@@ -189,3 +189,32 @@ def test_3d_finetune_refuses_2d_weights(pretrained: Path, subject_a, tmp_path: P
     config = FinetuneConfig(steps=1, patch=32, patch_depth=16, canvas=64, spatial_dims=3)
     with pytest.raises(ValueError, match="2D network; this fine-tuning is 3D"):
         finetune([subject_a], LABELS, tmp_path / "x", config, validation=[], init=pretrained, device="cpu")
+
+
+def test_3d_pretrain_then_3d_finetune(subject_a, subject_c, tmp_path: Path):
+    config = small_pretrain("moco+lrc")
+    config.spatial_dims, config.spacing_z, config.depth, config.view_depth, config.batch_size = 3, 6.0, 24, 16, 2
+    config.view_size = 32
+    pretrained = pretrain([subject_a[0]], tmp_path / "pre3d", config, device="cpu", cache_dir=tmp_path / "cache")
+    card = read_card(pretrained)
+    assert card.arguments["spatial_dims"] == 3
+    assert card.spacing == (6.0, 6.0, 6.0)
+    assert card.training["final"]["regions"] > 0  # regions were found in the 3D views
+    assert np.isfinite(card.training["final"]["local"])
+    tune = FinetuneConfig(steps=2, batch_size=2, patch=32, patch_depth=16, spatial_dims=3, validate_every=2)
+    model = finetune(
+        [subject_a], LABELS, tmp_path / "seg3d", tune, validation=[subject_c], init=pretrained, device="cpu"
+    )
+    tuned = read_card(model)
+    assert tuned.spacing == (6.0, 6.0, 6.0)  # the pre-trained grid, depth included
+    assert tuned.parent is not None
+    assert tuned.parent["weights_sha256"] == card.weights_sha256
+    with pytest.raises(ValueError, match="3D network; this fine-tuning is 2D"):
+        finetune(
+            [subject_a], LABELS, tmp_path / "x", FinetuneConfig(steps=1), validation=[], init=pretrained, device="cpu"
+        )
+
+
+def test_3d_supervised_lrc_is_refused():
+    with pytest.raises(ValueError, match="2D only"):
+        PretrainConfig(method="supervised+lrc", spatial_dims=3)
