@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from lrc.cli import io_commands, model_commands
+from lrc.cli import io_commands, model_commands, service_commands
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,6 +19,8 @@ app = typer.Typer(
     help="Label-efficient medical image segmentation (Localized Region Contrast).",
 )
 app.registered_commands += io_commands.app.registered_commands + model_commands.app.registered_commands
+app.registered_commands += service_commands.app.registered_commands
+app.add_typer(service_commands.keys_app, name="keys")
 
 
 @app.callback()

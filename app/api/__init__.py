@@ -1,0 +1,1 @@
+"""The HTTP layer: routers, dependencies, schemas and the problem+json mapping."""

@@ -1,0 +1,59 @@
+"""Dependencies as ``Annotated`` aliases: the context, and the caller's key checked for a role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.context import Context
+from app.errors import Forbidden, Unauthenticated
+from app.records.keys import find_key, role_allows
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer lrc_...`")
+
+
+def get_context(request: Request) -> Context:
+    """The process's context (set by :func:`app.main.create_app`)."""
+    context: Context = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[Context, Depends(get_context)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key id and its role."""
+
+    key_id: str
+    role: str
+
+
+def authenticate(
+    ctx: ContextDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    """The caller's key (401 without a valid one)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
+    with ctx.db.session() as session:
+        key = find_key(session, credentials.credentials)
+        if key is None:
+            raise Unauthenticated("the API key is unknown or revoked")
+        return Principal(key.id, key.role)
+
+
+def _role(needed: str) -> object:
+    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not role_allows(principal.role, needed):
+            raise Forbidden(f"this needs the {needed} role; the key has {principal.role}")
+        return principal
+
+    return Depends(check)
+
+
+Viewer = Annotated[Principal, _role("viewer")]
+Submitter = Annotated[Principal, _role("submitter")]
+Admin = Annotated[Principal, _role("admin")]

@@ -1,0 +1,11 @@
+"""All routers of the API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.routes import datasets, health, jobs, keys, models, segmentations, studies, training
+
+api_router = APIRouter()
+for module in (health, studies, segmentations, jobs, datasets, training, models, keys):
+    api_router.include_router(module.router)

@@ -1,0 +1,60 @@
+"""``/v1/jobs``: state and progress, a server-sent event stream, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import ContextDep, Submitter, Viewer
+from app.api.schemas import JobOut
+from app.context import Context
+from app.records.jobs import FINAL
+from app.services import jobs
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+POLL_S = 0.5
+KEEPALIVE_S = 15.0
+
+
+@router.get("/{job_id}")
+def get_job(job_id: str, ctx: ContextDep, _: Viewer) -> JobOut:
+    """State, progress (fraction, stage, metrics so far), result links, error."""
+    return JobOut(**jobs.view(jobs.get(ctx, job_id)))
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse)
+def job_events(job_id: str, ctx: ContextDep, _: Viewer) -> StreamingResponse:
+    """Server-sent events: one ``job`` event per change, until the job has finished."""
+    jobs.get(ctx, job_id)  # 404 before the stream starts
+    return StreamingResponse(
+        _events(ctx, job_id), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+async def _events(ctx: Context, job_id: str) -> AsyncIterator[str]:
+    last = None
+    idle = 0.0
+    while True:
+        view = await run_in_threadpool(lambda: jobs.view(jobs.get(ctx, job_id)))
+        data = json.dumps(view)
+        if data != last:
+            last, idle = data, 0.0
+            yield f"event: job\nid: {view['state']}-{view['progress']['fraction']:.4f}\ndata: {data}\n\n"
+        elif idle >= KEEPALIVE_S:
+            idle = 0.0
+            yield ": keep-alive\n\n"
+        if view["state"] in FINAL:
+            return
+        await asyncio.sleep(POLL_S)
+        idle += POLL_S
+
+
+@router.delete("/{job_id}")
+def cancel_job(job_id: str, ctx: ContextDep, _: Submitter) -> JobOut:
+    """Cancel a queued or running job (a running one stops at its next progress report)."""
+    return JobOut(**jobs.view(jobs.cancel(ctx, job_id)))

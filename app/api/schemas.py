@@ -1,0 +1,178 @@
+"""Request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SeriesOut(BaseModel):
+    """One series of a study."""
+
+    id: str
+    modality: str
+    shape: list[int]
+    spacing: list[float]
+    description: str = ""
+    series_instance_uid: str = ""
+    dicom: bool
+    exportable: bool = Field(default=False, description="DICOM SEG / RTSTRUCT results can reference this series")
+    files: int
+    warnings: list[str] = []
+
+
+class StudyOut(BaseModel):
+    """A stored study."""
+
+    id: str
+    study_instance_uid: str
+    created_at: str | None
+    series: list[SeriesOut]
+    notes: list[str] = []
+    duplicate: bool = False
+
+
+class ProgressOut(BaseModel):
+    """How far a job is."""
+
+    fraction: float
+    stage: str
+    metrics: dict[str, Any]
+
+
+class JobOut(BaseModel):
+    """A job's state, progress, outcome."""
+
+    id: str
+    kind: str
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: ProgressOut
+    result: dict[str, Any]
+    links: dict[str, str]
+    error: str | None
+    attempts: int
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class Accepted(BaseModel):
+    """A queued job (and the record it will fill)."""
+
+    id: str | None = None
+    job_id: str
+    links: dict[str, str] = {}
+
+
+class SegmentationIn(BaseModel):
+    """Segment a stored series."""
+
+    model_config = ConfigDict(extra="forbid")
+    series_id: str
+    model: str | None = Field(
+        default=None, description="'name' (its production version), 'name:version', or the default"
+    )
+
+
+class SegmentationOut(BaseModel):
+    """A segmentation and where its results are."""
+
+    id: str
+    series_id: str
+    model: dict[str, Any]
+    job_id: str
+    state: str
+    export_job_id: str | None
+    formats: list[str]
+    created_at: str | None
+
+
+class FinetuneOptions(BaseModel):
+    """Fine-tuning settings (see ``lrc.train.finetune.FinetuneConfig``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int = Field(default=2000, ge=1, le=1_000_000)
+    batch_size: int = Field(default=8, ge=1, le=1024)
+    patch: int = Field(default=128, ge=16, le=1024, multiple_of=16)
+    validate_every: int = Field(default=100, ge=1)
+    spacing: float = Field(default=1.5, gt=0)
+    canvas: int = Field(default=256, ge=16, le=2048, multiple_of=16)
+    spatial_dims: Literal[2, 3] = 2
+    patch_depth: int = Field(default=32, ge=16, multiple_of=16)
+    features: list[int] | None = Field(default=None, min_length=6, max_length=6)
+    lr: float = Field(default=1e-3, gt=0)
+    patience: int = Field(default=5, ge=1)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 0
+
+
+class FinetuneIn(BaseModel):
+    """Fine-tune a model on a dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: str
+    base_model: str | None = Field(default=None, description="'name[:version]' to start from; none: from scratch")
+    name: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="model to add a version to"
+    )
+    options: FinetuneOptions = FinetuneOptions()
+
+
+class PretrainOptions(BaseModel):
+    """Pre-training settings (see ``lrc.train.pretrain.PretrainConfig``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int = Field(default=1000, ge=1, le=1_000_000)
+    batch_size: int = Field(default=16, ge=2, le=1024)
+    spacing: float = Field(default=1.5, gt=0)
+    canvas: int = Field(default=256, ge=16, le=2048, multiple_of=16)
+    view_size: int = Field(default=192, ge=16, le=2048, multiple_of=16)
+    features: list[int] | None = Field(default=None, min_length=6, max_length=6)
+    queue_size: int = Field(default=4096, ge=8)
+    regions_per_image: int = Field(default=16, ge=1)
+    pixels_per_region: int = Field(default=8, ge=1)
+    seed: int = 0
+
+
+class PretrainIn(BaseModel):
+    """Pre-train on stored, unlabeled series."""
+
+    model_config = ConfigDict(extra="forbid")
+    series_ids: list[str] = []
+    study_ids: list[str] = []
+    method: Literal["moco", "lrc", "moco+lrc"] = "moco+lrc"
+    name: str = Field(default="pretrained", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    options: PretrainOptions = PretrainOptions()
+
+
+class PromoteIn(BaseModel):
+    """Promote a version; ``override`` (admins only) skips the gate and is recorded."""
+
+    model_config = ConfigDict(extra="forbid")
+    override: bool = False
+    reason: str = ""
+
+
+class RollbackIn(BaseModel):
+    """Roll back to the previous production version."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = ""
+
+
+class KeyIn(BaseModel):
+    """Create an API key."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=128)
+    role: Literal["viewer", "submitter", "admin"]
+
+
+class KeyOut(BaseModel):
+    """A new key: the token is shown only now."""
+
+    id: str
+    name: str
+    role: str
+    token: str | None = None

@@ -1,0 +1,57 @@
+"""The FastAPI application: ``uvicorn --factory app.main:create_app``.
+
+On start: tables created, the bootstrap admin key (``LRC_BOOTSTRAP_ADMIN_KEY``) and the starter
+model registered when present. No torch here: work is queued by task name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import problems
+from app.api.router import api_router
+from app.context import Context, build_context
+from app.metrics import Metrics, MetricsMiddleware
+from app.records.keys import ensure_bootstrap_admin
+from app.services.models import register_starter
+from app.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def start(ctx: Context) -> None:
+    """First-start duties (idempotent): the bootstrap admin key and the starter model."""
+    token = ctx.settings.bootstrap_admin_key
+    if token:
+        with ctx.db.session() as session:
+            if ensure_bootstrap_admin(session, token):
+                log.warning("bootstrap admin key created from LRC_BOOTSTRAP_ADMIN_KEY")
+    register_starter(ctx)
+
+
+def create_app(settings: Settings | None = None, context: Context | None = None) -> FastAPI:
+    """Build the API for ``settings`` (default: from the environment)."""
+    ctx = context or build_context(settings or get_settings())
+    start(ctx)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctx.db.engine.dispose()
+
+    app = FastAPI(
+        title="LRC segmentation service",
+        version="0.1.0",
+        description="Upload scans, segment them, fine-tune and pre-train models, manage model versions.",
+        lifespan=lifespan,
+    )
+    app.state.context = ctx
+    app.state.metrics = Metrics(ctx.db)
+    problems.install(app)
+    app.include_router(api_router)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

@@ -1,0 +1,173 @@
+"""Job records: creation, claiming by a worker, progress, outcome, cancellation and recovery.
+
+State changes that race between processes (a worker claiming a job, a sweep re-dispatching it,
+a user cancelling it) are compare-and-set updates on ``state`` and ``dispatch_token``: of two
+deliveries of one job only the one holding the current token runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, NotFound
+from app.records.models import Job, WorkerBeat, new_id, now
+
+KINDS = ("segment", "finetune", "pretrain", "export")
+ACTIVE = ("queued", "running")
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def create_job(session: Session, kind: str, payload: dict[str, Any], created_by: str | None) -> Job:
+    """A queued job (dispatch it after the transaction commits)."""
+    if kind not in KINDS:
+        raise ValueError(f"job kind must be one of {KINDS}")
+    job = Job(kind=kind, payload=payload, created_by=created_by, dispatch_token=new_id(), stage="queued")
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    """The job, or :class:`NotFound`."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound("job", job_id)
+    return job
+
+
+def claim(session: Session, job_id: str, token: str, worker: str) -> Job | None:
+    """Mark a queued job running for this delivery; ``None`` when it is not this delivery's to run."""
+    stamp = now()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.dispatch_token == token, Job.state == "queued")
+        .values(
+            state="running",
+            worker=worker,
+            attempts=Job.attempts + 1,
+            started_at=stamp,
+            heartbeat_at=stamp,
+            stage="starting",
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def heartbeat(session: Session, job_id: str, token: str) -> str | None:
+    """Record that the job is alive; return its state (``None`` if this delivery lost it)."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.dispatch_token == token, Job.state == "running")
+        .values(heartbeat_at=now())
+    )
+    return session.scalar(select(Job.state).where(Job.id == job_id, Job.dispatch_token == token))
+
+
+def record_progress(
+    session: Session, job_id: str, token: str, fraction: float, stage: str, metrics: dict[str, Any] | None = None
+) -> str | None:
+    """Write progress of a running job; return its state (``cancelled`` tells the runner to stop)."""
+    values: dict[str, Any] = {"progress": max(0.0, min(1.0, fraction)), "stage": stage, "heartbeat_at": now()}
+    if metrics is not None:
+        values["metrics"] = metrics
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.dispatch_token == token, Job.state == "running").values(**values)
+    )
+    return session.scalar(select(Job.state).where(Job.id == job_id, Job.dispatch_token == token))
+
+
+def finish(
+    session: Session,
+    job_id: str,
+    token: str,
+    state: str,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> bool:
+    """Record the outcome of a running job; False when it was cancelled or re-dispatched meanwhile."""
+    if state not in FINAL:
+        raise ValueError(f"final state must be one of {FINAL}")
+    values: dict[str, Any] = {"state": state, "finished_at": now(), "error": error, "stage": state}
+    if state == "succeeded":
+        values["progress"] = 1.0
+    if result is not None:
+        values["result"] = result
+    changed = session.execute(
+        update(Job).where(Job.id == job_id, Job.dispatch_token == token, Job.state == "running").values(**values)
+    )
+    return bool(changed.rowcount)  # type: ignore[attr-defined]
+
+
+def cancel(session: Session, job_id: str) -> Job:
+    """Cancel a queued or running job (a running one stops at its next progress report).
+
+    Raises:
+        Conflict: the job has already finished.
+    """
+    job = get_job(session, job_id)
+    if job.state not in ACTIVE:
+        raise Conflict(f"job {job_id} has already {job.state}; nothing to cancel")
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_(ACTIVE))
+        .values(state="cancelled", stage="cancelled", finished_at=now(), error="cancelled by a user")
+    )
+    return session.get(Job, job_id, populate_existing=True)  # type: ignore[return-value]
+
+
+def redispatch(session: Session, job: Job) -> str:
+    """Give a job a new dispatch token (stale deliveries become no-ops) and queue it again."""
+    token = new_id()
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.dispatch_token == job.dispatch_token, Job.state.in_(ACTIVE))
+        .values(state="queued", dispatch_token=token, dispatched_at=now(), stage="queued (recovered)", worker=None)
+    )
+    return token
+
+
+def fail_lost(session: Session, job: Job, reason: str) -> None:
+    """Fail a job whose runs were all lost."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.dispatch_token == job.dispatch_token, Job.state.in_(ACTIVE))
+        .values(state="failed", stage="failed", finished_at=now(), error=reason)
+    )
+
+
+def stale_running(session: Session, older_than: dt.datetime) -> list[Job]:
+    """Running jobs whose last heartbeat is older than ``older_than``."""
+    return list(session.scalars(select(Job).where(Job.state == "running", Job.heartbeat_at < older_than)))
+
+
+def queued(session: Session, dispatched_before: dt.datetime | None = None) -> list[Job]:
+    """Queued jobs (dispatched before a time, when given)."""
+    query = select(Job).where(Job.state == "queued")
+    if dispatched_before is not None:
+        query = query.where(Job.dispatched_at < dispatched_before)
+    return list(session.scalars(query.order_by(Job.created_at)))
+
+
+def beat(session: Session, hostname: str, queues: str) -> None:
+    """Record a worker's sign of life."""
+    row = session.get(WorkerBeat, hostname)
+    if row is None:
+        session.add(WorkerBeat(hostname=hostname, queues=queues, seen_at=now()))
+    else:
+        row.seen_at, row.queues = now(), queues
+
+
+def live_workers(session: Session, seen_after: dt.datetime) -> list[WorkerBeat]:
+    """Workers seen since ``seen_after``."""
+    return list(session.scalars(select(WorkerBeat).where(WorkerBeat.seen_at >= seen_after)))
+
+
+def running_on(session: Session, worker: str) -> list[Job]:
+    """Jobs recorded as running on ``worker``."""
+    return list(session.scalars(select(Job).where(Job.state == "running", Job.worker == worker)))

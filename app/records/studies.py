@@ -1,0 +1,99 @@
+"""Studies, series and the blobs they reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from app.errors import NotFound
+from app.records.models import Blob, DatasetCase, Segmentation, Series, Study
+
+
+def add_blob(session: Session, sha256: str, size: int) -> None:
+    """Record a stored blob (once)."""
+    if session.get(Blob, sha256) is None:
+        session.add(Blob(sha256=sha256, size=size))
+
+
+def find_upload(session: Session, upload_key: str) -> Study | None:
+    """A study made from exactly the same files, if any."""
+    return session.scalars(
+        select(Study).where(Study.upload_key == upload_key).options(selectinload(Study.series))
+    ).first()
+
+
+def get_study(session: Session, study_id: str) -> Study:
+    """The study with its series, or :class:`NotFound`."""
+    study = session.scalars(select(Study).where(Study.id == study_id).options(selectinload(Study.series))).first()
+    if study is None:
+        raise NotFound("study", study_id)
+    return study
+
+
+def list_studies(session: Session, limit: int, offset: int) -> list[Study]:
+    """Studies, newest first."""
+    query = select(Study).options(selectinload(Study.series)).order_by(Study.created_at.desc())
+    return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def get_series(session: Session, series_id: str) -> Series:
+    """The series, or :class:`NotFound`."""
+    series = session.get(Series, series_id)
+    if series is None:
+        raise NotFound("series", series_id)
+    return series
+
+
+def delete_study(session: Session, study: Study) -> list[str]:
+    """Delete a study, its series and their segmentations; return blob hashes nothing references any more."""
+    shas: set[str] = set()  # the upload's own files (zips) are not kept, only the series' files
+    series_ids = [s.id for s in study.series]
+    for series in study.series:
+        shas |= {f["sha256"] for f in series.files}
+    for seg in session.scalars(select(Segmentation).where(Segmentation.series_id.in_(series_ids))):
+        shas |= set(seg.outputs.values())
+        session.delete(seg)
+    session.delete(study)
+    session.flush()
+    orphans = [sha for sha in shas if not _referenced(session, sha)]
+    for sha in orphans:
+        blob = session.get(Blob, sha)
+        if blob is not None:
+            session.delete(blob)
+    return orphans
+
+
+def _referenced(session: Session, sha: str) -> bool:
+    """True when any study, series, segmentation or dataset case still uses the blob."""
+    for study in session.scalars(select(Study)):
+        if any(f["sha256"] == sha for f in study.files):
+            return True
+    for series in session.scalars(select(Series)):
+        if any(f["sha256"] == sha for f in series.files):
+            return True
+    if session.scalars(select(DatasetCase).where(DatasetCase.label_sha256 == sha)).first() is not None:
+        return True
+    return any(sha in seg.outputs.values() for seg in session.scalars(select(Segmentation)))
+
+
+def series_entries(series: Series) -> list[tuple[str, str]]:
+    """``(name, sha256)`` of the files to read the series from, in order."""
+    return [(f["name"], f["sha256"]) for f in series.files]
+
+
+def series_summary(series: Series) -> dict[str, Any]:
+    """The public description of a series."""
+    return {
+        "id": series.id,
+        "modality": series.modality,
+        "shape": series.shape,
+        "spacing": series.spacing,
+        "description": series.description,
+        "series_instance_uid": series.series_instance_uid,
+        "dicom": series.dicom,
+        "exportable": series.exportable,
+        "files": len(series.files),
+        "warnings": series.warnings,
+    }

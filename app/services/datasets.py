@@ -1,0 +1,120 @@
+"""Datasets: labelled cases (image series + label map), each label checked against its image on arrival."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from app.context import Context
+from app.errors import InvalidRequest, NotFound
+from app.records.models import Dataset, DatasetCase
+from app.records.studies import add_blob, get_series, series_entries
+from app.services import studies
+from app.services.jobs import utc
+from lrc.io import ImageIOError, read_volume
+from lrc.io.labels import LabelTable
+from lrc.io.volume import Volume
+from lrc.manifest import read_label
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``{"5": "liver"}`` from the form field ``labels``."""
+    try:
+        raw = json.loads(text)
+        labels = {str(int(k)): str(v) for k, v in raw.items()}
+        LabelTable.from_names({int(k): v for k, v in labels.items()})
+    except (json.JSONDecodeError, AttributeError, ValueError, TypeError) as exc:
+        example = '{"5": "liver"}'
+        raise InvalidRequest(f"'labels' must be a JSON object of label value -> name, e.g. {example} ({exc})") from exc
+    if not labels or "0" in labels:
+        raise InvalidRequest("'labels' needs at least one label, and 0 is the background")
+    return labels
+
+
+def parse_cases(text: str) -> list[dict[str, Any]]:
+    """The form field ``cases``: ``[{"image": FILE or {"series_id": ID}, "label": FILE}]``."""
+    try:
+        cases = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"'cases' is not valid JSON ({exc})") from exc
+    if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) and "label" in c for c in cases):
+        raise InvalidRequest('\'cases\' must be a non-empty list of {"image": ..., "label": FILE}')
+    return cases
+
+
+def create(
+    ctx: Context,
+    name: str,
+    labels: dict[str, str],
+    cases: list[dict[str, Any]],
+    files: dict[str, studies.Upload],
+    folder: Path,
+    created_by: str | None,
+) -> Dataset:
+    """Store the cases' images as studies, check and store each label map, record the dataset.
+
+    Raises:
+        InvalidRequest: a case names a file that was not sent.
+        LabelGeometryMismatch: a label map is not on its image's grid (the message gives both grids).
+        ImageIOError: an image or label cannot be read.
+    """
+    dataset = Dataset(name=name, labels=labels, created_by=created_by)
+    for position, case in enumerate(cases):
+        series_id, image = _image(ctx, case.get("image"), files, folder / f"case{position}", created_by, position)
+        label_upload = files.get(str(case["label"]))
+        if label_upload is None:
+            raise InvalidRequest(f"case {position}: label file {case['label']!r} was not sent in 'files'")
+        try:
+            read_label(label_upload.path, image)
+        except ImageIOError as exc:
+            raise InvalidRequest(f"case {position}, label {label_upload.name}: {exc}") from exc
+        sha, size = ctx.store.put_file(label_upload.path)
+        with ctx.db.session() as session:
+            add_blob(session, sha, size)
+        dataset.cases.append(
+            DatasetCase(position=position, series_id=series_id, label_name=label_upload.name, label_sha256=sha)
+        )
+    with ctx.db.session() as session:
+        session.add(dataset)
+    return dataset
+
+
+def _image(
+    ctx: Context, ref: Any, files: dict[str, studies.Upload], folder: Path, created_by: str | None, position: int
+) -> tuple[str, Volume]:
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(ref, dict) and "series_id" in ref:
+        with ctx.db.session() as session:
+            series = get_series(session, str(ref["series_id"]))
+        paths = ctx.store.materialize(series_entries(series), folder / "series")
+        return series.id, read_volume(paths)
+    upload = files.get(str(ref))
+    if upload is None:
+        raise InvalidRequest(f"case {position}: image {ref!r} is neither a file sent in 'files' nor {{\"series_id\"}}")
+    study, _ = studies.ingest(ctx, [upload], folder, created_by)
+    if len(study.series) != 1:
+        raise InvalidRequest(f"case {position}: image {upload.name} holds {len(study.series)} series; send one")
+    series = study.series[0]
+    paths = ctx.store.materialize(series_entries(series), folder / "series")
+    return series.id, read_volume(paths)
+
+
+def view(dataset: Dataset) -> dict[str, Any]:
+    """The public form of a dataset."""
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "labels": dataset.labels,
+        "cases": [{"series_id": c.series_id, "label": c.label_name} for c in dataset.cases],
+        "created_at": utc(dataset.created_at),
+    }
+
+
+def get(ctx: Context, dataset_id: str) -> dict[str, Any]:
+    """One dataset."""
+    with ctx.db.session() as session:
+        dataset = session.get(Dataset, dataset_id)
+        if dataset is None:
+            raise NotFound("dataset", dataset_id)
+        return view(dataset)

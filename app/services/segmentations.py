@@ -1,0 +1,104 @@
+"""Segmentations: a job per (series, model version); results by format once produced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.context import Context
+from app.errors import InvalidRequest, NotFound, ResultNotReady
+from app.records import jobs as job_records
+from app.records import registry
+from app.records.models import Job, ModelVersion, Segmentation
+from app.records.studies import get_series
+from app.services.jobs import dispatch, utc
+
+FORMATS = {
+    "nifti": ("application/gzip", "segmentation.nii.gz"),
+    "dicom-seg": ("application/dicom", "segmentation.dcm"),
+    "rtstruct": ("application/dicom", "rtstruct.dcm"),
+}
+DICOM_FORMATS = ("dicom-seg", "rtstruct")
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """A result ready to download."""
+
+    path: Path
+    media_type: str
+    filename: str
+
+
+def create(ctx: Context, series_id: str, model: str | None, created_by: str | None) -> tuple[Segmentation, Job]:
+    """Queue the segmentation of a series by a model (``name``, ``name:version`` or the production model)."""
+    with ctx.db.session() as session:
+        get_series(session, series_id)
+        version = registry.resolve(session, model)
+        job = job_records.create_job(session, "segment", {}, created_by)
+        seg = Segmentation(series_id=series_id, model_version_id=version.id, job_id=job.id, created_by=created_by)
+        session.add(seg)
+        session.flush()
+        job.payload = {"segmentation_id": seg.id}
+    dispatch(ctx, job.id, job.kind, job.dispatch_token)
+    return seg, job
+
+
+def get(ctx: Context, segmentation_id: str) -> tuple[Segmentation, Job, Job | None, ModelVersion]:
+    """A segmentation with its job, export job and model version."""
+    with ctx.db.session() as session:
+        seg = session.get(Segmentation, segmentation_id)
+        if seg is None:
+            raise NotFound("segmentation", segmentation_id)
+        job = job_records.get_job(session, seg.job_id)
+        export = job_records.get_job(session, seg.export_job_id) if seg.export_job_id else None
+        version = session.get(ModelVersion, seg.model_version_id)
+        assert version is not None
+        return seg, job, export, version
+
+
+def view(ctx: Context, segmentation_id: str) -> dict[str, Any]:
+    """The public form of a segmentation."""
+    seg, job, export, version = get(ctx, segmentation_id)
+    return {
+        "id": seg.id,
+        "series_id": seg.series_id,
+        "model": {"name": version.name, "version": version.version},
+        "job_id": job.id,
+        "state": job.state,
+        "export_job_id": export.id if export else None,
+        "formats": sorted(seg.outputs),
+        "created_at": utc(seg.created_at),
+    }
+
+
+def result(ctx: Context, segmentation_id: str, fmt: str) -> ResultFile:
+    """The result file in ``fmt``.
+
+    Raises:
+        InvalidRequest: unknown format, or a DICOM format for a series not read from DICOM.
+        ResultNotReady: the job (or the DICOM export) has not succeeded yet.
+    """
+    if fmt not in FORMATS:
+        raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    seg, job, export, _ = get(ctx, segmentation_id)
+    if fmt not in seg.outputs:
+        if job.state != "succeeded":
+            raise ResultNotReady(_not_ready(job, "segmentation"))
+        if fmt in DICOM_FORMATS and export is None:
+            raise InvalidRequest(
+                f"no {fmt} for this series: a {fmt} must reference DICOM images with their UIDs, and this "
+                "series was read from NIfTI or from DICOM files without UIDs; download format=nifti"
+            )
+        if export is not None and export.state != "succeeded":
+            raise ResultNotReady(_not_ready(export, f"{fmt} export"))
+        raise NotFound(f"{fmt} result of segmentation", segmentation_id)
+    media_type, filename = FORMATS[fmt]
+    return ResultFile(ctx.store.path(seg.outputs[fmt]), media_type, filename)
+
+
+def _not_ready(job: Job, what: str) -> str:
+    if job.state in ("failed", "cancelled"):
+        return f"the {what} job {job.id} {job.state}: {job.error or 'no reason recorded'}"
+    return f"the {what} job {job.id} is {job.state} ({job.stage}, {job.progress:.0%}); try again later"

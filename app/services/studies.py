@@ -1,0 +1,129 @@
+"""Studies: parse uploaded files with :mod:`lrc.io`, store each series' files once, record them."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.context import Context
+from app.records import studies as records
+from app.records.models import Series, Study
+from lrc.io import ArchiveLimits, ImageIOError, ReadOptions, UnsupportedInput, Volume
+from lrc.io.archive import collect_files
+from lrc.io.dicom_read import read_dicom
+from lrc.io.nifti import is_nifti_path, read_nifti
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file handed over by a user, already on disk."""
+
+    name: str
+    path: Path
+    sha256: str
+
+
+def upload_key(uploads: list[Upload]) -> str:
+    """Identity of an upload: the hash of its files' hashes (order and names do not matter)."""
+    return hashlib.sha256("\n".join(sorted(u.sha256 for u in uploads)).encode()).hexdigest()
+
+
+def read_upload(paths: list[Path], folder: Path, limit: int) -> tuple[list[tuple[Volume, Path | None]], list[str]]:
+    """Every volume in files and zips, each with its NIfTI file (``None`` for DICOM); plus notes.
+
+    Raises:
+        ImageIOError: nothing readable (the reader's message says why).
+    """
+    limits = ArchiveLimits(max_total_bytes=max(limit * 4, 1 << 30))
+    collected = collect_files(paths, folder / "unzipped", limits)
+    notes = list(collected.notes)
+    found: list[tuple[Volume, Path | None]] = []
+    errors: list[ImageIOError] = []
+    nifti = [f for f in collected.files if is_nifti_path(f)]
+    dicom = [f for f in collected.files if not is_nifti_path(f)]
+    for path in nifti:
+        try:
+            found.append((read_nifti(path), path))
+        except ImageIOError as exc:
+            errors.append(exc)
+    if dicom:
+        try:
+            result = read_dicom(dicom, ReadOptions(extract_dir=folder / "dicom", limits=limits))
+        except ImageIOError as exc:
+            if not nifti:
+                raise
+            notes.append(f"no DICOM image besides the NIfTI files ({exc})")
+        else:
+            found += [(v, None) for v in result.volumes]
+            errors += result.errors
+            notes += result.notes
+    if not found:
+        raise errors[0] if errors else UnsupportedInput("no image found in the upload")
+    notes += [f"series not read: {e}" for e in errors]
+    return found, notes
+
+
+def ingest(ctx: Context, uploads: list[Upload], folder: Path, created_by: str | None) -> tuple[Study, bool]:
+    """Store an upload as a study; ``(study, False)`` when the same files were uploaded before.
+
+    Raises:
+        UnsupportedInput: no files.
+        ImageIOError: the files hold no readable image.
+    """
+    if not uploads:
+        raise UnsupportedInput("no files in the upload: send them in the multipart field 'files'")
+    key = upload_key(uploads)
+    with ctx.db.session() as session:
+        existing = records.find_upload(session, key)
+        if existing is not None:
+            return existing, False
+    volumes, notes = read_upload([u.path for u in uploads], folder, ctx.settings.max_upload_bytes)
+    study = Study(
+        upload_key=key,
+        created_by=created_by,
+        files=[{"name": u.name, "sha256": u.sha256} for u in uploads],
+        notes=notes,
+    )
+    names = {u.path: u.name for u in uploads}
+    stored: dict[str, int] = {}
+    for volume, nifti_path in volumes:
+        files = [nifti_path] if nifti_path is not None else list(volume.source.files if volume.source else ())
+        entries = []
+        for path in files:
+            sha, size = ctx.store.put_file(path)
+            stored[sha] = size
+            entries.append({"name": names.get(path, path.name), "sha256": sha})
+        source = volume.source
+        if source and not study.study_instance_uid:
+            study.study_instance_uid = source.study_instance_uid
+        study.series.append(
+            Series(
+                modality=volume.modality,
+                shape=list(volume.shape),
+                spacing=[round(s, 6) for s in volume.spacing],
+                affine=volume.affine.tolist(),
+                series_instance_uid=source.series_instance_uid if source else "",
+                description=source.series_description if source else (nifti_path.name if nifti_path else ""),
+                dicom=source is not None,
+                exportable=bool(source and source.has_uids and source.headers),
+                files=entries,
+                warnings=list(volume.warnings),
+            )
+        )
+    with ctx.db.session() as session:
+        for sha, size in stored.items():
+            records.add_blob(session, sha, size)
+        session.add(study)
+    log.info("study %s: %d series from %d file(s)", study.id, len(study.series), len(uploads))
+    return study, True
+
+
+def delete(ctx: Context, study_id: str) -> None:
+    """Delete a study and the blobs nothing else references."""
+    with ctx.db.session() as session:
+        orphans = records.delete_study(session, records.get_study(session, study_id))
+    ctx.store.delete(orphans)

@@ -1,0 +1,58 @@
+"""Fine-tuning and pre-training requests: checked here, run by a training worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.context import Context
+from app.errors import InvalidRequest, NotFound
+from app.records import registry
+from app.records.models import Dataset, Job, Series, Study
+from app.services.jobs import submit
+
+
+def finetune(
+    ctx: Context, dataset_id: str, base_model: str | None, name: str | None, options: dict[str, Any], by: str | None
+) -> Job:
+    """Queue a fine-tuning of ``base_model`` (or from scratch) on a dataset; it registers a candidate."""
+    with ctx.db.session() as session:
+        dataset = session.get(Dataset, dataset_id)
+        if dataset is None:
+            raise NotFound("dataset", dataset_id)
+        base = registry.find(session, base_model) if base_model else None
+        if base is not None and base.kind == "segmentation" and options.get("spatial_dims", 2) == 3:
+            raise InvalidRequest("3D fine-tuning starts from scratch or a 3D model; this base model is 2D")
+        target = name or (base.name if base is not None and base.kind == "segmentation" else dataset.name)
+    payload = {
+        "dataset_id": dataset_id,
+        "base_version_id": base.id if base else None,
+        "name": target,
+        "options": options,
+    }
+    return submit(ctx, "finetune", payload, by)
+
+
+def pretrain(
+    ctx: Context,
+    series_ids: list[str],
+    study_ids: list[str],
+    method: str,
+    name: str,
+    options: dict[str, Any],
+    by: str | None,
+) -> Job:
+    """Queue self-supervised pre-training on stored series (and every series of the given studies)."""
+    with ctx.db.session() as session:
+        chosen = list(series_ids)
+        for series_id in series_ids:
+            if session.get(Series, series_id) is None:
+                raise NotFound("series", series_id)
+        for study_id in study_ids:
+            study = session.get(Study, study_id)
+            if study is None:
+                raise NotFound("study", study_id)
+            chosen += [s.id for s in study.series if s.id not in chosen]
+    if not chosen:
+        raise InvalidRequest("name the unlabeled scans: 'series_ids' or 'study_ids'")
+    payload = {"series_ids": chosen, "method": method, "name": name, "options": options}
+    return submit(ctx, "pretrain", payload, by)

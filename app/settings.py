@@ -1,0 +1,97 @@
+"""One settings object per process, from ``LRC_*`` environment variables, validated at start-up.
+
+Embedded defaults need no external service: SQLite records, a local blob directory and a
+SQLite-backed Celery transport, all under ``LRC_DATA_DIR``. Scaled mode sets
+``LRC_DATABASE_URL`` (PostgreSQL) and ``LRC_BROKER_URL`` (Redis).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_KEY_LENGTH = 16
+
+
+class Settings(BaseSettings):
+    """Service settings (environment variables ``LRC_<NAME>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LRC_", extra="ignore")
+
+    environment: str = Field(
+        default="production", description="'development' relaxes nothing yet; recorded in /healthz."
+    )
+    data_dir: Path = Field(
+        default=Path(".lrc-data"), description="Blobs, models, SQLite records and the embedded broker."
+    )
+    database_url: str = Field(default="", description="SQLAlchemy URL; default sqlite:///<data_dir>/records.sqlite.")
+    broker_url: str = Field(default="", description="Celery broker; default sqla+sqlite:///<data_dir>/broker.sqlite.")
+    max_upload_bytes: int = Field(
+        default=2 * 1024**3, gt=0, description="Largest request body accepted by upload routes."
+    )
+    bootstrap_admin_key: str | None = Field(
+        default=None, description="Creates an admin API key with this value on start."
+    )
+    # Jobs and recovery.
+    max_attempts: int = Field(default=3, ge=1, description="Runs of one job before it is failed as lost.")
+    heartbeat_s: float = Field(default=10.0, gt=0, description="Seconds between heartbeats of a running job.")
+    stale_after_s: float = Field(default=60.0, gt=0, description="A running job without heartbeat this long is lost.")
+    sweep_interval_s: float = Field(default=30.0, gt=0, description="Seconds between recovery sweeps in a worker.")
+    redispatch_queued_after_s: float = Field(
+        default=900.0, gt=0, description="A job queued this long is sent again (its message may be lost)."
+    )
+    visibility_timeout_s: int = Field(
+        default=6 * 3600, gt=0, description="Redis: unacked task comes back after this long."
+    )
+    # Workers.
+    device: str = Field(default="auto", description="auto, cpu or cuda[:N] for model work.")
+    predictor_cache_size: int = Field(default=2, ge=1, description="Models an inference worker keeps loaded.")
+    starter_model_dir: Path | None = Field(default=None, description="Model registered as production on first start.")
+    starter_model_name: str = "ct-abdomen-starter"
+
+    @field_validator("bootstrap_admin_key")
+    @classmethod
+    def _key_strength(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < MIN_KEY_LENGTH:
+            raise ValueError(f"LRC_BOOTSTRAP_ADMIN_KEY must be at least {MIN_KEY_LENGTH} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_in_data_dir(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'records.sqlite'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+        if self.stale_after_s <= self.heartbeat_s:
+            raise ValueError("LRC_STALE_AFTER_S must be longer than LRC_HEARTBEAT_S")
+        return self
+
+    @property
+    def blob_dir(self) -> Path:
+        """Content-addressed files."""
+        return self.data_dir / "blobs"
+
+    @property
+    def model_dir(self) -> Path:
+        """Registered model directories."""
+        return self.data_dir / "models"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for uploads and jobs (same file system as the blobs: renames are atomic)."""
+        return self.data_dir / "work"
+
+    def prepare(self) -> None:
+        """Create the data folders."""
+        for folder in (self.data_dir, self.blob_dir, self.model_dir, self.work_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings (read once)."""
+    return Settings()

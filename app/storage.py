@@ -1,0 +1,98 @@
+"""Blob storage on a local (or shared) folder, content-addressed by sha256.
+
+A blob is written once: the content is streamed into a temporary file in the same folder tree
+while it is hashed, then renamed to ``<root>/<aa>/<sha256>`` (atomic on one file system). The same
+content stored twice keeps one file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1 << 20
+
+
+class BlobStore:
+    """Files by sha256 under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / ".tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        """Where the blob with this hash lives (it may not exist)."""
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"not a sha256: {sha256!r}")
+        return self.root / sha256[:2] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        """True when the blob is stored."""
+        return self.path(sha256).is_file()
+
+    def put_file(self, source: Path) -> tuple[str, int]:
+        """Store a copy of a file; return its sha256 and size."""
+        with source.open("rb") as handle:
+            return self.put_stream(handle)
+
+    def put_stream(self, stream: BinaryIO) -> tuple[str, int]:
+        """Store what ``stream`` yields; return its sha256 and size."""
+        digest = hashlib.sha256()
+        size = 0
+        handle, name = tempfile.mkstemp(dir=self.tmp)
+        tmp = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as sink:
+                while chunk := stream.read(CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    sink.write(chunk)
+                sink.flush()
+                os.fsync(sink.fileno())
+            sha = digest.hexdigest()
+            self._place(tmp, sha)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return sha, size
+
+    def _place(self, tmp: Path, sha: str) -> None:
+        target = self.path(sha)
+        if target.is_file():
+            return  # same content already stored
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+
+    def delete(self, shas: Iterable[str]) -> None:
+        """Remove blobs (callers check that nothing references them)."""
+        for sha in shas:
+            self.path(sha).unlink(missing_ok=True)
+
+    def materialize(self, entries: Iterable[tuple[str, str]], folder: Path) -> list[Path]:
+        """Links named as the user named the files (readers pick formats by name), in order.
+
+        ``entries`` are ``(name, sha256)`` pairs; names are reduced to a safe base name.
+        """
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for index, (name, sha) in enumerate(entries):
+            link = folder / f"{index:05d}_{safe_name(name)}"
+            source = self.path(sha)
+            try:
+                link.symlink_to(source)
+            except OSError:
+                shutil.copyfile(source, link)
+            paths.append(link)
+        return paths
+
+
+def safe_name(name: str) -> str:
+    """A file base name without folders or characters that could surprise a file system."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in base).lstrip(".")
+    return cleaned[:128] or "file"

@@ -1,0 +1,124 @@
+"""``lrc serve``, ``lrc worker`` and ``lrc keys``: the segmentation service from the command line.
+
+The service's modules (FastAPI, Celery, SQLAlchemy) are imported inside the commands, so that
+``lrc info`` and friends stay fast and the library itself depends on none of them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer()
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the service.")
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Service data folder (sets LRC_DATA_DIR; default .lrc-data).")
+]
+# Embedded mode runs two workers: inference and I/O keep models warm; training runs apart.
+EMBEDDED_WORKERS = (("infer", "infer,io"), ("train", "train"))
+STOP_WAIT_S = 15
+
+
+def _settings(data_dir: Path | None) -> object:
+    if data_dir is not None:
+        os.environ["LRC_DATA_DIR"] = str(data_dir)
+    from pydantic import ValidationError
+
+    from app.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"LRC_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: invalid settings: {problems}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def worker_command(queues: str, name: str, concurrency: int = 1, embedded: bool = False) -> list[str]:
+    """The command line of a Celery worker process for ``queues``."""
+    command = [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "-Q", queues, "-n", f"{name}@%h"]
+    command += ["-c", str(concurrency), "--loglevel", "INFO"]
+    if embedded:  # nothing to gossip with on one machine; saves start-up time
+        command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return command
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            # A running job stays 'running' in the database; the next start's recovery sweep re-queues it.
+            process.kill()
+            process.wait()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run the API and its workers on this machine (SQLite, local blobs, an on-disk queue)."""
+    _settings(data_dir)
+    import uvicorn
+
+    from app.context import build_context
+    from app.main import start
+    from app.settings import get_settings
+
+    start(build_context(get_settings()))  # tables, bootstrap key, starter model before the workers start
+    workers = [subprocess.Popen(worker_command(q, n, embedded=True)) for n, q in EMBEDDED_WORKERS]
+    try:
+        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+    finally:
+        _stop(workers)
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues: infer, train, io.")] = "infer,train,io",
+    name: Annotated[str, typer.Option(help="Worker name (unique per machine).")] = "worker",
+    concurrency: Annotated[int, typer.Option(help="Tasks at a time (one per GPU for train).")] = 1,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run a worker against the configured broker (LRC_BROKER_URL)."""
+    _settings(data_dir)
+    from worker.celery_app import QUEUES
+
+    unknown = sorted(set(queues.split(",")) - set(QUEUES))
+    if unknown:
+        typer.echo(f"error: unknown queue(s) {unknown}; use {', '.join(QUEUES)}", err=True)
+        raise typer.Exit(2)
+    command = worker_command(queues, name, concurrency)
+    os.execv(command[0], command)
+
+
+@keys_app.command("create")
+def create_key(
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    role: Annotated[str, typer.Option(help="viewer, submitter or admin.")] = "submitter",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create an API key and print its token (shown only once)."""
+    _settings(data_dir)
+    from app.context import build_context
+    from app.records.keys import ROLES
+    from app.records.keys import create_key as create
+    from app.settings import get_settings
+
+    if role not in ROLES:
+        typer.echo(f"error: role must be one of {', '.join(ROLES)}", err=True)
+        raise typer.Exit(2)
+    with build_context(get_settings()).db.session() as session:
+        _, token = create(session, name, role)
+    typer.echo(token)

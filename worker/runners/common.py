@@ -1,0 +1,27 @@
+"""Helpers shared by runners: scratch folders and reading stored series back."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from app.context import Context
+from app.records.models import Series
+from app.records.studies import series_entries
+from lrc.io import Volume, read_volume
+
+
+@contextmanager
+def scratch(ctx: Context, prefix: str) -> Iterator[Path]:
+    """A temporary folder beside the blobs (removed afterwards)."""
+    ctx.settings.work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=ctx.settings.work_dir) as folder:
+        yield Path(folder)
+
+
+def read_series(ctx: Context, series: Series, folder: Path) -> Volume:
+    """The volume of a stored series (its DICOM source files stay valid while ``folder`` exists)."""
+    paths = ctx.store.materialize(series_entries(series), folder / f"series-{series.id}")
+    return read_volume(paths)

@@ -1,0 +1,58 @@
+"""``lrc.export``: DICOM SEG and RTSTRUCT of a finished segmentation, referencing its DICOM series."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.context import Context
+from app.records.models import Job, ModelVersion, Segmentation
+from app.records.studies import add_blob, get_series
+from lrc.io import Volume, read_nifti
+from lrc.io.labels import LabelTable
+from lrc.io.rtstruct import write_rtstruct
+from lrc.io.seg import write_seg
+from lrc.models.card import ModelCard
+from worker.execution import Reporter
+from worker.runners.common import read_series, scratch
+
+WriterFn = Callable[[Volume, Volume, LabelTable, Path], Path]
+WRITERS: dict[str, tuple[str, WriterFn]] = {
+    "dicom-seg": ("segmentation.dcm", write_seg),
+    "rtstruct": ("rtstruct.dcm", write_rtstruct),
+}
+
+
+def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
+    """Write the requested DICOM formats of a segmentation; each output is written atomically."""
+    segmentation_id = job.payload["segmentation_id"]
+    formats = [f for f in job.payload.get("formats", list(WRITERS)) if f in WRITERS]
+    with ctx.db.session() as session:
+        seg = session.get(Segmentation, segmentation_id)
+        if seg is None or "nifti" not in seg.outputs:
+            raise ValueError(f"segmentation {segmentation_id} has no label map to export")
+        series = get_series(session, seg.series_id)
+        version = session.get(ModelVersion, seg.model_version_id)
+        assert version is not None
+        nifti = seg.outputs["nifti"]
+    table = ModelCard.from_json(version.card).labels
+    assert table is not None
+    stored: dict[str, tuple[str, int]] = {}
+    with scratch(ctx, f"export-{job.id}-") as folder:
+        report(0.1, "reading series")
+        image = read_series(ctx, series, folder)
+        labels = read_nifti(ctx.store.materialize([("labels.nii.gz", nifti)], folder / "labels")[0])
+        for number, fmt in enumerate(formats):
+            report(0.2 + 0.7 * number / len(formats), f"writing {fmt}")
+            name, writer = WRITERS[fmt]
+            written = writer(labels, image, table, Path(folder) / name)
+            stored[fmt] = ctx.store.put_file(written)
+    with ctx.db.session() as session:
+        seg = session.get(Segmentation, segmentation_id)
+        if seg is None:
+            raise ValueError(f"segmentation {segmentation_id} was deleted")
+        for sha, size in stored.values():
+            add_blob(session, sha, size)
+        seg.outputs = {**seg.outputs, **{fmt: sha for fmt, (sha, _) in stored.items()}}
+    return {"segmentation_id": segmentation_id, "formats": formats}

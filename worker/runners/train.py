@@ -1,0 +1,171 @@
+"""``lrc.finetune`` and ``lrc.pretrain``: train on stored data, register a candidate model version.
+
+A fine-tuned candidate is compared with the current production version of the same model on the
+candidate's own held-out cases (the same cases, the same scoring function), so that the promotion
+gate compares like with like.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+from typing import Any
+
+from app.context import Context
+from app.records import registry
+from app.records.models import Dataset, Job, ModelVersion, Series
+from app.records.studies import get_series
+from lrc.io.labels import LabelTable
+from lrc.manifest import read_label
+from worker.execution import Reporter
+from worker.runners.common import read_series, scratch
+
+log = logging.getLogger(__name__)
+
+
+def _progress(report: Reporter, steps: int, start: float, span: float, stage: str) -> Any:
+    def update(step: int, metrics: dict[str, float]) -> None:
+        report(start + span * step / max(1, steps), stage, {"step": step, "steps": steps, **metrics})
+
+    return update
+
+
+def release_memory() -> None:
+    """Give GPU memory back after a training job (the worker process lives on)."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
+    """Fine-tune on a dataset; register the result as a candidate with its comparison to production."""
+    from lrc.models.store import read_card
+    from lrc.train.finetune import FinetuneConfig, fixed_split
+    from lrc.train.finetune import finetune as run
+
+    payload = job.payload
+    with ctx.db.session() as session:
+        dataset = session.get(Dataset, payload["dataset_id"])
+        if dataset is None:
+            raise ValueError(f"dataset {payload['dataset_id']} was deleted")
+        cases_rows = [(get_series(session, c.series_id), c.label_name, c.label_sha256) for c in dataset.cases]
+        table = LabelTable.from_names({int(k): v for k, v in dataset.labels.items()})
+        base = session.get(ModelVersion, payload["base_version_id"]) if payload.get("base_version_id") else None
+    options = dict(payload.get("options") or {})
+    if "features" in options:
+        options["features"] = tuple(options["features"])
+    config = FinetuneConfig(**options)
+    out = ctx.settings.model_dir / payload["name"] / f"job-{job.id}"
+    try:
+        with scratch(ctx, f"finetune-{job.id}-") as folder:
+            report(0.0, "reading data")
+            cases = []
+            for number, (series, label_name, label_sha) in enumerate(cases_rows):
+                image = read_series(ctx, series, folder / f"case{number}")
+                label_path = ctx.store.materialize([(label_name, label_sha)], folder / f"label{number}")[0]
+                cases.append((image, read_label(label_path, image)))
+            report(0.05, "training")
+            written = run(
+                cases,
+                table,
+                out,
+                config,
+                init=Path(base.path) if base else None,
+                device=ctx.settings.device,
+                progress=_progress(report, config.steps, 0.05, 0.85, "training"),
+            )
+            card = read_card(written)
+            report(0.92, "comparing with production")
+            with ctx.db.session() as session:
+                current = registry.production(session, payload["name"])
+            _, held_out = fixed_split(cases, config.validation_fraction)
+            comparison = _compare(ctx, card.metrics, current, [cases[i] for i in held_out], table)
+    finally:
+        release_memory()
+    card_json = _card_json(written)
+    with ctx.db.session() as session:
+        version = registry.register(
+            session,
+            payload["name"],
+            str(written),
+            card_json,
+            comparison=comparison,
+            parent_id=base.id if base else None,
+            job_id=job.id,
+        )
+        return {"model": version.name, "version": version.version, "metrics": card_json.get("metrics")}
+
+
+def _compare(
+    ctx: Context,
+    metrics: dict[str, Any] | None,
+    current: ModelVersion | None,
+    held_out: list[Any],
+    table: LabelTable,
+) -> dict[str, Any]:
+    """Scores of the candidate and of the production version on the candidate's held-out cases."""
+    from lrc.models.store import load_model
+    from lrc.train.finetune import validate
+
+    if current is None:
+        return {"note": "no production version to compare with"}
+    comparison: dict[str, Any] = {"production_id": current.id, "production_version": current.version}
+    if not held_out or metrics is None:
+        return {**comparison, "note": "no held-out cases (the dataset needs at least 2 cases)"}
+    net, card = load_model(current.path, kind="segmentation")
+    production_labels = {card.labels[v].name for v in card.labels} if card.labels else set()
+    if production_labels != {table[v].name for v in table}:
+        return {**comparison, "note": f"production segments other labels ({sorted(production_labels)})"}
+    from lrc.device import resolve_device
+
+    scores = validate(net.to(resolve_device(ctx.settings.device)), card, held_out, resolve_device(ctx.settings.device))
+    return {
+        **comparison,
+        "candidate_score": metrics["mean_dice"],
+        "production_score": scores["mean_dice"],
+        "cases": len(held_out),
+        "metric": "mean Dice over labels, held-out cases of the candidate's fixed split",
+    }
+
+
+def _card_json(directory: Path) -> dict[str, Any]:
+    import json
+
+    data: dict[str, Any] = json.loads((directory / "model.json").read_text())
+    return data
+
+
+def pretrain(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
+    """Self-supervised pre-training on stored series; register a ``pretrained`` candidate."""
+    from lrc.train.pretrain import PretrainConfig
+    from lrc.train.pretrain import pretrain as run
+
+    payload = job.payload
+    with ctx.db.session() as session:
+        series_rows: list[Series] = [get_series(session, s) for s in payload["series_ids"]]
+    options = dict(payload.get("options") or {})
+    if "features" in options:
+        options["features"] = tuple(options["features"])
+    config = PretrainConfig(method=payload["method"], **options)
+    out = ctx.settings.model_dir / payload["name"] / f"job-{job.id}"
+    try:
+        with scratch(ctx, f"pretrain-{job.id}-") as folder:
+            report(0.0, "reading data")
+            volumes = [read_series(ctx, s, folder / f"s{i}") for i, s in enumerate(series_rows)]
+            report(0.05, "training")
+            written = run(
+                volumes,
+                out,
+                config,
+                device=ctx.settings.device,
+                cache_dir=ctx.settings.data_dir / "cache" / "superpixels",
+                progress=_progress(report, config.steps, 0.05, 0.9, "training"),
+            )
+    finally:
+        release_memory()
+    with ctx.db.session() as session:
+        version = registry.register(session, payload["name"], str(written), _card_json(written), job_id=job.id)
+        return {"model": version.name, "version": version.version}
