@@ -1,0 +1,64 @@
+"""API keys as bearer tokens, with roles: viewer < submitter < admin."""
+
+from __future__ import annotations
+
+from tests.service.harness import Service
+
+PROBLEM = "application/problem+json"
+
+
+def test_no_key_or_unknown_key(service: Service):
+    with service.client("none") as client:
+        missing = client.get("/v1/studies")
+        wrong = client.get("/v1/studies", headers={"Authorization": "Bearer lrc_not-a-key"})
+    for response in (missing, wrong):
+        assert response.status_code == 401
+        assert response.headers["content-type"] == PROBLEM
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_roles_are_enforced(service: Service):
+    with service.client("viewer") as viewer:
+        assert viewer.get("/v1/studies").status_code == 200
+        assert viewer.get("/v1/models").status_code == 200
+        refused = viewer.post("/v1/segmentations", json={"series_id": "x"})
+        assert refused.status_code == 403
+        assert "submitter" in refused.json()["detail"]
+        assert viewer.post("/v1/keys", json={"name": "x", "role": "viewer"}).status_code == 403
+    with service.client("submitter") as submitter:
+        assert submitter.post("/v1/keys", json={"name": "x", "role": "viewer"}).status_code == 403
+        assert submitter.delete("/v1/jobs/nope").status_code == 404  # allowed, but no such job
+
+
+def test_admin_creates_keys_stored_hashed(service: Service):
+    with service.client("admin") as admin:
+        created = admin.post("/v1/keys", json={"name": "pacs-script", "role": "submitter"})
+        assert created.status_code == 201
+        token = created.json()["token"]
+        assert token.startswith("lrc_")
+        listed = admin.get("/v1/keys").json()
+        assert all(k["token"] is None for k in listed)
+    with service.client("none") as client:
+        assert client.get("/v1/studies", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    database = service.settings.data_dir / "records.sqlite"
+    assert token.encode() not in database.read_bytes()
+
+
+def test_health_ready_metrics(service: Service):
+    with service.client("none") as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        checks = ready.json()["checks"]
+        assert checks["database"] == checks["broker"] == checks["storage"] == "ok"
+        assert any(w.startswith("infer@") for w in checks["workers"])
+        metrics = client.get("/metrics").text
+    assert "lrc_http_requests_total" in metrics
+    assert "lrc_jobs" in metrics
+
+
+def test_openapi_lists_the_api(service: Service):
+    with service.client("none") as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/studies", "/v1/segmentations", "/v1/jobs/{job_id}", "/v1/models", "/v1/finetunes"} <= set(paths)
+    assert "multipart/form-data" in paths["/v1/studies"]["post"]["requestBody"]["content"]

@@ -1,0 +1,146 @@
+"""A running service for tests: the API served by uvicorn (real HTTP) and real Celery worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from app.context import Context, build_context
+from app.main import create_app
+from app.records.keys import create_key
+from app.records.models import WorkerBeat
+from app.settings import Settings
+from lrc.cli.service_commands import worker_command
+
+ADMIN_KEY = "admin-key-for-the-tests-0123456789"
+FAST = {"heartbeat_s": 1.0, "stale_after_s": 5.0, "sweep_interval_s": 2.0, "device": "cpu"}
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process the same settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRC_") or k == "LRC_SHARED_DATA"}
+    env.update(
+        LRC_DATA_DIR=str(settings.data_dir),
+        LRC_DATABASE_URL=settings.database_url,
+        LRC_BROKER_URL=settings.broker_url,
+        LRC_HEARTBEAT_S=str(settings.heartbeat_s),
+        LRC_STALE_AFTER_S=str(settings.stale_after_s),
+        LRC_SWEEP_INTERVAL_S=str(settings.sweep_interval_s),
+        LRC_DEVICE=settings.device,
+        LRC_MAX_UPLOAD_BYTES=str(settings.max_upload_bytes),
+        PYTHONWARNINGS="ignore::DeprecationWarning",
+    )
+    return env
+
+
+@dataclass
+class Service:
+    """The API in a thread of the test process, workers as child processes."""
+
+    settings: Settings
+    ctx: Context
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def client(self, role: str = "admin") -> httpx.Client:
+        """An HTTP client authenticated with a key of ``role`` (``none``: no key)."""
+        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role != "none" else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def wait_job(self, job_id: str, timeout: float = 120, states: tuple[str, ...] = FINAL) -> dict[str, Any]:
+        """Poll a job until it reaches one of ``states``."""
+        deadline = time.monotonic() + timeout
+        with self.client() as client:
+            while True:
+                job = client.get(f"/v1/jobs/{job_id}").json()
+                if job["state"] in states:
+                    return job
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s: {job}")
+                time.sleep(0.3)
+
+    def start_worker(self, queues: str, name: str, log: Path) -> subprocess.Popen[bytes]:
+        """A Celery worker process; returns once it has reported itself ready."""
+        with log.open("ab") as sink:
+            process = subprocess.Popen(
+                worker_command(queues, name, embedded=True), env=service_env(self.settings), stdout=sink, stderr=sink
+            )
+        self.workers.append(process)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with self.ctx.db.session() as session:
+                if any(b.hostname.startswith(f"{name}@") for b in session.query(WorkerBeat)):
+                    return process
+            if process.poll() is not None:
+                raise RuntimeError(f"worker {name} exited with {process.returncode}; see {log}")
+            time.sleep(0.2)
+        raise RuntimeError(f"worker {name} did not start in 60 s; see {log}")
+
+    def stop(self) -> None:
+        """Stop workers and the API."""
+        for process in self.workers:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.workers:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@contextlib.contextmanager
+def running_service(settings: Settings, workers: tuple[tuple[str, str], ...], log_dir: Path) -> Iterator[Service]:
+    """Start the API and workers for ``settings``; stop them afterwards."""
+    ctx = build_context(settings)
+    app = create_app(context=ctx)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the API did not start")
+        time.sleep(0.05)
+    service = Service(settings, ctx, f"http://127.0.0.1:{port}", server, thread)
+    service.tokens["admin"] = ADMIN_KEY
+    with ctx.db.session() as session:
+        for role in ("viewer", "submitter"):
+            service.tokens[role] = create_key(session, f"test-{role}", role)[1]
+    try:
+        for name, queues in workers:
+            service.start_worker(queues, name, log_dir / f"worker-{name}.log")
+        yield service
+    finally:
+        service.stop()
+
+
+def python() -> str:
+    """The interpreter running the tests."""
+    return sys.executable

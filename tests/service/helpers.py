@@ -1,0 +1,35 @@
+"""Building uploads from the real data for the service tests."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+from tests import dicom_factory
+
+
+def zip_bytes(files: list[Path], folder: str = "study") -> bytes:
+    """A zip archive of ``files`` under ``folder/``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in files:
+            archive.write(path, f"{folder}/{path.name}")
+    return buffer.getvalue()
+
+
+def ct_series(shared_data: Path) -> list[Path]:
+    """The real 20-slice Siemens CT series (JPEG 2000, no UIDs)."""
+    return sorted((shared_data / "dicom" / "ct_series_totalseg").glob("CT.*"))
+
+
+def series_with_uids(shared_data: Path, folder: Path, count: int = 12) -> list[Path]:
+    """A DICOM series with every UID, built from a real CT slice (a SEG can reference it)."""
+    return dicom_factory.write_series(
+        shared_data, folder, dicom_factory.line(count, spacing=5.0), size=64, pixel_spacing=(3.0, 3.0)
+    )
+
+
+def multipart(paths: list[Path]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """``files`` fields for httpx."""
+    return [("files", (p.name, p.read_bytes(), "application/octet-stream")) for p in paths]
