@@ -1,0 +1,176 @@
+"""Datasets, fine-tuning to a new model version, the promotion gate, roll-back and cancellation."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from app.records import registry
+from tests.service.conftest import MODEL
+from tests.service.harness import Service
+from tests.service.helpers import ct_series, multipart, zip_bytes
+
+PROBLEM = "application/problem+json"
+TINY = {"steps": 4, "batch_size": 2, "patch": 48, "validate_every": 2}
+
+
+@pytest.fixture(scope="module")
+def dicom_series_id(service: Service, shared_data: Path) -> str:
+    with service.client("submitter") as client:
+        response = client.post("/v1/studies", files=[("files", ("ct.zip", zip_bytes(ct_series(shared_data)), "x"))])
+    assert response.status_code in (200, 201), response.text
+    return response.json()["series"][0]["id"]
+
+
+@pytest.fixture(scope="module")
+def dataset_id(service: Service, shared_data: Path, ct_nifti: tuple[Path, Path], dicom_series_id: str) -> str:
+    """Two real CT cases: a NIfTI file with its label map, a stored DICOM series with its own."""
+    dicom_label = shared_data / "dicom" / "ct_series_totalseg" / "example_seg_dicom.nii.gz"
+    cases = [
+        {"image": ct_nifti[0].name, "label": ct_nifti[1].name},
+        {"image": {"series_id": dicom_series_id}, "label": dicom_label.name},
+    ]
+    form = {"name": "abdomen-2", "labels": json.dumps({"5": "liver", "1": "spleen"}), "cases": json.dumps(cases)}
+    with service.client("submitter") as client:
+        response = client.post("/v1/datasets", data=form, files=multipart([ct_nifti[0], ct_nifti[1], dicom_label]))
+    assert response.status_code == 201, response.text
+    dataset = response.json()
+    assert len(dataset["cases"]) == 2
+    assert dataset["cases"][1]["series_id"] == dicom_series_id
+    return dataset["id"]
+
+
+def test_label_geometry_is_checked_on_arrival(service: Service, ct_nifti: tuple[Path, Path], dicom_series_id: str):
+    cases = [{"image": {"series_id": dicom_series_id}, "label": ct_nifti[1].name}]  # the NIfTI case's label
+    form = {"name": "wrong", "labels": json.dumps({"5": "liver"}), "cases": json.dumps(cases)}
+    with service.client("submitter") as client:
+        response = client.post("/v1/datasets", data=form, files=multipart([ct_nifti[1]]))
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    detail = response.json()["detail"]
+    assert "(122, 101, 30)" in detail
+    assert "(512, 512, 20)" in detail
+
+
+@pytest.mark.parametrize(
+    ("form", "needle"),
+    [
+        ({"name": "x", "labels": "{}", "cases": "[]"}, "at least one label"),
+        (
+            {"name": "x", "labels": '{"5": "liver"}', "cases": '[{"image": "a.nii.gz", "label": "b.nii.gz"}]'},
+            "a.nii.gz",
+        ),
+        ({"name": "x"}, "form fields missing"),
+    ],
+)
+def test_bad_dataset_requests(service: Service, form, needle):
+    with service.client("submitter") as client:
+        response = client.post("/v1/datasets", data=form, files=[("files", ("z.txt", b"z", "text/plain"))])
+    assert response.status_code == 422
+    assert needle in response.json()["detail"]
+
+
+def test_finetune_makes_a_candidate_then_gate_and_rollback(service: Service, dataset_id: str):
+    with service.client("submitter") as client:
+        response = client.post(
+            "/v1/finetunes", json={"dataset_id": dataset_id, "base_model": f"{MODEL}:1", "options": TINY}
+        )
+        assert response.status_code == 202, response.text
+        job = service.wait_job(response.json()["job_id"], timeout=180)
+        assert job["state"] == "succeeded", job
+        assert job["result"]["model"] == MODEL
+        assert job["progress"]["metrics"]["steps"] == 4
+        version = job["result"]["version"]
+        card = client.get(f"/v1/models/{MODEL}/versions/{version}").json()
+        assert card["status"] == "candidate"
+        assert 0.0 <= card["held_out_mean_dice"] <= 1.0
+        assert card["card"]["metrics"]["cases"] == 1
+        assert card["card"]["parent"] is not None
+        comparison = card["comparison"]
+        assert comparison["production_version"] == 1
+        assert comparison["cases"] == 1
+        assert 0.0 <= comparison["production_score"] <= 1.0
+
+        promoted = client.post(f"/v1/models/{MODEL}/versions/{version}/promote", json={})
+        if comparison["candidate_score"] >= comparison["production_score"]:
+            assert promoted.status_code == 200, promoted.text
+        else:
+            assert promoted.status_code == 409
+            assert "below" in promoted.json()["detail"]
+            assert (
+                client.post(f"/v1/models/{MODEL}/versions/{version}/promote", json={"override": True}).status_code
+                == 403
+            )
+            with service.client("admin") as admin:
+                forced = admin.post(
+                    f"/v1/models/{MODEL}/versions/{version}/promote", json={"override": True, "reason": "test"}
+                )
+            assert forced.status_code == 200
+            assert forced.json()["override"] is True
+        models = {m["name"]: m for m in client.get("/v1/models").json()}
+        assert models[MODEL]["production_version"] == version
+        rolled = client.post(f"/v1/models/{MODEL}/rollback", json={"reason": "back to v1"})
+        assert rolled.status_code == 200, rolled.text
+        assert {m["name"]: m for m in client.get("/v1/models").json()}[MODEL]["production_version"] == 1
+
+
+def test_gate_refuses_a_worse_or_uncompared_candidate(service: Service, tiny_model: Path):
+    with service.ctx.db.session() as session:
+        current = registry.production(session, MODEL)
+        assert current is not None
+        card = json.loads((tiny_model / "model.json").read_text())
+        worse = registry.register(
+            session,
+            MODEL,
+            str(tiny_model),
+            card,
+            comparison={"production_id": current.id, "candidate_score": 0.2, "production_score": 0.5, "cases": 3},
+        )
+        stale = registry.register(session, MODEL, str(tiny_model), card, comparison={"production_id": "someone-else"})
+    with service.client("submitter") as client:
+        refused = client.post(f"/v1/models/{MODEL}/versions/{worse.version}/promote", json={})
+        assert refused.status_code == 409
+        assert refused.headers["content-type"] == PROBLEM
+        assert "0.2000" in refused.json()["detail"]
+        assert "0.5000" in refused.json()["detail"]
+        uncompared = client.post(f"/v1/models/{MODEL}/versions/{stale.version}/promote", json={})
+        assert uncompared.status_code == 409
+        assert "not compared" in uncompared.json()["detail"]
+    with service.client("admin") as admin:
+        forced = admin.post(f"/v1/models/{MODEL}/versions/{worse.version}/promote", json={"override": True})
+        assert forced.status_code == 200
+        assert forced.json()["override"] is True
+        assert "below" in forced.json()["reason"]
+        assert admin.post(f"/v1/models/{MODEL}/rollback", json={}).status_code == 200
+    with service.ctx.db.session() as session:
+        history = registry.history(session, MODEL)
+        assert history[-2].override is True
+        assert history[-1].action == "rollback"
+        assert registry.production(session, MODEL).id == current.id
+
+
+def test_cancel_a_running_finetune(service: Service, dataset_id: str):
+    long = {**TINY, "steps": 5000, "validate_every": 5000}
+    with service.client("submitter") as client:
+        job_id = client.post("/v1/finetunes", json={"dataset_id": dataset_id, "options": long, "name": "cancel-me"})
+        job_id = job_id.json()["job_id"]
+        deadline = time.monotonic() + 120
+        while True:
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            if job["state"] == "running" and job["progress"]["metrics"].get("step", 0) >= 2:
+                break
+            assert time.monotonic() < deadline, job
+            time.sleep(0.3)
+        cancelled = client.delete(f"/v1/jobs/{job_id}")
+        assert cancelled.status_code == 200
+        assert cancelled.json()["state"] == "cancelled"
+        step = client.get(f"/v1/jobs/{job_id}").json()["progress"]["metrics"]["step"]
+        time.sleep(3)  # the worker stops at its next progress report
+        after = client.get(f"/v1/jobs/{job_id}").json()
+        assert after["state"] == "cancelled"
+        assert after["progress"]["metrics"]["step"] <= step + 1
+        assert client.delete(f"/v1/jobs/{job_id}").status_code == 409
+        assert "cancel-me" not in {m["name"] for m in client.get("/v1/models").json()}
