@@ -27,13 +27,16 @@ def hd95(prediction: np.ndarray, reference: np.ndarray, spacing: tuple[float, fl
     return float(np.percentile(distances, 95))
 
 
-def evaluate(prediction: Volume, reference: Volume, labels: dict[int, str]) -> dict[str, dict[str, float | None]]:
-    """Dice and HD95 per label name, the reference label map aligned onto the prediction's grid."""
+def evaluate(
+    prediction: Volume, reference: Volume, labels: dict[int, str], distances: bool = True
+) -> dict[str, dict[str, float | None]]:
+    """Dice and (unless ``distances`` is False) HD95 per label name, the reference label map aligned
+    onto the prediction's grid."""
     reference = align_to(reference, prediction)
     result: dict[str, dict[str, float | None]] = {}
     for value, name in labels.items():
         p, r = prediction.array == value, reference.array == value
-        result[name] = {"dice": dice(p, r), "hd95": hd95(p, r, prediction.spacing)}
+        result[name] = {"dice": dice(p, r), "hd95": hd95(p, r, prediction.spacing) if distances else None}
     return result
 
 

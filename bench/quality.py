@@ -1,0 +1,313 @@
+"""Quality benchmark: does pre-training (MoCo, LRC, MoCo+LRC) beat scratch with k = 1, 2, 4 labelled volumes?
+
+Data: the synthetic abdominal CT cohort of :mod:`lrc.synthetic` (exact labels, 8 organs), split by
+phantom seed so that no volume plays two roles:
+
+* unlabeled pre-training pool: seeds ``1000 ..`` (``--unlabeled`` of them);
+* labelled volumes: seeds ``100 + 10 * s ..`` for run seed ``s`` (``k`` of them; each run seed
+  draws other labelled patients, so the spread includes the choice of patients);
+* test volumes: ``dev`` seeds ``2000 ..`` for choosing settings, ``final`` seeds ``9000 ..``,
+  used only to report the chosen recipe (``--test final``).
+
+Each run: pre-train (once per method, recipe and seed; reused when the model's card holds the same
+configuration), fine-tune a fixed number of steps (no early stopping: a handful of labelled
+volumes leaves none to validate on), Dice per organ on every test volume.
+
+Presets: ``reduced`` (CPU, small U-Net) and ``full`` (one GPU). Recipe options (``--lambda-local``,
+``--independent``, ...) change the pre-training and name the row with ``--tag``.
+
+    python bench/quality.py --preset reduced --seeds 0 1 2 --k 1 2 4 --tag spec
+    python bench/quality.py --summary            # tables and plots from bench/results/quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import platform
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "quality.json"
+WORK = HERE / "out" / "quality"
+TEST_SEEDS = {"dev": 2000, "final": 9000}
+PRESETS: dict[str, dict[str, Any]] = {
+    "reduced": {
+        "features": (16, 16, 32, 64, 128, 16),
+        "spacing": 3.0,
+        "canvas": 96,
+        "view_size": 64,
+        "pretrain_steps": 300,
+        "pretrain_batch": 16,
+        "finetune_steps": 300,
+        "finetune_batch": 8,
+        "patch": 64,
+        "unlabeled": 24,
+        "tests": 6,
+    },
+    "full": {
+        "features": (32, 32, 64, 128, 256, 32),
+        "spacing": 2.0,
+        "canvas": 128,
+        "view_size": 112,
+        "pretrain_steps": 3000,
+        "pretrain_batch": 32,
+        "finetune_steps": 1000,
+        "finetune_batch": 16,
+        "patch": 112,
+        "unlabeled": 64,
+        "tests": 12,
+    },
+}
+
+
+@functools.cache
+def phantom(seed: int) -> tuple[Any, Any]:
+    """Phantom ``seed`` (image, labels), generated once per process."""
+    from lrc.synthetic import make_phantom
+
+    return make_phantom(seed)
+
+
+def recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int) -> Any:
+    """The pre-training configuration of one run."""
+    from lrc.superpixels import SuperpixelParams
+    from lrc.train.pretrain import PretrainConfig
+    from lrc.views import ViewConfig
+
+    base = PretrainConfig()
+    return PretrainConfig(
+        method=method,
+        steps=args.pretrain_steps or preset["pretrain_steps"],
+        batch_size=preset["pretrain_batch"],
+        spacing=preset["spacing"],
+        canvas=preset["canvas"],
+        view_size=preset["view_size"],
+        features=preset["features"],
+        queue_size=1024,
+        lr=args.pretrain_lr or base.lr,
+        temperature_local=args.temperature_local or base.temperature_local,
+        lambda_local=base.lambda_local if args.lambda_local is None else args.lambda_local,
+        regions_per_image=args.regions or base.regions_per_image,
+        pixels_per_region=args.pixels or base.pixels_per_region,
+        views=replace(ViewConfig(), independent_geometry=args.independent),
+        superpixels=replace(SuperpixelParams(), scale=args.sp_scale or SuperpixelParams().scale),
+        seed=seed,
+    )
+
+
+def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int, k: int) -> dict[str, Any]:
+    """Pre-train (or reuse), fine-tune on ``k`` labelled phantoms, score on the test phantoms."""
+    from lrc.evaluate import evaluate, mean_dice
+    from lrc.infer import Predictor
+    from lrc.synthetic import ORGANS, label_table
+    from lrc.train.finetune import FinetuneConfig, finetune
+    from lrc.train.pretrain import pretrain
+
+    init, pretrain_seconds = None, 0.0
+    if method != "scratch":
+        config = recipe(args, preset, method, seed)
+        unlabeled = args.unlabeled or preset["unlabeled"]
+        init = WORK / f"pre-{args.tag}-{method}-u{unlabeled}-s{seed}"
+        if not _reusable(init, config.to_json()):
+            started = time.perf_counter()
+            images = [phantom(1000 + i)[0] for i in range(unlabeled)]
+            pretrain(images, init, config, device=args.device, cache_dir=WORK / "superpixel-cache")
+            pretrain_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    train = [phantom(100 + 10 * seed + i) for i in range(k)]
+    tune = FinetuneConfig(
+        steps=args.finetune_steps or preset["finetune_steps"],
+        batch_size=preset["finetune_batch"],
+        patch=preset["patch"],
+        spacing=preset["spacing"],
+        canvas=preset["canvas"],
+        features=preset["features"],
+        backbone_lr_factor=args.backbone_lr_factor,
+        seed=seed,
+    )
+    model = finetune(
+        train,
+        label_table(),
+        WORK / f"ft-{args.tag}-{method}-k{k}-s{seed}",
+        tune,
+        validation=[],
+        init=init,
+        device=args.device,
+    )
+    predictor = Predictor.from_dir(model, device=args.device)
+    tests = [phantom(TEST_SEEDS[args.test] + i) for i in range(preset["tests"])]
+    per_case = [evaluate(predictor.predict(image), labels, ORGANS, distances=False) for image, labels in tests]
+    organs = {name: statistics.mean(float(c[name]["dice"] or 0.0) for c in per_case) for name in ORGANS.values()}
+    return {
+        "tag": args.tag,
+        "preset": args.preset,
+        "method": method,
+        "k": k,
+        "seed": seed,
+        "test": args.test,
+        "dice": organs,
+        "mean_dice": statistics.mean(mean_dice(c) for c in per_case),
+        "pretrain_seconds": round(pretrain_seconds, 1),
+        "finetune_seconds": round(time.perf_counter() - started, 1),
+        "recipe": recipe(args, preset, method, seed).to_json() if method != "scratch" else None,
+        "unlabeled": args.unlabeled or preset["unlabeled"],
+        "finetune": tune.to_json(),
+    }
+
+
+def _reusable(directory: Path, config: dict[str, Any]) -> bool:
+    """True when ``directory`` holds a pre-trained model made with exactly this configuration."""
+    card = directory / "model.json"
+    if not card.exists():
+        return False
+    return bool(json.loads(card.read_text())["training"]["config"] == json.loads(json.dumps(config)))
+
+
+def _key(run: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two runs the same experiment."""
+    unlabeled = run["unlabeled"] if run["method"] != "scratch" else 0
+    return (
+        run["tag"],
+        run["preset"],
+        run["finetune"]["steps"],
+        unlabeled,
+        run["method"],
+        run["k"],
+        run["seed"],
+        run["test"],
+    )
+
+
+def save(runs: list[dict[str, Any]], path: Path) -> None:
+    """Write every run with the machine and library versions."""
+    import torch
+
+    from lrc.models.card import software_versions
+
+    machine = {
+        "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "software": software_versions(),
+    }
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"machine": machine, "runs": runs}, indent=1) + "\n")
+
+
+def summarize(runs: list[dict[str, Any]], test: str = "dev") -> str:
+    """Markdown table: mean Dice +- sd over seeds per (tag, method, k), and the gap to scratch."""
+    rows = [r for r in runs if r["test"] == test]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["preset"], r["finetune"]["steps"], r["tag"], r["k"], r["method"]), []).append(r)
+    lines = [
+        f"| preset | fine-tune steps | recipe | k | method | mean Dice ({test}) | vs scratch (paired) | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (preset, steps, tag, k, method), group in sorted(groups.items()):
+        values = [g["mean_dice"] for g in sorted(group, key=lambda g: g["seed"])]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        scratch = {
+            r["seed"]: r["mean_dice"]
+            for r in rows
+            if (r["preset"], r["finetune"]["steps"], r["k"], r["method"]) == (preset, steps, k, "scratch")
+        }
+        gaps = [g["mean_dice"] - scratch[g["seed"]] for g in group if g["seed"] in scratch]
+        gap = (
+            ""
+            if method == "scratch" or not gaps
+            else f"{statistics.mean(gaps):+.3f} ({sum(x > 0 for x in gaps)}/{len(gaps)} seeds ahead)"
+        )
+        lines.append(
+            f"| {preset} | {steps} | {tag} | {k} | {method} | {statistics.mean(values):.3f} +- {spread:.3f} | {gap} | "
+            + ", ".join(f"{v:.3f}" for v in values)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> None:
+    """Dice vs k per method (mean and seeds), one panel per recipe tag."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in runs if r["test"] == test]
+    tags = sorted({r["tag"] for r in rows if r["method"] != "scratch"}) or ["scratch"]
+    fig, axes = plt.subplots(1, len(tags), figsize=(4.6 * len(tags), 3.8), squeeze=False)
+    colours = {"scratch": "black", "moco": "#c63", "lrc": "#27a", "moco+lrc": "#2a7", "supervised+lrc": "#a2a"}
+    for axis, tag in zip(axes[0], tags, strict=True):
+        for method, colour in colours.items():
+            chosen = [r for r in rows if r["method"] == method and (r["tag"] == tag or method == "scratch")]
+            ks = sorted({r["k"] for r in chosen})
+            if not ks:
+                continue
+            means = [statistics.mean(r["mean_dice"] for r in chosen if r["k"] == k) for k in ks]
+            axis.plot(ks, means, "-o", color=colour, label=method)
+            axis.scatter([r["k"] for r in chosen], [r["mean_dice"] for r in chosen], color=colour, s=8, alpha=0.5)
+        axis.set_xscale("log", base=2)
+        axis.set_xticks([1, 2, 4], labels=["1", "2", "4"])
+        axis.set_xlabel("labelled volumes (k)")
+        axis.set_ylabel(f"mean Dice, 8 organs ({test} test)")
+        axis.set_title(tag)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    """Run the requested grid (skipping runs already in the results file) and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="reduced")
+    parser.add_argument("--methods", nargs="+", default=["scratch", "moco", "lrc", "moco+lrc"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--test", choices=sorted(TEST_SEEDS), default="dev")
+    parser.add_argument("--tag", default="spec", help="Name of this pre-training recipe (a row of the table).")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--unlabeled", type=int, default=None)
+    parser.add_argument("--pretrain-steps", type=int, default=None)
+    parser.add_argument("--pretrain-lr", type=float, default=None)
+    parser.add_argument("--finetune-steps", type=int, default=None)
+    parser.add_argument("--backbone-lr-factor", type=float, default=1.0)
+    parser.add_argument("--lambda-local", type=float, default=None)
+    parser.add_argument("--temperature-local", type=float, default=None)
+    parser.add_argument("--regions", type=int, default=None, help="K regions per image.")
+    parser.add_argument("--pixels", type=int, default=None, help="M pixels per region.")
+    parser.add_argument("--sp-scale", type=float, default=None, help="Felzenszwalb scale.")
+    parser.add_argument("--independent", action="store_true", help="One geometric transform per view.")
+    parser.add_argument("--summary", action="store_true", help="Only print the table and draw the plot.")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    runs: list[dict[str, Any]] = json.loads(args.results.read_text())["runs"] if args.results.exists() else []
+    if not args.summary:
+        preset = PRESETS[args.preset]
+        done = {_key(r) for r in runs}
+        for seed in args.seeds:
+            for k in args.k:
+                for method in args.methods:
+                    tag = "scratch" if method == "scratch" else args.tag
+                    steps = args.finetune_steps or preset["finetune_steps"]
+                    unlabeled = 0 if method == "scratch" else args.unlabeled or preset["unlabeled"]
+                    if (tag, args.preset, steps, unlabeled, method, k, seed, args.test) in done:
+                        continue
+                    run = run_one(argparse.Namespace(**{**vars(args), "tag": tag}), preset, method, seed, k)
+                    runs.append(run)
+                    save(runs, args.results)
+                    print(json.dumps({x: run[x] for x in ("tag", "method", "k", "seed", "mean_dice")}), flush=True)
+    for test in ("dev", "final"):
+        if any(r["test"] == test for r in runs):
+            print(summarize(runs, test))
+            plot(runs, args.results.with_name(f"{args.results.stem}_{test}.png"), test)
+
+
+if __name__ == "__main__":
+    main()
