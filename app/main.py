@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from kombu.exceptions import OperationalError
 
 from app.api import problems
 from app.api.router import api_router
@@ -31,6 +32,10 @@ def start(ctx: Context) -> None:
             if ensure_bootstrap_admin(session, token):
                 log.warning("bootstrap admin key created from LRC_BOOTSTRAP_ADMIN_KEY")
     register_starter(ctx)
+    try:
+        ctx.queue.prepare()
+    except (OperationalError, OSError) as exc:
+        log.warning("broker not reachable at start (%s); jobs wait in the database until it is", exc)
 
 
 def create_app(settings: Settings | None = None, context: Context | None = None) -> FastAPI:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 
 from celery import Celery
 
@@ -34,6 +36,22 @@ class JobQueue:
             self.celery.control.revoke(token)
         except Exception as exc:  # the cancellation is already recorded; a lost broadcast is harmless
             log.warning("revoke of %s not broadcast: %s", token, exc)
+
+    def prepare(self) -> None:
+        """Declare the queues once (the embedded transport creates its tables here, not in racing workers).
+
+        The embedded SQLite broker is switched to write-ahead logging, so that a worker's polling
+        reader does not block senders (rollback-journal SQLite makes a writer wait for readers).
+        """
+        url = self.settings.broker_url
+        if url.startswith("sqla+sqlite:///"):
+            path = url.removeprefix("sqla+sqlite:///")
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+        with self.celery.connection_for_write() as connection:
+            channel = connection.default_channel
+            for queue in self.celery.conf.task_queues:
+                queue.bind(channel).declare()
 
     def ping(self) -> None:
         """Raise when the broker cannot be reached."""

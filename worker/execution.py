@@ -86,7 +86,7 @@ def run_job(ctx: Context, job_id: str, token: str, worker: str, runner: Runner) 
         log.info("job %s (%s) started on %s, attempt %d", job_id, job.kind, worker, job.attempts)
         result = runner(ctx, job, reporter)
     except JobCancelled:
-        log.info("job %s stopped: cancelled", job_id)
+        log.info("job %s stopped: cancelled, or handed to another delivery by the recovery sweep", job_id)
         return "cancelled"
     except (ServiceError, ValueError, OSError) as exc:  # lrc's ImageIOError and ModelCardError are ValueErrors
         state, error = "failed", str(exc)

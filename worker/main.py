@@ -13,6 +13,7 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 
 from app.records.jobs import beat
+from app.records.models import now
 from app.services.jobs import sweep
 from app.settings import get_settings
 from worker import runtime
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 celery_app = make_celery(get_settings())
 register_tasks(celery_app)
 _stop = threading.Event()
+STARTED = now()  # jobs this worker name ran before this moment were run by an earlier, dead process
 
 
 def _loop(hostname: str, queues: str) -> None:
@@ -49,7 +51,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     ctx = runtime.context()
     with ctx.db.session() as session:
         beat(session, hostname, queues)
-    counts = sweep(ctx, at_start=True, previous_worker=hostname)
+    counts = sweep(ctx, at_start=True, previous_worker=hostname, started=STARTED)
     log.info("worker %s ready on %s; recovery sweep: %s", hostname, queues, counts)
     threading.Thread(target=_loop, args=(hostname, queues), daemon=True, name="lrc-sweeper").start()
 

@@ -121,22 +121,26 @@ def cancel(session: Session, job_id: str) -> Job:
     return session.get(Job, job_id, populate_existing=True)  # type: ignore[return-value]
 
 
-def redispatch(session: Session, job: Job) -> str:
-    """Give a job a new dispatch token (stale deliveries become no-ops) and queue it again."""
+def redispatch(session: Session, job: Job) -> str | None:
+    """Give a job a new dispatch token (stale deliveries become no-ops) and queue it again.
+
+    Only if it is still in the state and delivery it was seen in: a queued job claimed meanwhile
+    keeps running. Returns the new token, or ``None`` when another process changed the job first.
+    """
     token = new_id()
-    session.execute(
+    changed = session.execute(
         update(Job)
-        .where(Job.id == job.id, Job.dispatch_token == job.dispatch_token, Job.state.in_(ACTIVE))
+        .where(Job.id == job.id, Job.dispatch_token == job.dispatch_token, Job.state == job.state)
         .values(state="queued", dispatch_token=token, dispatched_at=now(), stage="queued (recovered)", worker=None)
     )
-    return token
+    return token if changed.rowcount else None  # type: ignore[attr-defined]
 
 
 def fail_lost(session: Session, job: Job, reason: str) -> None:
     """Fail a job whose runs were all lost."""
     session.execute(
         update(Job)
-        .where(Job.id == job.id, Job.dispatch_token == job.dispatch_token, Job.state.in_(ACTIVE))
+        .where(Job.id == job.id, Job.dispatch_token == job.dispatch_token, Job.state == job.state)
         .values(state="failed", stage="failed", finished_at=now(), error=reason)
     )
 
@@ -168,6 +172,7 @@ def live_workers(session: Session, seen_after: dt.datetime) -> list[WorkerBeat]:
     return list(session.scalars(select(WorkerBeat).where(WorkerBeat.seen_at >= seen_after)))
 
 
-def running_on(session: Session, worker: str) -> list[Job]:
-    """Jobs recorded as running on ``worker``."""
-    return list(session.scalars(select(Job).where(Job.state == "running", Job.worker == worker)))
+def running_on(session: Session, worker: str, started_before: dt.datetime) -> list[Job]:
+    """Jobs recorded as running on ``worker`` that started before ``started_before``."""
+    query = select(Job).where(Job.state == "running", Job.worker == worker, Job.started_at < started_before)
+    return list(session.scalars(query))

@@ -85,13 +85,15 @@ def view(job: Job) -> dict[str, Any]:
     }
 
 
-def sweep(ctx: Context, at_start: bool = False, previous_worker: str | None = None) -> dict[str, int]:
+def sweep(
+    ctx: Context, at_start: bool = False, previous_worker: str | None = None, started: dt.datetime | None = None
+) -> dict[str, int]:
     """Re-send jobs whose delivery was lost; fail those that were lost too often.
 
-    Lost: ``running`` without a heartbeat for ``LRC_STALE_AFTER_S`` (or run by ``previous_worker``,
-    an earlier incarnation of a restarting worker), and ``queued`` jobs (all of them at a worker's
-    start, when embedded transports may have dropped fetched messages; else those queued longer than
-    ``LRC_REDISPATCH_QUEUED_AFTER_S``). Re-sending gives a new dispatch token, so an older
+    Lost: ``running`` without a heartbeat for ``LRC_STALE_AFTER_S`` (or started before ``started``
+    by ``previous_worker``: an earlier incarnation of a restarting worker), and ``queued`` jobs (all
+    of them at a worker's start, when embedded transports may have dropped fetched messages; else
+    those queued longer than ``LRC_REDISPATCH_QUEUED_AFTER_S``). Re-sending gives a new dispatch token, so an older
     delivery that still arrives does nothing.
     """
     settings = ctx.settings
@@ -99,8 +101,8 @@ def sweep(ctx: Context, at_start: bool = False, previous_worker: str | None = No
     counts = {"requeued": 0, "failed": 0, "redispatched": 0}
     with ctx.db.session() as session:
         lost = records.stale_running(session, stamp - dt.timedelta(seconds=settings.stale_after_s))
-        if previous_worker:
-            lost += [j for j in records.running_on(session, previous_worker) if j not in lost]
+        if previous_worker and started:
+            lost += [j for j in records.running_on(session, previous_worker, started) if j not in lost]
         waiting = records.queued(
             session, None if at_start else stamp - dt.timedelta(seconds=settings.redispatch_queued_after_s)
         )
@@ -115,13 +117,14 @@ def sweep(ctx: Context, at_start: bool = False, previous_worker: str | None = No
                     f"crashed); not retried again. Try smaller settings or contact an administrator",
                 )
                 counts["failed"] += 1
-            else:
-                sends.append((job.id, job.kind, records.redispatch(session, job)))
+            elif token := records.redispatch(session, job):
+                sends.append((job.id, job.kind, token))
                 counts["requeued"] += 1
     for job in waiting:
         with ctx.db.session() as session:
-            sends.append((job.id, job.kind, records.redispatch(session, job)))
-            counts["redispatched"] += 1
+            if token := records.redispatch(session, job):
+                sends.append((job.id, job.kind, token))
+                counts["redispatched"] += 1
     for job_id, kind, token in sends:
         dispatch(ctx, job_id, kind, token)
     if any(counts.values()):

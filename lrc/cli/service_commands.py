@@ -32,6 +32,7 @@ def _settings(data_dir: Path | None) -> object:
 
     from app.settings import get_settings
 
+    get_settings.cache_clear()  # read the environment as it is now
     try:
         return get_settings()
     except ValidationError as exc:
@@ -47,6 +48,19 @@ def worker_command(queues: str, name: str, concurrency: int = 1, embedded: bool 
     if embedded:  # nothing to gossip with on one machine; saves start-up time
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     return command
+
+
+def _exit(signum: int, _: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when ``lrc serve`` dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -77,7 +91,12 @@ def serve(
     from app.settings import get_settings
 
     start(build_context(get_settings()))  # tables, bootstrap key, starter model before the workers start
-    workers = [subprocess.Popen(worker_command(q, n, embedded=True)) for n, q in EMBEDDED_WORKERS]
+    workers = [
+        subprocess.Popen(worker_command(q, n, embedded=True), preexec_fn=_die_with_parent) for n, q in EMBEDDED_WORKERS
+    ]
+    # uvicorn re-raises SIGTERM after its shutdown; with this handler that ends in SystemExit, so the
+    # workers below are stopped gracefully instead of being orphaned.
+    signal.signal(signal.SIGTERM, _exit)
     try:
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
     finally:

@@ -1,0 +1,119 @@
+"""``lrc serve`` (embedded mode) as users run it: jobs queued while it is down run after a restart,
+and a job whose worker died mid-run is taken up again by the recovery sweep."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from app.context import build_context
+from app.records import jobs as job_records
+from app.services import segmentations
+from app.settings import Settings
+from lrc.cli import app as cli
+from tests.service.harness import ADMIN_KEY, FAST, free_port, python, service_env
+
+STARTER = "starter"
+
+
+def _settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, bootstrap_admin_key=ADMIN_KEY, **FAST)
+
+
+@contextmanager
+def serve(settings: Settings, tiny_model: Path, log: Path) -> Iterator[httpx.Client]:
+    port = free_port()
+    env = service_env(settings)
+    env.update(LRC_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY, LRC_STARTER_MODEL_DIR=str(tiny_model), LRC_STARTER_MODEL_NAME=STARTER)
+    command = [str(Path(python()).parent / "lrc"), "serve", "--port", str(port), "--data-dir", str(settings.data_dir)]
+    with log.open("ab") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink, start_new_session=True)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, f"lrc serve exited; see {log}"
+            try:
+                ready = client.get("/readyz")
+                workers = ready.json()["checks"].get("workers", [])
+                if ready.status_code == 200 and {w.split("@")[0] for w in workers} >= {"infer", "train"}:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"lrc serve not ready in 90 s; see {log}"
+            time.sleep(0.5)
+        yield client
+    finally:
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait(client: httpx.Client, job_id: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.3)
+
+
+def test_jobs_survive_a_restart(tiny_model: Path, ct_nifti: tuple[Path, Path], tmp_path: Path):
+    settings = _settings(tmp_path / "data")
+    log = tmp_path / "serve.log"
+    with serve(settings, tiny_model, log) as client:
+        models = client.get("/v1/models").json()
+        assert [(m["name"], m["production_version"]) for m in models] == [(STARTER, 1)]
+        upload = client.post("/v1/studies", files=[("files", (ct_nifti[0].name, ct_nifti[0].read_bytes(), "x"))])
+        series_id = upload.json()["series"][0]["id"]
+
+    # While the service is down: one job queued (as the API does it), one left 'running' by a worker
+    # that died (its record claims it, no process runs it).
+    ctx = build_context(settings)
+    _, queued_job = segmentations.create(ctx, series_id, None, None)
+    _, lost_job = segmentations.create(ctx, series_id, None, None)
+    with ctx.db.session() as session:
+        claimed = job_records.claim(session, lost_job.id, lost_job.dispatch_token, f"infer@{socket.gethostname()}")
+        assert claimed is not None
+
+    with serve(settings, tiny_model, log) as client:
+        queued_view = _wait(client, queued_job.id)
+        lost_view = _wait(client, lost_job.id)
+        assert client.get("/v1/models").json()[0]["versions"][0]["version"] == 1  # starter registered once
+    assert queued_view["state"] == "succeeded", (queued_view, log.read_text()[-3000:])
+    assert queued_view["attempts"] == 1
+    assert lost_view["state"] == "succeeded", lost_view
+    assert lost_view["attempts"] == 2  # the dead run, then the recovered one
+
+
+def test_keys_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LRC_DATA_DIR", str(tmp_path))  # restored afterwards; the command sets it too
+    result = CliRunner().invoke(
+        cli, ["keys", "create", "--name", "ci", "--role", "viewer", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    token = result.output.strip()
+    assert token.startswith("lrc_")
+    from app.records.keys import find_key
+
+    ctx = build_context(Settings(data_dir=tmp_path))
+    with ctx.db.session() as session:
+        key = find_key(session, token)
+        assert key is not None
+        assert key.role == "viewer"
+    bad = CliRunner().invoke(cli, ["keys", "create", "--name", "x", "--role", "root", "--data-dir", str(tmp_path)])
+    assert bad.exit_code == 2
