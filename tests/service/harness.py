@@ -112,6 +112,7 @@ class Service:
                 process.wait()
         self.server.should_exit = True
         self.thread.join(10)
+        self.ctx.db.engine.dispose()
 
 
 @contextlib.contextmanager
