@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import lrc
 from app.context import Context
 from app.errors import InvalidRequest
 from app.records import registry
@@ -97,7 +98,7 @@ def register_directory(ctx: Context, name: str, directory: Path, status: str = "
 
 def register_starter(ctx: Context) -> ModelVersion | None:
     """On first start, register the starter model shipped with lrc as production (if present)."""
-    directory = ctx.settings.starter_model_dir or Path(__file__).resolve().parents[2] / "lrc/assets/starter_ct_abdomen"
+    directory = ctx.settings.starter_model_dir or Path(lrc.__file__).parent / "assets" / "starter_ct_abdomen"
     name = ctx.settings.starter_model_name
     if not (directory / "model.json").is_file():
         return None

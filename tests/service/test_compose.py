@@ -1,0 +1,46 @@
+"""docker-compose.yml: the scaled deployment is complete and consistent with the settings."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    yaml = pytest.importorskip("yaml")
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_services_health_checks_and_volumes(compose: dict):
+    services = compose["services"]
+    assert set(services) == {"redis", "postgres", "api", "gpu-worker", "cpu-worker"}
+    for name, service in services.items():
+        assert "healthcheck" in service, name
+    for name in ("api", "gpu-worker", "cpu-worker"):
+        assert services[name]["volumes"] == ["blobs:/data"], name
+    devices = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia"
+    assert "gpu" in devices[0]["capabilities"]
+    assert "--queues" in services["gpu-worker"]["command"]
+
+
+def test_environment_names_are_settings(compose: dict):
+    fields = {f"LRC_{name.upper()}" for name in Settings.model_fields}
+    for name in ("api", "gpu-worker", "cpu-worker"):
+        assert set(compose["services"][name]["environment"]) <= fields, name
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="docker is not installed")
+def test_docker_compose_config():
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("docker has no compose plugin here")
+    result = subprocess.run(["docker", "compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
