@@ -1,0 +1,104 @@
+"""app/records/jobs.py and the recovery sweep: deliveries, cancellation, lost jobs, bounded attempts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from app.context import Context
+from app.errors import Conflict
+from app.queue import JobQueue
+from app.records import Database
+from app.records import jobs as records
+from app.records.models import Job
+from app.services.jobs import sweep
+from app.settings import Settings
+from app.storage import BlobStore
+
+
+class RecordingQueue(JobQueue):
+    """The real queue class, recording sends instead of reaching a broker."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.sent: list[tuple[str, str, str]] = []
+
+    def dispatch(self, job_id: str, kind: str, token: str) -> None:
+        self.sent.append((job_id, kind, token))
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Context:
+    settings = Settings(data_dir=tmp_path, heartbeat_s=1, stale_after_s=5, max_attempts=2)
+    settings.prepare()
+    db = Database(settings.database_url)
+    db.create_schema()
+    return Context(settings, db, BlobStore(settings.blob_dir), RecordingQueue(settings))
+
+
+def _job(ctx: Context) -> tuple[str, str]:
+    with ctx.db.session() as session:
+        job = records.create_job(session, "segment", {}, None)
+        return job.id, job.dispatch_token
+
+
+def test_only_the_current_delivery_runs(ctx: Context):
+    job_id, token = _job(ctx)
+    with ctx.db.session() as session:
+        assert records.claim(session, job_id, "stale-token", "w@h") is None
+        claimed = records.claim(session, job_id, token, "w@h")
+        assert claimed is not None
+        assert claimed.state == "running"
+        assert claimed.attempts == 1
+        assert records.claim(session, job_id, token, "w@h") is None  # a redelivery of the same message
+        assert records.record_progress(session, job_id, token, 0.5, "predicting") == "running"
+        assert records.finish(session, job_id, token, "succeeded", {"ok": True})
+        assert records.get_job(session, job_id).progress == 1.0
+
+
+def test_cancel_stops_progress_and_refuses_twice(ctx: Context):
+    job_id, token = _job(ctx)
+    with ctx.db.session() as session:
+        records.claim(session, job_id, token, "w@h")
+        assert records.cancel(session, job_id).state == "cancelled"
+        assert records.record_progress(session, job_id, token, 0.6, "training") == "cancelled"
+        assert not records.finish(session, job_id, token, "succeeded")  # the outcome does not overwrite it
+        with pytest.raises(Conflict, match="already cancelled"):
+            records.cancel(session, job_id)
+
+
+def test_sweep_requeues_lost_jobs_then_gives_up(ctx: Context):
+    job_id, token = _job(ctx)
+    long_ago = records.now() - dt.timedelta(seconds=60)
+    for attempt in (1, 2):
+        with ctx.db.session() as session:
+            assert records.claim(session, job_id, token, "dead@h") is not None
+            session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=long_ago))
+        counts = sweep(ctx)
+        with ctx.db.session() as session:
+            job = records.get_job(session, job_id)
+        if attempt == 1:
+            assert counts["requeued"] == 1
+            assert job.state == "queued"
+            assert ctx.queue.sent[-1] == (job_id, "segment", job.dispatch_token)  # type: ignore[attr-defined]
+            assert job.dispatch_token != token  # the old delivery is now a no-op
+            token = job.dispatch_token
+        else:
+            assert counts["failed"] == 1
+            assert job.state == "failed"
+            assert "lost 2 time(s)" in (job.error or "")
+
+
+def test_sweep_at_start_resends_queued_jobs_but_not_running_ones(ctx: Context):
+    queued_id, _ = _job(ctx)
+    running_id, running_token = _job(ctx)
+    with ctx.db.session() as session:
+        records.claim(session, running_id, running_token, "alive@h")
+    counts = sweep(ctx, at_start=True)
+    assert counts == {"requeued": 0, "failed": 0, "redispatched": 1}
+    assert [s[0] for s in ctx.queue.sent] == [queued_id]  # type: ignore[attr-defined]
+    with ctx.db.session() as session:
+        assert records.get_job(session, running_id).dispatch_token == running_token
