@@ -67,6 +67,10 @@ def read_upload(paths: list[Path], folder: Path, limit: int) -> tuple[list[tuple
     return found, notes
 
 
+def _name(names: dict[Path, str], path: Path | None) -> str:
+    return "" if path is None else names.get(path, path.name)
+
+
 def ingest(ctx: Context, uploads: list[Upload], folder: Path, created_by: str | None) -> tuple[Study, bool]:
     """Store an upload as a study; ``(study, False)`` when the same files were uploaded before.
 
@@ -107,7 +111,7 @@ def ingest(ctx: Context, uploads: list[Upload], folder: Path, created_by: str | 
                 spacing=[round(s, 6) for s in volume.spacing],
                 affine=volume.affine.tolist(),
                 series_instance_uid=source.series_instance_uid if source else "",
-                description=source.series_description if source else (nifti_path.name if nifti_path else ""),
+                description=source.series_description if source else _name(names, nifti_path),
                 dicom=source is not None,
                 exportable=bool(source and source.has_uids and source.headers),
                 files=entries,
