@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 
 packages=()
 command -v dciodvfy >/dev/null 2>&1 || packages+=(dicom3tools)
+# A real PACS for the gateway tests (tests/gateway): Orthanc and its DICOMweb plugin.
+command -v Orthanc >/dev/null 2>&1 || packages+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || packages+=(orthanc-dicomweb)
 if ((${#packages[@]})); then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

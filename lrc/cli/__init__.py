@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from lrc.cli import io_commands, model_commands, service_commands
+from lrc.cli import gateway_commands, io_commands, model_commands, service_commands
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.registered_commands += io_commands.app.registered_commands + model_commands.app.registered_commands
 app.registered_commands += service_commands.app.registered_commands
+app.registered_commands += gateway_commands.app.registered_commands
 app.add_typer(service_commands.keys_app, name="keys")
 
 

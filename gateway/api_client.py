@@ -1,0 +1,104 @@
+"""The lrc service's REST API, as the gateway uses it (over HTTP; the gateway never imports ``app``).
+
+HTTP outcomes become the gateway's errors: no connection, 5xx, 429, 401/403 (a key that an
+operator can fix) are :class:`Retryable`; 409 on a result is :class:`NotReady`; other 4xx are
+:class:`Permanent`, with the service's problem+json ``detail`` as the message.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.errors import NotReady, Permanent, Retryable
+
+RETRY_STATUS = frozenset({401, 403, 408, 425, 429})
+
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    if isinstance(body, dict):
+        return f"HTTP {response.status_code}: {body.get('detail') or body.get('title') or body}"
+    return f"HTTP {response.status_code}: {body}"
+
+
+def check(response: httpx.Response, not_ready: bool = False) -> httpx.Response:
+    """``response`` if it succeeded, else the matching gateway error."""
+    if response.is_success:
+        return response
+    message = f"{response.request.method} {response.request.url.path}: {_problem(response)}"
+    if not_ready and response.status_code == 409:
+        raise NotReady(message)
+    if response.status_code >= 500 or response.status_code in RETRY_STATUS:
+        raise Retryable(message)
+    raise Permanent(message)
+
+
+class ServiceClient:
+    """Calls of the service's ``/v1`` API with the gateway's API key."""
+
+    def __init__(self, base_url: str, api_key: str, timeout: float, tmp_dir: Path) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+        self._tmp_dir = tmp_dir
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def _call(self, method: str, url: str, not_ready: bool = False, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise Retryable(f"{method} {url}: the service did not answer ({type(exc).__name__}: {exc})") from exc
+        return check(response, not_ready)
+
+    def upload(self, folder: Path, series_uid: str) -> list[str]:
+        """Upload the instances in ``folder`` as one zip; the ids of the stored series with ``series_uid``.
+
+        A repeated upload of the same files returns the series stored the first time.
+        """
+        with tempfile.TemporaryFile(dir=self._tmp_dir) as archive:
+            with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as writer:
+                for path in sorted(folder.glob("*.dcm")):
+                    writer.write(path, f"{series_uid}/{path.name}")
+            archive.seek(0)
+            response = self._call("POST", "/v1/studies", files=[("files", ("series.zip", archive, "application/zip"))])
+        study = response.json()
+        found = [s["id"] for s in study.get("series", []) if s.get("series_instance_uid") == series_uid]
+        if not found:
+            uids = [s.get("series_instance_uid") for s in study.get("series", [])]
+            raise Permanent(f"the service stored study {study.get('id')} without series {series_uid} (got {uids})")
+        return found
+
+    def segment(self, series_id: str, model: str | None) -> tuple[str, str]:
+        """Ask for a segmentation; its id and its job's id."""
+        response = self._call("POST", "/v1/segmentations", json={"series_id": series_id, "model": model})
+        body = response.json()
+        return str(body["id"]), str(body["job_id"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A job's state, progress and error."""
+        body: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}").json()
+        return body
+
+    def result(self, segmentation_id: str, fmt: str) -> bytes:
+        """A segmentation's result file in ``fmt`` (``dicom-seg``, ``rtstruct``).
+
+        Raises:
+            NotReady: the job or its DICOM export has not produced it yet.
+        """
+        response = self._call("GET", f"/v1/segmentations/{segmentation_id}/result", True, params={"format": fmt})
+        return response.content
+
+    def segmentation(self, segmentation_id: str) -> dict[str, Any]:
+        """A segmentation's record: its job, export job and formats ready."""
+        body: dict[str, Any] = self._call("GET", f"/v1/segmentations/{segmentation_id}").json()
+        return body

@@ -1,0 +1,104 @@
+"""``lrc gateway``: the DICOM gateway between a PACS and the segmentation service.
+
+Every flag has an ``LRC_GATEWAY_<NAME>`` environment variable; a flag given wins. The gateway's
+modules (pynetdicom, httpx) are imported inside the command, so other commands do not pay for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer()
+
+
+def _exit_on(stop: threading.Event) -> None:
+    def handler(signum: int, _: object) -> None:
+        logging.getLogger("gateway").info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@app.command()
+def gateway(
+    ae_title: Annotated[str | None, typer.Option("--ae-title", help="Our AE title (default: LRC).")] = None,
+    port: Annotated[int | None, typer.Option(help="DICOM port (default: 11112).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: 0.0.0.0).")] = None,
+    api_url: Annotated[
+        str | None, typer.Option("--api-url", help="The lrc service (default: http://127.0.0.1:8000).")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="API key (submitter role).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model for series no rule routes (default: production).")] = None,
+    destination: Annotated[
+        str | None, typer.Option(help="Send results by C-STORE to AE@HOST:PORT.", metavar="AE@HOST:PORT")
+    ] = None,
+    stow_url: Annotated[str | None, typer.Option("--stow-url", help="Send results by STOW-RS to this URL.")] = None,
+    rtstruct: Annotated[bool | None, typer.Option("--rtstruct/--no-rtstruct", help="Send an RTSTRUCT too.")] = None,
+    series_timeout: Annotated[
+        float | None, typer.Option("--series-timeout", help="Seconds without instances: series complete (default: 30).")
+    ] = None,
+    rules: Annotated[Path | None, typer.Option(help="YAML routing rules.")] = None,
+    allowed_callers: Annotated[
+        str | None,
+        typer.Option("--allowed-callers", help="Calling AE titles accepted, comma-separated (default: any)."),
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Gateway data (default: .lrc-gateway).")] = None,
+) -> None:
+    """Receive series from a PACS (C-STORE), segment them with the service, send the DICOM SEG back."""
+    from pydantic import ValidationError
+
+    from gateway.errors import InvalidConfig
+    from gateway.runner import Gateway
+    from gateway.settings import GatewaySettings
+
+    given: dict[str, Any] = {
+        "ae_title": ae_title,
+        "port": port,
+        "host": host,
+        "api_url": api_url,
+        "api_key": api_key,
+        "model": model,
+        "destination": destination,
+        "stow_url": stow_url,
+        "rtstruct": rtstruct,
+        "series_timeout": series_timeout,
+        "rules": rules,
+        "allowed_callers": allowed_callers,
+        "data_dir": data_dir,
+    }
+    try:
+        settings = GatewaySettings(**{k: v for k, v in given.items() if v is not None})
+        runner = Gateway(settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: invalid gateway settings: {problems}", err=True)
+        raise typer.Exit(2) from exc
+    except InvalidConfig as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    stop = threading.Event()
+    _exit_on(stop)
+    try:
+        runner.start()
+    except OSError as exc:
+        runner.close()
+        typer.echo(f"error: cannot listen on {settings.host}:{settings.port}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    logging.getLogger("gateway").warning(
+        "gateway %s listening on %s:%d, results to %s",
+        settings.ae_title,
+        settings.host,
+        settings.port,
+        runner.pipeline.delivery.name,
+    )
+    try:
+        runner.run(stop)
+    finally:
+        runner.close()
