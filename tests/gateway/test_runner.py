@@ -62,3 +62,74 @@ def test_series_from_orthanc_comes_back_as_seg(
         ("deliver", "done"),
     ]
     assert not list((gateway.data_dir / "batches").iterdir())  # tidied once delivered
+
+
+def test_results_by_stow_rs_with_rtstruct(
+    gateway_factory: Callable[..., GatewayProcess], orthanc: Orthanc, shared_data: Path, tmp_path: Path
+):
+    gateway = gateway_factory("--rtstruct", stow=True)
+    series_uid = send_series(orthanc, shared_data, tmp_path / "ct")
+
+    segs = wait_for("a SEG in Orthanc", lambda: orthanc.results_for(series_uid), timeout=180)
+    structs = wait_for("an RTSTRUCT in Orthanc", lambda: orthanc.results_for(series_uid, "RTSTRUCT"), timeout=60)
+    assert (len(segs), len(structs)) == (1, 1)
+    delivered = [r for r in outbox_rows(gateway) if r["kind"] == "deliver"]
+    assert sorted(r["key"].split(":")[1] for r in delivered) == ["dicom-seg", "rtstruct"]
+    assert {r["state"] for r in delivered} == {"done"}
+
+
+def test_orthanc_down_when_the_result_is_due(
+    gateway_factory: Callable[..., GatewayProcess], orthanc: Orthanc, shared_data: Path, tmp_path: Path
+):
+    gateway = gateway_factory()
+    series_uid = send_series(orthanc, shared_data, tmp_path / "ct")
+    orthanc.stop()
+    try:
+        failed = wait_for(
+            "a failed delivery",
+            lambda: [r for r in outbox_rows(gateway) if r["kind"] == "deliver" and r["attempts"] >= 2],
+            timeout=180,
+        )
+        assert failed[0]["state"] == "pending"
+        assert "could not be reached" in failed[0]["last_error"]
+    finally:
+        orthanc.start()
+    segs = wait_for("the SEG after Orthanc came back", lambda: orthanc.results_for(series_uid), timeout=60)
+    assert len(segs) == 1
+
+
+def test_gateway_restarts_lose_nothing_and_send_once(
+    gateway_factory: Callable[..., GatewayProcess], orthanc: Orthanc, shared_data: Path, tmp_path: Path
+):
+    gateway = gateway_factory()
+    series_uid = send_series(orthanc, shared_data, tmp_path / "ct")
+    gateway.stop(kill=True)  # a crash before the series was complete (timeout 1 s)
+    received = list((gateway.data_dir / "incoming" / series_uid).glob("*.dcm"))
+    assert len(received) == 8  # every acknowledged instance is on disk
+
+    orthanc.stop()
+    try:
+        gateway.start()  # picks the series up from disk; delivery fails while Orthanc is down
+        wait_for(
+            "a failed delivery",
+            lambda: [r for r in outbox_rows(gateway) if r["kind"] == "deliver" and r["attempts"] >= 1],
+            timeout=180,
+        )
+        gateway.stop(kill=True)  # a crash with a delivery pending in the outbox
+    finally:
+        orthanc.start()
+    gateway.start()
+    wait_for(
+        "the delivery after the restart",
+        lambda: [r for r in outbox_rows(gateway) if r["kind"] == "deliver" and r["state"] == "done"],
+        timeout=60,
+    )
+    assert len(orthanc.results_for(series_uid)) == 1
+    assert [(r["kind"], r["state"]) for r in outbox_rows(gateway)] == [
+        ("upload", "done"),
+        ("segment", "done"),
+        ("wait", "done"),
+        ("deliver", "done"),
+    ]
+    with sqlite3.connect(gateway.data_dir / "outbox.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM delivered").fetchone()[0] == 1
