@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from app.records.jobs import beat
 from app.records.models import now
@@ -54,6 +54,15 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     counts = sweep(ctx, at_start=True, previous_worker=hostname, started=STARTED)
     log.info("worker %s ready on %s; recovery sweep: %s", hostname, queues, counts)
     threading.Thread(target=_loop, args=(hostname, queues), daemon=True, name="lrc-sweeper").start()
+
+
+@worker_process_init.connect
+def _warm_up(**_: Any) -> None:
+    """Model workers import torch and MONAI (seconds) when they start, not in their first job."""
+    queues = set(celery_app.amqp.queues.consume_from)
+    if queues & {"infer", "train"}:
+        import lrc.infer
+        import lrc.train.finetune  # noqa: F401
 
 
 @worker_shutdown.connect
