@@ -6,9 +6,11 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.records import registry
+from lrc.io import Volume, read_nifti, write_nifti
 from tests.service.conftest import MODEL
 from tests.service.harness import Service
 from tests.service.helpers import multipart
@@ -27,10 +29,29 @@ def stored_series_id(service: Service, ct_nifti: tuple[Path, Path]) -> str:
 
 
 @pytest.fixture(scope="module")
-def dataset_id(service: Service, shared_data: Path, ct_nifti: tuple[Path, Path], stored_series_id: str) -> str:
-    """Two real CT cases: a stored series with its label map, and a NIfTI file sent with its own."""
+def second_case(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Another real CT case: slices 20-49 of the big TotalSegmentator CT and of its label map (small, so
+    that validating on it is quick)."""
     folder = shared_data / "nifti" / "totalseg_ct_abdomen"
-    image, label = folder / "example_ct.nii.gz", folder / "example_seg_fast_force_split.nii.gz"
+    out = tmp_path_factory.mktemp("case")
+    paths = []
+    for name, target in (
+        ("example_ct.nii.gz", "ct_20_50.nii.gz"),
+        ("example_seg_fast_force_split.nii.gz", "seg_20_50.nii.gz"),
+    ):
+        volume = read_nifti(folder / name)
+        shift = np.eye(4)
+        shift[2, 3] = 20
+        paths.append(write_nifti(Volume(volume.array[:, :, 20:50].copy(), volume.affine @ shift), out / target))
+    return paths[0], paths[1]
+
+
+@pytest.fixture(scope="module")
+def dataset_id(
+    service: Service, ct_nifti: tuple[Path, Path], second_case: tuple[Path, Path], stored_series_id: str
+) -> str:
+    """Two real CT cases: a stored series with its label map, and a NIfTI file sent with its own."""
+    image, label = second_case
     cases = [
         {"image": {"series_id": stored_series_id}, "label": ct_nifti[1].name},
         {"image": image.name, "label": label.name},
@@ -177,3 +198,31 @@ def test_cancel_a_running_finetune(service: Service, dataset_id: str):
         assert after["progress"]["metrics"]["step"] <= step + 1
         assert client.delete(f"/v1/jobs/{job_id}").status_code == 409
         assert "cancel-me" not in {m["name"] for m in client.get("/v1/models").json()}
+
+
+def test_pretrain_registers_a_backbone_that_cannot_be_promoted(service: Service, stored_series_id: str):
+    options = {
+        "steps": 2,
+        "batch_size": 2,
+        "spacing": 6.0,
+        "canvas": 64,
+        "view_size": 48,
+        "features": [8, 8, 16, 16, 32, 8],
+        "queue_size": 16,
+        "regions_per_image": 4,
+        "pixels_per_region": 4,
+    }
+    body = {"series_ids": [stored_series_id], "method": "moco+lrc", "name": "backbone", "options": options}
+    with service.client("submitter") as client:
+        accepted = client.post("/v1/pretrains", json=body)
+        assert accepted.status_code == 202, accepted.text
+        job = service.wait_job(accepted.json()["job_id"], timeout=180)
+        assert job["state"] == "succeeded", job
+        card = client.get("/v1/models/backbone/versions/1").json()
+        assert card["kind"] == "pretrained"
+        assert card["card"]["training"]["method"] == "moco+lrc"
+        refused = client.post("/v1/models/backbone/versions/1/promote", json={})
+        assert refused.status_code == 409
+        assert "cannot segment" in refused.json()["detail"]
+        unknown = client.post("/v1/pretrains", json={"series_ids": ["nope"]})
+        assert unknown.status_code == 404
