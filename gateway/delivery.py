@@ -75,6 +75,8 @@ class CStoreDelivery:
             raise Retryable(f"{where}: the destination {why}")
         try:
             status = association.send_c_store(dataset)
+        except ValueError as exc:  # no presentation context the destination accepted fits the instance
+            raise Permanent(f"{where}: {exc}") from exc
         finally:
             association.release()
         if "Status" not in status:

@@ -83,6 +83,8 @@ def gateway(
     except InvalidConfig as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if not settings.api_key:
+        logging.getLogger("gateway").warning("no API key (--api-key, LRC_GATEWAY_API_KEY): the service will refuse")
     stop = threading.Event()
     _exit_on(stop)
     try:
