@@ -12,6 +12,7 @@ from numpy.testing import assert_allclose
 
 from lrc.io import read_nifti, read_volume
 from lrc.io.seg import read_seg
+from tests.io.test_seg import dciodvfy_errors
 from tests.service.conftest import MODEL
 from tests.service.harness import Service
 from tests.service.helpers import multipart, series_with_uids
@@ -63,6 +64,7 @@ def test_segment_dicom_series_get_nifti_seg_rtstruct(service: Service, shared_da
 
     seg_path = tmp_path / "seg.dcm"
     seg_path.write_bytes(_result(service, accepted["id"], "dicom-seg"))
+    assert dciodvfy_errors(seg_path) == []  # valid per dicom3tools
     masks = read_seg(seg_path, image)  # highdicom parses it and maps its frames onto the source slices
     back = masks.label_map()
     names = [masks.table[v].name for v in masks.table]
@@ -75,6 +77,7 @@ def test_segment_dicom_series_get_nifti_seg_rtstruct(service: Service, shared_da
     rt_path = tmp_path / "rt.dcm"
     rt_path.write_bytes(_result(service, accepted["id"], "rtstruct"))
     assert pydicom.dcmread(rt_path).Modality == "RTSTRUCT"
+    assert dciodvfy_errors(rt_path) == []
 
     with service.client("viewer") as client:
         view = client.get(f"/v1/segmentations/{accepted['id']}").json()
