@@ -63,6 +63,8 @@ def dataset_id(
     dataset = response.json()
     assert len(dataset["cases"]) == 2
     assert dataset["cases"][0]["series_id"] == stored_series_id
+    with service.client("viewer") as client:
+        assert client.get(f"/v1/datasets/{dataset['id']}").json()["labels"] == {"5": "liver", "1": "spleen"}
     return dataset["id"]
 
 
