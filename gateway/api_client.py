@@ -7,6 +7,7 @@ operator can fix) are :class:`Retryable`; 409 on a result is :class:`NotReady`; 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -17,6 +18,8 @@ import httpx
 from gateway.errors import NotReady, Permanent, Retryable
 
 RETRY_STATUS = frozenset({401, 403, 408, 425, 429})
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+CHUNK = 1 << 20
 
 
 def _problem(response: httpx.Response) -> str:
@@ -68,7 +71,11 @@ class ServiceClient:
         with tempfile.TemporaryFile(dir=self._tmp_dir) as archive:
             with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as writer:
                 for path in sorted(folder.glob("*.dcm")):
-                    writer.write(path, f"{series_uid}/{path.name}")
+                    # No file times in the zip: the same instances make the same bytes, which the
+                    # service recognises as a repeated upload.
+                    entry = zipfile.ZipInfo(f"{series_uid}/{path.name}", date_time=ZIP_EPOCH)
+                    with path.open("rb") as source, writer.open(entry, "w") as sink:
+                        shutil.copyfileobj(source, sink, CHUNK)
             archive.seek(0)
             response = self._call("POST", "/v1/studies", files=[("files", ("series.zip", archive, "application/zip"))])
         study = response.json()

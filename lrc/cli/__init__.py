@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from lrc.cli import gateway_commands, io_commands, model_commands, service_commands
+from lrc.cli import gateway_commands, io_commands, model_commands, pacs_commands, service_commands
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -22,6 +22,7 @@ app.registered_commands += io_commands.app.registered_commands + model_commands.
 app.registered_commands += service_commands.app.registered_commands
 app.registered_commands += gateway_commands.app.registered_commands
 app.add_typer(service_commands.keys_app, name="keys")
+app.add_typer(pacs_commands.pacs_app, name="pacs")
 
 
 @app.callback()
