@@ -7,9 +7,11 @@ operator can fix) are :class:`Retryable`; 409 on a result is :class:`NotReady`; 
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import zipfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,16 @@ class ServiceClient:
             uids = [s.get("series_instance_uid") for s in study.get("series", [])]
             raise Permanent(f"the service stored study {study.get('id')} without series {series_uid} (got {uids})")
         return found
+
+    def create_dataset(
+        self, name: str, labels: dict[int, str], cases: list[dict[str, Any]], files: list[Path]
+    ) -> dict[str, Any]:
+        """A fine-tuning dataset: ``cases`` name stored series and label files sent in ``files``."""
+        fields = {"name": name, "labels": json.dumps(labels), "cases": json.dumps(cases)}
+        with ExitStack() as stack:
+            parts = [("files", (p.name, stack.enter_context(p.open("rb")), "application/dicom")) for p in files]
+            body: dict[str, Any] = self._call("POST", "/v1/datasets", data=fields, files=parts).json()
+        return body
 
     def segment(self, series_id: str, model: str | None) -> tuple[str, str]:
         """Ask for a segmentation; its id and its job's id."""

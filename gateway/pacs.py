@@ -93,11 +93,12 @@ class DimsePacs:
         since: dt.date | None = None,
         until: dt.date | None = None,
         description: str | None = None,
+        study_uid: str | None = None,
     ) -> list[SeriesMatch]:
         """Series matching every filter given (``description``: DICOM wildcards ``*`` and ``?``)."""
         query = Dataset()
         query.QueryRetrieveLevel = "SERIES"
-        query.StudyInstanceUID = ""
+        query.StudyInstanceUID = study_uid or ""
         query.SeriesInstanceUID = ""
         query.Modality = modality or ""
         query.StudyDate = date_range(since, until)

@@ -134,3 +134,32 @@ def push(
             raise _fail(exc) from exc
         finally:
             client.close()
+
+
+@pacs_app.command("dataset")
+def dataset(
+    pacs: PacsOption,
+    name: Annotated[str, typer.Option(help="Name of the new dataset.")],
+    api_url: ApiUrlOption,
+    api_key: ApiKeyOption,
+    ae_title: AeOption = "LRC",
+    modality: ModalityOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    description: DescriptionOption = None,
+    limit: Annotated[int, typer.Option(help="At most this many series.", min=1)] = 1000,
+) -> None:
+    """Make a fine-tuning dataset of matching series and the DICOM SEGs that reference them; prints it as JSON."""
+    from gateway.api_client import ServiceClient
+    from gateway.cohort import import_dataset
+    from gateway.errors import GatewayError
+
+    node, found = _find(pacs, ae_title, modality=modality, since=since, until=until, description=description)
+    with tempfile.TemporaryDirectory(prefix="lrc-pacs-") as work:
+        client = ServiceClient(api_url, api_key, 600, Path(work))
+        try:
+            typer.echo(json.dumps(import_dataset(node, client, name, found[:limit], Path(work))))
+        except GatewayError as exc:
+            raise _fail(exc) from exc
+        finally:
+            client.close()

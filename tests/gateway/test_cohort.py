@@ -73,3 +73,44 @@ def test_push_a_segmentation_by_hand(lrc_service: LrcService, orthanc: Orthanc, 
     unknown = CliRunner().invoke(cli, ["pacs", "push", "no-such-id", "--destination", destination, *common])
     assert unknown.exit_code == 1
     assert "HTTP 404" in unknown.output
+
+
+def test_dataset_from_images_and_their_segs(
+    lrc_service: LrcService, orthanc: Orthanc, shared_data: Path, tmp_path: Path
+):
+    from lrc.io import read_volume
+    from lrc.io.labels import LabelTable
+    from lrc.io.seg import write_seg
+    from lrc.io.volume import Volume
+
+    token = uuid.uuid4().hex[:8]
+    labelled = labelled_series(shared_data, tmp_path / "a", f"Labelled {token}", "20210202", count=4)
+    unlabelled = labelled_series(shared_data, tmp_path / "b", f"Labelled {token}", "20210202", count=4)
+    image = read_volume(labelled)
+    body = Volume((image.array > -500).astype("uint8"), image.affine)  # body vs air on the real CT pixels
+    seg = write_seg(body, image, LabelTable.from_names({1: "body"}), tmp_path / "seg.dcm")
+    for files in (labelled, unlabelled, [seg]):
+        orthanc.upload(files)
+
+    pacs = f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
+    args = ["pacs", "dataset", "--pacs", pacs, "--ae-title", GATEWAY_AET, "--name", f"pacs-{token}"]
+    args += [
+        "--modality",
+        "CT",
+        "--description",
+        f"*{token}*",
+        "--api-url",
+        lrc_service.url,
+        "--api-key",
+        lrc_service.key,
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)
+    assert created["name"] == f"pacs-{token}"
+    assert created["labels"] == {"1": "body"}
+    assert len(created["cases"]) == 1  # the series without a SEG is left out
+
+    nothing = CliRunner().invoke(cli, [*args[:-4], "--description", "*no-such-series*", *args[-4:]])
+    assert nothing.exit_code == 1
+    assert "none of the series" in nothing.output
