@@ -149,6 +149,17 @@ class Outbox:
             (FAILED, error, time.time(), step.id),
         )
 
+    def rearm(self, step_ids: Sequence[int] | None = None) -> int:
+        """Make failed steps (all, or those with ``step_ids``) pending again, due now; how many."""
+        now = time.time()
+        with self._transaction() as db:
+            query = "UPDATE steps SET state = ?, next_at = ?, updated_at = ? WHERE state = ?"
+            params: list[Any] = [PENDING, now, now, FAILED]
+            if step_ids is not None:
+                query += f" AND id IN ({', '.join('?' * len(step_ids))})"
+                params += list(step_ids)
+            return db.execute(query, params).rowcount
+
     def steps(self, batch: str | None = None) -> list[Step]:
         """All steps (of one batch), in the order they were added."""
         if batch is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,26 @@ def test_the_gateway_imports_neither_torch_nor_the_service():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_outbox_command_lists_and_rearms_failed_steps(tmp_path: Path):
+    from gateway.outbox import NewStep, Outbox
+
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    outbox.add("b1", [NewStep("upload", "1.2", {}), NewStep("deliver", "s:dicom-seg", {})])
+    upload, deliver = outbox.due()
+    outbox.finish(upload, {})
+    outbox.fail(deliver, "the PACS refused it")
+    outbox.close()
+
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["gateway-outbox", "--data-dir", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    (line,) = listed.stdout.splitlines()
+    assert json.loads(line)["state"] == "failed"
+    assert json.loads(line)["last_error"] == "the PACS refused it"
+    rearmed = runner.invoke(cli, ["gateway-outbox", "--data-dir", str(tmp_path), "--retry-failed", "--all"])
+    assert rearmed.exit_code == 0
+    assert [json.loads(x)["state"] for x in rearmed.stdout.splitlines()] == ["done", "pending"]
+    missing = runner.invoke(cli, ["gateway-outbox", "--data-dir", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2

@@ -104,3 +104,32 @@ def gateway(
         runner.run(stop)
     finally:
         runner.close()
+
+
+@app.command("gateway-outbox")
+def gateway_outbox(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The gateway's data folder.")] = Path(".lrc-gateway"),
+    show_all: Annotated[bool, typer.Option("--all", help="Also the steps that are done.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Make failed steps pending again (the gateway runs them).")
+    ] = False,
+) -> None:
+    """The gateway's outbox: steps pending or failed (one JSON line each); re-arm failed ones."""
+    import dataclasses
+    import json
+
+    from gateway.outbox import DONE, Outbox
+
+    path = data_dir / "outbox.sqlite"
+    if not path.is_file():
+        typer.echo(f"error: no outbox at {path}", err=True)
+        raise typer.Exit(2)
+    outbox = Outbox(path)
+    try:
+        if retry_failed:
+            typer.echo(f"{outbox.rearm()} failed step(s) pending again", err=True)
+        for step in outbox.steps():
+            if show_all or step.state != DONE:
+                typer.echo(json.dumps(dataclasses.asdict(step)))
+    finally:
+        outbox.close()
