@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,13 @@ def register_starter(ctx: Context) -> ModelVersion | None:
     with ctx.db.session() as session:
         if registry.versions(session, name):
             return None
-    version = register_directory(ctx, name, directory, status="production")
+    # A copy in the data folder: the registry must not depend on where this installation lives.
+    copy = ctx.settings.model_dir / name / "starter"
+    if not (copy / "model.json").is_file():
+        staging = ctx.settings.model_dir / name / f".starter-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(directory, staging)
+        staging.replace(copy)
+    version = register_directory(ctx, name, copy, status="production")
     log.info("starter model %s:%d registered as production", name, version.version)
     return version
