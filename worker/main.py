@@ -17,7 +17,7 @@ from app.records.models import now
 from app.services.jobs import sweep
 from app.settings import get_settings
 from worker import runtime
-from worker.celery_app import make_celery
+from worker.celery_app import QUEUE_OF, make_celery
 from worker.tasks import register_tasks
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     ctx = runtime.context()
     with ctx.db.session() as session:
         beat(session, hostname, queues)
-    counts = sweep(ctx, at_start=True, previous_worker=hostname, started=STARTED)
+    kinds = tuple(kind for kind, queue in QUEUE_OF.items() if queue in queues.split(","))
+    counts = sweep(ctx, at_start=True, previous_worker=hostname, started=STARTED, kinds=kinds)
     log.info("worker %s ready on %s; recovery sweep: %s", hostname, queues, counts)
     threading.Thread(target=_loop, args=(hostname, queues), daemon=True, name="lrc-sweeper").start()
 

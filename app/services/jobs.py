@@ -86,14 +86,20 @@ def view(job: Job) -> dict[str, Any]:
 
 
 def sweep(
-    ctx: Context, at_start: bool = False, previous_worker: str | None = None, started: dt.datetime | None = None
+    ctx: Context,
+    at_start: bool = False,
+    previous_worker: str | None = None,
+    started: dt.datetime | None = None,
+    kinds: tuple[str, ...] | None = None,
 ) -> dict[str, int]:
     """Re-send jobs whose delivery was lost; fail those that were lost too often.
 
     Lost: ``running`` without a heartbeat for ``LRC_STALE_AFTER_S`` (or started before ``started``
     by ``previous_worker``: an earlier incarnation of a restarting worker), and ``queued`` jobs (all
     of them at a worker's start, when embedded transports may have dropped fetched messages; else
-    those queued longer than ``LRC_REDISPATCH_QUEUED_AFTER_S``). Re-sending gives a new dispatch token, so an older
+    those queued longer than ``LRC_REDISPATCH_QUEUED_AFTER_S``). At a start, only the job
+    ``kinds`` of the starting worker's queues are sent again: its own fetched messages are the ones
+    that may have been lost. Re-sending gives a new dispatch token, so an older
     delivery that still arrives does nothing.
     """
     settings = ctx.settings
@@ -106,6 +112,8 @@ def sweep(
         waiting = records.queued(
             session, None if at_start else stamp - dt.timedelta(seconds=settings.redispatch_queued_after_s)
         )
+    if at_start and kinds is not None:
+        waiting = [job for job in waiting if job.kind in kinds]
     sends: list[tuple[str, str, str]] = []
     for job in lost:
         with ctx.db.session() as session:
