@@ -49,6 +49,7 @@ class JobQueue:
             with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
                 connection.execute("PRAGMA journal_mode=WAL")
         with self.celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=3)
             channel = connection.default_channel
             for queue in self.celery.conf.task_queues:
                 queue.bind(channel).declare()

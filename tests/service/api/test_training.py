@@ -228,3 +228,17 @@ def test_pretrain_registers_a_backbone_that_cannot_be_promoted(service: Service,
         assert "cannot segment" in refused.json()["detail"]
         unknown = client.post("/v1/pretrains", json={"series_ids": ["nope"]})
         assert unknown.status_code == 404
+
+
+def test_dataset_with_a_dicom_seg_label(service: Service, shared_data: Path):
+    """dcmqi's hand-made liver SEG on its 3 CT slices: the SEG is read onto the stored series."""
+    folder = shared_data / "dicom" / "seg_dcmqi"
+    with service.client("submitter") as client:
+        study = client.post("/v1/studies", files=multipart(sorted((folder / "ct-3slice").glob("*.dcm"))))
+        assert study.status_code in (200, 201), study.text
+        series_id = study.json()["series"][0]["id"]
+        cases = [{"image": {"series_id": series_id}, "label": "liver.dcm"}]
+        form = {"name": "dcmqi-liver", "labels": json.dumps({"1": "liver"}), "cases": json.dumps(cases)}
+        response = client.post("/v1/datasets", data=form, files=multipart([folder / "liver.dcm"]))
+    assert response.status_code == 201, response.text
+    assert response.json()["cases"] == [{"series_id": series_id, "label": "liver.dcm"}]
