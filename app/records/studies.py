@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import NotFound
@@ -66,16 +66,16 @@ def delete_study(session: Session, study: Study) -> list[str]:
 
 
 def _referenced(session: Session, sha: str) -> bool:
-    """True when any study, series, segmentation or dataset case still uses the blob."""
-    for study in session.scalars(select(Study)):
-        if any(f["sha256"] == sha for f in study.files):
-            return True
-    for series in session.scalars(select(Series)):
-        if any(f["sha256"] == sha for f in series.files):
-            return True
-    if session.scalars(select(DatasetCase).where(DatasetCase.label_sha256 == sha)).first() is not None:
-        return True
-    return any(sha in seg.outputs.values() for seg in session.scalars(select(Segmentation)))
+    """True when any series, segmentation or dataset case still uses the blob.
+
+    The JSON columns are searched as text (a sha256 cannot occur in them by accident).
+    """
+    queries = (
+        select(Series.id).where(cast(Series.files, String).contains(sha)),
+        select(Segmentation.id).where(cast(Segmentation.outputs, String).contains(sha)),
+        select(DatasetCase.id).where(DatasetCase.label_sha256 == sha),
+    )
+    return any(session.scalars(query.limit(1)).first() is not None for query in queries)
 
 
 def series_entries(series: Series) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -44,7 +45,10 @@ def test_upload_dicom_files_and_delete(service: Service, shared_data: Path, tmp_
         (series,) = study["series"]
         assert series["shape"] == [64, 64, 6]
         assert series["exportable"] is True
+        blobs = [service.ctx.store.path(hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths]
+        assert all(b.is_file() for b in blobs)
         assert client.delete(f"/v1/studies/{study['id']}").status_code == 204
+        assert not any(b.exists() for b in blobs)  # nothing else used them
         gone = client.get(f"/v1/studies/{study['id']}")
         assert gone.status_code == 404
         assert gone.headers["content-type"] == PROBLEM
