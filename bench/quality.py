@@ -285,6 +285,7 @@ def main() -> None:
     parser.add_argument("--independent", action="store_true", help="One geometric transform per view.")
     parser.add_argument("--summary", action="store_true", help="Only print the table and draw the plot.")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--no-plot", action="store_true", help="Skip the PNG (machines without matplotlib).")
     args = parser.parse_args()
 
     runs: list[dict[str, Any]] = json.loads(args.results.read_text())["runs"] if args.results.exists() else []
@@ -306,7 +307,8 @@ def main() -> None:
     for test in ("dev", "final"):
         if any(r["test"] == test for r in runs):
             print(summarize(runs, test))
-            plot(runs, args.results.with_name(f"{args.results.stem}_{test}.png"), test)
+            if not args.no_plot:
+                plot(runs, args.results.with_name(f"{args.results.stem}_{test}.png"), test)
 
 
 if __name__ == "__main__":
