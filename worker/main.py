@@ -21,6 +21,7 @@ from worker.celery_app import QUEUE_OF, make_celery
 from worker.tasks import register_tasks
 
 log = logging.getLogger(__name__)
+get_settings().prepare()  # the embedded broker's folder must exist before Celery opens it
 celery_app = make_celery(get_settings())
 register_tasks(celery_app)
 _stop = threading.Event()

@@ -118,6 +118,15 @@ def worker(
     if unknown:
         typer.echo(f"error: unknown queue(s) {unknown}; use {', '.join(QUEUES)}", err=True)
         raise typer.Exit(2)
+    from app.context import build_context
+    from app.settings import get_settings
+
+    ctx = build_context(get_settings())  # data folders and tables exist before the broker is opened
+    try:
+        ctx.queue.prepare()
+    except Exception as exc:  # the worker itself keeps retrying the broker and says so
+        typer.echo(f"warning: broker not reachable yet ({exc})", err=True)
+    ctx.db.engine.dispose()
     command = worker_command(queues, name, concurrency)
     os.execv(command[0], command)
 
