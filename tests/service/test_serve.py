@@ -117,3 +117,10 @@ def test_keys_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         assert key.role == "viewer"
     bad = CliRunner().invoke(cli, ["keys", "create", "--name", "x", "--role", "root", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2
+
+
+def test_worker_command_refuses_unknown_queues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LRC_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, ["worker", "--queues", "infer,gpu", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "gpu" in result.output
