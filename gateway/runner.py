@@ -16,6 +16,7 @@ from gateway.rules import load_rules
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
+RECOVER_EVERY_S = 60.0  # how often complete series on disk without outbox steps are looked for
 
 
 def build_delivery(settings: GatewaySettings) -> Delivery:
@@ -50,16 +51,24 @@ class Gateway:
         )
         (settings.data_dir / "results").mkdir(parents=True, exist_ok=True)
         self._server: scp.ThreadedAssociationServer | None = None
+        self._recovered = time.monotonic()
 
     def start(self) -> None:
         """Admit series a previous run left complete, then listen."""
         self.pipeline.recover()
+        self._recovered = time.monotonic()
         self._server = scp.start(self.settings, self.inbox)
 
     def tick(self, now: float | None = None) -> None:
         """One turn of the loop: admit complete series, run due steps."""
         for batch in self.inbox.complete(now):
-            self.pipeline.admit(batch)
+            try:
+                self.pipeline.admit(batch)
+            except Exception:  # the batch stays on disk; the next recovery admits it
+                log.exception("batch %s could not be admitted; tried again in %.0f s", batch.id, RECOVER_EVERY_S)
+        if time.monotonic() - self._recovered > RECOVER_EVERY_S:
+            self.pipeline.recover()
+            self._recovered = time.monotonic()
         self.pipeline.run_due(now)
 
     def run(self, stop: threading.Event) -> None:
