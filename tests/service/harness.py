@@ -25,7 +25,14 @@ from app.settings import Settings
 from lrc.cli.service_commands import worker_command
 
 ADMIN_KEY = "admin-key-for-the-tests-0123456789"
-FAST = {"heartbeat_s": 1.0, "stale_after_s": 5.0, "sweep_interval_s": 2.0, "device": "cpu"}
+# Quick recovery for tests; no starter model (the tests register their own, whether lrc ships one or not).
+FAST = {
+    "heartbeat_s": 1.0,
+    "stale_after_s": 5.0,
+    "sweep_interval_s": 2.0,
+    "device": "cpu",
+    "starter_model_dir": Path(__file__).parent / "no-starter-model",
+}
 FINAL = ("succeeded", "failed", "cancelled")
 
 

@@ -13,7 +13,9 @@ from tests.service.harness import free_port
 
 
 def test_readyz_reports_an_unreachable_broker(tmp_path: Path):
-    settings = Settings(data_dir=tmp_path, broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    settings = Settings(
+        data_dir=tmp_path, broker_url=f"redis://127.0.0.1:{free_port()}/0", starter_model_dir=tmp_path / "none"
+    )
     app = create_app(settings)
 
     async def probe() -> httpx.Response:
