@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.routes import datasets, dicomweb, health, jobs, keys, models, segmentations, studies, training
+from app.web import router as web
 
 api_router = APIRouter()
 for module in (health, studies, segmentations, jobs, datasets, training, models, keys):
     api_router.include_router(module.router)
 api_router.include_router(dicomweb.router)  # DICOMweb STOW-RS (issue 5)
+api_router.include_router(web.router)  # the web page (issue 7)

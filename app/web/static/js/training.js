@@ -1,0 +1,129 @@
+// Fine-tuning tab: a dataset from uploaded images and label maps, a fine-tune job with its loss and
+// validation Dice curves drawn as progress arrives, and the candidate's per-organ Dice beside production's.
+
+import { getJson, postJson, upload } from "./api.js";
+import { LineChart } from "./chart.js";
+import { refreshModels } from "./models.js";
+import { $, attempt, el, followJob, say } from "./ui.js";
+
+let chart;
+
+function addCase() {
+  const index = $("#case-table tbody").children.length;
+  const image = el("input", { type: "file", className: "case-image", required: true });
+  const label = el("input", { type: "file", className: "case-label", required: true });
+  image.dataset.case = label.dataset.case = String(index);
+  $("#case-table tbody").append(el("tr", {}, el("td", {}, image), el("td", {}, label)));
+}
+
+/** "5=liver, 1=spleen" -> {"5": "liver", "1": "spleen"} */
+function parseLabels(text) {
+  const table = {};
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const [value, name] = part.split("=").map((p) => p.trim());
+    if (!/^\d+$/.test(value ?? "") || !name) throw new Error(`labels: write value=name pairs, not "${part}"`);
+    table[value] = name;
+  }
+  return table;
+}
+
+async function createDataset(form) {
+  const data = new FormData();
+  data.append("name", form.elements.name.value);
+  data.append("labels", JSON.stringify(parseLabels(form.elements.labels.value)));
+  const cases = [];
+  for (const row of $("#case-table tbody").children) {
+    const [image, label] = [row.querySelector(".case-image").files[0], row.querySelector(".case-label").files[0]];
+    if (!image || !label) continue;
+    const n = cases.length;
+    // Names carry the case number (two cases may use files of the same name) and keep their suffix.
+    cases.push({ image: `case${n}-image-${image.name}`, label: `case${n}-label-${label.name}` });
+    data.append("files", image, cases[n].image);
+    data.append("files", label, cases[n].label);
+  }
+  if (!cases.length) throw new Error("add at least one case: an image and its label map");
+  data.append("cases", JSON.stringify(cases));
+  const dataset = await upload("/v1/datasets", data);
+  $("#dataset-result").textContent = `Dataset ${dataset.name}: ${dataset.cases.length} case(s), id ${dataset.id}`;
+  $("#finetune-form").elements.dataset_id.value = dataset.id;
+}
+
+function diceTable(candidate, production) {
+  const dice = candidate.card?.metrics?.dice ?? {};
+  const theirs = production?.card?.metrics?.dice ?? {};
+  const fmt = (v) => (typeof v === "number" ? v.toFixed(3) : "–");
+  const head = el("tr", {}, el("th", {}, "Organ"), el("th", {}, `${candidate.name} v${candidate.version} (candidate)`));
+  if (production) head.append(el("th", {}, `v${production.version} (production)`));
+  const rows = Object.keys({ ...dice, ...theirs }).map((organ) => {
+    const row = el("tr", {}, el("td", {}, organ), el("td", {}, fmt(dice[organ])));
+    if (production) row.append(el("td", {}, fmt(theirs[organ])));
+    return row;
+  });
+  return el("table", { id: "dice-table" }, el("thead", {}, head), el("tbody", {}, ...rows));
+}
+
+async function showResult(result) {
+  const candidate = await getJson(`/v1/models/${encodeURIComponent(result.model)}/versions/${result.version}`);
+  const comparison = candidate.comparison ?? {};
+  let production = null;
+  if (comparison.production_version) {
+    production = await getJson(
+      `/v1/models/${encodeURIComponent(result.model)}/versions/${comparison.production_version}`,
+    );
+  }
+  const same =
+    comparison.candidate_score !== undefined
+      ? `On the candidate's ${comparison.cases} held-out case(s): candidate mean Dice ${comparison.candidate_score.toFixed(3)}, ` +
+        `production ${comparison.production_score.toFixed(3)}.`
+      : (comparison.note ?? "");
+  $("#finetune-result").replaceChildren(
+    el("h3", {}, `Candidate ${result.model} v${result.version}`),
+    el("p", { className: "hint" }, same, " Per-organ Dice below is each version's own held-out score (model card)."),
+    diceTable(candidate, production),
+    el("p", {}, "Promote or roll back on the ", el("a", { href: "#models" }, "Models"), " tab."),
+  );
+}
+
+async function startFinetune(form) {
+  const f = form.elements;
+  const options = f.options.value.trim() ? JSON.parse(f.options.value) : {};
+  options.steps = Number(f.steps.value);
+  options.validate_every = Number(f.validate_every.value);
+  const body = { dataset_id: f.dataset_id.value.trim(), options };
+  if (f.base_model.value) body.base_model = f.base_model.value;
+  if (f.name.value.trim()) body.name = f.name.value.trim();
+  const accepted = await postJson("/v1/finetunes", body);
+  say("");
+  chart.clear();
+  $("#finetune-result").replaceChildren();
+  const job = await followJob($("#finetune-job"), accepted.job_id, "Fine-tuning", (update) => {
+    const m = update.progress.metrics ?? {};
+    if (typeof m.step !== "number") return;
+    if (typeof m.loss === "number") chart.add("loss", m.step, m.loss);
+    if (typeof m.val_mean_dice === "number") chart.add("validation Dice", m.step, m.val_mean_dice);
+    $("#curve").dataset.points = String(chart.series.reduce((n, s) => n + s.points.length, 0));
+  });
+  if (job.state !== "succeeded") {
+    say(`Fine-tuning ${job.state}: ${job.error ?? "no reason recorded"}`);
+    return;
+  }
+  await Promise.all([showResult(job.result), refreshModels()]);
+}
+
+export function initTraining() {
+  chart = new LineChart($("#curve"), [
+    { name: "loss", color: "#c0392b" },
+    { name: "validation Dice", color: "#2471a3", min: 0, max: 1 },
+  ]);
+  chart.render();
+  addCase();
+  $("#add-case").addEventListener("click", addCase);
+  $("#dataset-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    attempt(() => createDataset(event.target));
+  });
+  $("#finetune-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    attempt(() => startFinetune(event.target));
+  });
+}

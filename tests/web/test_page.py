@@ -1,0 +1,151 @@
+"""The page in a real Chromium: sign in, upload a real DICOM CT, segment it with the starter model,
+see the label overlay on the canvas, download NIfTI / DICOM SEG / RTSTRUCT; fine-tune and watch the
+curves; promote and roll back."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pydicom
+from playwright.sync_api import Browser, Page, expect
+
+from tests.service.harness import Service
+
+STARTER = "ct-abdomen-starter"
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+
+COUNT_COLOUR = """([r, g, b]) => {
+  const canvas = document.querySelector('#slice-canvas');
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) if (data[i] === r && data[i + 1] === g && data[i + 2] === b) n++;
+  return n;
+}"""
+
+
+def liver_colour(service: Service) -> list[int]:
+    """The starter model card's colour for the liver."""
+    with service.client() as client:
+        card = client.get(f"/v1/models/{STARTER}/versions/1").json()["card"]
+    (colour,) = [label["color"] for label in card["labels"].values() if label["name"] == "liver"]
+    return list(colour)
+
+
+def save(page: Page, screenshots: Path, name: str) -> None:
+    """Screenshot of the whole page (docs/screenshots with LRC_WEB_SCREENSHOTS=docs/screenshots)."""
+    page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
+
+
+def test_sign_in_refuses_a_wrong_key(browser: Browser, service: Service, screenshots: Path) -> None:
+    tab = browser.new_page()
+    tab.goto(f"{service.url}/")
+    save(tab, screenshots, "sign-in")
+    tab.fill("#api-key", "not-a-key")
+    tab.click("#signin-form button")
+    expect(tab.locator("#message")).to_contain_text("unknown or revoked")
+    expect(tab.locator("#tabs")).to_be_hidden()
+    assert tab.evaluate("sessionStorage.getItem('lrc.apiKey')") is None
+    tab.close()
+
+
+def test_upload_segment_view_download(page: Page, service: Service, dicom_ct: list[Path], screenshots: Path) -> None:
+    page.set_input_files("#file-input", [str(p) for p in dicom_ct])
+    expect(page.locator("#upload-notes")).to_contain_text("Stored: 1 series", timeout=60_000)
+    row = page.locator("#series-table tbody tr").first
+    expect(row).to_contain_text("CT")
+    expect(row).to_contain_text("512×512×20")
+    expect(page.locator("#model-select")).to_have_value(f"{STARTER}:1")
+    save(page, screenshots, "studies")
+
+    row.get_by_role("button", name="Segment").click()
+    expect(page.locator("#segment-job")).to_be_visible()
+    canvas = page.locator("#slice-canvas")
+    expect(canvas).to_have_attribute("data-loaded", "labels", timeout=60_000)
+    assert page.locator("#segment-job").get_attribute("data-state") == "succeeded"
+    expect(page.locator("#legend")).to_contain_text("liver")
+
+    colour = liver_colour(service)
+    page.fill("#opacity", "1")
+    assert page.evaluate(COUNT_COLOUR, colour) > 100  # the liver, drawn opaque in its card colour
+    page.fill("#opacity", "0")
+    assert page.evaluate(COUNT_COLOUR, colour) == 0  # overlay off: only grey
+    page.fill("#opacity", "0.5")
+    for plane in ("coronal", "sagittal", "axial"):
+        page.check(f"input[name=plane][value={plane}]")
+        expect(page.locator("#slice-label")).to_contain_text(plane)
+    expect(page.locator("#downloads button[data-format=rtstruct]")).to_be_enabled(timeout=60_000)
+    save(page, screenshots, "viewer")
+
+    with page.expect_download() as nifti:
+        page.click("#downloads button[data-format=nifti]")
+    assert gzip.decompress(Path(nifti.value.path()).read_bytes())[344:347] == b"n+1"
+    for fmt, sop_class in (("dicom-seg", SEG_STORAGE), ("rtstruct", RTSTRUCT_STORAGE)):
+        with page.expect_download() as dicom:
+            page.click(f"#downloads button[data-format={fmt}]")
+        assert pydicom.dcmread(dicom.value.path()).SOPClassUID == sop_class
+
+
+def test_viewer_scrolls_and_windows(page: Page, service: Service, shared_data: Path) -> None:
+    ct = shared_data / "nifti" / "totalseg_ct_abdomen" / "example_ct_sm.nii.gz"
+    page.set_input_files("#file-input", str(ct))
+    expect(page.locator("#series-table tbody tr")).to_have_count(1, timeout=60_000)
+    page.locator("#series-table tbody tr").first.get_by_role("button", name="View").click()
+    expect(page.locator("#slice-canvas")).to_have_attribute("data-loaded", "image", timeout=30_000)
+    size = page.evaluate("(c => [c.width, c.height])(document.querySelector('#slice-canvas'))")
+    assert sorted(size) == [101, 122]  # axial slice of the 122x101x30 CT
+    label = page.locator("#slice-label")
+    before = label.text_content()
+    page.locator("#slice-canvas").hover()
+    page.mouse.wheel(0, 200)
+    expect(label).not_to_have_text(before or "")
+    page.select_option("#preset", "lung")
+    expect(page.locator("#window-width")).to_have_value("1500")
+    expect(page.locator("#window-level")).to_have_value("-600")
+
+
+def test_finetune_curve_and_promotion(page: Page, service: Service, shared_data: Path, screenshots: Path) -> None:
+    folder = shared_data / "nifti" / "totalseg_ct_abdomen"
+    page.goto(f"{service.url}/ui/#training")
+    page.fill("#dataset-form input[name=name]", "web-two-cases")
+    page.fill("#dataset-form input[name=labels]", "5=liver, 1=spleen, 6=stomach, 52=aorta")
+    page.click("#add-case")
+    for index in range(2):
+        page.locator(".case-image").nth(index).set_input_files(str(folder / "example_ct_sm.nii.gz"))
+        page.locator(".case-label").nth(index).set_input_files(str(folder / "example_seg.nii.gz"))
+    page.click("#dataset-form button[type=submit]")
+    expect(page.locator("#dataset-result")).to_contain_text("2 case(s)", timeout=60_000)
+    assert page.input_value("#finetune-form input[name=dataset_id]")
+
+    # From scratch, as a new version of the starter's name: the same organs, so it is compared with production.
+    page.fill("#finetune-form input[name=name]", STARTER)
+    page.fill("#finetune-form input[name=steps]", "8")
+    page.fill("#finetune-form input[name=validate_every]", "2")
+    options = '{"batch_size": 2, "patch": 48, "canvas": 64, "spacing": 6.0, "features": [8, 8, 16, 16, 32, 8]}'
+    page.fill("#finetune-form textarea[name=options]", options)
+    page.click("#finetune-form button[type=submit]")
+    curve = page.locator("#curve")
+    expect(curve).to_have_attribute("data-points", "1", timeout=60_000)  # the first point arrives while training
+    expect(page.locator("#finetune-result")).to_contain_text("Candidate", timeout=120_000)
+    points = int(curve.get_attribute("data-points") or 0)
+    assert points >= 3, f"the curves should have grown as training went on, got {points} points"
+    dice = page.locator("#dice-table")
+    expect(dice).to_contain_text("liver")
+    expect(dice).to_contain_text("(production)")
+    save(page, screenshots, "fine-tuning")
+
+    page.goto(f"{service.url}/ui/#models")
+    model = page.locator(f".model[data-model='{STARTER}']")
+    candidate = model.locator("tr[data-version='2']")
+    expect(candidate).to_contain_text("candidate")
+    save(page, screenshots, "models")
+    page.once("dialog", lambda dialog: dialog.accept("web test: promote a poor candidate on purpose"))
+    model.locator(f"#override-{STARTER}").check()
+    candidate.get_by_role("button", name="Promote").click()
+    expect(model.locator("tr[data-version='2']")).to_contain_text("production")
+    model.get_by_role("button", name="Roll back").click()
+    expect(model.locator("tr[data-version='1']")).to_contain_text("production")
+    with service.client() as client:
+        (listed,) = [m for m in client.get("/v1/models").json() if m["name"] == STARTER]
+    assert listed["production_version"] == 1
