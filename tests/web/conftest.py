@@ -75,4 +75,4 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def dicom_ct(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The real 20-slice DICOM CT (Siemens, JPEG 2000), copied so that the browser may read it."""
     folder = tmp_path_factory.mktemp("dicom-ct")
-    return [Path(shutil.copy(p, folder)) for p in sorted((shared_data / "dicom" / "ct_series_totalseg").iterdir())]
+    return [Path(shutil.copy(p, folder)) for p in sorted((shared_data / "dicom" / "ct_series_totalseg").glob("CT.*"))]
