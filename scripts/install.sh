@@ -12,6 +12,8 @@ command -v dciodvfy >/dev/null 2>&1 || packages+=(dicom3tools)
 # A real PACS for the gateway tests (tests/gateway): Orthanc and its DICOMweb plugin.
 command -v Orthanc >/dev/null 2>&1 || packages+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || packages+=(orthanc-dicomweb)
+# A real browser for the web page tests (tests/web, driven by Playwright; no browser download).
+[ -x /usr/bin/chromium ] || packages+=(chromium)
 if ((${#packages[@]})); then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
