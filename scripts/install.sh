@@ -14,6 +14,11 @@ command -v Orthanc >/dev/null 2>&1 || packages+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || packages+=(orthanc-dicomweb)
 # A real browser for the web page tests (tests/web, driven by Playwright; no browser download).
 [ -x /usr/bin/chromium ] || packages+=(chromium)
+# Scaled mode's services (tests/service/test_scaled.py uses running ones, or starts its own) and the
+# compose file check (tests/service/test_compose.py: `docker compose config`, or docker-compose).
+command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresql)
+command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || packages+=(docker-compose)
 if ((${#packages[@]})); then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -1,8 +1,9 @@
 """Scaled mode: Redis as broker and PostgreSQL for records, with a real worker process.
 
 The servers are used where they run (127.0.0.1:6379 and :5432, as on the project's machines and in
-CI); otherwise ``redis-server`` is started on a free port, and PostgreSQL in a temporary cluster when
-its binaries exist and the tests do not run as root. Without them the tests skip and say why.
+CI); otherwise ``redis-server`` is started on a free port, and PostgreSQL in a temporary cluster
+(as the ``postgres`` user when the tests run as root). Without the binaries the tests fail and say
+what to install (``scripts/install.sh`` installs them): CI must never skip them.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def redis_url() -> Iterator[str]:
         return
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("no Redis at 127.0.0.1:6379 and no redis-server binary to start one")
+        pytest.fail("no Redis at 127.0.0.1:6379 and no redis-server binary to start one (apt-get install redis-server)")
     port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
@@ -72,20 +73,38 @@ def _pg_connect(url: str) -> bool:
         return False
 
 
+def _pg_binary(name: str) -> str | None:
+    """``initdb``/``pg_ctl`` from PATH or Debian's versioned folder."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
 def _server_cluster() -> Iterator[str]:
-    """A temporary PostgreSQL cluster on a free port (needs initdb/pg_ctl and a non-root user)."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if initdb is None or pg_ctl is None or os.geteuid() == 0:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432, and no way to start one (binaries missing or running as root)")
+    """A temporary PostgreSQL cluster on a free port (run as ``postgres`` when we are root)."""
+    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.fail("no PostgreSQL at 127.0.0.1:5432 and no initdb/pg_ctl to start one (apt-get install postgresql)")
+    as_user: list[str] = []
     folder = Path(tempfile.mkdtemp(prefix="lrc-pg-"))
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
     port = free_port()
-    subprocess.run([initdb, "-D", str(folder / "db"), "-U", "postgres", "-A", "trust"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_user, initdb, "-D", str(folder / "db"), "-U", "postgres", "-A", "trust"], check=True, capture_output=True
+    )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-    subprocess.run([pg_ctl, "-D", str(folder / "db"), "-o", options, "-w", "start"], check=True, capture_output=True)
+    # The server inherits pg_ctl's output: a log file, not a pipe that would never close.
+    start = [*as_user, pg_ctl, "-D", str(folder / "db"), "-o", options, "-l", str(folder / "log"), "-w", "start"]
+    subprocess.run(start, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([pg_ctl, "-D", str(folder / "db"), "-m", "fast", "stop"], check=False, capture_output=True)
+        stop = [*as_user, pg_ctl, "-D", str(folder / "db"), "-m", "fast", "stop"]
+        subprocess.run(stop, check=False, capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 
