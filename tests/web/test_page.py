@@ -164,6 +164,8 @@ def test_finetune_curve_and_promotion(page: Page, service: Service, shared_data:
     model = page.locator(f".model[data-model='{STARTER}']")
     candidate = model.locator("tr[data-version='2']")
     expect(candidate).to_contain_text("candidate")
+    candidate.get_by_role("button", name="Card").click()
+    expect(page.locator("#card")).to_contain_text('"labels"')
     save(page, screenshots, "models")
     page.once("dialog", lambda dialog: dialog.accept("web test: promote a poor candidate on purpose"))
     model.locator(f"#override-{STARTER}").check()
@@ -174,3 +176,6 @@ def test_finetune_curve_and_promotion(page: Page, service: Service, shared_data:
     with service.client() as client:
         (listed,) = [m for m in client.get("/v1/models").json() if m["name"] == STARTER]
     assert listed["production_version"] == 1
+
+    page.goto(f"{service.url}/ui/#jobs")
+    expect(page.locator("#job-table tbody")).to_contain_text("finetune")

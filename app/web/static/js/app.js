@@ -1,7 +1,7 @@
 // The page: sign in, then tabs for studies, the viewer, fine-tuning, models and jobs.
 
 import { ApiError, getJson, getKey, setKey } from "./api.js";
-import { initJobs } from "./jobs.js";
+import { initJobs, refreshJobs } from "./jobs.js";
 import { initModels, refreshModels } from "./models.js";
 import { initStudies, refreshStudies } from "./studies.js";
 import { initTraining } from "./training.js";
@@ -14,6 +14,7 @@ function showTab(name) {
   const tab = ["studies", "viewer", "training", "models", "jobs"].includes(name) ? name : "studies";
   for (const section of document.querySelectorAll("section.tab")) section.hidden = section.id !== tab;
   for (const link of document.querySelectorAll("#tabs a")) link.classList.toggle("active", link.dataset.tab === tab);
+  if (tab === "jobs") attempt(refreshJobs);
 }
 
 async function signIn(key) {

@@ -23,7 +23,7 @@ export class LineChart {
     const { canvas } = this;
     const context = canvas.getContext("2d");
     const [width, height] = [canvas.width, canvas.height];
-    const pad = { left: 44, right: 44, top: 12, bottom: 24 };
+    const pad = { left: 52, right: 60, top: 12, bottom: 24 };
     context.clearRect(0, 0, width, height);
     context.font = "11px system-ui, sans-serif";
     context.strokeStyle = "#ccc";

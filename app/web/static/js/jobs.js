@@ -20,16 +20,17 @@ function render(jobs) {
   );
 }
 
+/** Fetch the jobs this tab started (kept in session storage) and show them. */
+export async function refreshJobs() {
+  for (const id of knownJobIds()) {
+    try {
+      rememberJob(await getJson(`/v1/jobs/${id}`));
+    } catch {
+      // a deleted job: leave it out
+    }
+  }
+}
+
 export function initJobs() {
   onJobs(render);
-  window.addEventListener("hashchange", async () => {
-    if (location.hash !== "#jobs") return;
-    for (const id of knownJobIds()) {
-      try {
-        rememberJob(await getJson(`/v1/jobs/${id}`));
-      } catch {
-        // a job of another key or a deleted one: leave it out
-      }
-    }
-  });
 }

@@ -100,7 +100,7 @@ async function startFinetune(form) {
     const m = update.progress.metrics ?? {};
     if (typeof m.step !== "number") return;
     if (typeof m.loss === "number") chart.add("loss", m.step, m.loss);
-    if (typeof m.val_mean_dice === "number") chart.add("validation Dice", m.step, m.val_mean_dice);
+    if (typeof m.val_mean_dice === "number") chart.add("val Dice", m.step, m.val_mean_dice);
     $("#curve").dataset.points = String(chart.series.reduce((n, s) => n + s.points.length, 0));
   });
   if (job.state !== "succeeded") {
@@ -113,7 +113,7 @@ async function startFinetune(form) {
 export function initTraining() {
   chart = new LineChart($("#curve"), [
     { name: "loss", color: "#c0392b" },
-    { name: "validation Dice", color: "#2471a3", min: 0, max: 1 },
+    { name: "val Dice", color: "#2471a3", min: 0, max: 1 },
   ]);
   chart.render();
   addCase();
