@@ -87,7 +87,7 @@ def test_upload_segment_view_download(page: Page, service: Service, dicom_ct: li
         page.check(f"input[name=plane][value={plane}]")
         expect(page.locator("#slice-label")).to_contain_text(plane)
     # This series lacks UIDs a DICOM SEG must reference (see SeriesOut.exportable): NIfTI only, and the page says why.
-    expect(page.locator("#download-note")).to_contain_text("need a series read from DICOM")
+    expect(page.locator("#download-note")).to_contain_text("without them")
     expect(page.locator("#downloads button[data-format=dicom-seg]")).to_be_disabled()
     save(page, screenshots, "viewer")
 

@@ -63,7 +63,10 @@ async function showDownloads(segmentation) {
       button.disabled = !again.formats.includes(button.dataset.format);
     }
   } else {
-    note.textContent = segmentation.export_job_id ? "" : "DICOM SEG and RTSTRUCT need a series read from DICOM.";
+    note.textContent = segmentation.export_job_id
+      ? ""
+      : "No DICOM SEG or RTSTRUCT: they must reference DICOM images by their UIDs, and this series " +
+        "was read from NIfTI or from DICOM files without them.";
   }
 }
 
