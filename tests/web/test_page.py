@@ -179,3 +179,20 @@ def test_finetune_curve_and_promotion(page: Page, service: Service, shared_data:
 
     page.goto(f"{service.url}/ui/#jobs")
     expect(page.locator("#job-table tbody")).to_contain_text("finetune")
+
+
+def test_viewer_key_sees_but_cannot_upload(browser: Browser, service: Service, shared_data: Path) -> None:
+    tab = browser.new_page()
+    tab.goto(f"{service.url}/ui/")
+    tab.fill("#api-key", service.tokens["viewer"])
+    tab.click("#signin-form button")
+    expect(tab.locator("#who")).to_have_text("signed in")
+    tab.set_input_files("#file-input", str(shared_data / "nifti" / "totalseg_ct_abdomen" / "example_ct_sm.nii.gz"))
+    expect(tab.locator("#message")).to_contain_text("submitter role")
+    tab.goto(f"{service.url}/ui/#models")
+    expect(tab.locator(".model").first).to_be_visible()
+    assert tab.locator("input[id^=override-]").count() == 0  # the gate override is offered to admins only
+    tab.get_by_role("button", name="Sign out").click()
+    expect(tab.locator("#signin")).to_be_visible()
+    assert tab.evaluate("sessionStorage.getItem('lrc.apiKey')") is None
+    tab.close()
