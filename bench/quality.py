@@ -66,6 +66,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# CT intensities are calibrated (HU tell organs apart), so the contrastive task should not teach the
+# network to ignore them: "weak" keeps only noise and blur differences between the views.
+INTENSITY: dict[str, dict[str, Any]] = {
+    "spec": {},
+    "weak": {"gamma": (1.0, 1.0), "scale": (1.0, 1.0), "shift": 0.0},
+}
+
+
 @functools.cache
 def phantom(seed: int) -> tuple[Any, Any]:
     """Phantom ``seed`` (image, labels), generated once per process."""
@@ -95,7 +103,7 @@ def recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         lambda_local=base.lambda_local if args.lambda_local is None else args.lambda_local,
         regions_per_image=args.regions or base.regions_per_image,
         pixels_per_region=args.pixels or base.pixels_per_region,
-        views=replace(ViewConfig(), independent_geometry=args.independent),
+        views=replace(ViewConfig(), independent_geometry=args.independent, **INTENSITY[args.intensity]),
         superpixels=replace(SuperpixelParams(), scale=args.sp_scale or SuperpixelParams().scale),
         seed=seed,
     )
@@ -283,13 +291,21 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, default=None, help="M pixels per region.")
     parser.add_argument("--sp-scale", type=float, default=None, help="Felzenszwalb scale.")
     parser.add_argument("--independent", action="store_true", help="One geometric transform per view.")
+    parser.add_argument("--intensity", choices=sorted(INTENSITY), default="spec", help="Intensity augmentation.")
     parser.add_argument("--summary", action="store_true", help="Only print the table and draw the plot.")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--no-plot", action="store_true", help="Skip the PNG (machines without matplotlib).")
     args = parser.parse_args()
 
     runs: list[dict[str, Any]] = json.loads(args.results.read_text())["runs"] if args.results.exists() else []
-    if not args.summary:
+    if args.summary:  # every results file of the folder (parallel runs write one each)
+        found = {
+            _key(r): r
+            for f in sorted(args.results.parent.glob("quality*.json"))
+            for r in json.loads(f.read_text())["runs"]
+        }
+        runs = list(found.values())
+    else:
         preset = PRESETS[args.preset]
         done = {_key(r) for r in runs}
         for seed in args.seeds:
