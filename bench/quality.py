@@ -248,23 +248,29 @@ def plot(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in runs if r["test"] == test]
-    tags = sorted({r["tag"] for r in rows if r["method"] != "scratch"}) or ["scratch"]
-    fig, axes = plt.subplots(1, len(tags), figsize=(4.6 * len(tags), 3.8), squeeze=False)
+    panels = sorted({(r["tag"], r["finetune"]["steps"]) for r in rows if r["method"] != "scratch"})
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.6 * max(1, len(panels)), 3.8), squeeze=False)
     colours = {"scratch": "black", "moco": "#c63", "lrc": "#27a", "moco+lrc": "#2a7", "supervised+lrc": "#a2a"}
-    for axis, tag in zip(axes[0], tags, strict=True):
+    for axis, (tag, steps) in zip(axes[0], panels, strict=False):
         for method, colour in colours.items():
-            chosen = [r for r in rows if r["method"] == method and (r["tag"] == tag or method == "scratch")]
+            chosen = [
+                r
+                for r in rows
+                if r["method"] == method
+                and r["finetune"]["steps"] == steps
+                and (r["tag"] == tag or method == "scratch")
+            ]
             ks = sorted({r["k"] for r in chosen})
             if not ks:
                 continue
             means = [statistics.mean(r["mean_dice"] for r in chosen if r["k"] == k) for k in ks]
             axis.plot(ks, means, "-o", color=colour, label=method)
             axis.scatter([r["k"] for r in chosen], [r["mean_dice"] for r in chosen], color=colour, s=8, alpha=0.5)
+        axis.set_title(f"{tag}, {steps} fine-tuning steps", fontsize=9)
         axis.set_xscale("log", base=2)
         axis.set_xticks([1, 2, 4], labels=["1", "2", "4"])
         axis.set_xlabel("labelled volumes (k)")
         axis.set_ylabel(f"mean Dice, 8 organs ({test} test)")
-        axis.set_title(tag)
         axis.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
