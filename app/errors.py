@@ -84,3 +84,17 @@ class Unavailable(ServiceError):
 
     status = 503
     title = "Service unavailable"
+
+
+class InvalidQuery(ServiceError):
+    """A search's query parameters cannot be used (a bad ``limit``, a wildcard where none is allowed)."""
+
+    status = 400
+    title = "Invalid query"
+
+
+class NotAcceptable(ServiceError):
+    """None of the media types in ``Accept`` can be produced."""
+
+    status = 406
+    title = "Not acceptable"

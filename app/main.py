@@ -18,6 +18,7 @@ from app.api.router import api_router
 from app.context import Context, build_context
 from app.metrics import Metrics, MetricsMiddleware
 from app.records.keys import ensure_bootstrap_admin
+from app.services.dicomweb_results import index_missing
 from app.services.models import register_starter
 from app.settings import Settings, get_settings
 
@@ -25,13 +26,15 @@ log = logging.getLogger(__name__)
 
 
 def start(ctx: Context) -> None:
-    """First-start duties (idempotent): the bootstrap admin key and the starter model."""
+    """First-start duties (idempotent): the bootstrap admin key, the starter model, the DICOMweb index."""
     token = ctx.settings.bootstrap_admin_key
     if token:
         with ctx.db.session() as session:
             if ensure_bootstrap_admin(session, token):
                 log.warning("bootstrap admin key created from LRC_BOOTSTRAP_ADMIN_KEY")
     register_starter(ctx)
+    if indexed := index_missing(ctx):  # DICOM results exported before the index existed
+        log.info("indexed %d exported DICOM instances for DICOMweb", indexed)
     try:
         ctx.queue.prepare()
     except (OperationalError, OSError) as exc:

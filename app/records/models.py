@@ -1,4 +1,5 @@
-"""Tables: studies and series, blobs, datasets, jobs, segmentations, model versions, API keys."""
+"""Tables: studies and series, blobs, datasets, jobs, segmentations (and their DICOM instances), model versions,
+API keys."""
 
 from __future__ import annotations
 
@@ -131,6 +132,26 @@ class Segmentation(Base):
     outputs: Mapped[dict[str, Any]] = mapped_column(default=dict)  # format -> sha256
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
     created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class ResultInstance(Base):
+    """A DICOM instance the service produced (SEG, RTSTRUCT), indexed for DICOMweb search and retrieve.
+
+    ``attributes`` caches the header's search attributes as DICOM JSON, so that QIDO-RS reads no file.
+    """
+
+    __tablename__ = "result_instances"
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    segmentation_id: Mapped[str] = mapped_column(ForeignKey("segmentations.id", ondelete="CASCADE"), index=True)
+    format: Mapped[str] = mapped_column(String(16))  # dicom-seg, rtstruct
+    sha256: Mapped[str] = mapped_column(String(64))
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    modality: Mapped[str] = mapped_column(String(16))
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
 
 
 class ModelVersion(Base):

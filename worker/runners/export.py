@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from app.context import Context
-from app.records.models import Job, ModelVersion, Segmentation
+from app.records.instances import add_instance
+from app.records.models import Job, ModelVersion, ResultInstance, Segmentation
 from app.records.studies import add_blob, get_series
+from app.services.dicomweb_results import describe
 from lrc.io import Volume, read_nifti
 from lrc.io.labels import LabelTable
 from lrc.io.rtstruct import write_rtstruct
@@ -25,7 +27,7 @@ WRITERS: dict[str, tuple[str, WriterFn]] = {
 
 
 def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
-    """Write the requested DICOM formats of a segmentation; each output is written atomically."""
+    """Write the requested DICOM formats of a segmentation, each stored atomically and recorded for DICOMweb."""
     segmentation_id = job.payload["segmentation_id"]
     formats = [f for f in job.payload.get("formats", list(WRITERS)) if f in WRITERS]
     with ctx.db.session() as session:
@@ -39,6 +41,7 @@ def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     table = ModelCard.from_json(version.card).labels
     assert table is not None
     stored: dict[str, tuple[str, int]] = {}
+    instances: list[ResultInstance] = []
     with scratch(ctx, f"export-{job.id}-") as folder:
         report(0.1, "reading series")
         image = read_series(ctx, series, folder)
@@ -48,6 +51,7 @@ def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
             name, writer = WRITERS[fmt]
             written = writer(labels, image, table, Path(folder) / name)
             stored[fmt] = ctx.store.put_file(written)
+            instances.append(describe(written, segmentation_id, fmt, stored[fmt][0]))
     with ctx.db.session() as session:
         seg = session.get(Segmentation, segmentation_id)
         if seg is None:
@@ -55,4 +59,6 @@ def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
         for sha, size in stored.values():
             add_blob(session, sha, size)
         seg.outputs = {**seg.outputs, **{fmt: sha for fmt, (sha, _) in stored.items()}}
+        for instance in instances:
+            add_instance(session, instance)
     return {"segmentation_id": segmentation_id, "formats": formats}

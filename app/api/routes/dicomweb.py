@@ -1,4 +1,5 @@
-"""``/dicomweb/studies``: DICOMweb STOW-RS (PS3.18 10.5) into the same ingest path as uploads.
+"""``/dicomweb``: STOW-RS (PS3.18 10.5) into the same ingest path as uploads; QIDO-RS and WADO-RS of the
+DICOM SEG and RTSTRUCT instances the service produced (:mod:`app.services.dicomweb_results`).
 
 A PACS or a DICOMweb client stores instances with ``POST /dicomweb/studies``
 (``multipart/related; type="application/dicom"``). The body is streamed to disk part by part in
@@ -12,23 +13,25 @@ The study's id in this service is in the ``Location`` header.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import pydicom
-from fastapi import APIRouter, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Request, status
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydicom.errors import InvalidDicomError
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import ContextDep, Submitter
+from app.api.deps import ContextDep, Submitter, Viewer
 from app.api.uploads import work_folder
 from app.errors import InvalidRequest, UnsupportedMediaType, UploadTooLarge
 from app.records.models import Study
+from app.services import dicomweb_results as results
 from app.services import studies
 from lrc.io import ImageIOError
 
@@ -210,3 +213,121 @@ async def store_instances(request: Request, ctx: ContextDep, caller: Submitter) 
             except ImageIOError:  # nothing readable as an image: every instance fails (409)
                 study = None
     return stow_response(parts, study)
+
+
+# QIDO-RS: search the produced instances (viewer role). Tags are those cached at export; see docs/pacs.md.
+SEARCH = {"response_class": JSONResponse, "responses": {200: {"content": {MEDIA_TYPE: {}}}}}
+
+
+def _found(found: results.SearchResult) -> JSONResponse:
+    headers = None
+    if found.ignored:  # PS3.18 8.3.4.4: unsupported keys are ignored, with a warning
+        headers = {"Warning": f'299 lrc "query parameters not supported, ignored: {", ".join(found.ignored)}"'}
+    return JSONResponse(found.datasets, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _search(ctx: ContextDep, request: Request, level: str, **uids: str) -> JSONResponse:
+    results.check_accept(request.headers.get("accept", ""), (MEDIA_TYPE, "application/json"))
+    params = request.query_params.multi_items()
+    return _found(results.search(ctx, level, params, str(request.base_url), **uids))
+
+
+@router.get("/studies", **SEARCH)  # type: ignore[arg-type]
+def search_studies(request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+    """QIDO-RS: studies holding produced SEG/RTSTRUCT instances (``StudyInstanceUID``, ``Modality``, ...)."""
+    return _search(ctx, request, "study")
+
+
+@router.get("/series", **SEARCH)  # type: ignore[arg-type]
+def search_series(request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+    """QIDO-RS: produced series in any study."""
+    return _search(ctx, request, "series")
+
+
+@router.get("/studies/{study}/series", **SEARCH)  # type: ignore[arg-type]
+def search_study_series(study: str, request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+    """QIDO-RS: produced series of a study."""
+    return _search(ctx, request, "series", study=study)
+
+
+@router.get("/instances", **SEARCH)  # type: ignore[arg-type]
+def search_instances(request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+    """QIDO-RS: produced instances in any study."""
+    return _search(ctx, request, "instance")
+
+
+@router.get("/studies/{study}/instances", **SEARCH)  # type: ignore[arg-type]
+def search_study_instances(study: str, request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+    """QIDO-RS: produced instances of a study."""
+    return _search(ctx, request, "instance", study=study)
+
+
+@router.get("/studies/{study}/series/{series}/instances", **SEARCH)  # type: ignore[arg-type]
+def search_series_instances(study: str, series: str, request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+    """QIDO-RS: produced instances of a series."""
+    return _search(ctx, request, "instance", study=study, series=series)
+
+
+# WADO-RS: the stored instances (multipart/related) and their headers (metadata), viewer role.
+RELATED = 'multipart/related; type="application/dicom"'
+RETRIEVE = {"response_class": StreamingResponse, "responses": {200: {"content": {RELATED: {}}}}}
+
+
+def _retrieve(
+    ctx: ContextDep, accept: str | None, study: str, series: str | None, sop: str | None
+) -> StreamingResponse:
+    results.check_accept(accept or "", ("multipart/related",))
+    paths = results.retrieve(ctx, study, series, sop)
+    boundary = uuid.uuid4().hex
+    body = results.multipart_related(paths, boundary)
+    return StreamingResponse(body, media_type=f"{RELATED}; boundary={boundary}")
+
+
+def _metadata(ctx: ContextDep, accept: str | None, study: str, series: str | None, sop: str | None) -> JSONResponse:
+    results.check_accept(accept or "", (MEDIA_TYPE, "application/json"))
+    return JSONResponse(results.metadata(ctx, study, series, sop), media_type=MEDIA_TYPE)
+
+
+AcceptHeader = Annotated[str | None, Header()]
+
+
+@router.get("/studies/{study}", **RETRIEVE)  # type: ignore[arg-type]
+def retrieve_study(study: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None) -> StreamingResponse:
+    """WADO-RS: the produced instances of a study."""
+    return _retrieve(ctx, accept, study, None, None)
+
+
+@router.get("/studies/{study}/series/{series}", **RETRIEVE)  # type: ignore[arg-type]
+def retrieve_series(
+    study: str, series: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None
+) -> StreamingResponse:
+    """WADO-RS: the instances of a produced series."""
+    return _retrieve(ctx, accept, study, series, None)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{sop}", **RETRIEVE)  # type: ignore[arg-type]
+def retrieve_instance(
+    study: str, series: str, sop: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None
+) -> StreamingResponse:
+    """WADO-RS: one produced instance, as stored."""
+    return _retrieve(ctx, accept, study, series, sop)
+
+
+@router.get("/studies/{study}/metadata", **SEARCH)  # type: ignore[arg-type]
+def study_metadata(study: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None) -> JSONResponse:
+    """WADO-RS: the headers of a study's produced instances (DICOM JSON, no pixel data)."""
+    return _metadata(ctx, accept, study, None, None)
+
+
+@router.get("/studies/{study}/series/{series}/metadata", **SEARCH)  # type: ignore[arg-type]
+def series_metadata(study: str, series: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None) -> JSONResponse:
+    """WADO-RS: the headers of a produced series' instances."""
+    return _metadata(ctx, accept, study, series, None)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{sop}/metadata", **SEARCH)  # type: ignore[arg-type]
+def instance_metadata(
+    study: str, series: str, sop: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None
+) -> JSONResponse:
+    """WADO-RS: the header of one produced instance."""
+    return _metadata(ctx, accept, study, series, sop)
