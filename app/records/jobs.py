@@ -39,6 +39,18 @@ def get_job(session: Session, job_id: str) -> Job:
     return job
 
 
+def list_jobs(
+    session: Session, state: str | None = None, kind: str | None = None, limit: int = 50, offset: int = 0
+) -> list[Job]:
+    """Jobs, newest first, optionally of one state and kind."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    if state is not None:
+        query = query.where(Job.state == state)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    return list(session.scalars(query))
+
+
 def claim(session: Session, job_id: str, token: str, worker: str) -> Job | None:
     """Mark a queued job running for this delivery; ``None`` when it is not this delivery's to run."""
     stamp = now()

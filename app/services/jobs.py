@@ -45,6 +45,12 @@ def get(ctx: Context, job_id: str) -> Job:
         return records.get_job(session, job_id)
 
 
+def find(ctx: Context, state: str | None, kind: str | None, limit: int, offset: int) -> list[Job]:
+    """Jobs, newest first (see :func:`app.records.jobs.list_jobs`)."""
+    with ctx.db.session() as session:
+        return records.list_jobs(session, state, kind, limit, offset)
+
+
 def links(job: Job) -> dict[str, str]:
     """Where the job's results are, once it has succeeded."""
     result = job.result or {}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -19,6 +20,19 @@ from app.services import jobs
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
+
+
+@router.get("")
+def list_jobs(
+    ctx: ContextDep,
+    _: Viewer,
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    kind: Literal["segment", "finetune", "pretrain", "export"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[JobOut]:
+    """Jobs, newest first; filter by ``state`` and ``kind``."""
+    return [JobOut(**jobs.view(job)) for job in jobs.find(ctx, state, kind, limit, offset)]
 
 
 @router.get("/{job_id}")

@@ -114,6 +114,23 @@ def test_job_events_stream(service: Service, ct_nifti: tuple[Path, Path]):
     assert all(e["id"] == accepted["job_id"] for e in events)
 
 
+def test_job_list(service: Service, ct_nifti: tuple[Path, Path]):
+    series_id = _upload(service, [ct_nifti[0]])
+    with service.client("submitter") as client:
+        accepted = client.post("/v1/segmentations", json={"series_id": series_id}).json()
+    service.wait_job(accepted["job_id"])
+    with service.client("viewer") as client:
+        listed = client.get("/v1/jobs", params={"kind": "segment", "limit": 500}).json()
+        assert accepted["job_id"] in [job["id"] for job in listed]
+        assert all(job["kind"] == "segment" for job in listed)
+        created = [job["created_at"] for job in listed]
+        assert created == sorted(created, reverse=True)  # newest first
+        assert client.get("/v1/jobs", params={"state": "running", "kind": "pretrain"}).json() == []
+        refused = client.get("/v1/jobs", params={"state": "lost"})
+        assert refused.status_code == 422
+        assert refused.headers["content-type"].startswith("application/problem+json")
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [

@@ -1,4 +1,4 @@
-// Jobs tab: the jobs started from this browser tab (the API has no list of all jobs), kept up to date.
+// Jobs tab: the service's latest jobs (GET /v1/jobs), and live updates of those this tab follows.
 
 import { getJson } from "./api.js";
 import { $, el, knownJobIds, onJobs, rememberJob } from "./ui.js";
@@ -20,9 +20,12 @@ function render(jobs) {
   );
 }
 
-/** Fetch the jobs this tab started (kept in session storage) and show them. */
+/** Fetch the latest jobs of the service (oldest first, so the table shows the newest on top). */
 export async function refreshJobs() {
+  const latest = await getJson("/v1/jobs?limit=100");
+  for (const job of latest.reverse()) rememberJob(job);
   for (const id of knownJobIds()) {
+    if (latest.some((job) => job.id === id)) continue;
     try {
       rememberJob(await getJson(`/v1/jobs/${id}`));
     } catch {
