@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -82,3 +83,40 @@ def test_stow_refusals(lrc_service: LrcService, shared_data: Path):
     body, content_type = related([("application/dicom", seg.read_bytes())])
     anonymous = httpx.post(f"{lrc_service.url}/dicomweb/studies", content=body, headers={"Content-Type": content_type})
     assert anonymous.status_code == 401
+
+
+def segment(service: LrcService, files: list[Path]) -> None:
+    """Upload a series, segment it and wait for its DICOM export (the normal flow, through the API)."""
+    with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {service.key}"}, timeout=120) as client:
+        upload = client.post("/v1/studies", files=[("files", (p.name, p.read_bytes())) for p in files])
+        assert upload.status_code in (200, 201), upload.text
+        created = client.post("/v1/segmentations", json={"series_id": upload.json()["series"][0]["id"]})
+        assert created.status_code == 202, created.text
+        deadline = time.monotonic() + 120
+        while True:
+            seg = client.get(f"/v1/segmentations/{created.json()['id']}").json()
+            if "dicom-seg" in seg["formats"]:
+                return
+            assert time.monotonic() < deadline, seg
+            time.sleep(0.5)
+
+
+def test_orthanc_pulls_the_seg_by_qido_and_wado(
+    lrc_service: LrcService, orthanc: Orthanc, shared_data: Path, tmp_path: Path
+):
+    files = ct_series(shared_data, tmp_path / "ct", count=6)
+    source = pydicom.dcmread(files[0])
+    segment(lrc_service, files)
+    server = {"Url": f"{lrc_service.url}/dicomweb/", "HttpHeaders": {"Authorization": f"Bearer {lrc_service.key}"}}
+    httpx.put(f"{orthanc.url}/dicom-web/servers/lrc", json=server, timeout=30).raise_for_status()
+
+    query = {"Uri": f"/studies/{source.StudyInstanceUID}/series", "Arguments": {"Modality": "SEG"}}
+    found = orthanc.post("/dicom-web/servers/lrc/qido", query)  # Orthanc's DICOMweb client searches the service
+    [seg_series] = [s["0020000E"]["Value"] for s in found]  # Orthanc's answer: one value, as a string
+    assert found[0]["00080060"]["Value"] == "SEG"
+
+    resources = {"Resources": [{"Study": str(source.StudyInstanceUID), "Series": seg_series}]}
+    orthanc.post("/dicom-web/servers/lrc/retrieve", resources)  # WADO-RS of the series, stored in Orthanc
+    [stored] = orthanc.results_for(str(source.SeriesInstanceUID), "SEG")
+    assert stored["SeriesInstanceUID"] == seg_series
+    assert stored["StudyInstanceUID"] == source.StudyInstanceUID

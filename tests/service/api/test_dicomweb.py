@@ -35,8 +35,8 @@ def parts(response: httpx.Response) -> list[tuple[str, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def produced(service: Service, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """A DICOM series uploaded, segmented and exported: its SEG and RTSTRUCT as the result endpoint gives them."""
+def produced(service: Service, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A DICOM series uploaded, segmented and exported: its study id, a source file, its SEG and RTSTRUCT (bytes)."""
     paths = series_with_uids(shared_data, tmp_path_factory.mktemp("dicomweb-series"))
     with service.client("submitter") as client:
         upload = client.post("/v1/studies", files=multipart(paths))
@@ -49,7 +49,7 @@ def produced(service: Service, shared_data: Path, tmp_path_factory: pytest.TempP
         export_job_id = client.get(f"/v1/segmentations/{created.json()['id']}").json()["export_job_id"]
     export = service.wait_job(export_job_id)
     assert export["state"] == "succeeded", export
-    out = {"source": paths[0].read_bytes()}
+    out: dict[str, Any] = {"study_id": upload.json()["id"], "source": paths[0].read_bytes()}
     with service.client("viewer") as client:
         for fmt in ("dicom-seg", "rtstruct"):
             response = client.get(f"/v1/segmentations/{created.json()['id']}/result", params={"format": fmt})
@@ -58,7 +58,7 @@ def produced(service: Service, shared_data: Path, tmp_path_factory: pytest.TempP
     return out
 
 
-def test_qido_finds_the_seg_by_study_series_and_modality(service: Service, produced: dict[str, bytes]):
+def test_qido_finds_the_seg_by_study_series_and_modality(service: Service, produced: dict[str, Any]):
     seg = pydicom.dcmread(io.BytesIO(produced["dicom-seg"]))
     rt = pydicom.dcmread(io.BytesIO(produced["rtstruct"]))
     assert (
@@ -108,7 +108,7 @@ def test_qido_finds_the_seg_by_study_series_and_modality(service: Service, produ
         assert bad.headers["content-type"] == PROBLEM
 
 
-def test_wado_returns_the_stored_instances(service: Service, produced: dict[str, bytes]):
+def test_wado_returns_the_stored_instances(service: Service, produced: dict[str, Any]):
     seg = pydicom.dcmread(io.BytesIO(produced["dicom-seg"]))
     base = f"/dicomweb/studies/{seg.StudyInstanceUID}/series/{seg.SeriesInstanceUID}"
     accept = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
@@ -152,7 +152,7 @@ def test_wado_returns_the_stored_instances(service: Service, produced: dict[str,
         assert refused.headers["content-type"] == PROBLEM
 
 
-def test_dicomweb_retrieve_needs_a_key(service: Service, produced: dict[str, bytes]):
+def test_dicomweb_retrieve_needs_a_key(service: Service, produced: dict[str, Any]):
     seg = pydicom.dcmread(io.BytesIO(produced["dicom-seg"]))
     with service.client("none") as client:
         for path in ("/dicomweb/studies", f"/dicomweb/studies/{seg.StudyInstanceUID}"):
@@ -161,7 +161,7 @@ def test_dicomweb_retrieve_needs_a_key(service: Service, produced: dict[str, byt
             assert response.headers["content-type"] == PROBLEM
 
 
-def test_exports_from_before_the_index_are_indexed_at_start(service: Service, produced: dict[str, bytes]):
+def test_exports_from_before_the_index_are_indexed_at_start(service: Service, produced: dict[str, Any]):
     from app.main import start
     from app.records.models import ResultInstance
 
@@ -173,3 +173,11 @@ def test_exports_from_before_the_index_are_indexed_at_start(service: Service, pr
         start(service.ctx)  # what the API does when it starts
         found = client.get("/dicomweb/instances", params={"SOPInstanceUID": seg.SOPInstanceUID}).json()
     assert [value(i, SOP) for i in found] == [seg.SOPInstanceUID]
+
+
+def test_deleting_the_study_removes_its_results(service: Service, produced: dict[str, Any]):  # last: deletes
+    seg = pydicom.dcmread(io.BytesIO(produced["dicom-seg"]))
+    with service.client("submitter") as client:
+        assert client.delete(f"/v1/studies/{produced['study_id']}").status_code == 204
+        assert client.get("/dicomweb/studies", params={"StudyInstanceUID": seg.StudyInstanceUID}).json() == []
+        assert client.get(f"/dicomweb/studies/{seg.StudyInstanceUID}").status_code == 404
