@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrc.io import read_volume
+import numpy as np
+
+from lrc.io import UnsupportedInput, read_volume
 from lrc.io.geometry import align_to
 from lrc.io.labels import LabelTable
 from lrc.io.seg import is_seg_file, read_seg
@@ -41,10 +43,18 @@ class Manifest:
 
 
 def read_label(path: Path, image: Volume) -> Volume:
-    """A label map for ``image`` from NIfTI or DICOM SEG, checked to lie on the image's grid."""
+    """A label map for ``image`` from NIfTI or DICOM SEG, checked to lie on the image's grid.
+
+    Raises:
+        UnsupportedInput: the map holds fractional values (not a label map).
+    """
     if is_seg_file(path):
         return read_seg(path, image).label_map()
-    return align_to(read_volume(path), image)
+    label = align_to(read_volume(path), image)
+    values = label.array
+    if np.issubdtype(values.dtype, np.floating) and not np.array_equal(values, np.round(values)):
+        raise UnsupportedInput(f"{path.name}: a label map holds whole numbers, this one has fractional values")
+    return label
 
 
 def load_manifest(path: str | os.PathLike[str], parts: tuple[str, ...] = ("train", "validation", "test")) -> Manifest:

@@ -6,10 +6,13 @@ The service's modules (FastAPI, Celery, SQLAlchemy) are imported inside the comm
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +26,10 @@ DataDirOption = Annotated[
 # Embedded mode runs two workers: inference and I/O keep models warm; training runs apart.
 EMBEDDED_WORKERS = (("infer", "infer,io"), ("train", "train"))
 STOP_WAIT_S = 15
+# A worker that died (killed, out of memory) is started again, at most this often per worker.
+RESTARTS_PER_WINDOW = 5
+RESTART_WINDOW_S = 300.0
+WATCH_INTERVAL_S = 1.0
 
 
 def _settings(data_dir: Path | None) -> object:
@@ -76,6 +83,65 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+class Supervisor:
+    """Runs the embedded workers and starts again one that died, at most ``RESTARTS_PER_WINDOW`` times
+    in ``RESTART_WINDOW_S`` seconds (a worker that dies at every start is not restarted forever).
+
+    Every worker is started by the supervising thread and stopped by it: Linux delivers the
+    parent-death signal when the *thread* that started a child ends, so that thread lives until the end.
+    """
+
+    def __init__(self, workers: tuple[tuple[str, str], ...] = EMBEDDED_WORKERS) -> None:
+        self.workers = workers
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[str, collections.deque[float]] = {name: collections.deque() for name, _ in workers}
+        self._halt = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lrc-supervisor", daemon=True)
+
+    def start(self) -> None:
+        """Start the workers (returns once they are launched)."""
+        self._thread.start()
+        self._ready.wait()
+
+    def stop(self) -> None:
+        """Stop the workers gracefully and wait for them."""
+        self._halt.set()
+        self._thread.join()
+
+    def _spawn(self, name: str, queues: str) -> None:
+        command = worker_command(queues, name, embedded=True)
+        self.processes[name] = subprocess.Popen(command, preexec_fn=_die_with_parent)
+
+    def _run(self) -> None:
+        try:
+            for name, queues in self.workers:
+                self._spawn(name, queues)
+        finally:
+            self._ready.set()
+        while not self._halt.wait(WATCH_INTERVAL_S):
+            for name, queues in self.workers:
+                process = self.processes[name]
+                if process.poll() is None:
+                    continue
+                recent = self.restarts[name]
+                moment = time.monotonic()
+                while recent and moment - recent[0] > RESTART_WINDOW_S:
+                    recent.popleft()
+                if len(recent) >= RESTARTS_PER_WINDOW:
+                    continue  # reported once below, when the limit was reached
+                recent.append(moment)
+                typer.echo(f"worker {name} exited with {process.returncode}; starting it again", err=True)
+                self._spawn(name, queues)
+                if len(recent) == RESTARTS_PER_WINDOW:
+                    typer.echo(
+                        f"error: worker {name} was started {RESTARTS_PER_WINDOW} times in {RESTART_WINDOW_S:.0f} s; "
+                        "if it dies again it stays down (see its log)",
+                        err=True,
+                    )
+        _stop(list(self.processes.values()))
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -91,16 +157,15 @@ def serve(
     from app.settings import get_settings
 
     start(build_context(get_settings()))  # tables, bootstrap key, starter model before the workers start
-    workers = [
-        subprocess.Popen(worker_command(q, n, embedded=True), preexec_fn=_die_with_parent) for n, q in EMBEDDED_WORKERS
-    ]
+    supervisor = Supervisor()
+    supervisor.start()
     # uvicorn re-raises SIGTERM after its shutdown; with this handler that ends in SystemExit, so the
     # workers below are stopped gracefully instead of being orphaned.
     signal.signal(signal.SIGTERM, _exit)
     try:
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
     finally:
-        _stop(workers)
+        supervisor.stop()
 
 
 @app.command()

@@ -116,6 +116,8 @@ def _planes(path: Path, ds: Dataset) -> list[Plane]:
         raise _Skip(f"no pixel data ({name}) skipped")
     if "Rows" not in ds or "Columns" not in ds:
         raise _Skip("pixel data without Rows/Columns", invalid=True)
+    if int(ds.Rows) < 1 or int(ds.Columns) < 1:
+        raise _Skip(f"empty image ({ds.Rows} rows, {ds.Columns} columns)", invalid=True)
     samples = int(ds.get("SamplesPerPixel", 1))
     if samples != 1:
         raise _Skip(f"colour image ({samples} samples per pixel) skipped: not a CT/MR volume")
@@ -154,7 +156,7 @@ def _planes(path: Path, ds: Dataset) -> list[Plane]:
             frame=None,
             orientation=_floats(ds.ImageOrientationPatient, 6),  # type: ignore[arg-type]
             position=_floats(ds.ImagePositionPatient, 3),  # type: ignore[arg-type]
-            pixel_spacing=_floats(ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or (1, 1), 2),  # type: ignore[arg-type]
+            pixel_spacing=_spacing(ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or (1, 1)),
             slice_thickness=_float(ds.get("SliceThickness")),
             slope=_float(ds.get("RescaleSlope")) or 1.0,
             intercept=_float(ds.get("RescaleIntercept")) or 0.0,
@@ -187,7 +189,7 @@ def _enhanced_planes(
                 frame=index + 1,
                 orientation=_floats(orientation, 6),  # type: ignore[arg-type]
                 position=_floats(position, 3),  # type: ignore[arg-type]
-                pixel_spacing=_floats(spacing, 2),  # type: ignore[arg-type]
+                pixel_spacing=_spacing(spacing),
                 slice_thickness=_float(thickness),
                 slope=_float(slope if slope is not None else ds.get("RescaleSlope")) or 1.0,
                 intercept=_float(intercept if intercept is not None else ds.get("RescaleIntercept")) or 0.0,
@@ -234,6 +236,13 @@ def _floats(values: Any, count: int) -> tuple[float, ...]:
     if len(result) != count or not np.all(np.isfinite(result)):
         raise _Skip(f"expected {count} finite numbers, got {values!r}", invalid=True)
     return result
+
+
+def _spacing(values: Any) -> tuple[float, float]:
+    row, column = _floats(values, 2)
+    if row <= 0 or column <= 0:
+        raise _Skip(f"pixel spacing must be positive, got {values!r}", invalid=True)
+    return row, column
 
 
 def _float(value: Any) -> float | None:

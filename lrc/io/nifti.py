@@ -50,6 +50,8 @@ def read_nifti(path: str | os.PathLike[str], modality: str | None = None) -> Vol
         data = data[..., 0]
     if data.ndim != 3:
         raise UnsupportedInput(f"{path.name}: a 3D image is needed, this one has shape {data.shape}")
+    if 0 in data.shape:
+        raise UnsupportedInput(f"{path.name}: the image is empty (shape {data.shape})")
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         raise UnsupportedInput(f"{path.name}: {int((~np.isfinite(data)).sum())} voxels are NaN or infinite")
     affine = np.asarray(image.affine, dtype=np.float64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,8 +16,14 @@ from lrc.io import Volume, read_volume
 
 @contextmanager
 def scratch(ctx: Context, prefix: str) -> Iterator[Path]:
-    """A temporary folder beside the blobs (removed afterwards)."""
+    """A temporary folder beside the blobs (removed afterwards).
+
+    ``prefix`` names the job: folders with the same prefix were left by an earlier delivery of the
+    same job whose process was killed (no ``finally`` ran there), and are removed first.
+    """
     ctx.settings.work_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in ctx.settings.work_dir.glob(f"{prefix}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=prefix, dir=ctx.settings.work_dir) as folder:
         yield Path(folder)
 
