@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ from app.settings import Settings
 
 # The service tests' session fixtures (a tiny model trained on real CT in seconds), shared, not copied.
 from tests.service.conftest import ct_nifti, tiny_model
-from tests.service.harness import ADMIN_KEY, FAST, free_port, python, service_env
+from tests.service.harness import ADMIN_KEY, FAST, lrc_serve, service_env
 
 __all__ = ["ct_nifti", "tiny_model"]
 STARTER = "starter"
@@ -78,28 +76,9 @@ def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     # Two cores shared with other jobs: torch's default of one thread per core makes each worker spin against
     # the other and the API (a training step about 10x slower than with one thread).
     env.update(OMP_NUM_THREADS="1")
-    port = free_port()
     log = root / "serve.log"
-    command = [str(Path(python()).parent / "lrc"), "serve", "--port", str(port), "--data-dir", str(settings.data_dir)]
-    with log.open("ab") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink, start_new_session=True)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-    served = Served(process, client, settings.data_dir, log)
-    try:
-        deadline = time.monotonic() + 120
-        while served.workers_ready() < {"infer", "train"}:
-            assert process.poll() is None, f"lrc serve exited; see {log}"
-            assert time.monotonic() < deadline, f"lrc serve not ready in 120 s; see {log}"
-            time.sleep(0.5)
-        yield served
-    finally:
-        client.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with lrc_serve(settings.data_dir, env, log) as (process, client):
+        yield Served(process, client, settings.data_dir, log)
 
 
 @pytest.fixture(scope="session")

@@ -152,3 +152,42 @@ def running_service(settings: Settings, workers: tuple[tuple[str, str], ...], lo
 def python() -> str:
     """The interpreter running the tests."""
     return sys.executable
+
+
+@contextlib.contextmanager
+def lrc_serve(
+    data_dir: Path, env: dict[str, str], log: Path, workers: frozenset[str] = frozenset({"infer", "train"})
+) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """``lrc serve`` as users run it, in its own process group; yields once ``workers`` have a heartbeat.
+
+    Yields the process and an admin client; stops it with SIGTERM (SIGKILL to the group after 60 s).
+    """
+    import signal
+
+    port = free_port()
+    command = [str(Path(python()).parent / "lrc"), "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    with log.open("ab") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink, start_new_session=True)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, f"lrc serve exited; see {log}"
+            try:
+                ready = client.get("/readyz")
+                seen = {w.split("@")[0] for w in ready.json()["checks"].get("workers", [])}
+                if ready.status_code == 200 and seen >= workers:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"lrc serve not ready in 120 s; see {log}"
+            time.sleep(0.5)
+        yield process, client
+    finally:
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

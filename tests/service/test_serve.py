@@ -3,10 +3,7 @@ and a job whose worker died mid-run is taken up again by the recovery sweep."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +18,7 @@ from app.records import jobs as job_records
 from app.services import segmentations
 from app.settings import Settings
 from lrc.cli import app as cli
-from tests.service.harness import ADMIN_KEY, FAST, free_port, python, service_env
+from tests.service.harness import ADMIN_KEY, FAST, lrc_serve, service_env
 
 STARTER = "starter"
 
@@ -32,35 +29,10 @@ def _settings(data_dir: Path) -> Settings:
 
 @contextmanager
 def serve(settings: Settings, tiny_model: Path, log: Path) -> Iterator[httpx.Client]:
-    port = free_port()
     env = service_env(settings)
     env.update(LRC_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY, LRC_STARTER_MODEL_DIR=str(tiny_model), LRC_STARTER_MODEL_NAME=STARTER)
-    command = [str(Path(python()).parent / "lrc"), "serve", "--port", str(port), "--data-dir", str(settings.data_dir)]
-    with log.open("ab") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink, start_new_session=True)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, f"lrc serve exited; see {log}"
-            try:
-                ready = client.get("/readyz")
-                workers = ready.json()["checks"].get("workers", [])
-                if ready.status_code == 200 and {w.split("@")[0] for w in workers} >= {"infer", "train"}:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"lrc serve not ready in 90 s; see {log}"
-            time.sleep(0.5)
+    with lrc_serve(settings.data_dir, env, log) as (_, client):
         yield client
-    finally:
-        client.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _wait(client: httpx.Client, job_id: str, timeout: float = 90) -> dict:
