@@ -33,6 +33,8 @@ def start(ctx: Context) -> None:
             if ensure_bootstrap_admin(session, token):
                 log.warning("bootstrap admin key created from LRC_BOOTSTRAP_ADMIN_KEY")
     register_starter(ctx)
+    if removed := ctx.store.sweep_tmp():  # a worker killed while storing a result
+        log.info("removed %d abandoned temporary blob files", removed)
     if indexed := index_missing(ctx):  # DICOM results exported before the index existed
         log.info("indexed %d exported DICOM instances for DICOMweb", indexed)
     try:

@@ -7,10 +7,12 @@ content stored twice keeps one file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +27,20 @@ class BlobStore:
         self.root = root
         self.tmp = root / ".tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def sweep_tmp(self, older_than_s: float = 3600.0) -> int:
+        """Remove temporary files a killed process left behind (untouched for ``older_than_s``); count them.
+
+        A write in progress keeps touching its file, so only abandoned ones are this old.
+        """
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for leftover in self.tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+                    removed += 1
+        return removed
 
     def path(self, sha256: str) -> Path:
         """Where the blob with this hash lives (it may not exist)."""

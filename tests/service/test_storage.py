@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,14 @@ def test_materialize_keeps_names_safe(tmp_path: Path):
     assert safe_name("..\\a b/.hidden") == "hidden"
     with pytest.raises(ValueError, match="not a sha256"):
         store.path("../x")
+
+
+def test_abandoned_temporary_files_are_swept(tmp_path: Path):
+    store = BlobStore(tmp_path / "blobs")
+    old, fresh = store.tmp / "old", store.tmp / "fresh"
+    old.write_bytes(b"half a result")
+    fresh.write_bytes(b"being written")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert store.sweep_tmp(older_than_s=3600) == 1
+    assert not old.exists()
+    assert fresh.exists()
