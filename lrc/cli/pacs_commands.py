@@ -11,6 +11,8 @@ import dataclasses
 import datetime as dt
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +33,22 @@ ApiKeyOption = Annotated[str, typer.Option("--api-key", envvar="LRC_GATEWAY_API_
 def _fail(exc: Exception) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(1)
+
+
+@contextmanager
+def _service(api_url: str, api_key: str, timeout: float) -> Iterator[tuple[Any, Path]]:
+    """A client of the lrc service and a scratch folder; a gateway error becomes a clean exit 1."""
+    from gateway.api_client import ServiceClient
+    from gateway.errors import GatewayError
+
+    with tempfile.TemporaryDirectory(prefix="lrc-pacs-") as work:
+        client = ServiceClient(api_url, api_key, timeout, Path(work))
+        try:
+            yield client, Path(work)
+        except GatewayError as exc:
+            raise _fail(exc) from exc
+        finally:
+            client.close()
 
 
 def _destination(text: str) -> Any:
@@ -85,20 +103,12 @@ def import_(
     limit: Annotated[int, typer.Option(help="At most this many series.", min=1)] = 1000,
 ) -> None:
     """Retrieve matching series (C-GET) and store them in the service; one JSON line per series."""
-    from gateway.api_client import ServiceClient
     from gateway.cohort import import_cohort
-    from gateway.errors import GatewayError
 
     node, found = _find(pacs, ae_title, modality=modality, since=since, until=until, description=description)
-    with tempfile.TemporaryDirectory(prefix="lrc-pacs-") as work:
-        client = ServiceClient(api_url, api_key, 600, Path(work))
-        try:
-            for imported in import_cohort(node, client, found[:limit], Path(work)):
-                typer.echo(json.dumps(dataclasses.asdict(imported)))
-        except GatewayError as exc:
-            raise _fail(exc) from exc
-        finally:
-            client.close()
+    with _service(api_url, api_key, 600) as (client, work):
+        for imported in import_cohort(node, client, found[:limit], work):
+            typer.echo(json.dumps(dataclasses.asdict(imported)))
 
 
 @pacs_app.command("push")
@@ -112,10 +122,8 @@ def push(
     fmt: Annotated[str, typer.Option("--format", help="dicom-seg or rtstruct.")] = "dicom-seg",
 ) -> None:
     """Send a finished segmentation's DICOM SEG (or RTSTRUCT) to a PACS; prints its SOP Instance UID."""
-    from gateway.api_client import ServiceClient
     from gateway.cohort import push_result
     from gateway.delivery import CStoreDelivery, Delivery, StowDelivery
-    from gateway.errors import GatewayError
 
     if (destination is None) == (stow_url is None):
         typer.echo("error: give exactly one of --destination and --stow-url", err=True)
@@ -126,14 +134,8 @@ def push(
     delivery: Delivery = (
         CStoreDelivery(ae_title, _destination(destination), 60) if destination else StowDelivery(str(stow_url), 120)
     )
-    with tempfile.TemporaryDirectory(prefix="lrc-pacs-") as work:
-        client = ServiceClient(api_url, api_key, 120, Path(work))
-        try:
-            typer.echo(push_result(client, delivery, segmentation_id, fmt, Path(work)))
-        except GatewayError as exc:
-            raise _fail(exc) from exc
-        finally:
-            client.close()
+    with _service(api_url, api_key, 120) as (client, work):
+        typer.echo(push_result(client, delivery, segmentation_id, fmt, work))
 
 
 @pacs_app.command("dataset")
@@ -150,16 +152,8 @@ def dataset(
     limit: Annotated[int, typer.Option(help="At most this many series.", min=1)] = 1000,
 ) -> None:
     """Make a fine-tuning dataset of matching series and the DICOM SEGs that reference them; prints it as JSON."""
-    from gateway.api_client import ServiceClient
     from gateway.cohort import import_dataset
-    from gateway.errors import GatewayError
 
     node, found = _find(pacs, ae_title, modality=modality, since=since, until=until, description=description)
-    with tempfile.TemporaryDirectory(prefix="lrc-pacs-") as work:
-        client = ServiceClient(api_url, api_key, 600, Path(work))
-        try:
-            typer.echo(json.dumps(import_dataset(node, client, name, found[:limit], Path(work))))
-        except GatewayError as exc:
-            raise _fail(exc) from exc
-        finally:
-            client.close()
+    with _service(api_url, api_key, 600) as (client, work):
+        typer.echo(json.dumps(import_dataset(node, client, name, found[:limit], work)))
