@@ -10,6 +10,10 @@ pylibjpeg-openjpeg (bench/READ_SERIES.md); other syntaxes through pylibjpeg. Ins
 process (a Celery prefork child) processes cannot be started and decoding stays in the calling
 process.
 
+MONOCHROME1 planes (the lowest value displayed white) are inverted after the rescale, as PS3.3
+C.7.6.3.1.2 orders the steps: ``value -> low + high - value`` over the rescaled range of the stored
+bits, so that larger values mean brighter, as in MONOCHROME2, and the range is kept.
+
 The output type follows from the headers alone: ``int16`` when slope is 1, the intercept is an
 integer and every possible stored value fits after rescaling (the usual CT), ``int32`` when a
 wider integer is needed, else ``float32``.
@@ -77,7 +81,25 @@ def read_planes(planes: Sequence[Plane], workers: int | None = None) -> np.ndarr
             if stored.shape != out.shape[1:]:
                 raise InvalidDicom(f"{planes[k].path.name}: decoded {stored.shape} pixels, header says {out.shape[1:]}")
             _rescale_into(stored, planes[k], out[k])
+    for k, plane in enumerate(planes):
+        if _photometric(plane) == "MONOCHROME1":
+            _invert(plane, out[k])
     return out
+
+
+def _photometric(plane: Plane) -> str:
+    return str(plane.header.get("PhotometricInterpretation", "")).strip().upper()
+
+
+def _invert(plane: Plane, out: np.ndarray) -> None:
+    """MONOCHROME1 to MONOCHROME2 in modality values: reflect ``out`` within the plane's rescaled range."""
+    low, high = (v * plane.slope + plane.intercept for v in _stored_range(plane))
+    if out.dtype.kind == "f":
+        np.subtract(np.float32(low + high), out, out=out)
+    else:
+        # low + high - value stays inside [low, high], which the output type holds (output_dtype);
+        # low + high itself may not (e.g. 14 stored bits, intercept 16000, int16), hence int64.
+        out[...] = np.int64(round(low + high)) - out.astype(np.int64)
 
 
 def _stored_dtype(plane: Plane) -> np.dtype:
