@@ -3,6 +3,10 @@
 A blob is written once: the content is streamed into a temporary file in the same folder tree
 while it is hashed, then renamed to ``<root>/<aa>/<sha256>`` (atomic on one file system). The same
 content stored twice keeps one file.
+
+A request that stores several blobs and then fails (disk full half-way, database gone before the
+record is committed) wraps its writes in :meth:`BlobStore.undo_on_error`: the blobs it created are
+removed again, so no unreferenced half of an upload stays on disk.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +32,27 @@ class BlobStore:
         self.root = root
         self.tmp = root / ".tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self._created = threading.local()  # per thread: a list of shas while inside undo_on_error
+
+    @contextlib.contextmanager
+    def undo_on_error(self) -> Iterator[None]:
+        """Remove the blobs this thread creates inside the block when the block raises.
+
+        Blobs that were already stored are left alone. A concurrent request that stored the same
+        content in the instant between this one's write and its failure would lose it; both would
+        have to write identical files while storage fails, which the caller's error reports.
+        """
+        outer = getattr(self._created, "shas", None)
+        self._created.shas = []
+        try:
+            yield
+        except BaseException:
+            self.delete(self._created.shas)
+            raise
+        finally:
+            if outer is not None:
+                outer.extend(self._created.shas)
+            self._created.shas = outer
 
     def sweep_tmp(self, older_than_s: float = 3600.0) -> int:
         """Remove temporary files a killed process left behind (untouched for ``older_than_s``); count them.
@@ -83,6 +109,9 @@ class BlobStore:
             return  # same content already stored
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
+        created = getattr(self._created, "shas", None)
+        if created is not None:
+            created.append(sha)
 
     def delete(self, shas: Iterable[str]) -> None:
         """Remove blobs (callers check that nothing references them)."""

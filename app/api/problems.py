@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from typing import Any
@@ -10,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from app.errors import ServiceError, Unauthenticated
@@ -17,6 +20,10 @@ from lrc.io.errors import ImageIOError, LabelGeometryMismatch, UnsafeArchive
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_S = 5
+# Storage faults a client can do nothing about but wait; other OSErrors are bugs (500).
+STORAGE_FULL = {errno.ENOSPC, errno.EDQUOT}
+STORAGE_DOWN = {errno.EIO, errno.EROFS, errno.ESTALE, errno.ENOTCONN, errno.EHOSTDOWN}
 
 
 def _slug(name: str) -> str:
@@ -27,6 +34,8 @@ def problem(status: int, title: str, detail: str, kind: str, **extra: Any) -> JS
     """A problem document response."""
     body = {"type": f"urn:lrc:problem:{kind}", "title": title, "status": status, "detail": detail, **extra}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status in (503, 507):
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -56,6 +65,32 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, str(exc.detail), str(exc.detail), f"http-{exc.status_code}")
 
 
+def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # Only outages (connection refused or dropped, pool exhausted) are 503; other DBAPI errors are bugs.
+    # The log names the error class only: SQLAlchemy's message holds the statement and its parameters.
+    assert isinstance(exc, DBAPIError | PoolTimeout)
+    outage = isinstance(exc, OperationalError | PoolTimeout) or getattr(exc, "connection_invalidated", False)
+    if not outage:
+        return _unexpected(request, exc)
+    cause = type(getattr(exc, "orig", None) or exc).__name__
+    log.warning("database unavailable on %s %s (%s)", request.method, request.url.path, cause)
+    detail = f"the database cannot be reached ({cause}); try again in a few seconds"
+    return problem(503, "Service unavailable", detail, "database-unavailable")
+
+
+def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OSError)
+    if exc.errno in STORAGE_FULL:
+        log.error("storage full on %s %s: %s", request.method, request.url.path, errno.errorcode[exc.errno])
+        detail = "the service's storage is full; nothing of this request was kept. Try again later"
+        return problem(507, "Insufficient storage", detail, "storage-full")
+    if exc.errno in STORAGE_DOWN:
+        log.error("storage error on %s %s: %s", request.method, request.url.path, errno.errorcode[exc.errno])
+        detail = "the service's storage failed; nothing of this request was kept. Try again later"
+        return problem(503, "Service unavailable", detail, "storage-unavailable")
+    return _unexpected(request, exc)
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "Internal error", f"an unexpected {type(exc).__name__}; it has been logged", "internal")
@@ -67,4 +102,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ImageIOError, _image_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _database_error)
+    app.add_exception_handler(OSError, _storage_error)
     app.add_exception_handler(Exception, _unexpected)

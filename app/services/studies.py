@@ -71,8 +71,10 @@ def _name(names: dict[Path, str], path: Path | None) -> str:
     return "" if path is None else names.get(path, path.name)
 
 
-def ingest(ctx: Context, uploads: list[Upload], folder: Path, created_by: str | None) -> tuple[Study, bool]:
-    """Store an upload as a study; ``(study, False)`` when the same files were uploaded before.
+def ingest(
+    ctx: Context, uploads: list[Upload], folder: Path, created_by: str | None, project: str
+) -> tuple[Study, bool]:
+    """Store an upload as a study of ``project``; ``(study, False)`` when the project had the same files before.
 
     Raises:
         UnsupportedInput: no files.
@@ -82,17 +84,26 @@ def ingest(ctx: Context, uploads: list[Upload], folder: Path, created_by: str | 
         raise UnsupportedInput("no files in the upload: send them in the multipart field 'files'")
     key = upload_key(uploads)
     with ctx.db.session() as session:
-        existing = records.find_upload(session, key)
+        existing = records.find_upload(session, key, project)
         if existing is not None:
             return existing, False
     volumes, notes = read_upload([u.path for u in uploads], folder, ctx.settings.max_upload_bytes)
     study = Study(
         upload_key=key,
         created_by=created_by,
+        project=project,
         files=[{"name": u.name, "sha256": u.sha256} for u in uploads],
         notes=notes,
     )
     names = {u.path: u.name for u in uploads}
+    with ctx.store.undo_on_error():  # disk full or database gone half-way: no blob of this upload kept
+        _store(ctx, study, volumes, names)
+    log.info("study %s: %d series from %d file(s)", study.id, len(study.series), len(uploads))
+    return study, True
+
+
+def _store(ctx: Context, study: Study, volumes: list[tuple[Volume, Path | None]], names: dict[Path, str]) -> None:
+    """Store the volumes' files as blobs and record the study with its series."""
     stored: dict[str, int] = {}
     for volume, nifti_path in volumes:
         files = [nifti_path] if nifti_path is not None else list(volume.source.files if volume.source else ())
@@ -122,12 +133,22 @@ def ingest(ctx: Context, uploads: list[Upload], folder: Path, created_by: str | 
         for sha, size in stored.items():
             records.add_blob(session, sha, size)
         session.add(study)
-    log.info("study %s: %d series from %d file(s)", study.id, len(study.series), len(uploads))
-    return study, True
 
 
-def delete(ctx: Context, study_id: str) -> None:
-    """Delete a study and the blobs nothing else references."""
+def find(ctx: Context, project: str, limit: int, offset: int) -> list[Study]:
+    """The studies of ``project``, newest first, with their series."""
     with ctx.db.session() as session:
-        orphans = records.delete_study(session, records.get_study(session, study_id))
+        return records.list_studies(session, project, limit, offset)
+
+
+def get(ctx: Context, study_id: str, project: str) -> Study:
+    """A study of ``project`` with its series."""
+    with ctx.db.session() as session:
+        return records.get_study(session, study_id, project)
+
+
+def delete(ctx: Context, study_id: str, project: str) -> None:
+    """Delete a study of ``project`` and the blobs nothing else references (in any project)."""
+    with ctx.db.session() as session:
+        orphans = records.delete_study(session, records.get_study(session, study_id, project))
     ctx.store.delete(orphans)
