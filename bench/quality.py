@@ -109,8 +109,10 @@ def recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
     )
 
 
-def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int, k: int) -> dict[str, Any]:
-    """Pre-train (or reuse), fine-tune on ``k`` labelled phantoms, score on the test phantoms."""
+def run_one(
+    args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int, k: int
+) -> list[dict[str, Any]]:
+    """Pre-train (or reuse), fine-tune on ``k`` labelled phantoms, score on each test set (one record each)."""
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
     from lrc.synthetic import ORGANS, label_table
@@ -148,25 +150,52 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
         init=init,
         device=args.device,
     )
+    finetune_seconds = time.perf_counter() - started
     predictor = Predictor.from_dir(model, device=args.device)
-    tests = [phantom(TEST_SEEDS[args.test] + i) for i in range(preset["tests"])]
-    per_case = [evaluate(predictor.predict(image), labels, ORGANS, distances=False) for image, labels in tests]
-    organs = {name: statistics.mean(float(c[name]["dice"] or 0.0) for c in per_case) for name in ORGANS.values()}
-    return {
-        "tag": args.tag,
-        "preset": args.preset,
-        "method": method,
-        "k": k,
-        "seed": seed,
-        "test": args.test,
-        "dice": organs,
-        "mean_dice": statistics.mean(mean_dice(c) for c in per_case),
-        "pretrain_seconds": round(pretrain_seconds, 1),
-        "finetune_seconds": round(time.perf_counter() - started, 1),
-        "recipe": recipe(args, preset, method, seed).to_json() if method != "scratch" else None,
-        "unlabeled": args.unlabeled or preset["unlabeled"],
-        "finetune": tune.to_json(),
-    }
+    records = []
+    for test in args.test:
+        tests = [phantom(TEST_SEEDS[test] + i) for i in range(preset["tests"])]
+        per_case = [evaluate(predictor.predict(image), labels, ORGANS, distances=False) for image, labels in tests]
+        organs = {name: statistics.mean(float(c[name]["dice"] or 0.0) for c in per_case) for name in ORGANS.values()}
+        records.append(
+            {
+                "tag": args.tag,
+                "preset": args.preset,
+                "method": method,
+                "k": k,
+                "seed": seed,
+                "test": test,
+                "dice": organs,
+                "mean_dice": statistics.mean(mean_dice(c) for c in per_case),
+                "pretrain_seconds": round(pretrain_seconds, 1),
+                "finetune_seconds": round(finetune_seconds, 1),
+                "recipe": recipe(args, preset, method, seed).to_json() if method != "scratch" else None,
+                "unlabeled": args.unlabeled or preset["unlabeled"],
+                "finetune": tune.to_json(),
+            }
+        )
+    return records
+
+
+def warm_superpixels(preset: dict[str, Any], unlabeled: int, sp_scale: float | None, workers: int) -> None:
+    """Fill the super-pixel cache of the unlabeled pool with ``workers`` processes (before parallel runs)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    seeds = list(range(1000, 1000 + unlabeled))
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(functools.partial(_warm_one, preset=preset, sp_scale=sp_scale), seeds))
+
+
+def _warm_one(seed: int, preset: dict[str, Any], sp_scale: float | None) -> None:
+    from lrc.intensity import IntensityWindow
+    from lrc.superpixels import SuperpixelCache, SuperpixelParams
+    from lrc.train.slices import build_slices
+
+    image = phantom(seed)[0]
+    params = replace(SuperpixelParams(), scale=sp_scale or SuperpixelParams().scale)
+    cache = SuperpixelCache(WORK / "superpixel-cache", params)
+    window = IntensityWindow.for_modality(image.modality)
+    build_slices([image], window, preset["spacing"], preset["canvas"], cache=cache)
 
 
 def _reusable(directory: Path, config: dict[str, Any]) -> bool:
@@ -283,7 +312,10 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["scratch", "moco", "lrc", "moco+lrc"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--test", choices=sorted(TEST_SEEDS), default="dev")
+    parser.add_argument(
+        "--test", nargs="+", choices=sorted(TEST_SEEDS), default=["dev"], help="Test sets scored by every run."
+    )
+    parser.add_argument("--warm", type=int, default=0, help="Fill the super-pixel cache with N processes, then stop.")
     parser.add_argument("--tag", default="spec", help="Name of this pre-training recipe (a row of the table).")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--unlabeled", type=int, default=None)
@@ -311,6 +343,9 @@ def main() -> None:
             for r in json.loads(f.read_text())["runs"]
         }
         runs = list(found.values())
+    elif args.warm:
+        warm_superpixels(PRESETS[args.preset], args.unlabeled or PRESETS[args.preset]["unlabeled"], args.sp_scale, args.warm)
+        return
     else:
         preset = PRESETS[args.preset]
         done = {_key(r) for r in runs}
@@ -320,12 +355,13 @@ def main() -> None:
                     tag = "scratch" if method == "scratch" else args.tag
                     steps = args.finetune_steps or preset["finetune_steps"]
                     unlabeled = 0 if method == "scratch" else args.unlabeled or preset["unlabeled"]
-                    if (tag, args.preset, steps, unlabeled, method, k, seed, args.test) in done:
+                    if all((tag, args.preset, steps, unlabeled, method, k, seed, t) in done for t in args.test):
                         continue
-                    run = run_one(argparse.Namespace(**{**vars(args), "tag": tag}), preset, method, seed, k)
-                    runs.append(run)
+                    records = run_one(argparse.Namespace(**{**vars(args), "tag": tag}), preset, method, seed, k)
+                    runs.extend(records)
                     save(runs, args.results)
-                    print(json.dumps({x: run[x] for x in ("tag", "method", "k", "seed", "mean_dice")}), flush=True)
+                    for run in records:
+                        print(json.dumps({x: run[x] for x in ("tag", "method", "k", "seed", "test", "mean_dice")}), flush=True)
     for test in ("dev", "final"):
         if any(r["test"] == test for r in runs):
             print(summarize(runs, test))
