@@ -109,9 +109,7 @@ def recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
     )
 
 
-def run_one(
-    args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int, k: int
-) -> list[dict[str, Any]]:
+def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int, k: int) -> list[dict[str, Any]]:
     """Pre-train (or reuse), fine-tune on ``k`` labelled phantoms, score on each test set (one record each)."""
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
@@ -344,7 +342,8 @@ def main() -> None:
         }
         runs = list(found.values())
     elif args.warm:
-        warm_superpixels(PRESETS[args.preset], args.unlabeled or PRESETS[args.preset]["unlabeled"], args.sp_scale, args.warm)
+        preset = PRESETS[args.preset]
+        warm_superpixels(preset, args.unlabeled or preset["unlabeled"], args.sp_scale, args.warm)
         return
     else:
         preset = PRESETS[args.preset]
@@ -361,7 +360,8 @@ def main() -> None:
                     runs.extend(records)
                     save(runs, args.results)
                     for run in records:
-                        print(json.dumps({x: run[x] for x in ("tag", "method", "k", "seed", "test", "mean_dice")}), flush=True)
+                        shown = ("tag", "method", "k", "seed", "test", "mean_dice")
+                        print(json.dumps({x: run[x] for x in shown}), flush=True)
     for test in ("dev", "final"):
         if any(r["test"] == test for r in runs):
             print(summarize(runs, test))

@@ -83,7 +83,8 @@ def run_grid(cells: list[Cell], args: argparse.Namespace) -> None:
             cell.seconds = time.monotonic() - cell.started
             running.remove(cell)
             assert cell.process is not None
-            print(f"[{elapsed:6.0f} s] done {cell.name} rc={cell.process.returncode} in {cell.seconds:.0f} s", flush=True)
+            rc = cell.process.returncode
+            print(f"[{elapsed:6.0f} s] done {cell.name} rc={rc} in {cell.seconds:.0f} s", flush=True)
         if elapsed > args.deadline:
             for cell in running:
                 assert cell.process is not None
