@@ -75,7 +75,7 @@ def command(cell: Cell, args: argparse.Namespace) -> list[str]:
 def run_grid(cells: list[Cell], args: argparse.Namespace) -> None:
     """Start cells in order, ``args.workers`` at a time, and stop everything at the deadline."""
     started = time.monotonic()
-    pending, running = list(cells), []
+    pending, running = list(cells), list[Cell]()
     environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
     while pending or running:
         elapsed = time.monotonic() - started
@@ -164,7 +164,7 @@ def main() -> None:
     run_grid(cells, args)
     runs = merge(cells, args.results)
     for test in args.test:
-        print(summarize(runs, test))  # type: ignore[arg-type]
+        print(summarize(runs, test))
     for cell in cells:
         if cell.process is not None and cell.process.returncode not in (0, -signal.SIGTERM):
             tail = (args.work / f"{cell.name}.log").read_text(errors="replace")[-1500:]
