@@ -129,6 +129,37 @@ def merge(cells: list[Cell], path: Path) -> list[dict[str, object]]:
     return runs
 
 
+def overlays(cells: list[Cell], seed: int, k: int, test: int, path: Path, device: str) -> None:
+    """One axial slice of test phantom ``test``: the truth and each method's prediction (k, seed fixed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from quality import phantom
+
+    from lrc.infer import Predictor
+    from lrc.synthetic import ORGANS
+
+    image, truth = phantom(test)
+    z = int(np.argmax((truth.array == min(ORGANS)).sum(axis=(0, 1))))  # the slice with the most liver
+    shown = [("truth", truth.array)]
+    for cell in cells:
+        model = WORK / f"ft-{cell.tag}-{cell.method}-k{k}-s{seed}"
+        if cell.seed == seed and (model / "model.json").exists():
+            shown.append((f"{cell.tag} {cell.method}", Predictor.from_dir(model, device=device).predict(image).array))
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 2.9), squeeze=False)
+    windowed = np.clip((image.array[:, :, z].T + 160) / 400, 0, 1)  # soft-tissue window, L 40 W 400
+    for axis, (title, labels) in zip(axes[0], shown, strict=True):
+        axis.imshow(windowed, cmap="gray", origin="lower")
+        axis.imshow(np.ma.masked_equal(labels[:, :, z].T, 0), cmap="tab10", vmin=1, vmax=10, alpha=0.5, origin="lower")
+        axis.set_title(title, fontsize=8)
+        axis.axis("off")
+    fig.suptitle(f"test phantom {test}, k = {k}, seed {seed}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", choices=sorted(PLANS), default="gpu")
@@ -144,6 +175,7 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=8, help="Processes that fill the super-pixel cache first.")
     parser.add_argument("--deadline", type=float, default=420.0, help="Seconds; no cell runs past it.")
     parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--overlay", type=Path, default=None, help="PNG of predictions on a dev test phantom.")
     args = parser.parse_args()
     args.work = WORK / "grid"
     args.work.mkdir(parents=True, exist_ok=True)
@@ -165,6 +197,8 @@ def main() -> None:
     runs = merge(cells, args.results)
     for test in args.test:
         print(summarize(runs, test))
+    if args.overlay:
+        overlays(cells, args.seeds[0], args.k[0], 2000, args.overlay, args.device)
     for cell in cells:
         if cell.process is not None and cell.process.returncode not in (0, -signal.SIGTERM):
             tail = (args.work / f"{cell.name}.log").read_text(errors="replace")[-1500:]
