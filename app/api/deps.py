@@ -1,4 +1,8 @@
-"""Dependencies as ``Annotated`` aliases: the context, and the caller's key checked for a role."""
+"""Dependencies as ``Annotated`` aliases: the context, and the caller's key checked for a role.
+
+Every route but health and the page's static files takes one of :data:`Viewer`, :data:`Submitter` or
+:data:`Admin`; the :class:`Principal` carries the key's project, which every service call is scoped to.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +30,11 @@ ContextDep = Annotated[Context, Depends(get_context)]
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key id and its role."""
+    """Who is calling: the key id, its role and its project."""
 
     key_id: str
     role: str
+    project: str
 
 
 def authenticate(
@@ -42,7 +47,7 @@ def authenticate(
         key = find_key(session, credentials.credentials)
         if key is None:
             raise Unauthenticated("the API key is unknown or revoked")
-        return Principal(key.id, key.role)
+        return Principal(key.id, key.role, key.project)
 
 
 def _role(needed: str) -> object:

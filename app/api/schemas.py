@@ -175,4 +175,5 @@ class KeyOut(BaseModel):
     id: str
     name: str
     role: str
+    project: str
     token: str | None = None

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.records.models import Base
+from app.records.upgrade import upgrade
 
 
 class Database:
@@ -27,8 +28,9 @@ class Database:
         self.pid = os.getpid()
 
     def create_schema(self) -> None:
-        """Create missing tables (idempotent)."""
+        """Create missing tables and upgrade those of an earlier version (idempotent)."""
         Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

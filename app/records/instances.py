@@ -43,7 +43,8 @@ def add_instance(session: Session, instance: ResultInstance) -> bool:
     return True
 
 
-def _where(query: Select, match: Match) -> Select:
+def _where(query: Select, project: str, match: Match) -> Select:
+    query = query.where(ResultInstance.project == project)
     columns = (
         (ResultInstance.study_instance_uid, match.study_instance_uid),
         (ResultInstance.series_instance_uid, match.series_instance_uid),
@@ -58,14 +59,16 @@ def _where(query: Select, match: Match) -> Select:
     return query
 
 
-def find_instances(session: Session, match: Match) -> list[ResultInstance]:
-    """Matching instances, oldest first, one page."""
-    query = _where(select(ResultInstance), match).order_by(ResultInstance.created_at, ResultInstance.sop_instance_uid)
+def find_instances(session: Session, project: str, match: Match) -> list[ResultInstance]:
+    """Matching instances of ``project``, oldest first, one page."""
+    query = _where(select(ResultInstance), project, match)
+    query = query.order_by(ResultInstance.created_at, ResultInstance.sop_instance_uid)
     return list(session.scalars(query.limit(match.limit).offset(match.offset)))
 
 
-def find_groups(session: Session, match: Match, level: str) -> list[Group]:
-    """Matching studies (``level="study"``) or series (``"series"``), oldest first, one page, with counts."""
+def find_groups(session: Session, project: str, match: Match, level: str) -> list[Group]:
+    """Matching studies (``level="study"``) or series (``"series"``) of ``project``, oldest first, one page,
+    with counts."""
     key = ResultInstance.study_instance_uid if level == "study" else ResultInstance.series_instance_uid
     query = _where(
         select(
@@ -74,6 +77,7 @@ def find_groups(session: Session, match: Match, level: str) -> list[Group]:
             func.count(func.distinct(ResultInstance.series_instance_uid)),
             func.count(),
         ),
+        project,
         match,
     ).group_by(key)
     query = query.order_by(func.min(ResultInstance.created_at), key).limit(match.limit).offset(match.offset)
@@ -82,7 +86,8 @@ def find_groups(session: Session, match: Match, level: str) -> list[Group]:
     for value, first_uid, series, count in rows:
         first = session.get(ResultInstance, first_uid)
         assert first is not None
-        modalities = session.scalars(_where(select(ResultInstance.modality).distinct().where(key == value), match))
+        query = select(ResultInstance.modality).distinct().where(key == value)
+        modalities = session.scalars(_where(query, project, match))
         groups.append(Group(first, int(series), int(count), sorted(modalities)))
     return groups
 

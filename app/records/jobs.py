@@ -21,29 +21,32 @@ ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
 
 
-def create_job(session: Session, kind: str, payload: dict[str, Any], created_by: str | None) -> Job:
-    """A queued job (dispatch it after the transaction commits)."""
+def create_job(session: Session, kind: str, payload: dict[str, Any], created_by: str | None, project: str) -> Job:
+    """A queued job of ``project`` (dispatch it after the transaction commits)."""
     if kind not in KINDS:
         raise ValueError(f"job kind must be one of {KINDS}")
-    job = Job(kind=kind, payload=payload, created_by=created_by, dispatch_token=new_id(), stage="queued")
+    job = Job(
+        kind=kind, payload=payload, created_by=created_by, project=project, dispatch_token=new_id(), stage="queued"
+    )
     session.add(job)
     session.flush()
     return job
 
 
-def get_job(session: Session, job_id: str) -> Job:
-    """The job, or :class:`NotFound`."""
+def get_job(session: Session, job_id: str, project: str) -> Job:
+    """The job of ``project``, or :class:`NotFound`."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or job.project != project:
         raise NotFound("job", job_id)
     return job
 
 
 def list_jobs(
-    session: Session, state: str | None = None, kind: str | None = None, limit: int = 50, offset: int = 0
+    session: Session, project: str, state: str | None = None, kind: str | None = None, limit: int = 50, offset: int = 0
 ) -> list[Job]:
-    """Jobs, newest first, optionally of one state and kind."""
-    query = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    """The jobs of ``project``, newest first, optionally of one state and kind."""
+    query = select(Job).where(Job.project == project)
+    query = query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
     if state is not None:
         query = query.where(Job.state == state)
     if kind is not None:
@@ -116,13 +119,14 @@ def finish(
     return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
-def cancel(session: Session, job_id: str) -> Job:
-    """Cancel a queued or running job (a running one stops at its next progress report).
+def cancel(session: Session, job_id: str, project: str) -> Job:
+    """Cancel a queued or running job of ``project`` (a running one stops at its next progress report).
 
     Raises:
+        NotFound: no such job in the project.
         Conflict: the job has already finished.
     """
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, project)
     if job.state not in ACTIVE:
         raise Conflict(f"job {job_id} has already {job.state}; nothing to cancel")
     session.execute(

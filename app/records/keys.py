@@ -1,4 +1,11 @@
-"""API keys: tokens are random, only their sha256 is stored, lookups compare hashes in constant time."""
+"""API keys: tokens are random, only their sha256 is stored; each key belongs to one project.
+
+Tokens are found by their sha256 through the unique index (not by comparing a submitted token with
+each stored hash). Timing cannot leak a token that way: what the lookup compares is the digest of
+what the caller sent, and steering the bytes of a sha256 digest towards a stored one would need
+preimages. ``hmac.compare_digest`` then checks the found row in constant time, so that a database
+collation or index quirk can never make a near match count.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.records.models import ApiKey
+from app.records.projects import DEFAULT, check_name
 
 ROLES = ("viewer", "submitter", "admin")
 TOKEN_PREFIX = "lrc_"
@@ -25,19 +33,25 @@ def role_allows(role: str, needed: str) -> bool:
     return ROLES.index(role) >= ROLES.index(needed)
 
 
-def create_key(session: Session, name: str, role: str, token: str | None = None) -> tuple[ApiKey, str]:
-    """Create a key; return it and its token (the only time the token is seen)."""
+def create_key(
+    session: Session, name: str, role: str, project: str = DEFAULT, token: str | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key of ``project`` (the project exists from its first key); return it and its token (shown once).
+
+    Raises:
+        ValueError: unknown role or invalid project name.
+    """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     token = token or TOKEN_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey(name=name, role=role, token_sha256=hash_token(token))
+    key = ApiKey(name=name, role=role, project=check_name(project), token_sha256=hash_token(token))
     session.add(key)
     session.flush()
     return key, token
 
 
 def find_key(session: Session, token: str) -> ApiKey | None:
-    """The active key whose token this is, or ``None``."""
+    """The active key whose token this is, or ``None`` (see the module's docstring on timing)."""
     digest = hash_token(token)
     key = session.scalars(select(ApiKey).where(ApiKey.token_sha256 == digest)).first()
     if key is None or key.revoked or not hmac.compare_digest(key.token_sha256, digest):
@@ -46,13 +60,14 @@ def find_key(session: Session, token: str) -> ApiKey | None:
 
 
 def ensure_bootstrap_admin(session: Session, token: str) -> bool:
-    """Create the bootstrap admin key unless a key with that token exists; True when created."""
+    """Create the bootstrap admin key (project ``default``) unless a key with that token exists; True when created."""
     if session.scalars(select(ApiKey).where(ApiKey.token_sha256 == hash_token(token))).first() is not None:
         return False
-    create_key(session, "bootstrap-admin", "admin", token)
+    create_key(session, "bootstrap-admin", "admin", DEFAULT, token)
     return True
 
 
-def list_keys(session: Session) -> list[ApiKey]:
-    """All keys, newest first."""
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())))
+def list_keys(session: Session, project: str) -> list[ApiKey]:
+    """The keys of one project, newest first."""
+    query = select(ApiKey).where(ApiKey.project == project).order_by(ApiKey.created_at.desc())
+    return list(session.scalars(query))

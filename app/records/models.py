@@ -41,6 +41,7 @@ class Study(Base):
 
     __tablename__ = "studies"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project: Mapped[str] = mapped_column(String(64), index=True)  # see app.records.projects
     upload_key: Mapped[str] = mapped_column(String(64), index=True)  # sha256 over the sorted file hashes
     study_instance_uid: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
@@ -74,6 +75,7 @@ class Dataset(Base):
 
     __tablename__ = "datasets"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project: Mapped[str] = mapped_column(String(64), index=True)  # see app.records.projects
     name: Mapped[str] = mapped_column(String(128))
     labels: Mapped[dict[str, Any]] = mapped_column()  # {"5": "liver"}
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
@@ -101,6 +103,7 @@ class Job(Base):
 
     __tablename__ = "jobs"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project: Mapped[str] = mapped_column(String(64), index=True)  # see app.records.projects
     kind: Mapped[str] = mapped_column(String(16))  # segment, finetune, pretrain, export
     state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -125,6 +128,7 @@ class Segmentation(Base):
 
     __tablename__ = "segmentations"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project: Mapped[str] = mapped_column(String(64), index=True)  # see app.records.projects
     series_id: Mapped[str] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
     model_version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"))
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
@@ -142,6 +146,7 @@ class ResultInstance(Base):
 
     __tablename__ = "result_instances"
     sop_instance_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), index=True)  # see app.records.projects
     segmentation_id: Mapped[str] = mapped_column(ForeignKey("segmentations.id", ondelete="CASCADE"), index=True)
     format: Mapped[str] = mapped_column(String(16))  # dicom-seg, rtstruct
     sha256: Mapped[str] = mapped_column(String(64))
@@ -158,8 +163,9 @@ class ModelVersion(Base):
     """A registered model directory: ``name`` + ``version``, its card and its status."""
 
     __tablename__ = "model_versions"
-    __table_args__ = (UniqueConstraint("name", "version"),)
+    __table_args__ = (UniqueConstraint("project", "name", "version", name="uq_model_versions_project_name_version"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project: Mapped[str] = mapped_column(String(64), index=True)  # see app.records.projects
     name: Mapped[str] = mapped_column(String(128), index=True)
     version: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))  # segmentation, pretrained
@@ -177,6 +183,7 @@ class Promotion(Base):
 
     __tablename__ = "promotions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(64), index=True)  # see app.records.projects
     name: Mapped[str] = mapped_column(String(128), index=True)
     from_version_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     to_version_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -192,6 +199,7 @@ class ApiKey(Base):
 
     __tablename__ = "api_keys"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project: Mapped[str] = mapped_column(String(64), index=True)  # see app.records.projects
     name: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(16))  # viewer, submitter, admin
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)

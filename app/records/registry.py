@@ -1,14 +1,26 @@
-"""Model versions: registration, lookup by ``name[:version]``, promotion with its gate, roll-back."""
+"""Model versions: registration, lookup by ``name[:version]``, promotion with its gate, roll-back.
+
+A project sees its own versions and the :data:`~app.records.projects.SHARED` ones (the starter
+model). Shared versions are read-only: a project adds its own versions to a shared model's name
+(numbered after the shared ones), and promoting one of them makes it the project's production
+version of that name, in front of the shared one; rolling back brings the shared one back. Other
+projects keep seeing only the shared versions.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, InvalidRequest, NotFound, PromotionRefused
+from app.errors import Conflict, Forbidden, InvalidRequest, NotFound, PromotionRefused
 from app.records.models import ModelVersion, Promotion
+from app.records.projects import SHARED
+
+
+def _visible(project: str) -> ColumnElement[bool]:
+    return ModelVersion.project.in_([project, SHARED])
 
 
 def register(
@@ -16,17 +28,25 @@ def register(
     name: str,
     path: str,
     card: dict[str, Any],
+    project: str,
     *,
     status: str = "candidate",
     comparison: dict[str, Any] | None = None,
     parent_id: str | None = None,
     job_id: str | None = None,
 ) -> ModelVersion:
-    """Add the next version of ``name``."""
-    latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name)) or 0
+    """Add the next version of ``name`` to ``project`` (or to every project: :data:`SHARED`).
+
+    Raises:
+        Conflict: a shared version would take a name some project already uses.
+    """
+    if project == SHARED and owner(session, name) is not None:
+        raise Conflict(f"model {name} already exists; a shared model needs a name no project uses")
+    latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name, _visible(project)))
     version = ModelVersion(
+        project=project,
         name=name,
-        version=latest + 1,
+        version=(latest or 0) + 1,
         kind=str(card.get("kind", "segmentation")),
         status=status,
         path=path,
@@ -40,32 +60,39 @@ def register(
     return version
 
 
-def versions(session: Session, name: str | None = None) -> list[ModelVersion]:
-    """Versions (of one model, or all), by name and version."""
-    query = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
+def owner(session: Session, name: str) -> str | None:
+    """The project (or :data:`SHARED`) that has a model ``name``, if any (for start-up duties, never for callers)."""
+    return session.scalars(select(ModelVersion.project).where(ModelVersion.name == name).limit(1)).first()
+
+
+def versions(session: Session, project: str, name: str | None = None) -> list[ModelVersion]:
+    """Versions ``project`` sees (of one model, or all), by name and version."""
+    query = select(ModelVersion).where(_visible(project)).order_by(ModelVersion.name, ModelVersion.version)
     if name is not None:
         query = query.where(ModelVersion.name == name)
     return list(session.scalars(query))
 
 
-def get_version(session: Session, name: str, number: int) -> ModelVersion:
-    """One version, or :class:`NotFound`."""
-    found = session.scalars(
-        select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == number)
-    ).first()
+def get_version(session: Session, project: str, name: str, number: int) -> ModelVersion:
+    """One version ``project`` sees, or :class:`NotFound`."""
+    query = select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == number, _visible(project))
+    found = session.scalars(query).first()
     if found is None:
         raise NotFound("model version", f"{name}:{number}")
     return found
 
 
-def production(session: Session, name: str) -> ModelVersion | None:
-    """The production version of ``name``, if any."""
-    return session.scalars(
-        select(ModelVersion).where(ModelVersion.name == name, ModelVersion.status == "production")
-    ).first()
+def production(session: Session, project: str, name: str) -> ModelVersion | None:
+    """The production version of ``name`` in ``project``: the project's own, else the shared one."""
+    query = select(ModelVersion).where(
+        ModelVersion.name == name, ModelVersion.status == "production", _visible(project)
+    )
+    found = list(session.scalars(query))
+    own = [v for v in found if v.project == project]
+    return (own or found)[0] if found else None
 
 
-def resolve(session: Session, reference: str | None, kind: str = "segmentation") -> ModelVersion:
+def resolve(session: Session, project: str, reference: str | None, kind: str = "segmentation") -> ModelVersion:
     """``name:version``, ``name`` (its production version) or ``None`` (the only production model).
 
     Raises:
@@ -73,22 +100,21 @@ def resolve(session: Session, reference: str | None, kind: str = "segmentation")
         InvalidRequest: ambiguous or of the wrong kind.
     """
     if reference is None:
-        found = list(
-            session.scalars(select(ModelVersion).where(ModelVersion.status == "production", ModelVersion.kind == kind))
-        )
+        names = sorted({v.name for v in versions(session, project) if v.status == "production"})
+        found = [v for v in (production(session, project, n) for n in names) if v is not None and v.kind == kind]
         if not found:
             raise NotFound("production model", "(default)")
         if len(found) > 1:
-            names = ", ".join(sorted(v.name for v in found))
-            raise InvalidRequest(f"several production models ({names}); name one with 'model'")
+            listed = ", ".join(v.name for v in found)
+            raise InvalidRequest(f"several production models ({listed}); name one with 'model'")
         return found[0]
     name, _, number = reference.partition(":")
     if number:
         if not number.isdigit():
             raise InvalidRequest(f"model {reference!r}: the version after ':' must be a number")
-        version = get_version(session, name, int(number))
+        version = get_version(session, project, name, int(number))
     else:
-        prod = production(session, name)
+        prod = production(session, project, name)
         if prod is None:
             raise NotFound("production version of model", name)
         version = prod
@@ -97,29 +123,43 @@ def resolve(session: Session, reference: str | None, kind: str = "segmentation")
     return version
 
 
-def promote(session: Session, candidate: ModelVersion, by: str | None, override: bool, reason: str) -> Promotion:
-    """Make ``candidate`` the production version of its model, if the gate allows.
+def status_in(session: Session, project: str, version: ModelVersion) -> str:
+    """The status ``project`` sees: a shared production version behind the project's own is ``archived``."""
+    if version.project == SHARED and version.status == "production":
+        current = production(session, project, version.name)
+        return "production" if current is not None and current.id == version.id else "archived"
+    return version.status
+
+
+def promote(
+    session: Session, project: str, candidate: ModelVersion, by: str | None, override: bool, reason: str
+) -> Promotion:
+    """Make ``candidate`` the production version of its model in ``project``, if the gate allows.
 
     The gate: the candidate's held-out score is at least the production version's, both scored on
     the candidate's held-out cases (``comparison``, computed when the candidate was trained) and
-    against the version that is production now. ``override`` (admins) skips it and is recorded.
+    against the version that is production now. ``override`` skips it and is recorded.
 
     Raises:
+        Forbidden: the candidate is shared (read-only).
         PromotionRefused: the gate refused and there is no override.
         Conflict: the version is already production, or cannot serve segmentations.
     """
+    if candidate.project != project:
+        raise Forbidden(f"{candidate.name}:{candidate.version} is shared by every project and read-only")
     if candidate.kind != "segmentation":
         raise Conflict(f"{candidate.name}:{candidate.version} is a {candidate.kind} model; it cannot segment")
     if candidate.status == "production":
         raise Conflict(f"{candidate.name}:{candidate.version} is already production")
-    current = production(session, candidate.name)
+    current = production(session, project, candidate.name)
     verdict = gate(candidate, current)
     if verdict and not override:
         raise PromotionRefused(verdict)
-    if current is not None:
-        current.status = "archived"
+    if current is not None and current.project == project:
+        current.status = "archived"  # a shared one stays production for the other projects
     candidate.status = "production"
     record = Promotion(
+        project=project,
         name=candidate.name,
         from_version_id=current.id if current else None,
         to_version_id=candidate.id,
@@ -155,49 +195,69 @@ def gate(candidate: ModelVersion, current: ModelVersion | None) -> str | None:
     return None
 
 
-def rollback(session: Session, name: str, by: str | None, reason: str) -> Promotion:
-    """Put back the version that was production before the current one.
+def rollback(session: Session, project: str, name: str, by: str | None, reason: str) -> Promotion:
+    """Put back the version that was production in ``project`` before the current one.
 
     Raises:
+        NotFound: ``project`` sees no model ``name``.
+        Forbidden: the production version is shared (read-only).
         Conflict: no production version, or none before it.
     """
-    current = production(session, name)
+    if not versions(session, project, name):
+        raise NotFound("model", name)
+    current = production(session, project, name)
     if current is None:
         raise Conflict(f"model {name} has no production version to roll back")
+    if current.project != project:
+        raise Forbidden(f"{name}:{current.version} is shared by every project and read-only; nothing to roll back")
     last = session.scalars(
         select(Promotion)
-        .where(Promotion.name == name, Promotion.to_version_id == current.id, Promotion.action == "promote")
+        .where(
+            Promotion.project == project,
+            Promotion.name == name,
+            Promotion.to_version_id == current.id,
+            Promotion.action == "promote",
+        )
         .order_by(Promotion.id.desc())
     ).first()
     if last is None or last.from_version_id is None:
         raise Conflict(f"{name}:{current.version} has no earlier production version to roll back to")
     previous = session.get(ModelVersion, last.from_version_id)
     assert previous is not None
-    current.status, previous.status = "archived", "production"
+    current.status = "archived"
+    if previous.project == project:
+        previous.status = "production"  # a shared one is production already: it shows through again
     record = Promotion(
-        name=name, from_version_id=current.id, to_version_id=previous.id, action="rollback", reason=reason, by=by
+        project=project,
+        name=name,
+        from_version_id=current.id,
+        to_version_id=previous.id,
+        action="rollback",
+        reason=reason,
+        by=by,
     )
     session.add(record)
     session.flush()
     return record
 
 
-def history(session: Session, name: str) -> list[Promotion]:
-    """Promotions and roll-backs of a model, oldest first."""
-    return list(session.scalars(select(Promotion).where(Promotion.name == name).order_by(Promotion.id)))
+def history(session: Session, project: str, name: str) -> list[Promotion]:
+    """Promotions and roll-backs of a model in ``project``, oldest first."""
+    query = select(Promotion).where(Promotion.project == project, Promotion.name == name).order_by(Promotion.id)
+    return list(session.scalars(query))
 
 
-def find(session: Session, reference: str) -> ModelVersion:
-    """``name:version``, or ``name``: its production version, else its latest (any kind)."""
+def find(session: Session, project: str, reference: str) -> ModelVersion:
+    """``name:version``, or ``name``: its production version, else its latest (any kind), as ``project`` sees them."""
     name, _, number = reference.partition(":")
     if number:
         if not number.isdigit():
             raise InvalidRequest(f"model {reference!r}: the version after ':' must be a number")
-        return get_version(session, name, int(number))
-    found = production(session, name)
+        return get_version(session, project, name, int(number))
+    found = production(session, project, name)
     if found is not None:
         return found
-    every = versions(session, name)
+    every = versions(session, project, name)
     if not every:
         raise NotFound("model", name)
     return every[-1]

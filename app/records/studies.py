@@ -17,30 +17,31 @@ def add_blob(session: Session, sha256: str, size: int) -> None:
         session.add(Blob(sha256=sha256, size=size))
 
 
-def find_upload(session: Session, upload_key: str) -> Study | None:
-    """A study made from exactly the same files, if any."""
-    return session.scalars(
-        select(Study).where(Study.upload_key == upload_key).options(selectinload(Study.series))
-    ).first()
+def find_upload(session: Session, upload_key: str, project: str) -> Study | None:
+    """A study of ``project`` made from exactly the same files, if any."""
+    query = select(Study).where(Study.upload_key == upload_key, Study.project == project)
+    return session.scalars(query.options(selectinload(Study.series))).first()
 
 
-def get_study(session: Session, study_id: str) -> Study:
-    """The study with its series, or :class:`NotFound`."""
-    study = session.scalars(select(Study).where(Study.id == study_id).options(selectinload(Study.series))).first()
+def get_study(session: Session, study_id: str, project: str) -> Study:
+    """The study of ``project`` with its series, or :class:`NotFound`."""
+    query = select(Study).where(Study.id == study_id, Study.project == project)
+    study = session.scalars(query.options(selectinload(Study.series))).first()
     if study is None:
         raise NotFound("study", study_id)
     return study
 
 
-def list_studies(session: Session, limit: int, offset: int) -> list[Study]:
-    """Studies, newest first."""
-    query = select(Study).options(selectinload(Study.series)).order_by(Study.created_at.desc())
-    return list(session.scalars(query.limit(limit).offset(offset)))
+def list_studies(session: Session, project: str, limit: int, offset: int) -> list[Study]:
+    """The studies of ``project``, newest first."""
+    query = select(Study).where(Study.project == project).options(selectinload(Study.series))
+    return list(session.scalars(query.order_by(Study.created_at.desc(), Study.id).limit(limit).offset(offset)))
 
 
-def get_series(session: Session, series_id: str) -> Series:
-    """The series, or :class:`NotFound`."""
-    series = session.get(Series, series_id)
+def get_series(session: Session, series_id: str, project: str) -> Series:
+    """The series (of a study of ``project``), or :class:`NotFound`."""
+    query = select(Series).join(Study).where(Series.id == series_id, Study.project == project)
+    series = session.scalars(query).first()
     if series is None:
         raise NotFound("series", series_id)
     return series

@@ -51,17 +51,19 @@ def create(
     files: dict[str, studies.Upload],
     folder: Path,
     created_by: str | None,
+    project: str,
 ) -> Dataset:
-    """Store the cases' images as studies, check and store each label map, record the dataset.
+    """Store the cases' images as studies, check and store each label map, record the dataset (all in ``project``).
 
     Raises:
         InvalidRequest: a case names a file that was not sent.
         LabelGeometryMismatch: a label map is not on its image's grid (the message gives both grids).
         ImageIOError: an image or label cannot be read.
     """
-    dataset = Dataset(name=name, labels=labels, created_by=created_by)
+    dataset = Dataset(name=name, labels=labels, created_by=created_by, project=project)
     for position, case in enumerate(cases):
-        series_id, image = _image(ctx, case.get("image"), files, folder / f"case{position}", created_by, position)
+        where = folder / f"case{position}"
+        series_id, image = _image(ctx, case.get("image"), files, where, created_by, project, position)
         label_upload = files.get(str(case["label"]))
         if label_upload is None:
             raise InvalidRequest(f"case {position}: label file {case['label']!r} was not sent in 'files'")
@@ -81,18 +83,24 @@ def create(
 
 
 def _image(
-    ctx: Context, ref: Any, files: dict[str, studies.Upload], folder: Path, created_by: str | None, position: int
+    ctx: Context,
+    ref: Any,
+    files: dict[str, studies.Upload],
+    folder: Path,
+    created_by: str | None,
+    project: str,
+    position: int,
 ) -> tuple[str, Volume]:
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(ref, dict) and "series_id" in ref:
         with ctx.db.session() as session:
-            series = get_series(session, str(ref["series_id"]))
+            series = get_series(session, str(ref["series_id"]), project)
         paths = ctx.store.materialize(series_entries(series), folder / "series")
         return series.id, read_volume(paths)
     upload = files.get(str(ref))
     if upload is None:
         raise InvalidRequest(f"case {position}: image {ref!r} is neither a file sent in 'files' nor {{\"series_id\"}}")
-    study, _ = studies.ingest(ctx, [upload], folder, created_by)
+    study, _ = studies.ingest(ctx, [upload], folder, created_by, project)
     if len(study.series) != 1:
         raise InvalidRequest(f"case {position}: image {upload.name} holds {len(study.series)} series; send one")
     series = study.series[0]
@@ -111,10 +119,10 @@ def view(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def get(ctx: Context, dataset_id: str) -> dict[str, Any]:
-    """One dataset."""
+def get(ctx: Context, dataset_id: str, project: str) -> dict[str, Any]:
+    """One dataset of ``project``."""
     with ctx.db.session() as session:
         dataset = session.get(Dataset, dataset_id)
-        if dataset is None:
+        if dataset is None or dataset.project != project:
             raise NotFound("dataset", dataset_id)
         return view(dataset)

@@ -48,15 +48,15 @@ class StowAnswer:
     study_id: str | None
 
 
-def store(ctx: Context, parts: list[Part], folder: Path, created_by: str | None) -> StowAnswer:
-    """Identify the received parts, ingest the DICOM ones as one study, answer per instance."""
+def store(ctx: Context, parts: list[Part], folder: Path, created_by: str | None, project: str) -> StowAnswer:
+    """Identify the received parts, ingest the DICOM ones as one study of ``project``, answer per instance."""
     for part in parts:
         identify(part)
     uploads = [studies.Upload(p.path.name, p.path, p.sha256) for p in parts if not p.reason]
     study = None
     if uploads:
         try:
-            study, _ = studies.ingest(ctx, uploads, folder, created_by)
+            study, _ = studies.ingest(ctx, uploads, folder, created_by, project)
         except ImageIOError:  # nothing readable as an image: every instance fails (409)
             study = None
     return answer(parts, study)

@@ -64,8 +64,8 @@ class SearchResult:
     ignored: list[str] = field(default_factory=list)
 
 
-def describe(path: Path, segmentation_id: str, fmt: str, sha256: str) -> ResultInstance:
-    """The record of a produced instance, from its header (pixel data not read)."""
+def describe(path: Path, segmentation_id: str, fmt: str, sha256: str, project: str) -> ResultInstance:
+    """The record of a produced instance of ``project`` (its segmentation's), from its header (no pixel data)."""
     header = pydicom.dcmread(path, stop_before_pixels=True)
     kept = pydicom.Dataset()
     for keyword in LEVEL_TAGS["instance"]:
@@ -73,6 +73,7 @@ def describe(path: Path, segmentation_id: str, fmt: str, sha256: str) -> ResultI
             kept[keyword] = header[keyword]
     return ResultInstance(
         sop_instance_uid=str(header.SOPInstanceUID),
+        project=project,
         segmentation_id=segmentation_id,
         format=fmt,
         sha256=sha256,
@@ -90,15 +91,15 @@ def index_missing(ctx: Context) -> int:
     with ctx.db.session() as session:
         done = records.indexed_outputs(session)
         todo = [
-            (seg.id, fmt, sha)
+            (seg.id, fmt, sha, seg.project)
             for seg in records.exported_segmentations(session)
             for fmt, sha in seg.outputs.items()
             if fmt in DICOM_FORMATS and (seg.id, fmt) not in done
         ]
     added = 0
-    for segmentation_id, fmt, sha in todo:
+    for segmentation_id, fmt, sha, project in todo:
         try:
-            instance = describe(ctx.store.path(sha), segmentation_id, fmt, sha)
+            instance = describe(ctx.store.path(sha), segmentation_id, fmt, sha, project)
             with ctx.db.session() as session:
                 added += records.add_instance(session, instance)
         except (OSError, InvalidDicomError, AttributeError, IntegrityError) as exc:  # missing file, odd header, race
@@ -161,10 +162,10 @@ def _url(base: str, instance: ResultInstance, level: str) -> dict[str, Any]:
 
 
 def search(
-    ctx: Context, level: str, params: Iterable[tuple[str, str]], base: str, study: str | None = None,
+    ctx: Context, project: str, level: str, params: Iterable[tuple[str, str]], base: str, study: str | None = None,
     series: str | None = None,
 ) -> SearchResult:  # fmt: skip
-    """QIDO-RS: produced studies, series or instances (``level``) matching the query parameters.
+    """QIDO-RS: produced studies, series or instances (``level``) of ``project`` matching the query parameters.
 
     Raises:
         InvalidQuery: a bad ``limit``/``offset`` or a wildcard in a UID.
@@ -173,16 +174,16 @@ def search(
     datasets: list[dict[str, Any]] = []
     with ctx.db.session() as session:
         if level == "instance":
-            for instance in records.find_instances(session, match):
+            for instance in records.find_instances(session, project, match):
                 datasets.append({**_select(instance.attributes, level), **_url(base, instance, level)})
         else:
-            for group in records.find_groups(session, match, level):
+            for group in records.find_groups(session, project, match, level):
                 attributes = _select(group.first.attributes, level)
                 datasets.append({**attributes, **_counts(level, group), **_url(base, group.first, level)})
     return SearchResult([dict(sorted(d.items())) for d in datasets], ignored)
 
 
-def _instances(ctx: Context, study: str, series: str | None, sop: str | None) -> list[ResultInstance]:
+def _instances(ctx: Context, project: str, study: str, series: str | None, sop: str | None) -> list[ResultInstance]:
     match = Match(
         study_instance_uid=[study],
         series_instance_uid=[series] if series else [],
@@ -190,29 +191,32 @@ def _instances(ctx: Context, study: str, series: str | None, sop: str | None) ->
         limit=MAX_LIMIT * 100,
     )
     with ctx.db.session() as session:
-        found = records.find_instances(session, match)
+        found = records.find_instances(session, project, match)
     if not found:
         what, uid = ("instance", sop) if sop else ("series", series) if series else ("study", study)
         raise NotFound(f"produced {what} (DICOM SEG or RTSTRUCT)", uid or "")
     return found
 
 
-def retrieve(ctx: Context, study: str, series: str | None = None, sop: str | None = None) -> list[Path]:
-    """WADO-RS: the stored files of a produced study, series or instance.
+def retrieve(ctx: Context, project: str, study: str, series: str | None = None, sop: str | None = None) -> list[Path]:
+    """WADO-RS: the stored files of a produced study, series or instance of ``project``.
 
     Raises:
         NotFound: no produced instance there.
     """
-    return [ctx.store.path(i.sha256) for i in _instances(ctx, study, series, sop)]
+    return [ctx.store.path(i.sha256) for i in _instances(ctx, project, study, series, sop)]
 
 
-def metadata(ctx: Context, study: str, series: str | None = None, sop: str | None = None) -> list[dict[str, Any]]:
-    """WADO-RS metadata: each instance's header as DICOM JSON (without the pixel data).
+def metadata(
+    ctx: Context, project: str, study: str, series: str | None = None, sop: str | None = None
+) -> list[dict[str, Any]]:
+    """WADO-RS metadata: each instance's header as DICOM JSON (without the pixel data), of ``project``.
 
     Raises:
         NotFound: no produced instance there.
     """
-    return [pydicom.dcmread(path, stop_before_pixels=True).to_json_dict() for path in retrieve(ctx, study, series, sop)]
+    paths = retrieve(ctx, project, study, series, sop)
+    return [pydicom.dcmread(path, stop_before_pixels=True).to_json_dict() for path in paths]
 
 
 def multipart_related(paths: list[Path], boundary: str, chunk: int = 1 << 20) -> Iterator[bytes]:

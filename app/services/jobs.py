@@ -23,32 +23,32 @@ def dispatch(ctx: Context, job_id: str, kind: str, token: str) -> None:
         log.warning("job %s not sent yet (broker: %s); the recovery sweep will send it", job_id, exc)
 
 
-def submit(ctx: Context, kind: str, payload: dict[str, Any], created_by: str | None) -> Job:
-    """Record and queue a job."""
+def submit(ctx: Context, kind: str, payload: dict[str, Any], created_by: str | None, project: str) -> Job:
+    """Record and queue a job of ``project``."""
     with ctx.db.session() as session:
-        job = records.create_job(session, kind, payload, created_by)
+        job = records.create_job(session, kind, payload, created_by, project)
     dispatch(ctx, job.id, job.kind, job.dispatch_token)
     return job
 
 
-def cancel(ctx: Context, job_id: str) -> Job:
-    """Cancel a queued or running job (see :func:`app.records.jobs.cancel`)."""
+def cancel(ctx: Context, job_id: str, project: str) -> Job:
+    """Cancel a queued or running job of ``project`` (see :func:`app.records.jobs.cancel`)."""
     with ctx.db.session() as session:
-        job = records.cancel(session, job_id)
+        job = records.cancel(session, job_id, project)
     ctx.queue.revoke(job.dispatch_token)
     return job
 
 
-def get(ctx: Context, job_id: str) -> Job:
-    """The job record."""
+def get(ctx: Context, job_id: str, project: str) -> Job:
+    """The job record (of ``project``)."""
     with ctx.db.session() as session:
-        return records.get_job(session, job_id)
+        return records.get_job(session, job_id, project)
 
 
-def find(ctx: Context, state: str | None, kind: str | None, limit: int, offset: int) -> list[Job]:
-    """Jobs, newest first (see :func:`app.records.jobs.list_jobs`)."""
+def find(ctx: Context, project: str, state: str | None, kind: str | None, limit: int, offset: int) -> list[Job]:
+    """The jobs of ``project``, newest first (see :func:`app.records.jobs.list_jobs`)."""
     with ctx.db.session() as session:
-        return records.list_jobs(session, state, kind, limit, offset)
+        return records.list_jobs(session, project, state, kind, limit, offset)
 
 
 def links(job: Job) -> dict[str, str]:

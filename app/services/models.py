@@ -14,19 +14,21 @@ from app.context import Context
 from app.errors import InvalidRequest
 from app.records import registry
 from app.records.models import ModelVersion, Promotion
+from app.records.projects import SHARED
 from app.services.jobs import utc
 
 log = logging.getLogger(__name__)
 
 
-def version_view(version: ModelVersion, with_card: bool = False) -> dict[str, Any]:
-    """The public form of a model version."""
+def version_view(version: ModelVersion, status: str, with_card: bool = False) -> dict[str, Any]:
+    """The public form of a model version, with its ``status`` as the caller's project sees it."""
     metrics = version.card.get("metrics") or {}
     data: dict[str, Any] = {
         "name": version.name,
         "version": version.version,
         "kind": version.kind,
-        "status": version.status,
+        "status": status,
+        "shared": version.project == SHARED,
         "held_out_mean_dice": metrics.get("mean_dice"),
         "comparison": version.comparison,
         "created_at": utc(version.created_at),
@@ -36,23 +38,24 @@ def version_view(version: ModelVersion, with_card: bool = False) -> dict[str, An
     return data
 
 
-def list_models(ctx: Context) -> list[dict[str, Any]]:
-    """Each model with its versions and production version."""
-    with ctx.db.session() as session:
-        found = registry.versions(session)
+def list_models(ctx: Context, project: str) -> list[dict[str, Any]]:
+    """Each model ``project`` sees (its own and the shared ones) with its versions and production version."""
     models: dict[str, dict[str, Any]] = {}
-    for version in found:
-        entry = models.setdefault(version.name, {"name": version.name, "production_version": None, "versions": []})
-        entry["versions"].append(version_view(version))
-        if version.status == "production":
-            entry["production_version"] = version.version
+    with ctx.db.session() as session:
+        for version in registry.versions(session, project):
+            entry = models.setdefault(version.name, {"name": version.name, "production_version": None, "versions": []})
+            status = registry.status_in(session, project, version)
+            entry["versions"].append(version_view(version, status))
+            if status == "production":
+                entry["production_version"] = version.version
     return list(models.values())
 
 
-def card(ctx: Context, name: str, number: int) -> dict[str, Any]:
-    """One version with its card."""
+def card(ctx: Context, project: str, name: str, number: int) -> dict[str, Any]:
+    """One version ``project`` sees, with its card."""
     with ctx.db.session() as session:
-        return version_view(registry.get_version(session, name, number), with_card=True)
+        version = registry.get_version(session, project, name, number)
+        return version_view(version, registry.status_in(session, project, version), with_card=True)
 
 
 def promotion_view(record: Promotion) -> dict[str, Any]:
@@ -69,21 +72,26 @@ def promotion_view(record: Promotion) -> dict[str, Any]:
     }
 
 
-def promote(ctx: Context, name: str, number: int, by: str | None, override: bool, reason: str) -> dict[str, Any]:
-    """Promote a version through the gate (see :func:`app.records.registry.promote`)."""
+def promote(
+    ctx: Context, project: str, name: str, number: int, by: str | None, override: bool, reason: str
+) -> dict[str, Any]:
+    """Promote a version of ``project`` through the gate (see :func:`app.records.registry.promote`)."""
     with ctx.db.session() as session:
-        record = registry.promote(session, registry.get_version(session, name, number), by, override, reason)
-        return promotion_view(record)
+        version = registry.get_version(session, project, name, number)
+        return promotion_view(registry.promote(session, project, version, by, override, reason))
 
 
-def rollback(ctx: Context, name: str, by: str | None, reason: str) -> dict[str, Any]:
-    """Restore the previous production version."""
+def rollback(ctx: Context, project: str, name: str, by: str | None, reason: str) -> dict[str, Any]:
+    """Restore the previous production version of ``project``."""
     with ctx.db.session() as session:
-        return promotion_view(registry.rollback(session, name, by, reason))
+        return promotion_view(registry.rollback(session, project, name, by, reason))
 
 
-def register_directory(ctx: Context, name: str, directory: Path, status: str = "candidate") -> ModelVersion:
-    """Register a model directory (``model.json`` + weights) as the next version of ``name``.
+def register_directory(
+    ctx: Context, name: str, directory: Path, project: str, status: str = "candidate"
+) -> ModelVersion:
+    """Register a model directory (``model.json`` + weights) as the next version of ``name`` in ``project``
+    (:data:`~app.records.projects.SHARED`: for every project, read-only).
 
     Raises:
         InvalidRequest: no readable ``model.json``.
@@ -93,19 +101,30 @@ def register_directory(ctx: Context, name: str, directory: Path, status: str = "
     except (OSError, json.JSONDecodeError) as exc:
         raise InvalidRequest(f"{directory}: not a model directory ({exc})") from exc
     with ctx.db.session() as session:
-        if status == "production" and registry.production(session, name) is not None:
+        if status == "production" and registry.production(session, project, name) is not None:
             raise InvalidRequest(f"model {name} already has a production version; promote instead")
-        return registry.register(session, name, str(directory.resolve()), card_json, status=status)
+        return registry.register(session, name, str(directory.resolve()), card_json, project, status=status)
 
 
 def register_starter(ctx: Context) -> ModelVersion | None:
-    """On first start, register the starter model shipped with lrc as production (if present)."""
+    """On first start, register the starter model shipped with lrc as production, shared by every project.
+
+    Not when the name is taken: by the starter of an earlier start, or by a project's model (a database
+    from before projects holds its starter in project ``default``; see ``app/README.md``).
+    """
     directory = ctx.settings.starter_model_dir or Path(lrc.__file__).parent / "assets" / "starter_ct_abdomen"
     name = ctx.settings.starter_model_name
     if not (directory / "model.json").is_file():
         return None
     with ctx.db.session() as session:
-        if registry.versions(session, name):
+        if owner := registry.owner(session, name):
+            if owner != SHARED:
+                log.warning(
+                    "the starter model is not shared: project %s has a model named %s (set LRC_STARTER_MODEL_NAME "
+                    "to another name to share the starter with every project)",
+                    owner,
+                    name,
+                )
             return None
     # A copy in the data folder: the registry must not depend on where this installation lives.
     copy = ctx.settings.model_dir / name / "starter"
@@ -114,6 +133,6 @@ def register_starter(ctx: Context) -> ModelVersion | None:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(directory, staging)
         staging.replace(copy)
-    version = register_directory(ctx, name, copy, status="production")
+    version = register_directory(ctx, name, copy, SHARED, status="production")
     log.info("starter model %s:%d registered as production", name, version.version)
     return version

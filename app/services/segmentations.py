@@ -31,13 +31,18 @@ class ResultFile:
     filename: str
 
 
-def create(ctx: Context, series_id: str, model: str | None, created_by: str | None) -> tuple[Segmentation, Job]:
-    """Queue the segmentation of a series by a model (``name``, ``name:version`` or the production model)."""
+def create(
+    ctx: Context, series_id: str, model: str | None, created_by: str | None, project: str
+) -> tuple[Segmentation, Job]:
+    """Queue the segmentation of a series of ``project`` by a model it sees (``name``, ``name:version`` or the
+    production model)."""
     with ctx.db.session() as session:
-        get_series(session, series_id)
-        version = registry.resolve(session, model)
-        job = job_records.create_job(session, "segment", {}, created_by)
-        seg = Segmentation(series_id=series_id, model_version_id=version.id, job_id=job.id, created_by=created_by)
+        get_series(session, series_id, project)
+        version = registry.resolve(session, project, model)
+        job = job_records.create_job(session, "segment", {}, created_by, project)
+        seg = Segmentation(
+            series_id=series_id, model_version_id=version.id, job_id=job.id, created_by=created_by, project=project
+        )
         session.add(seg)
         session.flush()
         job.payload = {"segmentation_id": seg.id}
@@ -45,22 +50,22 @@ def create(ctx: Context, series_id: str, model: str | None, created_by: str | No
     return seg, job
 
 
-def get(ctx: Context, segmentation_id: str) -> tuple[Segmentation, Job, Job | None, ModelVersion]:
-    """A segmentation with its job, export job and model version."""
+def get(ctx: Context, segmentation_id: str, project: str) -> tuple[Segmentation, Job, Job | None, ModelVersion]:
+    """A segmentation of ``project`` with its job, export job and model version."""
     with ctx.db.session() as session:
         seg = session.get(Segmentation, segmentation_id)
-        if seg is None:
+        if seg is None or seg.project != project:
             raise NotFound("segmentation", segmentation_id)
-        job = job_records.get_job(session, seg.job_id)
-        export = job_records.get_job(session, seg.export_job_id) if seg.export_job_id else None
+        job = job_records.get_job(session, seg.job_id, project)
+        export = job_records.get_job(session, seg.export_job_id, project) if seg.export_job_id else None
         version = session.get(ModelVersion, seg.model_version_id)
         assert version is not None
         return seg, job, export, version
 
 
-def view(ctx: Context, segmentation_id: str) -> dict[str, Any]:
-    """The public form of a segmentation."""
-    seg, job, export, version = get(ctx, segmentation_id)
+def view(ctx: Context, segmentation_id: str, project: str) -> dict[str, Any]:
+    """The public form of a segmentation of ``project``."""
+    seg, job, export, version = get(ctx, segmentation_id, project)
     return {
         "id": seg.id,
         "series_id": seg.series_id,
@@ -73,8 +78,8 @@ def view(ctx: Context, segmentation_id: str) -> dict[str, Any]:
     }
 
 
-def result(ctx: Context, segmentation_id: str, fmt: str) -> ResultFile:
-    """The result file in ``fmt``.
+def result(ctx: Context, segmentation_id: str, fmt: str, project: str) -> ResultFile:
+    """The result file in ``fmt`` of a segmentation of ``project``.
 
     Raises:
         InvalidRequest: unknown format, or a DICOM format for a series not read from DICOM.
@@ -82,7 +87,7 @@ def result(ctx: Context, segmentation_id: str, fmt: str) -> ResultFile:
     """
     if fmt not in FORMATS:
         raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    seg, job, export, _ = get(ctx, segmentation_id)
+    seg, job, export, _ = get(ctx, segmentation_id, project)
     if fmt not in seg.outputs:
         if job.state != "succeeded":
             raise ResultNotReady(_not_ready(job, "segmentation"))

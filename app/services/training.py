@@ -7,19 +7,27 @@ from typing import Any
 from app.context import Context
 from app.errors import InvalidRequest, NotFound
 from app.records import registry
-from app.records.models import Dataset, Job, Series, Study
+from app.records.models import Dataset, Job
+from app.records.studies import get_series, get_study
 from app.services.jobs import submit
 
 
 def finetune(
-    ctx: Context, dataset_id: str, base_model: str | None, name: str | None, options: dict[str, Any], by: str | None
+    ctx: Context,
+    dataset_id: str,
+    base_model: str | None,
+    name: str | None,
+    options: dict[str, Any],
+    by: str | None,
+    project: str,
 ) -> Job:
-    """Queue a fine-tuning of ``base_model`` (or from scratch) on a dataset; it registers a candidate."""
+    """Queue a fine-tuning of ``base_model`` (or from scratch) on a dataset of ``project``; it registers a
+    candidate in ``project``."""
     with ctx.db.session() as session:
         dataset = session.get(Dataset, dataset_id)
-        if dataset is None:
+        if dataset is None or dataset.project != project:
             raise NotFound("dataset", dataset_id)
-        base = registry.find(session, base_model) if base_model else None
+        base = registry.find(session, project, base_model) if base_model else None
         if base is not None and base.kind == "segmentation" and options.get("spatial_dims", 2) == 3:
             raise InvalidRequest("3D fine-tuning starts from scratch or a 3D model; this base model is 2D")
         target = name or (base.name if base is not None and base.kind == "segmentation" else dataset.name)
@@ -29,7 +37,7 @@ def finetune(
         "name": target,
         "options": options,
     }
-    return submit(ctx, "finetune", payload, by)
+    return submit(ctx, "finetune", payload, by, project)
 
 
 def pretrain(
@@ -40,19 +48,18 @@ def pretrain(
     name: str,
     options: dict[str, Any],
     by: str | None,
+    project: str,
 ) -> Job:
-    """Queue self-supervised pre-training on stored series (and every series of the given studies)."""
+    """Queue self-supervised pre-training on stored series of ``project`` (and every series of the given
+    studies); it registers a ``pretrained`` version in ``project``."""
     with ctx.db.session() as session:
         chosen = list(series_ids)
         for series_id in series_ids:
-            if session.get(Series, series_id) is None:
-                raise NotFound("series", series_id)
+            get_series(session, series_id, project)
         for study_id in study_ids:
-            study = session.get(Study, study_id)
-            if study is None:
-                raise NotFound("study", study_id)
+            study = get_study(session, study_id, project)
             chosen += [s.id for s in study.series if s.id not in chosen]
     if not chosen:
         raise InvalidRequest("name the unlabeled scans: 'series_ids' or 'study_ids'")
     payload = {"series_ids": chosen, "method": method, "name": name, "options": options}
-    return submit(ctx, "pretrain", payload, by)
+    return submit(ctx, "pretrain", payload, by, project)

@@ -18,15 +18,15 @@ from lrc.io import Volume, read_volume, write_nifti
 INT16 = np.iinfo(np.int16)
 
 
-def series_nifti(ctx: Context, series_id: str, folder: Path) -> Path:
-    """Write series ``series_id`` as ``folder/image.nii``: int16 when the values fit, else float32.
+def series_nifti(ctx: Context, series_id: str, project: str, folder: Path) -> Path:
+    """Write series ``series_id`` of ``project`` as ``folder/image.nii``: int16 when the values fit, else float32.
 
     Raises:
-        NotFound: no such series.
+        NotFound: no such series in the project.
         ImageIOError: the stored files can no longer be read.
     """
     with ctx.db.session() as session:
-        entries = series_entries(get_series(session, series_id))
+        entries = series_entries(get_series(session, series_id, project))
     volume = read_volume(ctx.store.materialize(entries, folder / "series"))
     array = volume.array
     integral = np.issubdtype(array.dtype, np.integer) or bool(np.all(np.mod(array, 1) == 0))

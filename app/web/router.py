@@ -37,12 +37,12 @@ def home() -> RedirectResponse:
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "NIfTI-1 (.nii)"}},
 )
-async def series_image(series_id: str, ctx: ContextDep, _: Viewer) -> FileResponse:
+async def series_image(series_id: str, ctx: ContextDep, caller: Viewer) -> FileResponse:
     """The series' image as uncompressed NIfTI-1, on the grid of its segmentation results."""
     ctx.settings.work_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="ui-image-", dir=ctx.settings.work_dir))
     try:  # the folder outlives this function: the response streams from it, then removes it
-        path = await run_in_threadpool(series_nifti, ctx, series_id, folder)
+        path = await run_in_threadpool(series_nifti, ctx, series_id, caller.project, folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -200,18 +200,27 @@ def worker(
 def create_key(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")],
     role: Annotated[str, typer.Option(help="viewer, submitter or admin.")] = "submitter",
+    project: Annotated[
+        str, typer.Option(help="The project (tenant) the key belongs to; a new name starts a new project.")
+    ] = "default",
     data_dir: DataDirOption = None,
 ) -> None:
-    """Create an API key and print its token (shown only once)."""
+    """Create an API key of a project and print its token (shown only once)."""
     _settings(data_dir)
     from app.context import build_context
     from app.records.keys import ROLES
     from app.records.keys import create_key as create
+    from app.records.projects import check_name
     from app.settings import get_settings
 
     if role not in ROLES:
         typer.echo(f"error: role must be one of {', '.join(ROLES)}", err=True)
         raise typer.Exit(2)
+    try:
+        check_name(project)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     with build_context(get_settings()).db.session() as session:
-        _, token = create(session, name, role)
+        _, token = create(session, name, role, project)
     typer.echo(token)

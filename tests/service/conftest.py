@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.records.projects import DEFAULT
 from app.services.models import register_directory
 from app.settings import Settings
 from lrc.io import read_nifti
@@ -52,5 +53,5 @@ def service(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     root = tmp_path_factory.mktemp("service")
     settings = Settings(data_dir=root / "data", bootstrap_admin_key=ADMIN_KEY, max_upload_bytes=8 * 1024**2, **FAST)
     with running_service(settings, (("infer", "infer,io"), ("train", "train")), root) as running:
-        register_directory(running.ctx, MODEL, tiny_model, status="production")
+        register_directory(running.ctx, MODEL, tiny_model, DEFAULT, status="production")
         yield running

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from app.records.projects import DEFAULT
 from app.services.models import register_directory
 from app.settings import Settings
 from tests.service.conftest import MODEL
@@ -141,7 +142,7 @@ def scaled(redis_url: str, postgres_url: str, tiny_model: Path, tmp_path_factory
         **FAST,
     )
     with running_service(settings, (("all", "infer,io,train"),), root) as running:
-        register_directory(running.ctx, MODEL, tiny_model, status="production")
+        register_directory(running.ctx, MODEL, tiny_model, DEFAULT, status="production")
         yield running
 
 
@@ -175,7 +176,7 @@ def test_upload_segment_download_on_redis_and_postgres(scaled: Service, shared_d
 def test_a_failing_job_says_why(scaled: Service):
     from app.services import jobs
 
-    job = jobs.submit(scaled.ctx, "export", {"segmentation_id": "gone"}, None)
+    job = jobs.submit(scaled.ctx, "export", {"segmentation_id": "gone"}, None, DEFAULT)
     failed = scaled.wait_job(job.id)
     assert failed["state"] == "failed"
     assert "segmentation gone has no label map" in failed["error"]

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from app.context import build_context
 from app.records import jobs as job_records
+from app.records.projects import DEFAULT
 from app.services import segmentations
 from app.settings import Settings
 from lrc.cli import app as cli
@@ -56,8 +57,8 @@ def test_jobs_survive_a_restart(tiny_model: Path, ct_nifti: tuple[Path, Path], t
     # While the service is down: one job queued (as the API does it), one left 'running' by a worker
     # that died (its record claims it, no process runs it).
     ctx = build_context(settings)
-    _, queued_job = segmentations.create(ctx, series_id, None, None)
-    _, lost_job = segmentations.create(ctx, series_id, None, None)
+    _, queued_job = segmentations.create(ctx, series_id, None, None, DEFAULT)
+    _, lost_job = segmentations.create(ctx, series_id, None, None, DEFAULT)
     with ctx.db.session() as session:
         claimed = job_records.claim(session, lost_job.id, lost_job.dispatch_token, f"infer@{socket.gethostname()}")
         assert claimed is not None

@@ -32,9 +32,9 @@ def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     formats = [f for f in job.payload.get("formats", list(WRITERS)) if f in WRITERS]
     with ctx.db.session() as session:
         seg = session.get(Segmentation, segmentation_id)
-        if seg is None or "nifti" not in seg.outputs:
+        if seg is None or seg.project != job.project or "nifti" not in seg.outputs:
             raise ValueError(f"segmentation {segmentation_id} has no label map to export")
-        series = get_series(session, seg.series_id)
+        series = get_series(session, seg.series_id, job.project)
         version = session.get(ModelVersion, seg.model_version_id)
         assert version is not None
         nifti = seg.outputs["nifti"]
@@ -51,7 +51,7 @@ def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
             name, writer = WRITERS[fmt]
             written = writer(labels, image, table, Path(folder) / name)
             stored[fmt] = ctx.store.put_file(written)
-            instances.append(describe(written, segmentation_id, fmt, stored[fmt][0]))
+            instances.append(describe(written, segmentation_id, fmt, stored[fmt][0], job.project))
     with ctx.db.session() as session:
         seg = session.get(Segmentation, segmentation_id)
         if seg is None:

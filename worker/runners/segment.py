@@ -21,9 +21,9 @@ def segment(ctx: Context, job: Job, report: Reporter, predictors: PredictorCache
     segmentation_id = job.payload["segmentation_id"]
     with ctx.db.session() as session:
         seg = session.get(Segmentation, segmentation_id)
-        if seg is None:
+        if seg is None or seg.project != job.project:
             raise ValueError(f"segmentation {segmentation_id} was deleted")
-        series = get_series(session, seg.series_id)
+        series = get_series(session, seg.series_id, job.project)
         version = session.get(ModelVersion, seg.model_version_id)
         assert version is not None
     report(0.05, "loading model")
@@ -47,7 +47,11 @@ def segment(ctx: Context, job: Job, report: Reporter, predictors: PredictorCache
         seg.outputs = {**seg.outputs, "nifti": sha}
         if series.exportable and seg.export_job_id is None:
             export = job_records.create_job(
-                session, "export", {"segmentation_id": seg.id, "formats": ["dicom-seg", "rtstruct"]}, job.created_by
+                session,
+                "export",
+                {"segmentation_id": seg.id, "formats": ["dicom-seg", "rtstruct"]},
+                job.created_by,
+                job.project,
             )
             seg.export_job_id = export.id
     if export is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from app.context import Context
 from app.records import registry
 from app.records.models import Dataset, Job, ModelVersion, Series
+from app.records.projects import SHARED
 from app.records.studies import get_series
 from lrc.io.labels import LabelTable
 from lrc.manifest import read_label
@@ -49,16 +50,20 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     payload = job.payload
     with ctx.db.session() as session:
         dataset = session.get(Dataset, payload["dataset_id"])
-        if dataset is None:
+        if dataset is None or dataset.project != job.project:
             raise ValueError(f"dataset {payload['dataset_id']} was deleted")
-        cases_rows = [(get_series(session, c.series_id), c.label_name, c.label_sha256) for c in dataset.cases]
+        cases_rows = [
+            (get_series(session, c.series_id, job.project), c.label_name, c.label_sha256) for c in dataset.cases
+        ]
         table = LabelTable.from_names({int(k): v for k, v in dataset.labels.items()})
         base = session.get(ModelVersion, payload["base_version_id"]) if payload.get("base_version_id") else None
+        if base is not None and base.project not in (job.project, SHARED):
+            raise ValueError(f"base model version {base.id} is not visible to this job's project")
     options = dict(payload.get("options") or {})
     if "features" in options:
         options["features"] = tuple(options["features"])
     config = FinetuneConfig(**options)
-    out = ctx.settings.model_dir / payload["name"] / f"job-{job.id}"
+    out = ctx.settings.model_dir / job.project / payload["name"] / f"job-{job.id}"
     try:
         with scratch(ctx, f"finetune-{job.id}-") as folder:
             report(0.0, "reading data")
@@ -80,7 +85,7 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
             card = read_card(written)
             report(0.92, "comparing with production")
             with ctx.db.session() as session:
-                current = registry.production(session, payload["name"])
+                current = registry.production(session, job.project, payload["name"])
             _, held_out = fixed_split(cases, config.validation_fraction)
             comparison = _compare(ctx, card.metrics, current, [cases[i] for i in held_out], table)
     finally:
@@ -92,6 +97,7 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
             payload["name"],
             str(written),
             card_json,
+            job.project,
             comparison=comparison,
             parent_id=base.id if base else None,
             job_id=job.id,
@@ -145,12 +151,12 @@ def pretrain(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
 
     payload = job.payload
     with ctx.db.session() as session:
-        series_rows: list[Series] = [get_series(session, s) for s in payload["series_ids"]]
+        series_rows: list[Series] = [get_series(session, s, job.project) for s in payload["series_ids"]]
     options = dict(payload.get("options") or {})
     if "features" in options:
         options["features"] = tuple(options["features"])
     config = PretrainConfig(method=payload["method"], **options)
-    out = ctx.settings.model_dir / payload["name"] / f"job-{job.id}"
+    out = ctx.settings.model_dir / job.project / payload["name"] / f"job-{job.id}"
     try:
         with scratch(ctx, f"pretrain-{job.id}-") as folder:
             report(0.0, "reading data")
@@ -167,5 +173,6 @@ def pretrain(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     finally:
         release_memory()
     with ctx.db.session() as session:
-        version = registry.register(session, payload["name"], str(written), _card_json(written), job_id=job.id)
+        card_json = _card_json(written)
+        version = registry.register(session, payload["name"], str(written), card_json, job.project, job_id=job.id)
         return {"model": version.name, "version": version.version}

@@ -50,12 +50,12 @@ async def create_dataset(request: Request, ctx: ContextDep, caller: Submitter) -
         cases = datasets.parse_cases(received.fields["cases"])
         files = {f.name: studies.Upload(f.name, f.path, f.sha256) for f in received.files.get("files", [])}
         dataset = await run_in_threadpool(
-            datasets.create, ctx, received.fields["name"], labels, cases, files, folder, caller.key_id
+            datasets.create, ctx, received.fields["name"], labels, cases, files, folder, caller.key_id, caller.project
         )
-    return datasets.get(ctx, dataset.id)
+    return datasets.get(ctx, dataset.id, caller.project)
 
 
 @router.get("/{dataset_id}")
-def get_dataset(dataset_id: str, ctx: ContextDep, _: Viewer) -> dict[str, Any]:
+def get_dataset(dataset_id: str, ctx: ContextDep, caller: Viewer) -> dict[str, Any]:
     """One dataset."""
-    return datasets.get(ctx, dataset_id)
+    return datasets.get(ctx, dataset_id, caller.project)

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import ContextDep, Submitter, Viewer
+from app.api.deps import ContextDep, Principal, Submitter, Viewer
 from app.api.related import receive_related
 from app.api.uploads import work_folder
 from app.services import dicomweb as stow
@@ -44,7 +44,7 @@ async def store_instances(request: Request, ctx: ContextDep, caller: Submitter) 
     """STOW-RS: store instances as a study (see the module's description for the answer)."""
     with work_folder(ctx.settings.work_dir) as folder:
         parts = await receive_related(request, folder, ctx.settings.max_upload_bytes)
-        stored = await run_in_threadpool(stow.store, ctx, parts, folder, caller.key_id)
+        stored = await run_in_threadpool(stow.store, ctx, parts, folder, caller.key_id, caller.project)
     headers = {"Location": f"/v1/studies/{stored.study_id}"} if stored.study_id else None
     return JSONResponse(stored.body, status_code=stored.status, media_type=MEDIA_TYPE, headers=headers)
 
@@ -60,46 +60,46 @@ def _found(found: results.SearchResult) -> JSONResponse:
     return JSONResponse(found.datasets, media_type=MEDIA_TYPE, headers=headers)
 
 
-def _search(ctx: ContextDep, request: Request, level: str, **uids: str) -> JSONResponse:
+def _search(ctx: ContextDep, caller: Principal, request: Request, level: str, **uids: str) -> JSONResponse:
     results.check_accept(request.headers.get("accept", ""), (MEDIA_TYPE, "application/json"))
     params = request.query_params.multi_items()
-    return _found(results.search(ctx, level, params, str(request.base_url), **uids))
+    return _found(results.search(ctx, caller.project, level, params, str(request.base_url), **uids))
 
 
 @router.get("/studies", **SEARCH)  # type: ignore[arg-type]
-def search_studies(request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+def search_studies(request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
     """QIDO-RS: studies holding produced SEG/RTSTRUCT instances (``StudyInstanceUID``, ``Modality``, ...)."""
-    return _search(ctx, request, "study")
+    return _search(ctx, caller, request, "study")
 
 
 @router.get("/series", **SEARCH)  # type: ignore[arg-type]
-def search_series(request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+def search_series(request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
     """QIDO-RS: produced series in any study."""
-    return _search(ctx, request, "series")
+    return _search(ctx, caller, request, "series")
 
 
 @router.get("/studies/{study}/series", **SEARCH)  # type: ignore[arg-type]
-def search_study_series(study: str, request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+def search_study_series(study: str, request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
     """QIDO-RS: produced series of a study."""
-    return _search(ctx, request, "series", study=study)
+    return _search(ctx, caller, request, "series", study=study)
 
 
 @router.get("/instances", **SEARCH)  # type: ignore[arg-type]
-def search_instances(request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+def search_instances(request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
     """QIDO-RS: produced instances in any study."""
-    return _search(ctx, request, "instance")
+    return _search(ctx, caller, request, "instance")
 
 
 @router.get("/studies/{study}/instances", **SEARCH)  # type: ignore[arg-type]
-def search_study_instances(study: str, request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+def search_study_instances(study: str, request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
     """QIDO-RS: produced instances of a study."""
-    return _search(ctx, request, "instance", study=study)
+    return _search(ctx, caller, request, "instance", study=study)
 
 
 @router.get("/studies/{study}/series/{series}/instances", **SEARCH)  # type: ignore[arg-type]
-def search_series_instances(study: str, series: str, request: Request, ctx: ContextDep, _: Viewer) -> JSONResponse:
+def search_series_instances(study: str, series: str, request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
     """QIDO-RS: produced instances of a series."""
-    return _search(ctx, request, "instance", study=study, series=series)
+    return _search(ctx, caller, request, "instance", study=study, series=series)
 
 
 # WADO-RS: the stored instances (multipart/related) and their headers (metadata), viewer role.
@@ -108,60 +108,64 @@ RETRIEVE = {"response_class": StreamingResponse, "responses": {200: {"content": 
 
 
 def _retrieve(
-    ctx: ContextDep, accept: str | None, study: str, series: str | None, sop: str | None
+    ctx: ContextDep, caller: Principal, accept: str | None, study: str, series: str | None, sop: str | None
 ) -> StreamingResponse:
     results.check_accept(accept or "", ("multipart/related",))
-    paths = results.retrieve(ctx, study, series, sop)
+    paths = results.retrieve(ctx, caller.project, study, series, sop)
     boundary = uuid.uuid4().hex
     body = results.multipart_related(paths, boundary)
     return StreamingResponse(body, media_type=f"{RELATED}; boundary={boundary}")
 
 
-def _metadata(ctx: ContextDep, accept: str | None, study: str, series: str | None, sop: str | None) -> JSONResponse:
+def _metadata(
+    ctx: ContextDep, caller: Principal, accept: str | None, study: str, series: str | None, sop: str | None
+) -> JSONResponse:
     results.check_accept(accept or "", (MEDIA_TYPE, "application/json"))
-    return JSONResponse(results.metadata(ctx, study, series, sop), media_type=MEDIA_TYPE)
+    return JSONResponse(results.metadata(ctx, caller.project, study, series, sop), media_type=MEDIA_TYPE)
 
 
 AcceptHeader = Annotated[str | None, Header()]
 
 
 @router.get("/studies/{study}", **RETRIEVE)  # type: ignore[arg-type]
-def retrieve_study(study: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None) -> StreamingResponse:
+def retrieve_study(study: str, ctx: ContextDep, caller: Viewer, accept: AcceptHeader = None) -> StreamingResponse:
     """WADO-RS: the produced instances of a study."""
-    return _retrieve(ctx, accept, study, None, None)
+    return _retrieve(ctx, caller, accept, study, None, None)
 
 
 @router.get("/studies/{study}/series/{series}", **RETRIEVE)  # type: ignore[arg-type]
 def retrieve_series(
-    study: str, series: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None
+    study: str, series: str, ctx: ContextDep, caller: Viewer, accept: AcceptHeader = None
 ) -> StreamingResponse:
     """WADO-RS: the instances of a produced series."""
-    return _retrieve(ctx, accept, study, series, None)
+    return _retrieve(ctx, caller, accept, study, series, None)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}", **RETRIEVE)  # type: ignore[arg-type]
 def retrieve_instance(
-    study: str, series: str, sop: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None
+    study: str, series: str, sop: str, ctx: ContextDep, caller: Viewer, accept: AcceptHeader = None
 ) -> StreamingResponse:
     """WADO-RS: one produced instance, as stored."""
-    return _retrieve(ctx, accept, study, series, sop)
+    return _retrieve(ctx, caller, accept, study, series, sop)
 
 
 @router.get("/studies/{study}/metadata", **SEARCH)  # type: ignore[arg-type]
-def study_metadata(study: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None) -> JSONResponse:
+def study_metadata(study: str, ctx: ContextDep, caller: Viewer, accept: AcceptHeader = None) -> JSONResponse:
     """WADO-RS: the headers of a study's produced instances (DICOM JSON, no pixel data)."""
-    return _metadata(ctx, accept, study, None, None)
+    return _metadata(ctx, caller, accept, study, None, None)
 
 
 @router.get("/studies/{study}/series/{series}/metadata", **SEARCH)  # type: ignore[arg-type]
-def series_metadata(study: str, series: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None) -> JSONResponse:
+def series_metadata(
+    study: str, series: str, ctx: ContextDep, caller: Viewer, accept: AcceptHeader = None
+) -> JSONResponse:
     """WADO-RS: the headers of a produced series' instances."""
-    return _metadata(ctx, accept, study, series, None)
+    return _metadata(ctx, caller, accept, study, series, None)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/metadata", **SEARCH)  # type: ignore[arg-type]
 def instance_metadata(
-    study: str, series: str, sop: str, ctx: ContextDep, _: Viewer, accept: AcceptHeader = None
+    study: str, series: str, sop: str, ctx: ContextDep, caller: Viewer, accept: AcceptHeader = None
 ) -> JSONResponse:
     """WADO-RS: the header of one produced instance."""
-    return _metadata(ctx, accept, study, series, sop)
+    return _metadata(ctx, caller, accept, study, series, sop)

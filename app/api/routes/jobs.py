@@ -25,36 +25,36 @@ KEEPALIVE_S = 15.0
 @router.get("")
 def list_jobs(
     ctx: ContextDep,
-    _: Viewer,
+    caller: Viewer,
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
     kind: Literal["segment", "finetune", "pretrain", "export"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[JobOut]:
-    """Jobs, newest first; filter by ``state`` and ``kind``."""
-    return [JobOut(**jobs.view(job)) for job in jobs.find(ctx, state, kind, limit, offset)]
+    """The project's jobs, newest first; filter by ``state`` and ``kind``."""
+    return [JobOut(**jobs.view(job)) for job in jobs.find(ctx, caller.project, state, kind, limit, offset)]
 
 
 @router.get("/{job_id}")
-def get_job(job_id: str, ctx: ContextDep, _: Viewer) -> JobOut:
+def get_job(job_id: str, ctx: ContextDep, caller: Viewer) -> JobOut:
     """State, progress (fraction, stage, metrics so far), result links, error."""
-    return JobOut(**jobs.view(jobs.get(ctx, job_id)))
+    return JobOut(**jobs.view(jobs.get(ctx, job_id, caller.project)))
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse)
-def job_events(job_id: str, ctx: ContextDep, _: Viewer) -> StreamingResponse:
+def job_events(job_id: str, ctx: ContextDep, caller: Viewer) -> StreamingResponse:
     """Server-sent events: one ``job`` event per change, until the job has finished."""
-    jobs.get(ctx, job_id)  # 404 before the stream starts
+    jobs.get(ctx, job_id, caller.project)  # 404 before the stream starts
     return StreamingResponse(
-        _events(ctx, job_id), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        _events(ctx, job_id, caller.project), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
 
 
-async def _events(ctx: Context, job_id: str) -> AsyncIterator[str]:
+async def _events(ctx: Context, job_id: str, project: str) -> AsyncIterator[str]:
     last = None
     idle = 0.0
     while True:
-        view = await run_in_threadpool(lambda: jobs.view(jobs.get(ctx, job_id)))
+        view = await run_in_threadpool(lambda: jobs.view(jobs.get(ctx, job_id, project)))
         data = json.dumps(view)
         if data != last:
             last, idle = data, 0.0
@@ -69,6 +69,6 @@ async def _events(ctx: Context, job_id: str) -> AsyncIterator[str]:
 
 
 @router.delete("/{job_id}")
-def cancel_job(job_id: str, ctx: ContextDep, _: Submitter) -> JobOut:
+def cancel_job(job_id: str, ctx: ContextDep, caller: Submitter) -> JobOut:
     """Cancel a queued or running job (a running one stops at its next progress report)."""
-    return JobOut(**jobs.view(jobs.cancel(ctx, job_id)))
+    return JobOut(**jobs.view(jobs.cancel(ctx, job_id, caller.project)))

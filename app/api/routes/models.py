@@ -6,35 +6,32 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.api.deps import ContextDep, Submitter, Viewer
+from app.api.deps import Admin, ContextDep, Viewer
 from app.api.schemas import PromoteIn, RollbackIn
-from app.errors import Forbidden
 from app.services import models
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 @router.get("")
-def list_models(ctx: ContextDep, _: Viewer) -> list[dict[str, Any]]:
-    """Each model's name, versions and production version."""
-    return models.list_models(ctx)
+def list_models(ctx: ContextDep, caller: Viewer) -> list[dict[str, Any]]:
+    """Each model of the project and each shared one: name, versions and production version."""
+    return models.list_models(ctx, caller.project)
 
 
 @router.get("/{name}/versions/{version}")
-def get_version(name: str, version: int, ctx: ContextDep, _: Viewer) -> dict[str, Any]:
+def get_version(name: str, version: int, ctx: ContextDep, caller: Viewer) -> dict[str, Any]:
     """One version with its model card."""
-    return models.card(ctx, name, version)
+    return models.card(ctx, caller.project, name, version)
 
 
 @router.post("/{name}/versions/{version}/promote")
-def promote(name: str, version: int, body: PromoteIn, ctx: ContextDep, caller: Submitter) -> dict[str, Any]:
-    """Make a version production: refused (409) unless its held-out score is at least production's."""
-    if body.override and caller.role != "admin":
-        raise Forbidden("only admins may override the promotion gate")
-    return models.promote(ctx, name, version, caller.key_id, body.override, body.reason)
+def promote(name: str, version: int, body: PromoteIn, ctx: ContextDep, caller: Admin) -> dict[str, Any]:
+    """Make a version production (admins): refused (409) unless its held-out score is at least production's."""
+    return models.promote(ctx, caller.project, name, version, caller.key_id, body.override, body.reason)
 
 
 @router.post("/{name}/rollback")
-def rollback(name: str, body: RollbackIn, ctx: ContextDep, caller: Submitter) -> dict[str, Any]:
-    """Put the previous production version back."""
-    return models.rollback(ctx, name, caller.key_id, body.reason)
+def rollback(name: str, body: RollbackIn, ctx: ContextDep, caller: Admin) -> dict[str, Any]:
+    """Put the previous production version back (admins)."""
+    return models.rollback(ctx, caller.project, name, caller.key_id, body.reason)

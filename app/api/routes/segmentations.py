@@ -17,16 +17,16 @@ router = APIRouter(prefix="/v1/segmentations", tags=["segmentations"])
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
 def create_segmentation(body: SegmentationIn, ctx: ContextDep, caller: Submitter) -> Accepted:
     """Segment a stored series with a model (default: the production model)."""
-    seg, job = segmentations.create(ctx, body.series_id, body.model, caller.key_id)
+    seg, job = segmentations.create(ctx, body.series_id, body.model, caller.key_id, caller.project)
     return Accepted(
         id=seg.id, job_id=job.id, links={"job": f"/v1/jobs/{job.id}", "self": f"/v1/segmentations/{seg.id}"}
     )
 
 
 @router.get("/{segmentation_id}")
-def get_segmentation(segmentation_id: str, ctx: ContextDep, _: Viewer) -> SegmentationOut:
+def get_segmentation(segmentation_id: str, ctx: ContextDep, caller: Viewer) -> SegmentationOut:
     """A segmentation: its job, model and the formats ready to download."""
-    return SegmentationOut(**segmentations.view(ctx, segmentation_id))
+    return SegmentationOut(**segmentations.view(ctx, segmentation_id, caller.project))
 
 
 @router.get(
@@ -37,9 +37,9 @@ def get_segmentation(segmentation_id: str, ctx: ContextDep, _: Viewer) -> Segmen
 def get_result(
     segmentation_id: str,
     ctx: ContextDep,
-    _: Viewer,
+    caller: Viewer,
     fmt: Annotated[str, Query(alias="format", pattern="^(nifti|dicom-seg|rtstruct)$")] = "nifti",
 ) -> FileResponse:
     """The label map as NIfTI, DICOM SEG or RTSTRUCT (409 until the job has produced it)."""
-    found = segmentations.result(ctx, segmentation_id, fmt)
+    found = segmentations.result(ctx, segmentation_id, fmt, caller.project)
     return FileResponse(found.path, media_type=found.media_type, filename=found.filename)

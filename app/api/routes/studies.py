@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import ContextDep, Submitter, Viewer
 from app.api.schemas import SeriesOut, StudyOut
 from app.api.uploads import receive, work_folder
-from app.records import studies as records
 from app.records.models import Study
+from app.records.studies import series_summary
 from app.services import studies
 from app.services.jobs import utc
 
@@ -45,7 +45,7 @@ def study_out(study: Study, duplicate: bool = False) -> StudyOut:
         id=study.id,
         study_instance_uid=study.study_instance_uid,
         created_at=utc(study.created_at),
-        series=[SeriesOut(**records.series_summary(s)) for s in study.series],
+        series=[SeriesOut(**series_summary(s)) for s in study.series],
         notes=study.notes,
         duplicate=duplicate,
     )
@@ -57,7 +57,7 @@ async def upload_study(request: Request, response: Response, ctx: ContextDep, ca
     with work_folder(ctx.settings.work_dir) as folder:
         received = await receive(request, folder, ctx.settings.max_upload_bytes)
         uploads = [studies.Upload(f.name, f.path, f.sha256) for f in received.files.get("files", [])]
-        study, created = await run_in_threadpool(studies.ingest, ctx, uploads, folder, caller.key_id)
+        study, created = await run_in_threadpool(studies.ingest, ctx, uploads, folder, caller.key_id, caller.project)
     if not created:
         response.status_code = status.HTTP_200_OK
     return study_out(study, duplicate=not created)
@@ -66,23 +66,21 @@ async def upload_study(request: Request, response: Response, ctx: ContextDep, ca
 @router.get("")
 def list_studies(
     ctx: ContextDep,
-    _: Viewer,
+    caller: Viewer,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[StudyOut]:
-    """Studies, newest first."""
-    with ctx.db.session() as session:
-        return [study_out(s) for s in records.list_studies(session, limit, offset)]
+    """The project's studies, newest first."""
+    return [study_out(s) for s in studies.find(ctx, caller.project, limit, offset)]
 
 
 @router.get("/{study_id}")
-def get_study(study_id: str, ctx: ContextDep, _: Viewer) -> StudyOut:
+def get_study(study_id: str, ctx: ContextDep, caller: Viewer) -> StudyOut:
     """One study and its series."""
-    with ctx.db.session() as session:
-        return study_out(records.get_study(session, study_id))
+    return study_out(studies.get(ctx, study_id, caller.project))
 
 
 @router.delete("/{study_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_study(study_id: str, ctx: ContextDep, _: Submitter) -> None:
+def delete_study(study_id: str, ctx: ContextDep, caller: Submitter) -> None:
     """Delete a study, its series, their segmentations and files nothing else uses."""
-    studies.delete(ctx, study_id)
+    studies.delete(ctx, study_id, caller.project)

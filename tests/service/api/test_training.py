@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from app.records import registry
+from app.records.projects import DEFAULT
 from lrc.io import Volume, read_nifti, write_nifti
 from tests.service.conftest import MODEL
 from tests.service.harness import Service
@@ -120,32 +121,31 @@ def test_finetune_makes_a_candidate_then_gate_and_rollback(service: Service, dat
         assert comparison["cases"] == 1
         assert 0.0 <= comparison["production_score"] <= 1.0
 
-        promoted = client.post(f"/v1/models/{MODEL}/versions/{version}/promote", json={})
+        refused = client.post(f"/v1/models/{MODEL}/versions/{version}/promote", json={})
+        assert refused.status_code == 403  # only admins promote
+        assert "admin" in refused.json()["detail"]
+    with service.client("admin") as admin:
+        promoted = admin.post(f"/v1/models/{MODEL}/versions/{version}/promote", json={})
         if comparison["candidate_score"] >= comparison["production_score"]:
             assert promoted.status_code == 200, promoted.text
         else:
             assert promoted.status_code == 409
             assert "below" in promoted.json()["detail"]
-            assert (
-                client.post(f"/v1/models/{MODEL}/versions/{version}/promote", json={"override": True}).status_code
-                == 403
+            forced = admin.post(
+                f"/v1/models/{MODEL}/versions/{version}/promote", json={"override": True, "reason": "test"}
             )
-            with service.client("admin") as admin:
-                forced = admin.post(
-                    f"/v1/models/{MODEL}/versions/{version}/promote", json={"override": True, "reason": "test"}
-                )
             assert forced.status_code == 200
             assert forced.json()["override"] is True
-        models = {m["name"]: m for m in client.get("/v1/models").json()}
+        models = {m["name"]: m for m in admin.get("/v1/models").json()}
         assert models[MODEL]["production_version"] == version
-        rolled = client.post(f"/v1/models/{MODEL}/rollback", json={"reason": "back to v1"})
+        rolled = admin.post(f"/v1/models/{MODEL}/rollback", json={"reason": "back to v1"})
         assert rolled.status_code == 200, rolled.text
-        assert {m["name"]: m for m in client.get("/v1/models").json()}[MODEL]["production_version"] == 1
+        assert {m["name"]: m for m in admin.get("/v1/models").json()}[MODEL]["production_version"] == 1
 
 
 def test_gate_refuses_a_worse_or_uncompared_candidate(service: Service, tiny_model: Path):
     with service.ctx.db.session() as session:
-        current = registry.production(session, MODEL)
+        current = registry.production(session, DEFAULT, MODEL)
         assert current is not None
         card = json.loads((tiny_model / "model.json").read_text())
         worse = registry.register(
@@ -153,29 +153,31 @@ def test_gate_refuses_a_worse_or_uncompared_candidate(service: Service, tiny_mod
             MODEL,
             str(tiny_model),
             card,
+            DEFAULT,
             comparison={"production_id": current.id, "candidate_score": 0.2, "production_score": 0.5, "cases": 3},
         )
-        stale = registry.register(session, MODEL, str(tiny_model), card, comparison={"production_id": "someone-else"})
-    with service.client("submitter") as client:
-        refused = client.post(f"/v1/models/{MODEL}/versions/{worse.version}/promote", json={})
+        stale = registry.register(
+            session, MODEL, str(tiny_model), card, DEFAULT, comparison={"production_id": "someone-else"}
+        )
+    with service.client("admin") as admin:
+        refused = admin.post(f"/v1/models/{MODEL}/versions/{worse.version}/promote", json={})
         assert refused.status_code == 409
         assert refused.headers["content-type"] == PROBLEM
         assert "0.2000" in refused.json()["detail"]
         assert "0.5000" in refused.json()["detail"]
-        uncompared = client.post(f"/v1/models/{MODEL}/versions/{stale.version}/promote", json={})
+        uncompared = admin.post(f"/v1/models/{MODEL}/versions/{stale.version}/promote", json={})
         assert uncompared.status_code == 409
         assert "not compared" in uncompared.json()["detail"]
-    with service.client("admin") as admin:
         forced = admin.post(f"/v1/models/{MODEL}/versions/{worse.version}/promote", json={"override": True})
         assert forced.status_code == 200
         assert forced.json()["override"] is True
         assert "below" in forced.json()["reason"]
         assert admin.post(f"/v1/models/{MODEL}/rollback", json={}).status_code == 200
     with service.ctx.db.session() as session:
-        history = registry.history(session, MODEL)
+        history = registry.history(session, DEFAULT, MODEL)
         assert history[-2].override is True
         assert history[-1].action == "rollback"
-        assert registry.production(session, MODEL).id == current.id
+        assert registry.production(session, DEFAULT, MODEL).id == current.id
 
 
 def test_cancel_a_running_finetune(service: Service, dataset_id: str):
@@ -223,9 +225,11 @@ def test_pretrain_registers_a_backbone_that_cannot_be_promoted(service: Service,
         card = client.get("/v1/models/backbone/versions/1").json()
         assert card["kind"] == "pretrained"
         assert card["card"]["training"]["method"] == "moco+lrc"
-        refused = client.post("/v1/models/backbone/versions/1/promote", json={})
+    with service.client("admin") as admin:
+        refused = admin.post("/v1/models/backbone/versions/1/promote", json={})
         assert refused.status_code == 409
         assert "cannot segment" in refused.json()["detail"]
+    with service.client("submitter") as client:
         unknown = client.post("/v1/pretrains", json={"series_ids": ["nope"]})
         assert unknown.status_code == 404
 

@@ -41,7 +41,7 @@ def ctx(tmp_path: Path) -> Context:
 
 def _job(ctx: Context) -> tuple[str, str]:
     with ctx.db.session() as session:
-        job = records.create_job(session, "segment", {}, None)
+        job = records.create_job(session, "segment", {}, None, "default")
         return job.id, job.dispatch_token
 
 
@@ -56,18 +56,18 @@ def test_only_the_current_delivery_runs(ctx: Context):
         assert records.claim(session, job_id, token, "w@h") is None  # a redelivery of the same message
         assert records.record_progress(session, job_id, token, 0.5, "predicting") == "running"
         assert records.finish(session, job_id, token, "succeeded", {"ok": True})
-        assert records.get_job(session, job_id).progress == 1.0
+        assert records.get_job(session, job_id, "default").progress == 1.0
 
 
 def test_cancel_stops_progress_and_refuses_twice(ctx: Context):
     job_id, token = _job(ctx)
     with ctx.db.session() as session:
         records.claim(session, job_id, token, "w@h")
-        assert records.cancel(session, job_id).state == "cancelled"
+        assert records.cancel(session, job_id, "default").state == "cancelled"
         assert records.record_progress(session, job_id, token, 0.6, "training") == "cancelled"
         assert not records.finish(session, job_id, token, "succeeded")  # the outcome does not overwrite it
         with pytest.raises(Conflict, match="already cancelled"):
-            records.cancel(session, job_id)
+            records.cancel(session, job_id, "default")
 
 
 def test_sweep_requeues_lost_jobs_then_gives_up(ctx: Context):
@@ -79,7 +79,7 @@ def test_sweep_requeues_lost_jobs_then_gives_up(ctx: Context):
             session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=long_ago))
         counts = sweep(ctx)
         with ctx.db.session() as session:
-            job = records.get_job(session, job_id)
+            job = records.get_job(session, job_id, "default")
         if attempt == 1:
             assert counts["requeued"] == 1
             assert job.state == "queued"
@@ -101,4 +101,4 @@ def test_sweep_at_start_resends_queued_jobs_but_not_running_ones(ctx: Context):
     assert counts == {"requeued": 0, "failed": 0, "redispatched": 1}
     assert [s[0] for s in ctx.queue.sent] == [queued_id]  # type: ignore[attr-defined]
     with ctx.db.session() as session:
-        assert records.get_job(session, running_id).dispatch_token == running_token
+        assert records.get_job(session, running_id, "default").dispatch_token == running_token

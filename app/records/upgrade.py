@@ -1,0 +1,93 @@
+"""Bring a database made by an earlier version up to the current tables (there are no migrations).
+
+Only what changed since: the ``project`` column (issue 6). Existing rows go to project ``default``
+(the bootstrap admin key's), and model version numbers become unique per project instead of per
+name. Runs at every start, after ``create_all``; does nothing on an up-to-date database.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from app.records.models import Base
+from app.records.projects import DEFAULT
+
+log = logging.getLogger(__name__)
+PROJECT_TABLES = (
+    "studies", "datasets", "jobs", "segmentations", "result_instances", "model_versions", "promotions", "api_keys",
+)  # fmt: skip
+
+
+def upgrade(engine: Engine) -> list[str]:
+    """Add what an older schema lacks; the changes made (empty when none)."""
+    inspector = inspect(engine)
+    missing = [t for t in PROJECT_TABLES if "project" not in {c["name"] for c in inspector.get_columns(t)}]
+    done: list[str] = []
+    with engine.begin() as connection:
+        for table in missing:
+            connection.execute(text(f"ALTER TABLE {table} ADD COLUMN project VARCHAR(64) NOT NULL DEFAULT '{DEFAULT}'"))
+            connection.execute(text(f"CREATE INDEX ix_{table}_project ON {table} (project)"))
+            done.append(f"{table}.project added (existing rows in project {DEFAULT!r})")
+    uniques = inspect(engine).get_unique_constraints("model_versions")
+    old = [u for u in uniques if u["column_names"] == ["name", "version"]]
+    if old:
+        if engine.dialect.name == "sqlite":
+            _rebuild_model_versions(engine)
+        else:
+            with engine.begin() as connection:
+                connection.execute(text(f'ALTER TABLE model_versions DROP CONSTRAINT "{old[0]["name"]}"'))
+                connection.execute(
+                    text(
+                        "ALTER TABLE model_versions ADD CONSTRAINT uq_model_versions_project_name_version "
+                        "UNIQUE (project, name, version)"
+                    )
+                )
+        done.append("model_versions: versions unique per (project, name)")
+    for change in done:
+        log.warning("database upgraded: %s", change)
+    return done
+
+
+def _rebuild_model_versions(engine: Engine) -> None:
+    """SQLite cannot drop a table's unique constraint: copy the rows into a table made anew.
+
+    Foreign keys are off meanwhile, and ``legacy_alter_table`` keeps the references from
+    ``segmentations`` pointing at the name ``model_versions`` (then the new table) during the rename
+    (https://www.sqlite.org/lang_altertable.html#otheralter).
+    """
+    table = Base.metadata.tables["model_versions"]
+    columns = ", ".join(c.name for c in table.columns)
+    raw = engine.raw_connection()
+    try:
+        connection = raw.driver_connection
+        assert connection is not None
+        connection.isolation_level = None  # statements below manage the transaction themselves
+        connection.execute("PRAGMA foreign_keys=OFF")
+        connection.execute("PRAGMA legacy_alter_table=ON")
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute("ALTER TABLE model_versions RENAME TO model_versions_before_projects")
+            for (name,) in connection.execute(  # its indexes keep their names: free them for the new table
+                "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='model_versions_before_projects' "
+                "AND sql IS NOT NULL"
+            ).fetchall():
+                connection.execute(f'DROP INDEX "{name}"')
+            connection.execute(str(CreateTable(table).compile(engine)))
+            for index in table.indexes:
+                connection.execute(str(CreateIndex(index).compile(engine)))
+            connection.execute(
+                f"INSERT INTO model_versions ({columns}) SELECT {columns} FROM model_versions_before_projects"
+            )
+            connection.execute("DROP TABLE model_versions_before_projects")
+            connection.execute("COMMIT")
+        except Exception:
+            connection.execute("ROLLBACK")
+            raise
+        finally:
+            connection.execute("PRAGMA legacy_alter_table=OFF")
+            connection.execute("PRAGMA foreign_keys=ON")
+    finally:
+        raw.close()
