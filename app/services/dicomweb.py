@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 from app.context import Context
 from app.records.models import Study
@@ -69,7 +68,7 @@ def identify(part: Part) -> None:
         return
     try:
         header = pydicom.dcmread(part.path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
-    except (InvalidDicomError, OSError, ValueError):
+    except Exception:  # pydicom raises many types on corrupt input (zlib.error, struct.error, ...)
         part.reason = CANNOT_UNDERSTAND
         return
     part.sop_class_uid = str(header.get("SOPClassUID", ""))
