@@ -18,6 +18,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,15 +59,24 @@ class Inbox:
             times = [f.stat().st_mtime for f in series.iterdir()] or [series.stat().st_mtime]
             self._last[series.name] = max(times)
 
-    def store(self, series_uid: str, sop_uid: str, data: bytes) -> Path:
+    def store(self, series_uid: str, sop_uid: str, data: bytes, check: Callable[[Path], None] | None = None) -> Path:
         """Write one instance durably into its series; returns once it is on disk.
 
+        ``check`` is called with the written temporary file before it joins its series; what it
+        raises propagates and nothing is kept.
+
         Raises:
-            ValueError: a UID is not a valid DICOM UID.
+            ValueError: a UID is not a valid DICOM UID (or ``check`` refused the instance).
         """
         if not valid_uid(series_uid) or not valid_uid(sop_uid):
             raise ValueError(f"invalid UID (series {series_uid!r}, instance {sop_uid!r})")
         tmp = write_temporary(data, self.tmp)
+        if check is not None:
+            try:
+                check(tmp)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         with self._lock:  # the series folder must not be moved between mkdir and rename
             folder = self.incoming / series_uid
             if not folder.is_dir():

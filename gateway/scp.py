@@ -1,12 +1,17 @@
 """The DICOM listener: C-ECHO and C-STORE of CT and MR images (pynetdicom SCP).
 
 An instance is acknowledged (status 0x0000) only after :class:`gateway.inbox.Inbox` has written
-it durably. Calling AE titles can be limited to an allow-list; others are rejected at association.
+it durably, and only when :mod:`lrc.io` reads it as the service will (header, geometry, pixels
+decoded): a corrupt, truncated or non-image instance gets a failure status (0xC000) at once, with
+the reason in the gateway's log, instead of being acknowledged and failing later in the service,
+where the sender never hears of it. Calling AE titles can be limited to an allow-list; others are
+rejected at association.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from pydicom.uid import (
@@ -40,6 +45,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.inbox import Inbox
 from gateway.settings import GatewaySettings
+from lrc.io.dicom_read import ReadOptions, read_dicom
+from lrc.io.errors import ImageIOError
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +96,27 @@ def handle_store(event: Event, inbox: Inbox) -> int:
         log.warning("C-STORE from %s: unreadable dataset", event.assoc.requestor.ae_title, exc_info=True)
         return CANNOT_UNDERSTAND
     try:
-        inbox.store(series_uid, sop_uid, event.encoded_dataset())
+        inbox.store(series_uid, sop_uid, event.encoded_dataset(), check=check_image)
     except ValueError as exc:
         log.warning("C-STORE from %s refused: %s", event.assoc.requestor.ae_title, exc)
         return CANNOT_UNDERSTAND
     except OSError:
         log.exception("C-STORE: could not write the instance")
         return OUT_OF_RESOURCES
+    except Exception as exc:  # a reader bug must cost one instance, never the listener
+        log.exception("C-STORE from %s: instance not checked (%s)", event.assoc.requestor.ae_title, type(exc).__name__)
+        return CANNOT_UNDERSTAND
     return 0x0000
+
+
+def check_image(path: Path) -> None:
+    """Raise ``ValueError`` unless the service's reader makes an image of ``path`` (header, geometry, pixels)."""
+    try:
+        result = read_dicom([path], ReadOptions(workers=1, extract_dir=path.parent))
+    except ImageIOError as exc:
+        raise ValueError(f"not an image the service can read: {exc}") from exc
+    if not result.volumes:
+        raise ValueError(f"not an image the service can read: {'; '.join(map(str, result.errors))}")
 
 
 def build_ae(settings: GatewaySettings) -> AE:

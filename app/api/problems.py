@@ -92,7 +92,8 @@ def _storage_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # Called outside the ``except`` block: the traceback must be passed, or the log says "NoneType: None".
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "Internal error", f"an unexpected {type(exc).__name__}; it has been logged", "internal")
 
 
