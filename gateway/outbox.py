@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gateway.sqlite_state import SqliteState
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
 KINDS = ("upload", "segment", "wait", "deliver")
@@ -74,31 +75,11 @@ class NewStep:
     payload: dict[str, Any]
 
 
-class Outbox:
+class Outbox(SqliteState):
     """The persistent list of steps (one SQLite file; one process uses it at a time)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a committed step survives power loss
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        """Close the database."""
-        self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        super().__init__(path, SCHEMA)
 
     def add(self, batch: str, steps: Sequence[NewStep], at: float | None = None) -> None:
         """Add steps of ``batch`` (those already there are left as they are)."""

@@ -9,6 +9,8 @@ without counting a failure), or failed for good (kept in the outbox with the rea
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import pydicom
 
 from gateway.api_client import ServiceClient
+from gateway.deidentify import Pseudonyms
 from gateway.delivery import Delivery
 from gateway.durable import write_durably
 from gateway.errors import NotReady, Permanent, Retryable
@@ -54,6 +57,7 @@ class Pipeline:
         formats: tuple[str, ...] = ("dicom-seg",),
         timing: Timing = Timing(),
         keep_instances: bool = False,
+        pseudonyms: Pseudonyms | None = None,
     ) -> None:
         self.inbox = inbox
         self.outbox = outbox
@@ -64,6 +68,7 @@ class Pipeline:
         self.formats = formats
         self.timing = timing
         self.keep_instances = keep_instances
+        self.pseudonyms = pseudonyms
         self._handlers: dict[str, Callable[[Step], None]] = {
             "upload": self._upload,
             "segment": self._segment,
@@ -126,10 +131,23 @@ class Pipeline:
         folder = Path(step.payload["folder"])
         if not folder.is_dir():
             raise Permanent(f"the received instances of batch {step.batch} are gone ({folder})")
-        series_ids = self.client.upload(folder, step.payload["series_uid"])
+        if self.pseudonyms is None:
+            series_ids = self.client.upload(folder, step.payload["series_uid"])
+        else:
+            series_ids = self._upload_deidentified(folder, step.payload["series_uid"])
         model = step.payload["model"]
         then = [NewStep("segment", sid, {"series_id": sid, "model": model}) for sid in series_ids]
         self.outbox.finish(step, {**step.payload, "series_ids": series_ids}, then)
+
+    def _upload_deidentified(self, folder: Path, series_uid: str) -> list[str]:
+        """Upload a de-identified copy (the same bytes each time: the anonymizer's seed is fixed)."""
+        assert self.pseudonyms is not None
+        copy = Path(tempfile.mkdtemp(prefix="deid-", dir=self.inbox.tmp))
+        try:
+            pseudonyms = self.pseudonyms.deidentify_folder(folder, copy)
+            return self.client.upload(copy, pseudonyms[series_uid])
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
 
     def _segment(self, step: Step) -> None:
         segmentation_id, job_id = self.client.segment(step.payload["series_id"], step.payload["model"])
@@ -147,6 +165,8 @@ class Pipeline:
         then = []
         for fmt in self.formats:
             data = self._result(segmentation_id, fmt)
+            if self.pseudonyms is not None:  # back to the original patient, study and referenced UIDs
+                data = self.pseudonyms.reidentify_bytes(data)
             path = write_durably(self.results_dir / f"{segmentation_id}.{fmt}.dcm", data, self.inbox.tmp)
             sop_uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
             then.append(

@@ -8,6 +8,7 @@ import time
 
 from gateway import scp
 from gateway.api_client import ServiceClient
+from gateway.deidentify import Pseudonyms
 from gateway.delivery import CStoreDelivery, Delivery, StowDelivery
 from gateway.inbox import Inbox
 from gateway.outbox import Outbox
@@ -37,6 +38,7 @@ class Gateway:
         self.inbox = Inbox(settings.data_dir, settings.series_timeout)
         self.outbox = Outbox(settings.data_dir / "outbox.sqlite")
         self.client = ServiceClient(settings.api_url, settings.api_key, settings.http_timeout, self.inbox.tmp)
+        self.pseudonyms = Pseudonyms(settings.data_dir / "pseudonyms.sqlite") if settings.deidentify else None
         formats = ("dicom-seg", "rtstruct") if settings.rtstruct else ("dicom-seg",)
         self.pipeline = Pipeline(
             self.inbox,
@@ -48,6 +50,7 @@ class Gateway:
             formats,
             Timing(settings.poll_interval, settings.retry_base, settings.retry_max),
             settings.keep_instances,
+            self.pseudonyms,
         )
         (settings.data_dir / "results").mkdir(parents=True, exist_ok=True)
         self._server: scp.ThreadedAssociationServer | None = None
@@ -88,3 +91,5 @@ class Gateway:
             self._server = None
         self.client.close()
         self.outbox.close()
+        if self.pseudonyms is not None:
+            self.pseudonyms.close()

@@ -70,6 +70,9 @@ class GatewaySettings(BaseSettings):
     http_timeout: float = Field(default=120.0, gt=0, description="Seconds an HTTP request to the service may take.")
     dimse_timeout: float = Field(default=60.0, gt=0, description="Seconds a DICOM association may wait.")
     keep_instances: bool = Field(default=False, description="Keep received instances after delivery.")
+    deidentify: bool = Field(
+        default=False, description="De-identify instances before upload; results get the original identifiers back."
+    )
 
     @field_validator("allowed_callers", mode="before")
     @classmethod

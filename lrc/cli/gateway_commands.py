@@ -50,6 +50,10 @@ def gateway(
         typer.Option("--allowed-callers", help="Calling AE titles accepted, comma-separated (default: any)."),
     ] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Gateway data (default: .lrc-gateway).")] = None,
+    deidentify: Annotated[
+        bool | None,
+        typer.Option("--deidentify/--no-deidentify", help="De-identify before upload (mapping kept in --data-dir)."),
+    ] = None,
 ) -> None:
     """Receive series from a PACS (C-STORE), segment them with the service, send the DICOM SEG back."""
     from pydantic import ValidationError
@@ -72,6 +76,7 @@ def gateway(
         "rules": rules,
         "allowed_callers": allowed_callers,
         "data_dir": data_dir,
+        "deidentify": deidentify,
     }
     try:
         settings = GatewaySettings(**{k: v for k, v in given.items() if v is not None})

@@ -1,8 +1,11 @@
 """``lrc pacs``: find a cohort in a PACS, bring it into the service, push a result back by hand.
 
-The PACS is reached by DIMSE (C-FIND, C-GET) as ``--ae-title``, which the PACS must know. The
+The PACS is reached by DIMSE (``--pacs``: C-FIND, C-GET or with ``--move`` C-MOVE) as
+``--ae-title``, which the PACS must know, or by DICOMweb (``--dicomweb URL``: QIDO-RS, WADO-RS). The
 service is reached over HTTP (``--api-url``, ``--api-key``, or ``LRC_GATEWAY_API_URL`` /
-``LRC_GATEWAY_API_KEY``). pynetdicom and httpx are imported inside the commands.
+``LRC_GATEWAY_API_KEY``). ``--deidentify`` uploads de-identified copies and keeps the mapping in
+``--mapping``, which ``push --mapping`` uses to give a result its original identifiers back.
+pynetdicom and httpx are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -20,7 +23,26 @@ import typer
 
 pacs_app = typer.Typer(no_args_is_help=True, help="Find a cohort in a PACS, import it, push results.")
 
-PacsOption = Annotated[str, typer.Option("--pacs", help="The PACS: AE@HOST:PORT.", metavar="AE@HOST:PORT")]
+PacsOption = Annotated[
+    str | None, typer.Option("--pacs", help="The PACS by DIMSE: AE@HOST:PORT.", metavar="AE@HOST:PORT")
+]
+DicomwebOption = Annotated[
+    str | None, typer.Option("--dicomweb", help="The PACS by DICOMweb: its base URL (QIDO-RS, WADO-RS).", metavar="URL")
+]
+MoveOption = Annotated[
+    int | None,
+    typer.Option(
+        "--move",
+        help="Retrieve by C-MOVE to our AE title, listening on this port (the PACS must know it); default C-GET.",
+        metavar="PORT",
+        min=1,
+        max=65535,
+    ),
+]
+DeidentifyOption = Annotated[bool, typer.Option("--deidentify", help="Upload de-identified copies (PS3.15 basic).")]
+MappingOption = Annotated[
+    Path, typer.Option("--mapping", help="The pseudonym mapping (SQLite; keep it private).", metavar="FILE")
+]
 AeOption = Annotated[str, typer.Option("--ae-title", help="Our AE title, known to the PACS.")]
 ModalityOption = Annotated[str | None, typer.Option(help="Modality, e.g. CT.")]
 SinceOption = Annotated[dt.datetime | None, typer.Option(help="Studies on or after this date.", formats=["%Y-%m-%d"])]
@@ -28,6 +50,7 @@ UntilOption = Annotated[dt.datetime | None, typer.Option(help="Studies on or bef
 DescriptionOption = Annotated[str | None, typer.Option(help="Series description, DICOM wildcards (*abd*).")]
 ApiUrlOption = Annotated[str, typer.Option("--api-url", envvar="LRC_GATEWAY_API_URL", help="The lrc service.")]
 ApiKeyOption = Annotated[str, typer.Option("--api-key", envvar="LRC_GATEWAY_API_KEY", help="API key (submitter).")]
+DEFAULT_MAPPING = Path("lrc-pseudonyms.sqlite")
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -61,23 +84,52 @@ def _destination(text: str) -> Any:
         raise typer.Exit(2) from exc
 
 
-def _find(pacs: str, ae_title: str, **filters: Any) -> tuple[Any, list[Any]]:
-    from gateway.errors import GatewayError
+def _node(pacs: str | None, dicomweb: str | None, ae_title: str, move: int | None) -> Any:
+    from gateway.dicomweb_pacs import DicomwebPacs
     from gateway.pacs import DimsePacs
 
-    node = DimsePacs(ae_title, _destination(pacs))
+    if (pacs is None) == (dicomweb is None):
+        typer.echo("error: give exactly one of --pacs AE@HOST:PORT and --dicomweb URL", err=True)
+        raise typer.Exit(2)
+    if dicomweb is not None:
+        if move is not None:
+            typer.echo("error: --move is for a DIMSE PACS (--pacs)", err=True)
+            raise typer.Exit(2)
+        return DicomwebPacs(dicomweb)
+    return DimsePacs(ae_title, _destination(str(pacs)), move_port=move)
+
+
+@contextmanager
+def _pseudonyms(deidentify: bool, mapping: Path) -> Iterator[Any]:
+    """The pseudonym mapping when asked for (``--deidentify``), else None."""
+    if not deidentify:
+        yield None
+        return
+    from gateway.deidentify import Pseudonyms
+
+    pseudonyms = Pseudonyms(mapping)
+    try:
+        yield pseudonyms
+    finally:
+        pseudonyms.close()
+
+
+def _find(node: Any, **filters: Any) -> list[Any]:
+    from gateway.errors import GatewayError
+
     since, until = filters.pop("since"), filters.pop("until")
     try:
         dates = {"since": since.date() if since else None, "until": until.date() if until else None}
-        found = node.find_series(**dates, **filters)
+        found: list[Any] = node.find_series(**dates, **filters)
     except GatewayError as exc:
         raise _fail(exc) from exc
-    return node, found
+    return found
 
 
 @pacs_app.command("find")
 def find(
-    pacs: PacsOption,
+    pacs: PacsOption = None,
+    dicomweb: DicomwebOption = None,
     ae_title: AeOption = "LRC",
     modality: ModalityOption = None,
     since: SinceOption = None,
@@ -85,16 +137,21 @@ def find(
     description: DescriptionOption = None,
 ) -> None:
     """List matching series, one JSON object a line."""
-    _, found = _find(pacs, ae_title, modality=modality, since=since, until=until, description=description)
+    node = _node(pacs, dicomweb, ae_title, None)
+    found = _find(node, modality=modality, since=since, until=until, description=description)
     for match in found:
         typer.echo(json.dumps(dataclasses.asdict(match)))
 
 
 @pacs_app.command("import")
 def import_(
-    pacs: PacsOption,
     api_url: ApiUrlOption,
     api_key: ApiKeyOption,
+    pacs: PacsOption = None,
+    dicomweb: DicomwebOption = None,
+    move: MoveOption = None,
+    deidentify: DeidentifyOption = False,
+    mapping: MappingOption = DEFAULT_MAPPING,
     ae_title: AeOption = "LRC",
     modality: ModalityOption = None,
     since: SinceOption = None,
@@ -102,12 +159,13 @@ def import_(
     description: DescriptionOption = None,
     limit: Annotated[int, typer.Option(help="At most this many series.", min=1)] = 1000,
 ) -> None:
-    """Retrieve matching series (C-GET) and store them in the service; one JSON line per series."""
+    """Retrieve matching series (C-GET, C-MOVE or WADO-RS) and store them in the service; one JSON line per series."""
     from gateway.cohort import import_cohort
 
-    node, found = _find(pacs, ae_title, modality=modality, since=since, until=until, description=description)
-    with _service(api_url, api_key, 600) as (client, work):
-        for imported in import_cohort(node, client, found[:limit], work):
+    node = _node(pacs, dicomweb, ae_title, move)
+    found = _find(node, modality=modality, since=since, until=until, description=description)
+    with _pseudonyms(deidentify, mapping) as pseudonyms, _service(api_url, api_key, 600) as (client, work):
+        for imported in import_cohort(node, client, found[:limit], work, pseudonyms):
             typer.echo(json.dumps(dataclasses.asdict(imported)))
 
 
@@ -120,6 +178,9 @@ def push(
     stow_url: Annotated[str | None, typer.Option("--stow-url", help="STOW-RS to this DICOMweb URL.")] = None,
     ae_title: AeOption = "LRC",
     fmt: Annotated[str, typer.Option("--format", help="dicom-seg or rtstruct.")] = "dicom-seg",
+    mapping: Annotated[
+        Path | None, typer.Option("--mapping", help="Re-identify with this pseudonym mapping (from --deidentify).")
+    ] = None,
 ) -> None:
     """Send a finished segmentation's DICOM SEG (or RTSTRUCT) to a PACS; prints its SOP Instance UID."""
     from gateway.cohort import push_result
@@ -134,16 +195,29 @@ def push(
     delivery: Delivery = (
         CStoreDelivery(ae_title, _destination(destination), 60) if destination else StowDelivery(str(stow_url), 120)
     )
-    with _service(api_url, api_key, 120) as (client, work):
-        typer.echo(push_result(client, delivery, segmentation_id, fmt, work))
+    if mapping is not None and not mapping.is_file():
+        typer.echo(f"error: no pseudonym mapping at {mapping}", err=True)
+        raise typer.Exit(2)
+    with (
+        _pseudonyms(mapping is not None, mapping or DEFAULT_MAPPING) as pseudonyms,
+        _service(api_url, api_key, 120) as (client, work),
+    ):
+        try:
+            typer.echo(push_result(client, delivery, segmentation_id, fmt, work, pseudonyms))
+        except KeyError as exc:  # the result's study is not in the mapping
+            raise _fail(exc) from exc
 
 
 @pacs_app.command("dataset")
 def dataset(
-    pacs: PacsOption,
     name: Annotated[str, typer.Option(help="Name of the new dataset.")],
     api_url: ApiUrlOption,
     api_key: ApiKeyOption,
+    pacs: PacsOption = None,
+    dicomweb: DicomwebOption = None,
+    move: MoveOption = None,
+    deidentify: DeidentifyOption = False,
+    mapping: MappingOption = DEFAULT_MAPPING,
     ae_title: AeOption = "LRC",
     modality: ModalityOption = None,
     since: SinceOption = None,
@@ -151,9 +225,10 @@ def dataset(
     description: DescriptionOption = None,
     limit: Annotated[int, typer.Option(help="At most this many series.", min=1)] = 1000,
 ) -> None:
-    """Make a fine-tuning dataset of matching series and the DICOM SEGs that reference them; prints it as JSON."""
+    """Make a fine-tuning dataset of matching series and the SEGs or RTSTRUCTs that reference them; prints it."""
     from gateway.cohort import import_dataset
 
-    node, found = _find(pacs, ae_title, modality=modality, since=since, until=until, description=description)
-    with _service(api_url, api_key, 600) as (client, work):
-        typer.echo(json.dumps(import_dataset(node, client, name, found[:limit], work)))
+    node = _node(pacs, dicomweb, ae_title, move)
+    found = _find(node, modality=modality, since=since, until=until, description=description)
+    with _pseudonyms(deidentify, mapping) as pseudonyms, _service(api_url, api_key, 600) as (client, work):
+        typer.echo(json.dumps(import_dataset(node, client, name, found[:limit], work, pseudonyms)))

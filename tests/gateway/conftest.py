@@ -28,6 +28,7 @@ __all__ = ["ct_nifti", "tiny_model"]  # fixtures used here, defined by the servi
 
 GATEWAY_AET = "LRCGW"
 MODALITY = "lrc"  # the gateway's name in Orthanc's DicomModalities
+MOVE_AET = "LRCMOVE"  # the C-MOVE destination of `lrc pacs --move`, also in DicomModalities
 MODEL = "gateway-test"
 LRC = str(Path(sys.executable).parent / "lrc")
 
@@ -66,9 +67,15 @@ def gateway_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def orthanc(tmp_path_factory: pytest.TempPathFactory, gateway_port: int) -> Iterator[Orthanc]:
-    """A running Orthanc with the gateway registered as a modality and DICOMweb enabled."""
-    modalities = {MODALITY: (GATEWAY_AET, "127.0.0.1", gateway_port)}
+def move_port() -> int:
+    """Where `lrc pacs --move` listens for the C-MOVE's sub-operations, registered in Orthanc as ``MOVE_AET``."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory, gateway_port: int, move_port: int) -> Iterator[Orthanc]:
+    """A running Orthanc with the gateway and a C-MOVE destination registered as modalities, DICOMweb enabled."""
+    modalities = {MODALITY: (GATEWAY_AET, "127.0.0.1", gateway_port), "move": (MOVE_AET, "127.0.0.1", move_port)}
     server = Orthanc(tmp_path_factory.mktemp("orthanc"), free_port(), free_port(), modalities)
     server.start()
     try:

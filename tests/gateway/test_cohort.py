@@ -1,4 +1,4 @@
-"""``lrc pacs import`` and ``lrc pacs push`` against a real Orthanc and ``lrc serve``."""
+"""``lrc pacs import``, ``dataset`` and ``push`` (DIMSE, DICOMweb, de-identified) against Orthanc and ``lrc serve``."""
 
 from __future__ import annotations
 
@@ -9,26 +9,40 @@ from pathlib import Path
 
 import httpx
 import pydicom
+import pytest
 from typer.testing import CliRunner
 
 from lrc.cli import app as cli
-from tests.gateway.conftest import GATEWAY_AET, LrcService, ct_series
+from tests.gateway.conftest import GATEWAY_AET, MOVE_AET, LrcService, ct_series
 from tests.gateway.orthanc import Orthanc
+from tests.gateway.test_deidentify import files_containing, identified_series
 from tests.gateway.test_pacs import labelled_series
+from tests.gateway.test_runner import wait_for
 
 
-def test_import_a_cohort_into_the_service(lrc_service: LrcService, orthanc: Orthanc, shared_data: Path, tmp_path: Path):
+def pacs_of(orthanc: Orthanc) -> str:
+    """The Orthanc's DIMSE address, AE@HOST:PORT."""
+    return f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
+
+
+@pytest.mark.parametrize("how", ["c-get", "c-move", "dicomweb"])
+def test_import_a_cohort_into_the_service(
+    how: str, lrc_service: LrcService, orthanc: Orthanc, move_port: int, shared_data: Path, tmp_path: Path
+):
     token = uuid.uuid4().hex[:8]
     for name in ("a", "b"):
         orthanc.upload(labelled_series(shared_data, tmp_path / name, f"Cohort {token}", "20200610", count=3))
-    pacs = f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
-    args = ["pacs", "import", "--pacs", pacs, "--ae-title", GATEWAY_AET, "--modality", "CT"]
-    args += ["--since", "2020-06-01", "--until", "2020-06-30", "--description", f"*{token}*"]
-    args += ["--api-url", lrc_service.url, "--api-key", lrc_service.key]
+    query = ["--modality", "CT", "--since", "2020-06-01", "--until", "2020-06-30", "--description", f"*{token}*"]
+    query += {
+        "c-get": ["--pacs", pacs_of(orthanc), "--ae-title", GATEWAY_AET],
+        "c-move": ["--pacs", pacs_of(orthanc), "--ae-title", MOVE_AET, "--move", str(move_port)],
+        "dicomweb": ["--dicomweb", orthanc.dicomweb],
+    }[how]
+    args = ["pacs", "import", *query, "--api-url", lrc_service.url, "--api-key", lrc_service.key]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     imported = [json.loads(line) for line in result.output.splitlines()]
-    assert [(i["files"], len(i["series_ids"])) for i in imported] == [(3, 1), (3, 1)]
+    assert [(i["files"], len(i["series_ids"]), i["pseudonym_series_uid"]) for i in imported] == [(3, 1, None)] * 2
 
     headers = {"Authorization": f"Bearer {lrc_service.key}"}
     studies = httpx.get(f"{lrc_service.url}/v1/studies", headers=headers, timeout=30).json()
@@ -114,3 +128,72 @@ def test_dataset_from_images_and_their_segs(
     nothing = CliRunner().invoke(cli, [*args[:-4], "--description", "*no-such-series*", *args[-4:]])
     assert nothing.exit_code == 1
     assert "none of the series" in nothing.output
+
+
+def test_dataset_from_segs_and_rtstructs_over_dicomweb_deidentified(
+    lrc_service: LrcService, orthanc: Orthanc, shared_data: Path, tmp_path: Path
+):
+    from lrc.io import read_volume
+    from lrc.io.labels import LabelTable
+    from lrc.io.rtstruct import write_rtstruct
+    from lrc.io.seg import write_seg
+
+    token = uuid.uuid4().hex[:8]
+    by_seg = labelled_series(shared_data, tmp_path / "a", f"Mixed {token}", "20210303", count=4)
+    by_rtstruct = labelled_series(shared_data, tmp_path / "b", f"Mixed {token}", "20210303", count=4)
+    image = read_volume(by_seg)
+    body = image.with_array((image.array > -500).astype("uint8"))  # body vs air on the real CT pixels
+    seg = write_seg(body, image, LabelTable.from_names({1: "body"}), tmp_path / "seg.dcm")
+    image = read_volume(by_rtstruct)
+    rim = (image.array > -500).astype("uint8")
+    rim[(image.array > 100)] = 2  # dense tissue as a second structure
+    names = LabelTable.from_names({1: "body", 2: "dense"})
+    rtstruct = write_rtstruct(image.with_array(rim), image, names, tmp_path / "rt.dcm")
+    for files in (by_seg, by_rtstruct, [seg], [rtstruct]):
+        orthanc.upload(files)
+
+    mapping = tmp_path / "pseudonyms.sqlite"
+    args = ["pacs", "dataset", "--dicomweb", orthanc.dicomweb, "--name", f"mixed-{token}", "--modality", "CT"]
+    args += ["--description", f"*{token}*", "--deidentify", "--mapping", str(mapping)]
+    result = CliRunner().invoke(cli, [*args, "--api-url", lrc_service.url, "--api-key", lrc_service.key])
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)
+    assert created["labels"] == {"1": "body", "2": "dense"}
+    assert len(created["cases"]) == 2
+    assert sorted(case["label"] for case in created["cases"]) == ["label-00000.dcm", "label-00001.nii.gz"]
+    headers = {"Authorization": f"Bearer {lrc_service.key}"}
+    studies = httpx.get(f"{lrc_service.url}/v1/studies", headers=headers, timeout=30).json()
+    stored = {s["series_instance_uid"] for study in studies for s in study["series"]}
+    originals = {str(pydicom.dcmread(files[0]).SeriesInstanceUID) for files in (by_seg, by_rtstruct)}
+    assert not originals & stored  # the service has the pseudonymous series only
+    for uid in originals:
+        assert files_containing(lrc_service.log.parent / "data", uid.encode()) == []
+
+
+def test_import_deidentified_and_push_back_identified(
+    lrc_service: LrcService, orthanc: Orthanc, shared_data: Path, tmp_path: Path
+):
+    token = uuid.uuid4().hex
+    files = identified_series(shared_data, tmp_path / "ct", token)
+    original = pydicom.dcmread(files[0])
+    orthanc.upload(files)
+    mapping = tmp_path / "pseudonyms.sqlite"
+    common = ["--api-url", lrc_service.url, "--api-key", lrc_service.key]
+    args = ["pacs", "import", "--pacs", pacs_of(orthanc), "--ae-title", GATEWAY_AET, "--description", f"*{token[:8]}*"]
+    result = CliRunner().invoke(cli, [*args, "--deidentify", "--mapping", str(mapping), *common])
+    assert result.exit_code == 0, result.output
+    (imported,) = [json.loads(line) for line in result.output.splitlines()]
+    assert imported["pseudonym_series_uid"] not in (None, original.SeriesInstanceUID)
+    assert files_containing(lrc_service.log.parent / "data", token.encode()) == []
+
+    with httpx.Client(base_url=lrc_service.url, headers={"Authorization": f"Bearer {lrc_service.key}"}) as client:
+        seg_id = client.post("/v1/segmentations", json={"series_id": imported["series_ids"][0]}).json()["id"]
+        wait_for("a DICOM SEG", lambda: "dicom-seg" in client.get(f"/v1/segmentations/{seg_id}").json()["formats"])
+    destination = ["--destination", pacs_of(orthanc)]
+    pushed = CliRunner().invoke(cli, ["pacs", "push", seg_id, *destination, "--mapping", str(mapping), *common])
+    assert pushed.exit_code == 0, pushed.output
+    (seg,) = orthanc.results_for(original.SeriesInstanceUID)
+    assert (seg["PatientName"], seg["PatientID"]) == (f"Secret^{token}", f"PID{token}")
+    assert seg["StudyInstanceUID"] == original.StudyInstanceUID
+    unknown = CliRunner().invoke(cli, ["pacs", "push", seg_id, *destination, "--mapping", str(tmp_path / "x"), *common])
+    assert unknown.exit_code == 2

@@ -1,0 +1,210 @@
+"""De-identification at ingest, and re-identification of the results that go back to the PACS.
+
+Instances are de-identified with dicognito (DICOM PS3.15 basic application level confidentiality
+profile: names, IDs, UIDs, dates shifted, addresses and other identifying attributes replaced or
+removed), and free-text descriptions removed, before they leave for the service. The anonymizer
+is seeded with a secret kept in the mapping database, so the same instance always gives the same
+pseudonymous bytes (a repeated upload is recognised by the service) and the same patient always
+gets the same pseudonym.
+
+The mapping stays here, in SQLite: every pseudonymous UID with its original, and per study the
+original identifying attributes with their pseudonyms. :meth:`Pseudonyms.reidentify` turns a
+result the service made (a DICOM SEG or RTSTRUCT on the pseudonymous study) into one that carries
+the original patient and study and references the original series and instances, so that it
+lands next to its source series in the PACS. Burned-in text in the pixels is not looked at.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+from pathlib import Path
+
+import pydicom
+from dicognito.anonymizer import Anonymizer
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+
+from gateway.sqlite_state import SqliteState
+
+# The attributes of the patient and study that a result copies from its source: put back as they were.
+RESTORED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "OtherPatientIDs",
+    "StudyDate",
+    "StudyDescription",
+    "StudyTime",
+    "AccessionNumber",
+    "StudyID",
+    "ReferringPhysicianName",
+    "InstitutionName",
+)
+
+# Free text that the basic profile removes (PS3.15 E.1-1, action X) and dicognito keeps.
+FREE_TEXT = (
+    "StudyDescription",
+    "SeriesDescription",
+    "ProtocolName",
+    "ImageComments",
+    "PatientComments",
+    "AdditionalPatientHistory",
+    "AdmittingDiagnosesDescription",
+    "RequestedProcedureDescription",
+    "PerformedProcedureStepDescription",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS uids (pseudonym TEXT PRIMARY KEY, original TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS studies (
+    pseudonym_study_uid TEXT PRIMARY KEY,
+    original_study_uid TEXT NOT NULL,
+    original TEXT NOT NULL,
+    pseudonymous TEXT NOT NULL
+);
+"""
+
+
+class Pseudonyms(SqliteState):
+    """The secret seed and the original <-> pseudonym mapping, in one SQLite file (never sent anywhere)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, SCHEMA)
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO settings VALUES ('seed', ?)", (secrets.token_hex(32),))
+        (seed,) = self._db.execute("SELECT value FROM settings WHERE name = 'seed'").fetchone()
+        self._anonymizer = Anonymizer(seed=seed)
+
+    def deidentify(self, ds: Dataset) -> Dataset:
+        """De-identify ``ds`` in place (and record its mapping, committed before this returns); ``ds``."""
+        originals = sorted(_uids(ds))
+        kept = {k: _json_value(ds, k) for k in RESTORED}
+        original_study = str(ds.get("StudyInstanceUID", ""))
+        self._anonymizer.anonymize(ds)
+        for keyword in FREE_TEXT:
+            if keyword in ds:
+                delattr(ds, keyword)
+        pairs = [(self._pseudonym(uid), uid) for uid in originals]
+        pseudonymous = {k: _json_value(ds, k) for k in RESTORED}
+        with self._transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO uids (pseudonym, original) VALUES (?, ?)", pairs)
+            db.execute(
+                "INSERT OR IGNORE INTO studies VALUES (?, ?, ?, ?)",
+                (str(ds.get("StudyInstanceUID", "")), original_study, json.dumps(kept), json.dumps(pseudonymous)),
+            )
+        return ds
+
+    def deidentify_folder(self, source: Path, target: Path) -> dict[str, str]:
+        """De-identify every ``*.dcm`` in ``source`` into ``target``; original -> pseudonymous series UID."""
+        target.mkdir(parents=True, exist_ok=True)
+        series: dict[str, str] = {}
+        for path in sorted(source.glob("*.dcm")):
+            ds = pydicom.dcmread(path)
+            original = str(ds.get("SeriesInstanceUID", ""))
+            self.deidentify(ds)
+            series[original] = str(ds.SeriesInstanceUID)
+            ds.save_as(target / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
+        return series
+
+    def _pseudonym(self, uid: str) -> str:
+        probe = Dataset()
+        probe.file_meta = FileMetaDataset()
+        probe.SOPInstanceUID = uid
+        self._anonymizer.anonymize(probe)
+        return str(probe.SOPInstanceUID)
+
+    def pseudonym_of(self, original_uid: str) -> str | None:
+        """The pseudonym recorded for an original UID."""
+        row = self._db.execute("SELECT pseudonym FROM uids WHERE original = ?", (original_uid,)).fetchone()
+        return str(row[0]) if row else None
+
+    def original_of(self, pseudonym: str) -> str | None:
+        """The original UID of a pseudonym, if this mapping made it."""
+        row = self._db.execute("SELECT original FROM uids WHERE pseudonym = ?", (pseudonym,)).fetchone()
+        return str(row[0]) if row else None
+
+    def study(self, pseudonym_study_uid: str) -> dict[str, object] | None:
+        """The original study UID and identifying attributes (and their pseudonyms) of a pseudonymous study."""
+        row = self._db.execute(
+            "SELECT original_study_uid, original, pseudonymous FROM studies WHERE pseudonym_study_uid = ?",
+            (pseudonym_study_uid,),
+        ).fetchone()
+        if row is None:
+            return None
+        return {"study_uid": row[0], "original": json.loads(row[1]), "pseudonymous": json.loads(row[2])}
+
+    def reidentify(self, ds: Dataset) -> Dataset:
+        """Put the original UIDs, patient and study back into a result made on pseudonymous data (in place).
+
+        Raises:
+            KeyError: the result's study was not de-identified with this mapping.
+        """
+        study = self.study(str(ds.get("StudyInstanceUID", "")))
+        if study is None:
+            raise KeyError(f"study {ds.get('StudyInstanceUID')} is not in the pseudonym mapping {self.path}")
+
+        def restore(dataset: Dataset, element: DataElement) -> None:
+            if element.VR != "UI" or not element.value or element.keyword.endswith("ClassUID"):
+                return
+            if isinstance(element.value, str):
+                element.value = self.original_of(element.value) or element.value
+            else:
+                element.value = [self.original_of(v) or v for v in element.value]
+
+        ds.walk(restore)
+        original = study["original"]
+        assert isinstance(original, dict)
+        kept = Dataset.from_json({_tag(k): v for k, v in original.items() if v is not None})
+        for keyword in RESTORED:
+            if keyword in ds:  # only what the result carries; absent in the original: left empty
+                ds[keyword].value = kept[keyword].value if keyword in kept else None
+        if "PatientIdentityRemoved" in ds:
+            ds.PatientIdentityRemoved = "NO"
+        for keyword in ("DeidentificationMethod", "DeidentificationMethodCodeSequence"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        return ds
+
+    def reidentify_bytes(self, data: bytes) -> bytes:
+        """:meth:`reidentify` of a DICOM file's bytes."""
+        ds = pydicom.dcmread(io.BytesIO(data))
+        self.reidentify(ds)
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+
+
+def _tag(keyword: str) -> str:
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return f"{tag:08X}"
+
+
+def _json_value(ds: Dataset, keyword: str) -> dict[str, object] | None:
+    """An attribute as DICOM JSON (its VR and value), or None when absent."""
+    if keyword not in ds:
+        return None
+    element = ds[keyword]
+    return element.to_json_dict(None, 0)
+
+
+def _uids(ds: Dataset) -> set[str]:
+    """Every UID in ``ds`` (nested too) that de-identification replaces: all but class and transfer syntax UIDs."""
+    found: set[str] = set()
+
+    def visit(dataset: Dataset, element: DataElement) -> None:
+        if element.VR != "UI" or not element.value or element.keyword.endswith("ClassUID"):
+            return
+        if element.keyword == "TransferSyntaxUID":
+            return
+        found.update([element.value] if isinstance(element.value, str) else list(element.value))
+
+    ds.walk(visit)
+    if hasattr(ds, "file_meta"):
+        ds.file_meta.walk(visit)
+    return found

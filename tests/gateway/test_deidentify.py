@@ -1,0 +1,95 @@
+"""De-identification at ingest: the service sees pseudonyms only, the PACS gets results on the originals."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pydicom
+
+from gateway.deidentify import Pseudonyms
+from tests.gateway.conftest import MODALITY, GatewayProcess, LrcService, ct_series
+from tests.gateway.orthanc import Orthanc
+from tests.gateway.test_runner import outbox_rows, wait_for
+
+
+def identified_series(shared_data: Path, folder: Path, token: str, count: int = 6) -> list[Path]:
+    """A CT series of patient ``Secret^<token>``; its ID, accession number and series description contain ``token``."""
+    files = ct_series(shared_data, folder, count=count)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.PatientName = f"Secret^{token}"
+        ds.PatientID = f"PID{token}"
+        ds.AccessionNumber = f"A{token[:8]}"
+        ds.SeriesDescription = f"Identified {token}"
+        ds.save_as(path)
+    return files
+
+
+def files_containing(root: Path, needle: bytes) -> list[Path]:
+    """Every file under ``root`` whose bytes contain ``needle``."""
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_mapping_round_trip(shared_data: Path, tmp_path: Path):
+    token = uuid.uuid4().hex
+    files = identified_series(shared_data, tmp_path / "ct", token, count=2)
+    original = pydicom.dcmread(files[0])
+    mapping = Pseudonyms(tmp_path / "p.sqlite")
+    series = mapping.deidentify_folder(tmp_path / "ct", tmp_path / "deid")
+    again = Pseudonyms(tmp_path / "p.sqlite").deidentify_folder(tmp_path / "ct", tmp_path / "deid2")
+    assert series == again  # the seed is kept: the same pseudonyms after a restart
+    deid = sorted((tmp_path / "deid").glob("*.dcm"))
+    assert [p.read_bytes() for p in deid] == [(tmp_path / "deid2" / p.name).read_bytes() for p in deid]
+    assert not any(token.encode() in p.read_bytes() for p in deid)
+    pseudo = pydicom.dcmread(deid[0])
+    assert pseudo.StudyInstanceUID != original.StudyInstanceUID
+    assert mapping.original_of(pseudo.SeriesInstanceUID) == original.SeriesInstanceUID
+    study = mapping.study(pseudo.StudyInstanceUID)
+    assert study is not None
+    assert study["study_uid"] == original.StudyInstanceUID
+
+    back = mapping.reidentify(pydicom.dcmread(deid[0]))
+    for keyword in ("PatientName", "PatientID", "AccessionNumber", "StudyDate", "StudyInstanceUID", "SOPInstanceUID"):
+        assert back[keyword].value == original[keyword].value, keyword
+
+
+def test_gateway_deidentifies_and_results_come_back_identified(
+    gateway_factory: Callable[..., GatewayProcess],
+    lrc_service: LrcService,
+    orthanc: Orthanc,
+    shared_data: Path,
+    tmp_path: Path,
+):
+    token = uuid.uuid4().hex
+    gateway = gateway_factory("--deidentify")
+    files = identified_series(shared_data, tmp_path / "ct", token)
+    original = pydicom.dcmread(files[0])
+    answer = orthanc.send(MODALITY, orthanc.upload(files))
+    assert answer.get("FailedInstancesCount", 0) == 0, answer
+
+    segs = wait_for("a SEG in Orthanc", lambda: orthanc.results_for(original.SeriesInstanceUID), timeout=180)
+    assert len(segs) == 1
+    seg = segs[0]
+    assert (seg["PatientName"], seg["PatientID"]) == (f"Secret^{token}", f"PID{token}")
+    assert seg["StudyInstanceUID"] == original.StudyInstanceUID
+    assert seg["AccessionNumber"] == original.AccessionNumber
+    sources = {pydicom.dcmread(p).SOPInstanceUID for p in files}
+    referenced = seg["ReferencedSeriesSequence"][0]["ReferencedInstanceSequence"]
+    assert {item["ReferencedSOPInstanceUID"] for item in referenced} <= sources
+    assert [r["state"] for r in outbox_rows(gateway)] == ["done"] * 4
+
+    # The service holds the pseudonymous series only: no original name, ID or UID in its records or blobs.
+    service_data = lrc_service.log.parent / "data"
+    for needle in (token, original.SeriesInstanceUID, original.StudyInstanceUID):
+        assert files_containing(service_data, needle.encode()) == [], needle
+    with sqlite3.connect(gateway.data_dir / "pseudonyms.sqlite") as db:
+        (pseudonym,) = db.execute(
+            "SELECT pseudonym FROM uids WHERE original = ?", (original.SeriesInstanceUID,)
+        ).fetchone()
+    headers = {"Authorization": f"Bearer {lrc_service.key}"}
+    studies = httpx.get(f"{lrc_service.url}/v1/studies", headers=headers, timeout=30).json()
+    assert pseudonym in {s["series_instance_uid"] for study in studies for s in study["series"]}
