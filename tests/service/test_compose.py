@@ -21,7 +21,7 @@ def compose() -> dict:
 
 def test_services_health_checks_and_volumes(compose: dict):
     services = compose["services"]
-    assert set(services) == {"redis", "postgres", "api", "gpu-worker", "cpu-worker"}
+    assert set(services) == {"redis", "postgres", "api", "gpu-worker", "cpu-worker", "gateway"}
     for name, service in services.items():
         assert "healthcheck" in service, name
     for name in ("api", "gpu-worker", "cpu-worker"):
@@ -36,6 +36,21 @@ def test_environment_names_are_settings(compose: dict):
     fields = {f"LRC_{name.upper()}" for name in Settings.model_fields}
     for name in ("api", "gpu-worker", "cpu-worker"):
         assert set(compose["services"][name]["environment"]) <= fields, name
+
+
+def test_gateway_service(compose: dict, monkeypatch: pytest.MonkeyPatch):
+    from gateway.settings import GatewaySettings
+
+    gateway = compose["services"]["gateway"]
+    environment = {k: v.split(":-", 1)[-1].rstrip("}") for k, v in gateway["environment"].items()}  # the defaults
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings = GatewaySettings()  # the defaults of the file are valid settings, and nothing is left unknown
+    assert {f"LRC_GATEWAY_{name.upper()}" for name in GatewaySettings.model_fields} >= set(environment)
+    assert settings.api_url == "http://api:8000"
+    assert gateway["ports"] == [f"{settings.port}:{settings.port}"]
+    assert gateway["volumes"] == [f"gateway:{settings.data_dir}"]
+    assert gateway["depends_on"]["api"]["condition"] == "service_healthy"
 
 
 def _compose() -> list[str]:
