@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import math
 import multiprocessing
 import os
 from collections.abc import Sequence
@@ -44,13 +45,35 @@ MIN_PLANES_FOR_PROCESSES = 24
 JPEG2000_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
 
 
+# Rescaled values beyond this are no modality's (HU span -1024..~30000); float32 ends at 3.4e38.
+MAX_RESCALED = 1e30
+
+
 def output_dtype(planes: Sequence[Plane]) -> np.dtype:
-    """The dtype that holds every rescaled value these headers allow, exactly."""
+    """The dtype that holds every rescaled value these headers allow, exactly.
+
+    Raises:
+        InvalidDicom: a rescale slope or intercept that is not finite, or values no float32 holds.
+    """
+    for plane in planes:
+        low, high = _rescaled_range(plane)
+        if not (math.isfinite(plane.slope) and math.isfinite(plane.intercept)) or max(-low, high) > MAX_RESCALED:
+            raise InvalidDicom(
+                f"{plane.path.name}: rescale slope {plane.slope} and intercept {plane.intercept} "
+                f"give values no image holds ({low:g} to {high:g})"
+            )
     if any(p.slope != 1 or p.intercept != round(p.intercept) for p in planes):
         return np.dtype(np.float32)
-    low = min(_stored_range(p)[0] + p.intercept for p in planes)
-    high = max(_stored_range(p)[1] + p.intercept for p in planes)
-    return np.dtype(np.int16 if low >= -(2**15) and high < 2**15 else np.int32)
+    low = min(_rescaled_range(p)[0] for p in planes)
+    high = max(_rescaled_range(p)[1] for p in planes)
+    if low >= -(2**15) and high < 2**15:
+        return np.dtype(np.int16)
+    return np.dtype(np.int32 if low >= -(2**31) and high < 2**31 else np.float32)
+
+
+def _rescaled_range(plane: Plane) -> tuple[float, float]:
+    ends = [v * plane.slope + plane.intercept for v in _stored_range(plane)]
+    return min(ends), max(ends)
 
 
 def _stored_range(plane: Plane) -> tuple[int, int]:
@@ -93,7 +116,7 @@ def _photometric(plane: Plane) -> str:
 
 def _invert(plane: Plane, out: np.ndarray) -> None:
     """MONOCHROME1 to MONOCHROME2 in modality values: reflect ``out`` within the plane's rescaled range."""
-    low, high = (v * plane.slope + plane.intercept for v in _stored_range(plane))
+    low, high = _rescaled_range(plane)
     if out.dtype.kind == "f":
         np.subtract(np.float32(low + high), out, out=out)
     else:
