@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.service.harness import free_port
-from tests.service.test_scaled import _pg_binary, _pg_connect, _redis_alive
+from tests.service.postgres import _pg_binary, _pg_connect
+from tests.service.test_scaled import _redis_alive
 
 
 class PgCluster:

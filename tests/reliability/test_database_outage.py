@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.records.projects import DEFAULT
 from app.services.models import register_directory
 from app.settings import Settings
 from tests.reliability.servers import PgCluster
@@ -46,7 +47,7 @@ def test_requests_fail_with_503_while_the_database_is_down_and_recover(
     settings = Settings(data_dir=tmp_path / "data", database_url=cluster.url, bootstrap_admin_key=ADMIN_KEY, **FAST)
     service: Service
     with running_service(settings, (("all", "infer,io,train"),), tmp_path) as service, service.client() as client:
-        register_directory(service.ctx, MODEL, tiny_model, status="production")
+        register_directory(service.ctx, MODEL, tiny_model, DEFAULT, status="production")
         ct = ct_nifti[0]
         upload = client.post("/v1/studies", files=[("files", (ct.name, ct.read_bytes(), "x"))])
         assert upload.status_code == 201, upload.text
