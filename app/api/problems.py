@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
@@ -69,6 +69,11 @@ def _database_error(request: Request, exc: Exception) -> JSONResponse:
     # Only outages (connection refused or dropped, pool exhausted) are 503; other DBAPI errors are bugs.
     # The log names the error class only: SQLAlchemy's message holds the statement and its parameters.
     assert isinstance(exc, DBAPIError | PoolTimeout)
+    if isinstance(exc, DataError):  # a value the column cannot hold (out of range): the request's, as a rule
+        cause = type(exc.orig).__name__
+        log.warning("database refused a value on %s %s (%s)", request.method, request.url.path, cause)
+        detail = f"a value is out of the range the service stores ({cause})"
+        return problem(422, "Invalid request", detail, "validation")
     outage = isinstance(exc, OperationalError | PoolTimeout) or getattr(exc, "connection_invalidated", False)
     if not outage:
         return _unexpected(request, exc)

@@ -29,7 +29,7 @@ def list_jobs(
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
     kind: Literal["segment", "finetune", "pretrain", "export"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past 2**63 the database raises
 ) -> list[JobOut]:
     """The project's jobs, newest first; filter by ``state`` and ``kind``."""
     return [JobOut(**jobs.view(job)) for job in jobs.find(ctx, caller.project, state, kind, limit, offset)]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from app.api.deps import Admin, ContextDep, Viewer
 from app.api.schemas import PromoteIn, RollbackIn
 from app.services import models
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+# Versions are 32-bit integers in the records; a larger number is no version (PostgreSQL would raise).
+Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.get("")
@@ -20,13 +22,13 @@ def list_models(ctx: ContextDep, caller: Viewer) -> list[dict[str, Any]]:
 
 
 @router.get("/{name}/versions/{version}")
-def get_version(name: str, version: int, ctx: ContextDep, caller: Viewer) -> dict[str, Any]:
+def get_version(name: str, version: Version, ctx: ContextDep, caller: Viewer) -> dict[str, Any]:
     """One version with its model card."""
     return models.card(ctx, caller.project, name, version)
 
 
 @router.post("/{name}/versions/{version}/promote")
-def promote(name: str, version: int, body: PromoteIn, ctx: ContextDep, caller: Admin) -> dict[str, Any]:
+def promote(name: str, version: Version, body: PromoteIn, ctx: ContextDep, caller: Admin) -> dict[str, Any]:
     """Make a version production (admins): refused (409) unless its held-out score is at least production's."""
     return models.promote(ctx, caller.project, name, version, caller.key_id, body.override, body.reason)
 

@@ -68,7 +68,7 @@ def list_studies(
     ctx: ContextDep,
     caller: Viewer,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past 2**63 the database raises
 ) -> list[StudyOut]:
     """The project's studies, newest first."""
     return [study_out(s) for s in studies.find(ctx, caller.project, limit, offset)]
