@@ -81,15 +81,24 @@ def test_keys_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert result.exit_code == 0, result.output
     token = result.output.strip()
     assert token.startswith("lrc_")
+    radiology = ["keys", "create", "--name", "r", "--role", "admin", "--project", "radiology", "--data-dir"]
+    other = CliRunner().invoke(cli, [*radiology, str(tmp_path)])
+    assert other.exit_code == 0, other.output
     from app.records.keys import find_key
 
     ctx = build_context(Settings(data_dir=tmp_path))
     with ctx.db.session() as session:
         key = find_key(session, token)
         assert key is not None
-        assert key.role == "viewer"
+        assert (key.role, key.project) == ("viewer", DEFAULT)
+        key = find_key(session, other.output.strip())
+        assert key is not None
+        assert (key.role, key.project) == ("admin", "radiology")
     bad = CliRunner().invoke(cli, ["keys", "create", "--name", "x", "--role", "root", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2
+    shared = CliRunner().invoke(cli, ["keys", "create", "--name", "x", "--project", "*", "--data-dir", str(tmp_path)])
+    assert shared.exit_code == 2  # the shared models' marker is no project a key may belong to
+    assert "project name" in shared.output
 
 
 def test_worker_command_refuses_unknown_queues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
