@@ -17,7 +17,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,13 @@ class Outbox(SqliteState):
                 (DONE, json.dumps(payload), now, step.id),
             )
             self._insert(db, step.batch, then, now)
+
+    def note(self, step: Step, payload: dict[str, Any]) -> Step:
+        """Replace a pending step's payload (committed when this returns); the step as it is now."""
+        self._db.execute(
+            "UPDATE steps SET payload = ?, updated_at = ? WHERE id = ?", (json.dumps(payload), time.time(), step.id)
+        )
+        return replace(step, payload=payload)
 
     def retry(self, step: Step, error: str, delay: float, count: bool = True) -> None:
         """Try ``step`` again in ``delay`` seconds; ``count``: this was a failed attempt."""
