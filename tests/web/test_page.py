@@ -192,6 +192,8 @@ def test_viewer_key_sees_but_cannot_upload(browser: Browser, service: Service, s
     tab.goto(f"{service.url}/ui/#models")
     expect(tab.locator(".model").first).to_be_visible()
     assert tab.locator("input[id^=override-]").count() == 0  # the gate override is offered to admins only
+    assert tab.get_by_role("button", name="Promote").count() == 0  # so are promotion and roll-back
+    assert tab.get_by_role("button", name="Roll back").count() == 0
     tab.get_by_role("button", name="Sign out").click()
     expect(tab.locator("#signin")).to_be_visible()
     assert tab.evaluate("sessionStorage.getItem('lrc.apiKey')") is None

@@ -23,12 +23,13 @@ function versionRow(model, version) {
   const cells = [
     el("td", {}, `v${version.version}`),
     el("td", { className: `status-${version.status}` }, version.status),
-    el("td", {}, version.kind),
+    el("td", {}, version.shared ? `${version.kind} (shared, read-only)` : version.kind),
     el("td", {}, typeof version.held_out_mean_dice === "number" ? version.held_out_mean_dice.toFixed(3) : "–"),
     el("td", {}, version.created_at ? new Date(version.created_at).toLocaleString() : ""),
   ];
   const actions = el("td", {}, card);
-  if (version.status !== "production" && version.kind === "segmentation") {
+  // Only admins promote (the API refuses others), and shared versions belong to no project: read-only.
+  if (session.admin && !version.shared && version.status !== "production" && version.kind === "segmentation") {
     const promote = el("button", { textContent: "Promote" });
     promote.addEventListener("click", () =>
       attempt(async () => {
@@ -64,7 +65,7 @@ export async function refreshModels() {
         { className: "model" },
         el("h3", {}, model.name, " ", el("span", { className: "hint" }, `production: v${model.production_version ?? "none"}`)),
         el("table", {}, el("thead", {}, head), el("tbody", {}, ...model.versions.map((v) => versionRow(model, v)))),
-        el("p", {}, rollback, " ", override),
+        el("p", {}, session.admin ? rollback : null, " ", override),
       );
       box.dataset.model = model.name;
       return box;
