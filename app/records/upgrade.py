@@ -16,35 +16,45 @@ from app.records.models import Base
 from app.records.projects import DEFAULT
 
 log = logging.getLogger(__name__)
+LOCK_KEY = 0x4C52C006  # pg_advisory_xact_lock key of this upgrade ("LRC", issue 6)
 PROJECT_TABLES = (
     "studies", "datasets", "jobs", "segmentations", "result_instances", "model_versions", "promotions", "api_keys",
 )  # fmt: skip
 
 
 def upgrade(engine: Engine) -> list[str]:
-    """Add what an older schema lacks; the changes made (empty when none)."""
-    inspector = inspect(engine)
-    missing = [t for t in PROJECT_TABLES if "project" not in {c["name"] for c in inspector.get_columns(t)}]
+    """Add what an older schema lacks; the changes made (empty when none).
+
+    PostgreSQL: processes starting together (API and workers) upgrade one after the other, under a
+    transaction-scoped advisory lock, each looking at the tables only once it holds the lock.
+    """
     done: list[str] = []
+    rebuild = False
     with engine.begin() as connection:
-        for table in missing:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        inspector = inspect(connection)
+        for table in PROJECT_TABLES:
+            if "project" in {c["name"] for c in inspector.get_columns(table)}:
+                continue
             connection.execute(text(f"ALTER TABLE {table} ADD COLUMN project VARCHAR(64) NOT NULL DEFAULT '{DEFAULT}'"))
             connection.execute(text(f"CREATE INDEX ix_{table}_project ON {table} (project)"))
             done.append(f"{table}.project added (existing rows in project {DEFAULT!r})")
-    uniques = inspect(engine).get_unique_constraints("model_versions")
-    old = [u for u in uniques if u["column_names"] == ["name", "version"]]
-    if old:
-        if engine.dialect.name == "sqlite":
-            _rebuild_model_versions(engine)
-        else:
-            with engine.begin() as connection:
-                connection.execute(text(f'ALTER TABLE model_versions DROP CONSTRAINT "{old[0]["name"]}"'))
-                connection.execute(
-                    text(
-                        "ALTER TABLE model_versions ADD CONSTRAINT uq_model_versions_project_name_version "
-                        "UNIQUE (project, name, version)"
-                    )
+        uniques = inspector.get_unique_constraints("model_versions")
+        old = [u for u in uniques if u["column_names"] == ["name", "version"]]
+        if old and engine.dialect.name == "sqlite":
+            rebuild = True  # below, outside this transaction: it needs foreign keys off
+        elif old:
+            connection.execute(text(f'ALTER TABLE model_versions DROP CONSTRAINT "{old[0]["name"]}"'))
+            connection.execute(
+                text(
+                    "ALTER TABLE model_versions ADD CONSTRAINT uq_model_versions_project_name_version "
+                    "UNIQUE (project, name, version)"
                 )
+            )
+    if rebuild:
+        _rebuild_model_versions(engine)
+    if old:
         done.append("model_versions: versions unique per (project, name)")
     for change in done:
         log.warning("database upgraded: %s", change)
@@ -64,11 +74,16 @@ def _rebuild_model_versions(engine: Engine) -> None:
     try:
         connection = raw.driver_connection
         assert connection is not None
+        previous = connection.isolation_level
         connection.isolation_level = None  # statements below manage the transaction themselves
         connection.execute("PRAGMA foreign_keys=OFF")
         connection.execute("PRAGMA legacy_alter_table=ON")
-        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("BEGIN IMMEDIATE")  # one process at a time; the one that waited finds it done
         try:
+            (current,) = connection.execute("SELECT sql FROM sqlite_master WHERE name = 'model_versions'").fetchone()
+            if "uq_model_versions_project_name_version" in current:
+                connection.execute("COMMIT")
+                return
             connection.execute("ALTER TABLE model_versions RENAME TO model_versions_before_projects")
             for (name,) in connection.execute(  # its indexes keep their names: free them for the new table
                 "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='model_versions_before_projects' "
@@ -89,5 +104,6 @@ def _rebuild_model_versions(engine: Engine) -> None:
         finally:
             connection.execute("PRAGMA legacy_alter_table=OFF")
             connection.execute("PRAGMA foreign_keys=ON")
+            connection.isolation_level = previous
     finally:
         raw.close()

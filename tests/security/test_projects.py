@@ -311,3 +311,16 @@ def test_a_project_puts_its_own_version_in_front_of_the_shared_one(world: World)
             rolled = admin.post(f"/v1/models/{SHARED_MODEL}/rollback", json={"reason": "back to the shared one"})
         assert rolled.status_code == 200, rolled.text
     assert (production("alpha-viewer"), production("beta-viewer")) == (1, 1)
+
+
+def test_deleting_a_copy_keeps_the_other_projects_files(world: World) -> None:
+    """Files are stored once by content, whatever project sent them: beta deleting its copy of alpha's
+    files removes nothing alpha still uses."""
+    with world.client("beta-submitter") as beta:
+        copy = beta.post("/v1/studies", files=multipart(world.dicom))
+        assert copy.status_code in (200, 201), copy.text
+        assert beta.delete(f"/v1/studies/{copy.json()['id']}").status_code == 204
+    with world.client("alpha-viewer") as alpha:
+        image = alpha.get(f"/ui/api/series/{world.ids['series']}/image")
+        assert image.status_code == 200, image.text
+        assert len(image.content) > 64 * 64 * 12
