@@ -1,0 +1,111 @@
+"""No patient identifiers in logs or error messages.
+
+Real DICOM (the factory's real CT slices, and the real JPEG 2000 CT series) re-labelled with a
+known PatientName, PatientID and birth date goes through a running ``lrc serve``: uploaded, segmented,
+exported as DICOM SEG (the workers read the headers), and sent again damaged in ways that make the
+readers fail (through REST and STOW-RS). Then every error body and the whole log of the service
+(API and both workers) are searched for the identifiers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydicom
+
+from tests.reliability.conftest import STARTER, Served
+from tests.service.helpers import ct_series, multipart, series_with_uids
+
+NAME = ("Quxhollow", "Phiprobe")  # family, given: neither is a word that appears in logs by chance
+PATIENT_ID = "PID-4711-0815"
+BIRTH_DATE = "19230417"
+IDENTIFIERS = (*NAME, PATIENT_ID, BIRTH_DATE)
+
+
+def _relabel(paths: list[Path], **changes: Any) -> list[Path]:
+    """Give real files the test patient (and ``changes``: attributes set, or deleted when ``None``), in place."""
+    for path in paths:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about the odd values set here
+            ds = pydicom.dcmread(path)
+            ds.PatientName = "^".join(NAME)
+            ds.PatientID = PATIENT_ID
+            ds.PatientBirthDate = BIRTH_DATE
+            ds.OtherPatientIDs = PATIENT_ID
+            for keyword, value in changes.items():
+                if value is None:
+                    delattr(ds, keyword)
+                else:
+                    setattr(ds, keyword, value)
+            ds.save_as(path)
+    return paths
+
+
+def _related(paths: list[Path]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p.read_bytes() for p in paths]
+    body = b"\r\n".join(parts) + f"\r\n--{boundary}--\r\n".encode()
+    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def test_patient_identifiers_stay_out_of_logs_and_errors(served: Served, shared_data: Path, tmp_path: Path):
+    client = served.client
+    errors: list[httpx.Response] = []
+    good = _relabel(series_with_uids(shared_data, tmp_path / "good", count=6))
+    upload = client.post("/v1/studies", files=multipart(good))
+    assert upload.status_code == 201, upload.text
+    series_id = upload.json()["series"][0]["id"]
+    accepted = client.post("/v1/segmentations", json={"series_id": series_id, "model": STARTER})
+    assert accepted.status_code == 202, accepted.text
+    segmentation = accepted.json()["id"]
+    job = served.wait(accepted.json()["job_id"], lambda j: j["state"] in ("succeeded", "failed", "cancelled"))
+    assert job["state"] == "succeeded", job
+    deadline = time.monotonic() + 120
+    while (
+        seg := client.get(f"/v1/segmentations/{segmentation}/result", params={"format": "dicom-seg"})
+    ).status_code == 409:
+        errors.append(seg)  # "not ready yet" while the export job runs
+        assert time.monotonic() < deadline, seg.text
+        time.sleep(0.3)
+    assert seg.status_code == 200, seg.text
+    assert str(pydicom.dcmread(pydicom.filebase.DicomBytesIO(seg.content)).PatientID) == PATIENT_ID  # it is there
+
+    # Failing requests, each carrying the patient's identifiers in the files.
+    broken = {
+        "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+        "spacing-nan": lambda p: _relabel([p], PixelSpacing=["NaN", "NaN"]),
+        "no-pixels": lambda p: _relabel([p], PixelData=None),
+        "too-long-id": lambda p: _relabel([p], OtherPatientIDs=PATIENT_ID * 6),  # pydicom warns about its length
+    }
+    for name, damage in broken.items():
+        paths = _relabel(series_with_uids(shared_data, tmp_path / name, count=2))
+        for path in paths:
+            damage(path)
+        errors.append(client.post("/v1/studies", files=multipart(paths)))
+        body, content_type = _related(paths)
+        errors.append(client.post("/dicomweb/studies", content=body, headers={"Content-Type": content_type}))
+    (tmp_path / "j2k").mkdir()
+    jpeg2000 = _relabel([Path(shutil.copy(p, tmp_path / "j2k")) for p in ct_series(shared_data)[:2]])
+    for path in jpeg2000:
+        path.write_bytes(path.read_bytes()[:-4000])  # the real JPEG 2000 codestream, cut
+    errors.append(client.post("/v1/studies", files=multipart(jpeg2000)))
+
+    failed = [r for r in errors if r.status_code >= 400]
+    assert len(failed) >= 9, [(r.status_code, r.text[:100]) for r in errors]
+    assert all(r.status_code < 500 for r in failed), [r.text for r in failed]
+    for response in failed:
+        for identifier in IDENTIFIERS:
+            assert identifier not in response.text, (identifier, response.request.url, response.text)
+    time.sleep(1.0)  # let the workers' last lines reach the log
+    log = served.log.read_text(errors="replace")
+    # The search covers the workers too: their lines about these very jobs are in the log.
+    assert f"job {accepted.json()['job_id']} (segment) started" in log
+    assert "(export) started" in log
+    leaked = {identifier: log.count(identifier) for identifier in IDENTIFIERS if identifier in log}
+    assert not leaked, f"patient identifiers in the service log {served.log}: {leaked}"
