@@ -59,3 +59,24 @@ def test_outbox_command_lists_and_rearms_failed_steps(tmp_path: Path):
     assert [json.loads(x)["state"] for x in rearmed.stdout.splitlines()] == ["done", "pending"]
     missing = runner.invoke(cli, ["gateway-outbox", "--data-dir", str(tmp_path / "nothing")])
     assert missing.exit_code == 2
+
+
+def test_pacs_commands_need_one_way_to_the_pacs(tmp_path: Path):
+    runner = CliRunner()
+    api = ["--api-url", "http://127.0.0.1:9", "--api-key", "k"]
+    neither = runner.invoke(cli, ["pacs", "import", *api])
+    assert neither.exit_code == 2
+    assert "exactly one of --pacs" in neither.output
+    both = runner.invoke(cli, ["pacs", "find", "--pacs", "P@h:104", "--dicomweb", "http://h/dicom-web"])
+    assert both.exit_code == 2
+    move_by_web = runner.invoke(cli, ["pacs", "import", "--dicomweb", "http://h/dicom-web", "--move", "11113", *api])
+    assert move_by_web.exit_code == 2
+    assert "--move is for a DIMSE PACS" in move_by_web.output
+    unreachable = runner.invoke(cli, ["pacs", "find", "--dicomweb", "http://127.0.0.1:9/dicom-web"])
+    assert unreachable.exit_code == 1
+    assert "could not be reached" in unreachable.output
+    no_mapping = runner.invoke(
+        cli, ["pacs", "push", "s1", "--destination", "P@h:104", "--mapping", str(tmp_path / "none.sqlite"), *api]
+    )
+    assert no_mapping.exit_code == 2
+    assert "no pseudonym mapping" in no_mapping.output

@@ -160,7 +160,7 @@ def test_dataset_from_segs_and_rtstructs_over_dicomweb_deidentified(
     created = json.loads(result.output)
     assert created["labels"] == {"1": "body", "2": "dense"}
     assert len(created["cases"]) == 2
-    assert sorted(case["label"] for case in created["cases"]) == ["label-00000.dcm", "label-00001.nii.gz"]
+    assert sorted(case["label"].split(".", 1)[1] for case in created["cases"]) == ["dcm", "nii.gz"]
     headers = {"Authorization": f"Bearer {lrc_service.key}"}
     studies = httpx.get(f"{lrc_service.url}/v1/studies", headers=headers, timeout=30).json()
     stored = {s["series_instance_uid"] for study in studies for s in study["series"]}

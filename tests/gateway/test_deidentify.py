@@ -52,9 +52,12 @@ def test_mapping_round_trip(shared_data: Path, tmp_path: Path):
     assert study is not None
     assert study["study_uid"] == original.StudyInstanceUID
 
-    back = mapping.reidentify(pydicom.dcmread(deid[0]))
-    for keyword in ("PatientName", "PatientID", "AccessionNumber", "StudyDate", "StudyInstanceUID", "SOPInstanceUID"):
-        assert back[keyword].value == original[keyword].value, keyword
+    originals = {ds.SOPInstanceUID: ds for ds in map(pydicom.dcmread, files)}
+    for path in deid:
+        back = mapping.reidentify(pydicom.dcmread(path))
+        source = originals[back.SOPInstanceUID]
+        for keyword in ("PatientName", "PatientID", "AccessionNumber", "StudyDate", "StudyInstanceUID"):
+            assert back[keyword].value == source[keyword].value, keyword
 
 
 def test_gateway_deidentifies_and_results_come_back_identified(
@@ -65,7 +68,7 @@ def test_gateway_deidentifies_and_results_come_back_identified(
     tmp_path: Path,
 ):
     token = uuid.uuid4().hex
-    gateway = gateway_factory("--deidentify")
+    gateway = gateway_factory("--deidentify", "--rtstruct")
     files = identified_series(shared_data, tmp_path / "ct", token)
     original = pydicom.dcmread(files[0])
     answer = orthanc.send(MODALITY, orthanc.upload(files))
@@ -80,7 +83,10 @@ def test_gateway_deidentifies_and_results_come_back_identified(
     sources = {pydicom.dcmread(p).SOPInstanceUID for p in files}
     referenced = seg["ReferencedSeriesSequence"][0]["ReferencedInstanceSequence"]
     assert {item["ReferencedSOPInstanceUID"] for item in referenced} <= sources
-    assert [r["state"] for r in outbox_rows(gateway)] == ["done"] * 4
+    (rtstruct,) = wait_for("an RTSTRUCT", lambda: orthanc.results_for(original.SeriesInstanceUID, "RTSTRUCT"))
+    assert (rtstruct["PatientName"], rtstruct["StudyInstanceUID"]) == (f"Secret^{token}", original.StudyInstanceUID)
+    assert rtstruct["ReferencedFrameOfReferenceSequence"][0]["FrameOfReferenceUID"] == original.FrameOfReferenceUID
+    wait_for("every step done", lambda: [r["state"] for r in outbox_rows(gateway)] == ["done"] * 5)
 
     # The service holds the pseudonymous series only: no original name, ID or UID in its records or blobs.
     service_data = lrc_service.log.parent / "data"

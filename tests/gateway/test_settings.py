@@ -36,7 +36,9 @@ def test_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("LRC_GATEWAY_DESTINATION", "ORTHANC@127.0.0.1:4242")
     monkeypatch.setenv("LRC_GATEWAY_SERIES_TIMEOUT", "2.5")
     monkeypatch.setenv("LRC_GATEWAY_API_URL", "http://service:8000/")
+    monkeypatch.setenv("LRC_GATEWAY_DEIDENTIFY", "true")
     settings = GatewaySettings(data_dir=tmp_path)
+    assert settings.deidentify
     assert settings.allowed_callers == ["ORTHANC", "PACS2"]
     assert settings.target == Destination("ORTHANC", "127.0.0.1", 4242)
     assert settings.series_timeout == 2.5
