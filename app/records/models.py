@@ -160,7 +160,11 @@ class ResultInstance(Base):
 
 
 class ModelVersion(Base):
-    """A registered model directory: ``name`` + ``version``, its card and its status."""
+    """A registered model directory: ``name`` + ``version``, its card and its status.
+
+    ``project`` is a project's name, or ``SHARED`` for versions every project sees read-only (the
+    starter); see :mod:`app.records.registry` for how a project's versions overlay shared ones.
+    """
 
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("project", "name", "version", name="uq_model_versions_project_name_version"),)

@@ -63,7 +63,7 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     if "features" in options:
         options["features"] = tuple(options["features"])
     config = FinetuneConfig(**options)
-    out = ctx.settings.model_dir / job.project / payload["name"] / f"job-{job.id}"
+    out = ctx.settings.model_dir / "projects" / job.project / payload["name"] / f"job-{job.id}"
     try:
         with scratch(ctx, f"finetune-{job.id}-") as folder:
             report(0.0, "reading data")
@@ -156,7 +156,7 @@ def pretrain(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     if "features" in options:
         options["features"] = tuple(options["features"])
     config = PretrainConfig(method=payload["method"], **options)
-    out = ctx.settings.model_dir / job.project / payload["name"] / f"job-{job.id}"
+    out = ctx.settings.model_dir / "projects" / job.project / payload["name"] / f"job-{job.id}"
     try:
         with scratch(ctx, f"pretrain-{job.id}-") as folder:
             report(0.0, "reading data")
