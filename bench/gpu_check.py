@@ -84,7 +84,8 @@ def main() -> None:
     }
     report["correctness"] = correctness(args.shared_data, device, args.steps, HERE / "out")
     print(json.dumps(report, indent=2), flush=True)
-    for script, extra in (("step_time.py", []), ("segment_e2e.py", [])):
+    shared = ["--shared-data", str(args.shared_data)]  # the device's checkout has no ../shared
+    for script, extra in (("step_time.py", shared), ("segment_e2e.py", [])):
         if script == "segment_e2e.py" and args.skip_e2e:
             continue
         run = subprocess.run(
