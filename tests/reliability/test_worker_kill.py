@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from app.records.projects import DEFAULT
 from lrc.io import read_nifti
 from tests.reliability.conftest import STARTER, Served
 from tests.reliability.processes import celery_worker, children, kill_hard
@@ -33,8 +34,8 @@ def assert_no_debris(data_dir: Path) -> None:
     assert not any((blobs / ".tmp").iterdir()), sorted((blobs / ".tmp").iterdir())
     work = data_dir / "work"
     assert not any(p for p in work.iterdir() if p.name.startswith(("segment-", "finetune-"))), sorted(work.iterdir())
-    models = data_dir / "models"
-    assert not list(models.glob("*/.*")), sorted(models.glob("*/.*"))  # save_model's staging folders
+    staging = [p for p in (data_dir / "models").rglob(".*") if p.is_dir()]  # save_model's staging folders
+    assert not staging, staging
 
 
 def kill_during(served: Served, job_id: str, worker: str, stages: tuple[str, ...], whole_worker: bool) -> None:
@@ -119,10 +120,13 @@ def test_finetune_killed_mid_training(served: Served, series_id: str, ct_nifti: 
     versions = next(m for m in served.client.get("/v1/models").json() if m["name"] == STARTER)["versions"]
     assert [v["version"] for v in versions] == [1, 2], versions  # exactly one new version, not one per attempt
     assert job["result"] == {**job["result"], "model": STARTER, "version": 2}
-    folders = sorted(p.name for p in (served.data_dir / "models" / STARTER).iterdir())
-    assert folders == sorted(["starter", f"job-{job_id}"]), folders
-    card = json.loads((served.data_dir / "models" / STARTER / f"job-{job_id}" / "model.json").read_text())
-    weights = served.data_dir / "models" / STARTER / f"job-{job_id}" / "weights.safetensors"
+    # The shared starter stays where it was; the project's own version goes under models/projects/<project>.
+    assert sorted(p.name for p in (served.data_dir / "models" / STARTER).iterdir()) == ["starter"]
+    own = served.data_dir / "models" / "projects" / DEFAULT / STARTER
+    folders = sorted(p.name for p in own.iterdir())
+    assert folders == [f"job-{job_id}"], folders
+    card = json.loads((own / f"job-{job_id}" / "model.json").read_text())
+    weights = own / f"job-{job_id}" / "weights.safetensors"
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == card["weights_sha256"]
     assert card["training"]["steps"] == TRAINING["steps"]  # the re-run trained from the start to the end
     assert_no_debris(served.data_dir)
