@@ -82,6 +82,28 @@ class Pseudonyms(SqliteState):
 
     def deidentify(self, ds: Dataset) -> Dataset:
         """De-identify ``ds`` in place (and record its mapping, committed before this returns); ``ds``."""
+        self._record([self._deidentify(ds)])
+        return ds
+
+    def deidentify_folder(self, source: Path, target: Path) -> dict[str, str]:
+        """De-identify every ``*.dcm`` in ``source`` into ``target``; original -> pseudonymous series UID.
+
+        The mapping is committed (once for the folder) before this returns.
+        """
+        target.mkdir(parents=True, exist_ok=True)
+        series: dict[str, str] = {}
+        records = []
+        for path in sorted(source.glob("*.dcm")):
+            ds = pydicom.dcmread(path)
+            original = str(ds.get("SeriesInstanceUID", ""))
+            records.append(self._deidentify(ds))
+            series[original] = str(ds.SeriesInstanceUID)
+            ds.save_as(target / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
+        self._record(records)
+        return series
+
+    def _deidentify(self, ds: Dataset) -> tuple[list[tuple[str, str]], tuple[str, str, str, str]]:
+        """Anonymize ``ds`` in place; its (pseudonym, original) UID pairs and its study row."""
         originals = sorted(_uids(ds))
         kept = {k: _json_value(ds, k) for k in RESTORED}
         original_study = str(ds.get("StudyInstanceUID", ""))
@@ -91,25 +113,14 @@ class Pseudonyms(SqliteState):
                 delattr(ds, keyword)
         pairs = [(self._pseudonym(uid), uid) for uid in originals]
         pseudonymous = {k: _json_value(ds, k) for k in RESTORED}
-        with self._transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO uids (pseudonym, original) VALUES (?, ?)", pairs)
-            db.execute(
-                "INSERT OR IGNORE INTO studies VALUES (?, ?, ?, ?)",
-                (str(ds.get("StudyInstanceUID", "")), original_study, json.dumps(kept), json.dumps(pseudonymous)),
-            )
-        return ds
+        study = (str(ds.get("StudyInstanceUID", "")), original_study, json.dumps(kept), json.dumps(pseudonymous))
+        return pairs, study
 
-    def deidentify_folder(self, source: Path, target: Path) -> dict[str, str]:
-        """De-identify every ``*.dcm`` in ``source`` into ``target``; original -> pseudonymous series UID."""
-        target.mkdir(parents=True, exist_ok=True)
-        series: dict[str, str] = {}
-        for path in sorted(source.glob("*.dcm")):
-            ds = pydicom.dcmread(path)
-            original = str(ds.get("SeriesInstanceUID", ""))
-            self.deidentify(ds)
-            series[original] = str(ds.SeriesInstanceUID)
-            ds.save_as(target / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
-        return series
+    def _record(self, records: list[tuple[list[tuple[str, str]], tuple[str, str, str, str]]]) -> None:
+        with self._transaction() as db:
+            for pairs, study in records:
+                db.executemany("INSERT OR IGNORE INTO uids (pseudonym, original) VALUES (?, ?)", pairs)
+                db.execute("INSERT OR IGNORE INTO studies VALUES (?, ?, ?, ?)", study)
 
     def _pseudonym(self, uid: str) -> str:
         probe = Dataset()
