@@ -11,7 +11,9 @@ real CT) and more queued behind it:
 3. ``lrc serve`` itself killed with SIGKILL (API and workers at once), then started again.
 
 After each: every job ``succeeded`` with exactly one segmentation, readable, of the full shape.
-(Embedded mode restarted with jobs queued while it was down: ``tests/service/test_serve.py``.)
+Embedded mode (SQLite records, the on-disk broker) killed the same way: the jobs were queued in its
+broker file before the crash, some fetched by the worker. (Embedded mode stopped gracefully, with
+jobs queued while it was down: ``tests/service/test_serve.py``.)
 """
 
 from __future__ import annotations
@@ -145,4 +147,25 @@ def test_no_job_is_lost_across_broker_and_service_restarts(
     assert read_nifti(labels).shape == (122, 101, 112)
     assert max(restarted + emptied) <= 2, (restarted, emptied)
     assert crashed[0] == 2, crashed  # the running job's first attempt died with its worker
+    assert_no_debris(data_dir)
+
+
+def test_embedded_serve_killed_with_jobs_queued_and_running(tiny_model: Path, shared_data: Path, tmp_path: Path):
+    data_dir = tmp_path / "data"
+    settings = Settings(data_dir=data_dir, bootstrap_admin_key=ADMIN_KEY, **FAST)
+    env = service_env(settings)
+    env.update(LRC_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY, LRC_STARTER_MODEL_DIR=str(tiny_model), LRC_STARTER_MODEL_NAME=STARTER)
+    env.update(OMP_NUM_THREADS="1")
+    log = tmp_path / "serve.log"
+    image = shared_data / "nifti" / "totalseg_ct_abdomen" / "example_ct.nii.gz"
+    with lrc_serve(data_dir, env, log) as (process, client):
+        upload = client.post("/v1/studies", files=[("files", (image.name, image.read_bytes(), "x"))])
+        assert upload.status_code == 201, upload.text
+        accepted = _submit(client, upload.json()["series"][0]["id"], 3)
+        _running(client, accepted)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+    with lrc_serve(data_dir, env, log) as (_, client):
+        attempts = _check_all_done(client, accepted, log)
+    assert attempts[0] == 2, attempts
     assert_no_debris(data_dir)
