@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One lent GPU session (bench/GPU.md): two device calls on the same warm machine.
+#
+#   bash bench/gpu_session.sh check                 # ~5 min: bf16 check, step times, speed, quality calibration
+#   bash bench/gpu_session.sh quality STEPS SECONDS # the quality grid, pre-training STEPS, within SECONDS
+#
+# Carry bench/out/whl_speed (wheels: `bash bench/gpu_wheels.sh speed`) and .gpudata (a copy of
+# ../shared/data). Every part has its own time limit, so one failing part leaves the others'
+# results; everything is packed into one $OUT/<mode>.tar.gz (the device returns at most 8 files).
+set -u
+cd "$(dirname "$0")/.."
+mode=${1:-check}
+out=$(mktemp -d)
+trap 'tar czf "${OUT:-bench/out}/$mode.tar.gz" -C "$out" .' EXIT
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    bench/out/whl_speed/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+part() {  # part NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log, say how it ended
+    local name=$1 limit=$2 start=$SECONDS
+    shift 2
+    timeout "$limit" "$@" >"$out/$name.log" 2>&1
+    echo "$name: rc=$? after $((SECONDS - start)) s"
+}
+case $mode in
+check)
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$out/nvidia.txt"
+    part gpu_check 110 env OUT="$out" python3 bench/gpu_check.py --shared-data .gpudata/data --steps 300 --skip-e2e
+    part speed 170 env OUT="$out" bash bench/speed_gpu.sh cuda
+    part warm 60 python3 bench/quality.py --preset full --warm 14
+    # Calibration: every plan cell at once, 100 pre-training and 100 fine-tuning steps.
+    part calibrate 75 python3 bench/quality_grid.py --preset full --device cuda --warm 0 --seeds 0 --k 1 \
+        --test dev --pretrain-steps 100 --finetune-steps 100 --workers 7 --deadline 70 \
+        --results "$out/quality_calibration.json"
+    grep -h "done\|seconds" "$out/calibrate.log" | tail -12
+    ;;
+quality)
+    steps=${2:-3000}
+    seconds=${3:-400}
+    part quality "$seconds" python3 bench/quality_grid.py --preset full --device cuda --warm 14 \
+        --pretrain-steps "$steps" --workers 9 --deadline $((seconds - 45)) --results "$out/quality_gpu.json" \
+        --overlay "$out/quality_overlay.png"
+    tail -40 "$out/quality.log"
+    ;;
+esac
