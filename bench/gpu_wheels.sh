@@ -1,15 +1,37 @@
 #!/usr/bin/env bash
-# Download the wheels the GPU machine lacks (Python 3.12, x86-64) into .whl/ for bench/GPU.md.
+# Download the wheels the GPU machine lacks (Python 3.12, x86-64).
+#   bash bench/gpu_wheels.sh          -> .whl/ for bench/GPU.md (gpu_check.py; about 60 MB)
+#   bash bench/gpu_wheels.sh speed    -> bench/out/whl_speed/ for bench/speed_gpu.sh (about 21 MB: lrc segment
+#                                        and nnU-Net's predictor; SimpleITK's 50 MB wheel is left out, see
+#                                        bench/speed_peers.py, and so are packages the machine already has)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p .whl
+set_name=${1:-check}
 platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
            --platform manylinux_2_24_x86_64 --platform manylinux_2_34_x86_64 --platform any)
-for spec in monai==1.6.1 pydicom==3.0.2 highdicom==0.28.2 nibabel==5.4.2 scikit-image==0.26.0 typer safetensors \
-            pylibjpeg==2.1.0 pylibjpeg-openjpeg pylibjpeg-libjpeg pylibjpeg-rle python-gdcm pillow-jpls \
-            imageio tifffile lazy-loader networkx click rich shellingham markdown-it-py mdurl pygments \
-            pyjwt typing-extensions packaging; do
+if [ "$set_name" = speed ]; then
+    dest=bench/out/whl_speed
+    specs=(monai==1.6.1 pydicom==3.0.2 highdicom==0.28.2 nibabel==5.4.2 pyjpegls==1.5.1 pylibjpeg==2.1.0
+           pylibjpeg-openjpeg==2.6.0 nnunetv2==2.8.1 dynamic_network_architectures==0.4.4 batchgenerators==0.25.5
+           blosc2==4.14.1 numexpr==2.14.2 ndindex==1.10.1)
+else
+    dest=.whl
+    specs=(monai==1.6.1 pydicom==3.0.2 highdicom==0.28.2 nibabel==5.4.2 scikit-image==0.26.0 typer safetensors
+           pylibjpeg==2.1.0 pylibjpeg-openjpeg pylibjpeg-libjpeg pylibjpeg-rle python-gdcm pillow-jpls
+           imageio tifffile lazy-loader networkx click rich shellingham markdown-it-py mdurl pygments
+           pyjwt typing-extensions packaging)
+fi
+mkdir -p "$dest"
+for spec in "${specs[@]}"; do
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        "${platforms[@]}" -d .whl "$spec" || python3 -m pip download -q --no-deps -d .whl "$spec"
+        "${platforms[@]}" -d "$dest" "$spec" || python3 -m pip download -q --no-deps -d "$dest" "$spec"
 done
-ls .whl | wc -l
+if [ "$set_name" = speed ]; then
+    # acvl_utils (nnU-Net's helpers) is published as an sdist only: build its pure-Python wheel here.
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --no-deps --no-binary=:all: -d "$tmp" acvl_utils==0.2.6
+    python3 -m pip wheel -q --no-deps "$tmp"/acvl_utils-0.2.6.tar.gz -w "$dest"
+    rm -rf "$tmp"
+fi
+ls "$dest" | wc -l
+du -sh "$dest"

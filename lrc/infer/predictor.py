@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from lrc.device import autocast, resolve_device
+from lrc.infer.cpu import channels_last, for_cpu
 from lrc.infer.stages import NoTimes, StageTimes
 from lrc.io.volume import Volume
 from lrc.models.card import ModelCard
@@ -48,6 +49,8 @@ class Predictor:
         batch_size: slices per forward pass (2D); default 32 on CUDA, 2 on the CPU, where small
             batches keep activation buffers below glibc's mmap threshold (see :mod:`lrc.runtime`).
         bf16: bf16 autocast on CUDA (float32 when False; the CPU always runs float32).
+        fast_cpu: on the CPU, run a copy of ``net`` with group norms and channels-last weights
+            (:mod:`lrc.infer.cpu`; the same arithmetic, ~1.6x faster); ``net`` itself is left as it is.
     """
 
     def __init__(
@@ -57,11 +60,15 @@ class Predictor:
         device: str | torch.device = "auto",
         batch_size: int | None = None,
         bf16: bool = True,
+        fast_cpu: bool = True,
     ) -> None:
         if card.kind != "segmentation" or card.labels is None:
             raise ValueError(f"a segmentation model is needed, got a {card.kind} model")
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
+        dims = int(card.arguments["spatial_dims"])
+        self.memory_format = channels_last(dims) if fast_cpu and self.device.type == "cpu" else torch.contiguous_format
+        self._forward = for_cpu(self.net, dims) if fast_cpu and self.device.type == "cpu" else self.net
         self.card = card
         self.bf16 = bf16
         self.batch_size = batch_size or (32 if self.device.type == "cuda" else 2)
@@ -141,8 +148,9 @@ class Predictor:
                         batch, size=(model_x, model_y), mode="bilinear", align_corners=False
                     )
                 batch = nn.functional.pad(batch, (pad_y // 2, pad_y - pad_y // 2, pad_x // 2, pad_x - pad_x // 2))
+                batch = batch.contiguous(memory_format=self.memory_format)
             with clock.stage("model", self.device), autocast(self.device, self.bf16):
-                logits = self.net(batch)  # b x C x X' x Y' (padded)
+                logits = self._forward(batch)  # b x C x X' x Y' (padded)
             with clock.stage("postprocess", self.device):
                 logits = logits[:, :, pad_x // 2 : pad_x // 2 + model_x, pad_y // 2 : pad_y // 2 + model_y].float()
                 if resample:
@@ -164,7 +172,7 @@ class Predictor:
                 volume = nn.functional.interpolate(volume, size=model_size, mode="trilinear", align_corners=False)
         roi = tuple(int(v) for v in self.card.training.get("patch", [96, 96, 96]))
         with clock.stage("model", self.device), autocast(self.device, self.bf16):
-            logits = sliding_window_inference(volume, roi, 2, self.net, overlap=0.25, mode="gaussian")
+            logits = sliding_window_inference(volume, roi, 2, self._forward, overlap=0.25, mode="gaussian")
         with clock.stage("postprocess", self.device):
             logits = torch.as_tensor(logits).float()
             if model_size != size:
