@@ -30,7 +30,7 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 PY
 # lrc segment, whole process (twice) and staged (cold, then warm passes with the model loaded).
-$py bench/speed_e2e.py --device "$device" --slices "$slices" --repeats 2 --warm "$repeats" \
+$py bench/speed_e2e.py --device "$device" --slices "$slices" --repeats 1 --warm "$repeats" \
     --shared-data "$data" --work "$work" --out "$out/speed_e2e_$device.json"
 echo "e2e done after $(( $(date +%s) - start )) s"
 # The model stage against nnU-Net's predictor (TotalSegmentator 3d_fullres), same volume and device.

@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ def stub_simpleitk() -> bool:
     return True
 
 
-def nnunet(args: argparse.Namespace) -> dict[str, Any]:
+def nnunet(args: argparse.Namespace, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Ours and nnU-Net's predictor on the same volume; seconds per stage and the model-stage ratio."""
     stubbed = stub_simpleitk()
     import numpy as np
@@ -225,6 +226,22 @@ def nnunet(args: argparse.Namespace) -> dict[str, Any]:
         _sync(device)
         report["nnunet"].append({"model": time.perf_counter() - begin})
         print(json.dumps({"ours": report["ours"][-1], "nnunet": report["nnunet"][-1]}), flush=True)
+    median = {
+        who: {k: round(statistics.median(r[k] for r in report[who]), 3) for k in report[who][0]}
+        for who in ("ours", "nnunet")
+    }
+    report["median_s"] = median
+    report["nnunet_over_ours"] = {"model": round(median["nnunet"]["model"] / median["ours"]["model"], 2)}
+    report["nnunet_config"] = {
+        "patch": PATCH,
+        "spacing": SPACING,
+        "classes": CLASSES,
+        "tile_step_size": 0.5,
+        "mirroring": False,
+        "architecture": TOTALSEG_ARCH,
+    }
+    report["nnunet_pipeline_once_s"] = {k: round(v, 3) for k, v in pipeline.items()}
+    save(report)  # the model stages are in; nnU-Net's resampling back on the CPU can take a minute
     if args.full:
         begin = time.perf_counter()
         convert_predicted_logits_to_segmentation_with_correct_shape(
@@ -236,24 +253,9 @@ def nnunet(args: argparse.Namespace) -> dict[str, Any]:
             return_probabilities=False,
         )
         pipeline["postprocess"] = time.perf_counter() - begin
-    report["nnunet_pipeline_once_s"] = {k: round(v, 3) for k, v in pipeline.items()}
-    median = {
-        who: {k: round(statistics.median(r[k] for r in report[who]), 3) for k in report[who][0]}
-        for who in ("ours", "nnunet")
-    }
-    report["median_s"] = median
-    report["nnunet_over_ours"] = {"model": round(median["nnunet"]["model"] / median["ours"]["model"], 2)}
-    if args.full:
+        report["nnunet_pipeline_once_s"] = {k: round(v, 3) for k, v in pipeline.items()}
         whole = median["nnunet"]["model"] + sum(pipeline.values())
         report["nnunet_over_ours"]["predict"] = round(whole / median["ours"]["total"], 2)
-    report["nnunet_config"] = {
-        "patch": PATCH,
-        "spacing": SPACING,
-        "classes": CLASSES,
-        "tile_step_size": 0.5,
-        "mirroring": False,
-        "architecture": TOTALSEG_ARCH,
-    }
     return report
 
 
@@ -350,19 +352,17 @@ def main() -> None:
     os.environ.setdefault("nnUNet_preprocessed", str(args.work))
     os.environ.setdefault("nnUNet_results", str(args.work))
     info = machine(args.device)
-    result = nnunet(args) if args.what == "nnunet" else ingest(args)
-    report = {
-        "benchmark": f"speed_{args.what}",
-        "machine": info,
-        "loadavg_after": list(os.getloadavg()),
-        "slices": args.slices,
-        "crop": args.crop or None,
-        **result,
-    }
     suffix = f"_{args.device.split(':')[0]}" if args.what == "nnunet" else ""
     path = args.out or HERE / "results" / f"speed_{args.what}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+
+    def save(result: dict[str, Any]) -> dict[str, Any]:
+        report = {"benchmark": f"speed_{args.what}", "machine": info, "loadavg_after": list(os.getloadavg())}
+        report.update(slices=args.slices, crop=args.crop or None, **result)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        return report
+
+    report = save(nnunet(args, save) if args.what == "nnunet" else ingest(args))
     print(json.dumps({k: report[k] for k in report if k in ("median_s", "nnunet_over_ours", "lrc_over_simpleitk")}))
 
 
