@@ -73,6 +73,12 @@ class ResultNotReady(Conflict):
     title = "Result not ready"
 
 
+class IdempotencyKeyReused(Conflict):
+    """An ``Idempotency-Key`` already answered another request (another body) in the project."""
+
+    title = "Idempotency key reused"
+
+
 class PromotionRefused(Conflict):
     """The promotion gate refused a model version."""
 

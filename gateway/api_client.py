@@ -7,7 +7,6 @@ operator can fix) are :class:`Retryable`; 409 on a result is :class:`NotReady`; 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 import tempfile
@@ -33,14 +32,6 @@ def _problem(response: httpx.Response) -> str:
     if isinstance(body, dict):
         return f"HTTP {response.status_code}: {body.get('detail') or body.get('title') or body}"
     return f"HTTP {response.status_code}: {body}"
-
-
-def _timestamp(value: str | None) -> float:
-    """An ISO time of the service (UTC) as seconds since the epoch; 0 when absent."""
-    if not value:
-        return 0.0
-    parsed = dt.datetime.fromisoformat(value)
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def check(response: httpx.Response, not_ready: bool = False) -> httpx.Response:
@@ -109,25 +100,14 @@ class ServiceClient:
     def segment(self, series_id: str, model: str | None, key: str | None = None) -> tuple[str, str]:
         """Ask for a segmentation; its id and its job's id.
 
-        ``key`` goes as the ``Idempotency-Key`` header, for a service that answers a repeated key with
-        the first request's segmentation (this one does not yet; see :meth:`jobs_since`).
+        ``key`` goes as the ``Idempotency-Key`` header: the service answers a repeated key with the first
+        request's segmentation and job, and makes no other job.
         """
         headers = {"Idempotency-Key": key} if key else {}
         body = {"series_id": series_id, "model": model}
         response = self._call("POST", "/v1/segmentations", json=body, headers=headers)
         answer = response.json()
         return str(answer["id"]), str(answer["job_id"])
-
-    def jobs_since(self, kind: str, since: float, page: int = 100) -> list[dict[str, Any]]:
-        """The jobs of ``kind`` created at or after ``since`` (seconds since the epoch), newest first."""
-        found: list[dict[str, Any]] = []
-        while True:
-            params = {"kind": kind, "limit": page, "offset": len(found)}
-            jobs: list[dict[str, Any]] = self._call("GET", "/v1/jobs", params=params).json()
-            recent = [job for job in jobs if _timestamp(job.get("created_at")) >= since]
-            found += recent
-            if len(jobs) < page or len(recent) < len(jobs):
-                return found
 
     def job(self, job_id: str) -> dict[str, Any]:
         """A job's state, progress and error."""

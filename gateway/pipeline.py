@@ -11,12 +11,10 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pydicom
 
@@ -31,15 +29,6 @@ from gateway.rules import Rules, SeriesInfo
 
 log = logging.getLogger(__name__)
 FAILED_JOB = ("failed", "cancelled")
-CLOCK_SKEW_S = 300.0  # how far the service's clock may be behind ours, when looking for a lost request
-
-
-def same_model(asked: str | None, made: dict[str, Any]) -> bool:
-    """Whether a segmentation by ``made`` (``{"name", "version"}``) answers a request for ``asked``."""
-    if asked is None:  # the production model, whichever it was
-        return True
-    name, _, version = asked.partition(":")
-    return bool(made.get("name") == name and (not version or str(made.get("version")) == version))
 
 
 @dataclass(frozen=True)
@@ -164,41 +153,15 @@ class Pipeline:
     def _segment(self, step: Step) -> None:
         series_id, model = step.payload["series_id"], step.payload["model"]
         intent = step.payload.get("intent")
-        found = self._lost_request(series_id, model, intent["at"]) if intent else None
-        if found is None:
-            # Recorded before the call: a crash before its answer is recorded leaves this trace.
-            intent = {"key": uuid.uuid4().hex, "at": time.time()}
+        if intent is None:
+            # Recorded before the call: after a crash before its answer is recorded, the step asks again with
+            # the same Idempotency-Key, and the service answers with the segmentation it made the first time.
+            intent = {"key": uuid.uuid4().hex}
             step = self.outbox.note(step, {**step.payload, "intent": intent})
-            found = self.client.segment(series_id, model, intent["key"])
-        else:
-            log.warning("batch %s: the segmentation asked for before a restart was found: %s", step.batch, found[0])
-        segmentation_id, job_id = found
+        segmentation_id, job_id = self.client.segment(series_id, model, intent["key"])
         log.info("batch %s: segmentation %s, job %s", step.batch, segmentation_id, job_id)
         payload = {"segmentation_id": segmentation_id, "job_id": job_id}
         self.outbox.finish(step, {**step.payload, **payload}, [NewStep("wait", segmentation_id, payload)])
-
-    def _lost_request(self, series_id: str, model: str | None, asked_at: float) -> tuple[str, str] | None:
-        """The segmentation (and job) a request sent at ``asked_at``, whose answer was lost, created.
-
-        Segment jobs created since then (less the clock skew allowed) are looked at: a succeeded one
-        names its segmentation, whose series and model must match. Jobs still queued or running
-        cannot be told apart yet: the step waits for them (one of them may be the lost request's).
-        None: no job of that request exists (it did not arrive, or failed), so asking again is safe.
-        """
-        unknown = 0
-        for job in self.client.jobs_since("segment", asked_at - CLOCK_SKEW_S):
-            if job["state"] in ("queued", "running"):
-                unknown += 1
-                continue
-            segmentation_id = (job.get("result") or {}).get("segmentation_id")
-            if job["state"] != "succeeded" or not segmentation_id:
-                continue
-            found = self.client.segmentation(segmentation_id)
-            if found["series_id"] == series_id and same_model(model, found["model"]):
-                return str(segmentation_id), str(job["id"])
-        if unknown:
-            raise NotReady(f"{unknown} segment job(s) since the unanswered request are not finished; one may be it")
-        return None
 
     def _wait(self, step: Step) -> None:
         segmentation_id = step.payload["segmentation_id"]

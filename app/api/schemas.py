@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from fastapi import Header
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.records.models import REQUEST_KEY_MAX
 
 
 class SeriesOut(BaseModel):
@@ -73,6 +76,18 @@ class SegmentationIn(BaseModel):
     model: str | None = Field(
         default=None, description="'name' (its production version), 'name:version', or the default"
     )
+
+
+IDEMPOTENCY_KEY = Header(
+    alias="Idempotency-Key",
+    min_length=1,
+    max_length=REQUEST_KEY_MAX,
+    pattern=r"^[\x20-\x7e]+$",
+    description=(
+        "Any 1 to 200 printable ASCII characters, new for each request (a UUID): the same key again in this "
+        "project returns the first request's answer without a new job; with another body it is refused (409)"
+    ),
+)
 
 
 class SegmentationOut(BaseModel):

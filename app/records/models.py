@@ -7,8 +7,11 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+REQUEST_KEY_MAX = 200  # characters of an Idempotency-Key
+REQUEST_KEY_INDEX = "uq_segmentations_project_request_key"
 
 
 def new_id() -> str:
@@ -124,9 +127,15 @@ class Job(Base):
 
 
 class Segmentation(Base):
-    """A segmentation of one series by one model version; outputs by format."""
+    """A segmentation of one series by one model version; outputs by format.
+
+    ``request_key`` is the ``Idempotency-Key`` of the request that made it, unique per project (a unique
+    index, not a constraint: SQLite can add an index to an old table, not a constraint); rows without a
+    key never collide (NULLs are distinct).
+    """
 
     __tablename__ = "segmentations"
+    __table_args__ = (Index(REQUEST_KEY_INDEX, "project", "request_key", unique=True),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     project: Mapped[str] = mapped_column(String(64), index=True)  # see app.records.projects
     series_id: Mapped[str] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
@@ -136,6 +145,7 @@ class Segmentation(Base):
     outputs: Mapped[dict[str, Any]] = mapped_column(default=dict)  # format -> sha256
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
     created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    request_key: Mapped[str | None] = mapped_column(String(REQUEST_KEY_MAX), nullable=True)
 
 
 class ResultInstance(Base):

@@ -1,8 +1,10 @@
 """Bring a database made by an earlier version up to the current tables (there are no migrations).
 
-Only what changed since: the ``project`` column (issue 6). Existing rows go to project ``default``
+Only what changed since: the ``project`` column (issue 6): existing rows go to project ``default``
 (the bootstrap admin key's), and model version numbers become unique per project instead of per
-name. Runs at every start, after ``create_all``; does nothing on an up-to-date database.
+name; ``segmentations.request_key`` (the ``Idempotency-Key`` of ``POST /v1/segmentations``, issue 5),
+empty on existing rows, with its unique index per project. Runs at every start, after
+``create_all``; does nothing on an up-to-date database.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from app.records.models import Base
+from app.records.models import REQUEST_KEY_INDEX, REQUEST_KEY_MAX, Base
 from app.records.projects import DEFAULT
 
 log = logging.getLogger(__name__)
@@ -25,14 +27,17 @@ PROJECT_TABLES = (
 def upgrade(engine: Engine) -> list[str]:
     """Add what an older schema lacks; the changes made (empty when none).
 
-    PostgreSQL: processes starting together (API and workers) upgrade one after the other, under a
-    transaction-scoped advisory lock, each looking at the tables only once it holds the lock.
+    Processes starting together (API and workers) upgrade one after the other, each looking at the
+    tables only once it holds the lock: PostgreSQL's transaction-scoped advisory lock, SQLite's write
+    lock (``BEGIN IMMEDIATE``; SQLite's DDL is transactional too).
     """
     done: list[str] = []
     rebuild = False
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        elif engine.dialect.name == "sqlite":  # pysqlite has not begun a transaction yet: this is its start
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         inspector = inspect(connection)
         for table in PROJECT_TABLES:
             if "project" in {c["name"] for c in inspector.get_columns(table)}:
@@ -40,6 +45,10 @@ def upgrade(engine: Engine) -> list[str]:
             connection.execute(text(f"ALTER TABLE {table} ADD COLUMN project VARCHAR(64) NOT NULL DEFAULT '{DEFAULT}'"))
             connection.execute(text(f"CREATE INDEX ix_{table}_project ON {table} (project)"))
             done.append(f"{table}.project added (existing rows in project {DEFAULT!r})")
+        if "request_key" not in {c["name"] for c in inspector.get_columns("segmentations")}:
+            connection.execute(text(f"ALTER TABLE segmentations ADD COLUMN request_key VARCHAR({REQUEST_KEY_MAX})"))
+            connection.execute(text(f"CREATE UNIQUE INDEX {REQUEST_KEY_INDEX} ON segmentations (project, request_key)"))
+            done.append("segmentations.request_key added (Idempotency-Key; empty on existing rows)")
         uniques = inspector.get_unique_constraints("model_versions")
         old = [u for u in uniques if u["column_names"] == ["name", "version"]]
         if old and engine.dialect.name == "sqlite":

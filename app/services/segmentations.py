@@ -1,4 +1,4 @@
-"""Segmentations: a job per (series, model version); results by format once produced."""
+"""Segmentations: a job per (series, model version), one per ``Idempotency-Key``; results by format once produced."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from app.context import Context
-from app.errors import InvalidRequest, NotFound, ResultNotReady
+from app.errors import IdempotencyKeyReused, InvalidRequest, NotFound, ResultNotReady
 from app.records import jobs as job_records
 from app.records import registry
 from app.records.models import Job, ModelVersion, Segmentation
@@ -32,21 +36,75 @@ class ResultFile:
 
 
 def create(
-    ctx: Context, series_id: str, model: str | None, created_by: str | None, project: str
+    ctx: Context,
+    series_id: str,
+    model: str | None,
+    created_by: str | None,
+    project: str,
+    request_key: str | None = None,
 ) -> tuple[Segmentation, Job]:
     """Queue the segmentation of a series of ``project`` by a model it sees (``name``, ``name:version`` or the
-    production model)."""
-    with ctx.db.session() as session:
-        get_series(session, series_id, project)
-        version = registry.resolve(session, project, model)
-        job = job_records.create_job(session, "segment", {}, created_by, project)
-        seg = Segmentation(
-            series_id=series_id, model_version_id=version.id, job_id=job.id, created_by=created_by, project=project
-        )
-        session.add(seg)
-        session.flush()
-        job.payload = {"segmentation_id": seg.id}
+    production model).
+
+    With a ``request_key`` (the ``Idempotency-Key`` header) the first request of that key in ``project``
+    is carried out and every repetition returns its segmentation and job, creating nothing. Requests
+    racing with one key: the unique index on (project, request_key) lets one commit; the others roll
+    back (their job included, never dispatched) and return the winner's.
+
+    Raises:
+        IdempotencyKeyReused: the key made a segmentation of another series or model request.
+    """
+    if request_key is not None:
+        with ctx.db.session() as session:
+            found = _by_request_key(session, project, request_key, series_id, model)
+        if found is not None:
+            return found
+    try:
+        with ctx.db.session() as session:
+            get_series(session, series_id, project)
+            version = registry.resolve(session, project, model)
+            job = job_records.create_job(session, "segment", {}, created_by, project)
+            seg = Segmentation(
+                series_id=series_id,
+                model_version_id=version.id,
+                job_id=job.id,
+                created_by=created_by,
+                project=project,
+                request_key=request_key,
+            )
+            session.add(seg)
+            session.flush()
+            # ``model`` as asked (None: production), to tell a repeated request from another one.
+            job.payload = {"segmentation_id": seg.id, "model": model}
+    except IntegrityError:
+        if request_key is None:
+            raise
+        with ctx.db.session() as session:
+            found = _by_request_key(session, project, request_key, series_id, model)
+        if found is None:  # not the key's index that refused the row
+            raise
+        return found
     dispatch(ctx, job.id, job.kind, job.dispatch_token)
+    return seg, job
+
+
+def _by_request_key(
+    session: Session, project: str, request_key: str, series_id: str, model: str | None
+) -> tuple[Segmentation, Job] | None:
+    """The segmentation (and job) that ``request_key`` made in ``project``; None when it made none."""
+    seg = session.scalar(
+        select(Segmentation).where(Segmentation.project == project, Segmentation.request_key == request_key)
+    )
+    if seg is None:
+        return None
+    job = job_records.get_job(session, seg.job_id, project)
+    asked = job.payload.get("model")
+    if seg.series_id != series_id or asked != model:
+        raise IdempotencyKeyReused(
+            f"this Idempotency-Key was used for another request (series {seg.series_id!r}, model "
+            f"{asked or '(production)'!r}) in this project, which made segmentation {seg.id}; send a new key "
+            "for a new request"
+        )
     return seg, job
 
 

@@ -2,11 +2,13 @@
 
 An HTTP proxy between the gateway and ``lrc serve`` forwards everything; on the first
 ``POST /v1/segmentations`` it lets the service create the job, then SIGKILLs the gateway before the
-answer reaches it. The restarted gateway must find that job instead of asking again.
+answer reaches it. The restarted gateway asks again with the same ``Idempotency-Key`` and must get
+that job back, not a second one.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +33,7 @@ class KillingProxy:
         self.target = target
         self.on_segment: Callable[[], None] = lambda: None
         self.segment_requests: list[dict[str, Any]] = []  # the service's answers, in order
+        self.segment_keys: list[str | None] = []  # the Idempotency-Key of each
         self.fired = threading.Event()
         proxy = self
 
@@ -57,6 +60,7 @@ class KillingProxy:
                 )
                 if self.command == "POST" and self.path.startswith("/v1/segmentations"):
                     proxy.segment_requests.append(answer.json())
+                    proxy.segment_keys.append(self.headers.get("Idempotency-Key"))
                     if not proxy.fired.is_set():
                         proxy.on_segment()  # the job exists now; its asker dies before it hears of it
                         proxy.fired.set()
@@ -95,10 +99,12 @@ def proxy(lrc_service: LrcService) -> Iterator[KillingProxy]:
 def test_killed_before_the_answer_is_recorded_runs_one_job(
     gateway_factory: Callable[..., GatewayProcess],
     proxy: KillingProxy,
+    lrc_service: LrcService,
     orthanc: Orthanc,
     shared_data: Path,
     tmp_path: Path,
 ):
+    started = dt.datetime.now(dt.UTC)
     gateway = gateway_factory("--api-url", proxy.url)
     proxy.on_segment = lambda: gateway.stop(kill=True)
     series_uid = send_series(orthanc, shared_data, tmp_path / "ct")
@@ -107,12 +113,21 @@ def test_killed_before_the_answer_is_recorded_runs_one_job(
     assert gateway.process is None  # SIGKILLed while waiting for the answer
     (segment,) = [r for r in outbox_rows(gateway) if r["kind"] == "segment"]
     assert segment["state"] == "pending"
-    assert "intent" in json.loads(segment["payload"])  # what it was about to ask is on record
+    key = json.loads(segment["payload"])["intent"]["key"]  # what it was about to ask is on record
+    assert proxy.segment_keys == [key]
 
     gateway.start()
     segs = wait_for("a SEG in Orthanc", lambda: orthanc.results_for(series_uid), timeout=180)
     assert len(segs) == 1
-    assert len(proxy.segment_requests) == 1  # not asked again
+    # Asked again with the same key, answered with the first request's segmentation and job.
+    assert proxy.segment_keys == [key, key]
+    first, again = proxy.segment_requests
+    assert again == first
     (segment,) = [r for r in outbox_rows(gateway) if r["kind"] == "segment"]
-    assert json.loads(segment["payload"])["segmentation_id"] == proxy.segment_requests[0]["id"]
+    assert json.loads(segment["payload"])["segmentation_id"] == first["id"]
     assert [r["state"] for r in outbox_rows(gateway)] == ["done"] * 4
+    # One job in the service (its only segment job since this test began; the proxy saw every request).
+    with httpx.Client(base_url=lrc_service.url, headers={"Authorization": f"Bearer {lrc_service.key}"}) as client:
+        jobs = client.get("/v1/jobs", params={"kind": "segment", "limit": 100}).json()
+    since = [j["id"] for j in jobs if dt.datetime.fromisoformat(j["created_at"]) >= started]
+    assert since == [first["job_id"]]

@@ -15,7 +15,7 @@ from gateway.api_client import ServiceClient
 from gateway.delivery import CStoreDelivery
 from gateway.inbox import Inbox
 from gateway.outbox import NewStep, Outbox
-from gateway.pipeline import Pipeline, Timing, same_model
+from gateway.pipeline import Pipeline, Timing
 from gateway.rules import Rules, parse_rules
 from gateway.settings import Destination
 from tests.gateway.conftest import LrcService, ct_series
@@ -134,17 +134,3 @@ def test_delivery_retried_with_backoff_and_never_repeated(
     again = next(s for s in outbox.steps() if s.batch == "b3")
     assert again.state == "done"
     assert orthanc.post("/tools/find", {"Level": "Instance", "Query": {"SOPInstanceUID": sop_uid}}) == []
-
-
-@pytest.mark.parametrize(
-    ("asked", "made", "same"),
-    [
-        (None, {"name": "any", "version": 3}, True),
-        ("ct-abdomen", {"name": "ct-abdomen", "version": 3}, True),
-        ("ct-abdomen", {"name": "ct-chest", "version": 3}, False),
-        ("ct-abdomen:3", {"name": "ct-abdomen", "version": 3}, True),
-        ("ct-abdomen:2", {"name": "ct-abdomen", "version": 3}, False),
-    ],
-)
-def test_a_found_segmentation_answers_the_request_for_its_model(asked: str | None, made: dict, same: bool):
-    assert same_model(asked, made) is same

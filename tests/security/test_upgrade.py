@@ -1,29 +1,37 @@
-"""A database made before projects keeps working: at start the ``project`` columns are added (existing
-rows in project ``default``) and model versions become unique per project, on SQLite and PostgreSQL."""
+"""Databases of earlier versions keep working, on SQLite and PostgreSQL. Made before projects: at start
+the ``project`` columns are added (existing rows in project ``default``) and model versions become
+unique per project. Made before idempotency keys: ``segmentations.request_key`` is added with its
+unique index per project. Processes starting together upgrade once."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, ForeignKey, MetaData, Table, UniqueConstraint, create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from app.records import Database, registry
 from app.records.keys import find_key, hash_token
-from app.records.models import Base
+from app.records.models import REQUEST_KEY_INDEX, Base, Segmentation
 from app.records.projects import DEFAULT
 from app.records.upgrade import PROJECT_TABLES, upgrade
 from tests.service.postgres import postgres_database
 
 TOKEN = "lrc_a-key-made-before-projects-existed"
 STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+BEFORE_PROJECTS, BEFORE_REQUEST_KEYS = "before-projects", "before-request-keys"
 
 
-def tables_before_projects() -> MetaData:
-    """The tables as the previous version made them: today's without ``project``, versions unique per name."""
+def old_tables(era: str) -> MetaData:
+    """The tables as an earlier version made them: today's without ``request_key`` (and its index); before
+    projects also without ``project``, and model versions unique per name."""
     old = MetaData()
+    dropped = {"request_key", "project"} if era == BEFORE_PROJECTS else {"request_key"}
     for table in Base.metadata.sorted_tables:
         columns = [
             Column(
@@ -36,37 +44,55 @@ def tables_before_projects() -> MetaData:
                 unique=c.unique,
             )
             for c in table.columns
-            if c.name != "project"
+            if c.name not in dropped
         ]
-        extra = [UniqueConstraint("name", "version")] if table.name == "model_versions" else []
+        extra: list[Any] = []
+        if table.name == "model_versions":
+            unique = ("name", "version") if era == BEFORE_PROJECTS else ("project", "name", "version")
+            extra = [UniqueConstraint(*unique)]
         Table(table.name, old, *columns, *extra)
     return old
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def old_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a database with the previous version's tables and a few records in them."""
-    if request.param == "sqlite":
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=[BEFORE_PROJECTS, BEFORE_REQUEST_KEYS])
+def era(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def old_database(dialect: str, era: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a database with an earlier version's tables and a few records in them."""
+    if dialect == "sqlite":
         url = f"sqlite:///{tmp_path / 'records.sqlite'}"
-        yield from _filled(url)
+        yield from _filled(url, era)
     else:
         with postgres_database() as url:
-            yield from _filled(url)
+            yield from _filled(url, era)
 
 
-def _filled(url: str) -> Iterator[str]:
-    old = tables_before_projects()
+def _filled(url: str, era: str) -> Iterator[str]:
+    old = old_tables(era)
     engine = Database(url).engine  # the service's engine options (SQLite: foreign keys on)
     old.create_all(engine)
     t = old.tables
     with engine.begin() as connection:
-        connection.execute(
-            t["api_keys"].insert(),
+
+        def insert(table: str, row: dict[str, Any]) -> None:
+            project = {"project": DEFAULT} if "project" in t[table].c else {}
+            connection.execute(t[table].insert(), {**row, **project})
+
+        insert(
+            "api_keys",
             {"id": "k1", "name": "ci", "role": "admin", "token_sha256": hash_token(TOKEN), "created_at": STAMP,
              "revoked": False},
         )  # fmt: skip
-        connection.execute(
-            t["studies"].insert(),
+        insert(
+            "studies",
             {"id": "s1", "upload_key": "u", "study_instance_uid": "1.2", "created_at": STAMP, "files": [], "notes": []},
         )
         connection.execute(
@@ -75,19 +101,19 @@ def _filled(url: str) -> Iterator[str]:
              "affine": [], "series_instance_uid": "", "description": "", "dicom": False, "exportable": False,
              "files": [], "warnings": []},
         )  # fmt: skip
-        connection.execute(
-            t["model_versions"].insert(),
+        insert(
+            "model_versions",
             {"id": "m1", "name": "ct-abdomen-starter", "version": 1, "kind": "segmentation", "status": "production",
              "path": "/models/starter", "card": {}, "comparison": {}, "created_at": STAMP},
         )  # fmt: skip
-        connection.execute(
-            t["jobs"].insert(),
+        insert(
+            "jobs",
             {"id": "j1", "kind": "segment", "state": "succeeded", "payload": {}, "result": {}, "progress": 1.0,
              "stage": "succeeded", "metrics": {}, "attempts": 1, "dispatch_token": "t", "created_at": STAMP,
              "dispatched_at": STAMP},
         )  # fmt: skip
-        connection.execute(
-            t["segmentations"].insert(),
+        insert(
+            "segmentations",
             {"id": "g1", "series_id": "r1", "model_version_id": "m1", "job_id": "j1", "outputs": {},
              "created_at": STAMP},
         )  # fmt: skip
@@ -95,12 +121,19 @@ def _filled(url: str) -> Iterator[str]:
     yield url
 
 
-def test_an_old_database_is_upgraded_in_place(old_database: str) -> None:
+def test_an_old_database_is_upgraded_in_place(old_database: str, era: str) -> None:
     database = Database(old_database)
-    database.create_schema()  # what every start does
+    Base.metadata.create_all(database.engine)  # what every start does (Database.create_schema)
+    changes = upgrade(database.engine)
+    assert any(".project added" in c for c in changes) is (era == BEFORE_PROJECTS), changes
+    assert [c for c in changes if "request_key" in c] == [
+        "segmentations.request_key added (Idempotency-Key; empty on existing rows)"
+    ]
     inspector = inspect(database.engine)
     for table in PROJECT_TABLES:
         assert "project" in {c["name"] for c in inspector.get_columns(table)}, table
+    (index,) = [i for i in inspector.get_indexes("segmentations") if i["name"] == REQUEST_KEY_INDEX]
+    assert (index["column_names"], bool(index["unique"])) == (["project", "request_key"], True)
     with database.session() as session:
         for table in ("studies", "jobs", "segmentations", "model_versions", "api_keys"):
             assert session.execute(text(f"SELECT DISTINCT project FROM {table}")).scalars().all() == [DEFAULT]
@@ -123,6 +156,7 @@ def test_an_old_database_is_upgraded_in_place(old_database: str) -> None:
             assert "model_versions_before_projects" not in str(
                 connection.execute(text("SELECT group_concat(sql) FROM sqlite_master")).scalar()
             )
+    _request_keys_unique_per_project(database)
     database.engine.dispose()
 
 
@@ -130,3 +164,53 @@ def test_a_new_database_needs_no_upgrade(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'new.sqlite'}")
     Base.metadata.create_all(engine)
     assert upgrade(engine) == []
+
+
+def _request_keys_unique_per_project(database: Database) -> None:
+    """The old segmentation has no key; a key is taken once per project; rows without one never collide."""
+
+    def add(project: str, key: str | None) -> None:
+        with database.session() as session:
+            session.add(
+                Segmentation(series_id="r1", model_version_id="m1", job_id="j1", project=project, request_key=key)
+            )
+
+    with database.session() as session:
+        old = session.get(Segmentation, "g1")
+        assert old is not None
+        assert old.request_key is None
+    add(DEFAULT, "k")
+    add("other", "k")
+    add(DEFAULT, None)
+    add(DEFAULT, None)
+    with pytest.raises(IntegrityError):
+        add(DEFAULT, "k")
+
+
+@pytest.mark.parametrize("era", [BEFORE_PROJECTS])
+def test_processes_starting_together_upgrade_once(old_database: str) -> None:
+    """Four processes' engines upgrading at the same moment: one makes every change, the others find them made."""
+    databases = [Database(old_database) for _ in range(4)]
+    start = threading.Barrier(len(databases))
+    changes: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def start_up(database: Database) -> None:
+        start.wait()
+        try:
+            changes.append(upgrade(database.engine))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start_up, args=(d,)) for d in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    made = sorted(changes, key=len)
+    assert [len(c) for c in made[:-1]] == [0, 0, 0]
+    assert len(made[-1]) == len(PROJECT_TABLES) + 2  # the project columns, versions per project, request_key
+    assert upgrade(databases[0].engine) == []
+    for database in databases:
+        database.engine.dispose()

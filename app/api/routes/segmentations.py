@@ -8,16 +8,27 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse
 
 from app.api.deps import ContextDep, Submitter, Viewer
-from app.api.schemas import Accepted, SegmentationIn, SegmentationOut
+from app.api.schemas import IDEMPOTENCY_KEY, Accepted, SegmentationIn, SegmentationOut
 from app.services import segmentations
 
 router = APIRouter(prefix="/v1/segmentations", tags=["segmentations"])
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
-def create_segmentation(body: SegmentationIn, ctx: ContextDep, caller: Submitter) -> Accepted:
-    """Segment a stored series with a model (default: the production model)."""
-    seg, job = segmentations.create(ctx, body.series_id, body.model, caller.key_id, caller.project)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={409: {"description": "the Idempotency-Key was used for another request (problem+json)"}},
+)
+def create_segmentation(
+    body: SegmentationIn,
+    ctx: ContextDep,
+    caller: Submitter,
+    idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
+) -> Accepted:
+    """Segment a stored series with a model (default: the production model); once per ``Idempotency-Key``."""
+    seg, job = segmentations.create(
+        ctx, body.series_id, body.model, caller.key_id, caller.project, request_key=idempotency_key
+    )
     return Accepted(
         id=seg.id, job_id=job.id, links={"job": f"/v1/jobs/{job.id}", "self": f"/v1/segmentations/{seg.id}"}
     )
