@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     # Workers.
     device: str = Field(default="auto", description="auto, cpu or cuda[:N] for model work.")
     predictor_cache_size: int = Field(default=2, ge=1, description="Models an inference worker keeps loaded.")
+    worker_torch_threads: int | None = Field(
+        default=None,
+        ge=0,
+        description="Torch threads per worker process; unset: CPUs / lrc serve's worker processes; 0: torch's default.",
+    )
     starter_model_dir: Path | None = Field(default=None, description="Model registered as production on first start.")
     starter_model_name: str = "ct-abdomen-starter"
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import logging
 import os
 import uuid
 from typing import Any
@@ -15,6 +17,7 @@ from app.api.deps import ContextDep
 from app.records.jobs import live_workers
 from app.records.models import now
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -26,7 +29,11 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(ctx: ContextDep) -> JSONResponse:
-    """Readiness: database, broker and blob storage reachable (503 otherwise); workers seen lately."""
+    """Readiness: database, broker and blob storage reachable (503 otherwise); workers seen lately.
+
+    Anyone may ask, so a failed check answers a fixed reason; the error itself (server names, ports,
+    paths, driver messages) goes to the log only.
+    """
     checks: dict[str, Any] = {}
     try:
         ctx.db.ping()
@@ -34,24 +41,31 @@ def readyz(ctx: ContextDep) -> JSONResponse:
         with ctx.db.session() as session:
             recent = now() - dt.timedelta(seconds=ctx.settings.stale_after_s)
             checks["workers"] = sorted(w.hostname for w in live_workers(session, recent))
-    except Exception as exc:  # any failure means not ready; say which
-        checks["database"] = f"error: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # any failure means not ready; say which, not why
+        checks["database"] = _failed("database", "error: database unavailable", exc)
     try:
         ctx.queue.ping()
         checks["broker"] = "ok"
     except Exception as exc:
-        checks["broker"] = f"error: {type(exc).__name__}: {exc}"
+        checks["broker"] = _failed("broker", "error: broker unavailable", exc)
     try:
         probe = ctx.store.tmp / f"ready-{uuid.uuid4().hex}"
         probe.write_bytes(b"ok")
         os.unlink(probe)
         checks["storage"] = "ok"
     except OSError as exc:
-        checks["storage"] = f"error: {exc}"
+        reason = "error: storage full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "error: storage unavailable"
+        checks["storage"] = _failed("storage", reason, exc)
     ready = all(checks[k] == "ok" for k in ("database", "broker", "storage"))
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
     )
+
+
+def _failed(component: str, reason: str, exc: BaseException) -> str:
+    """Log why a readiness check failed; return the public ``reason``."""
+    log.warning("readiness: %s check failed: %s: %s", component, type(exc).__name__, exc)
+    return reason
 
 
 @router.get("/metrics", include_in_schema=False)
