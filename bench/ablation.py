@@ -58,7 +58,7 @@ def main() -> None:
     from lrc.io.labels import LabelTable
     from lrc.train.finetune import FinetuneConfig, finetune
     from lrc.train.pretrain import PretrainConfig, pretrain
-    from lrc.views import ViewConfig
+    from lrc.views import SPEC_INTENSITY, ViewConfig
 
     data = args.shared_data
     subject_a = (
@@ -87,7 +87,10 @@ def main() -> None:
             if arm != "scratch":
                 spec = ARMS[arm]
                 config = replace(
-                    base, method=spec["method"], seed=seed, views=ViewConfig(independent_geometry=spec["independent"])
+                    base,
+                    method=spec["method"],
+                    seed=seed,
+                    views=ViewConfig(independent_geometry=spec["independent"], **SPEC_INTENSITY),
                 )
                 init = work / f"{arm}-s{seed}"
                 if not _reusable(init, config.to_json()):

@@ -67,9 +67,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # CT intensities are calibrated (HU tell organs apart), so the contrastive task should not teach the
-# network to ignore them: "weak" keeps only noise and blur differences between the views.
+# network to ignore them: "weak" keeps only noise and blur differences between the views (the
+# default of lrc.views.ViewConfig since the GPU runs); "spec" is the specification's ranges.
 INTENSITY: dict[str, dict[str, Any]] = {
-    "spec": {},
+    "spec": {"gamma": (0.7, 1.5), "scale": (0.9, 1.1), "shift": 0.1},
     "weak": {"gamma": (1.0, 1.0), "scale": (1.0, 1.0), "shift": 0.0},
 }
 

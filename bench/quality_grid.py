@@ -146,7 +146,8 @@ def overlays(cells: list[Cell], seed: int, k: int, test: int, path: Path, device
     shown = [("truth", truth.array)]
     for cell in cells:
         model = WORK / f"ft-{cell.tag}-{cell.method}-k{k}-s{seed}"
-        if cell.seed == seed and (model / "model.json").exists():
+        finished = cell.process is not None and cell.process.returncode == 0  # not a model left by an earlier grid
+        if cell.seed == seed and finished and (model / "model.json").exists():
             shown.append((f"{cell.tag} {cell.method}", Predictor.from_dir(model, device=device).predict(image).array))
     fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 2.9), squeeze=False)
     windowed = np.clip((image.array[:, :, z].T + 160) / 400, 0, 1)  # soft-tissue window, L 40 W 400
