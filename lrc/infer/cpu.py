@@ -1,6 +1,7 @@
 """Faster CPU inference for the project's U-Nets, with the same arithmetic.
 
-Two changes, measured on the starter model over 512x512 CT slices on 2 cores (bench/SPEED.md):
+Two changes; together 1.5x on the starter model over a 300-slice 512x512 CT on 2 cores (best of 3
+interleaved runs, bench/SPEED.md; on that shared machine single runs vary by more than that):
 
 * ``InstanceNorm`` becomes ``GroupNorm`` with one group per channel: the same statistics (mean and
   variance per sample and channel, the same affine parameters), but PyTorch's CPU instance norm

@@ -10,9 +10,10 @@ The result lies exactly on the input grid (same shape and affine, Fortran order 
 keeps its DICOM source, so it can be written as a DICOM SEG at once. 3D networks run MONAI's
 sliding window over the volume resampled to the model spacing.
 
-The first version reoriented into a C-ordered copy and cut slices across it (a stride of the slice
-count between neighbouring voxels): 100 s for a 512x512x300 CT on 2 cores, against ~20 s of network
-time; ``bench/SPEED.md`` has the before and after.
+Measured on the 300-slice 512x512 CT, 2 shared cores, best of 3 interleaved runs
+(``bench/speed_ab.py``, ``bench/SPEED.md``): 0.058 s a slice as of commit 0c7dbac (a C-ordered
+reoriented copy, slices cut across it), 0.053 s with the slice-major layout, 0.035 s with the CPU
+copy of the network (:mod:`lrc.infer.cpu`).
 
 ``F.interpolate(size=..., align_corners=False)`` maps the corners of the first and last voxels onto
 each other, the same grid convention as :func:`lrc.io.resample.grid_for_spacing`.
@@ -50,7 +51,7 @@ class Predictor:
             batches keep activation buffers below glibc's mmap threshold (see :mod:`lrc.runtime`).
         bf16: bf16 autocast on CUDA (float32 when False; the CPU always runs float32).
         fast_cpu: on the CPU, run a copy of ``net`` with group norms and channels-last weights
-            (:mod:`lrc.infer.cpu`; the same arithmetic, ~1.6x faster); ``net`` itself is left as it is.
+            (:mod:`lrc.infer.cpu`; the same arithmetic, ~1.5x faster); ``net`` itself is left as it is.
     """
 
     def __init__(
