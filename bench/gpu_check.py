@@ -6,7 +6,7 @@ Run on a CUDA machine (see bench/GPU.md for the exact device command and the whe
    CT with bf16 autocast and with float32; report the voxel agreement and both Dice scores against
    the silver labels (bf16 must not change the answer);
 2. pre-training step time and peak memory: MoCo, LRC, MoCo+LRC (``bench/step_time.py``);
-3. end-to-end segmentation of the 300-slice CT, DICOM in, SEG out (``bench/segment_e2e.py``).
+(End-to-end segmentation on the GPU is ``bench/speed_gpu.sh``.)
 
 ``--device cpu`` runs the same code on the CPU (a dry run; bf16 autocast is CUDA-only here).
 Results go to ``$OUT`` when set (the device tool's folder), else ``bench/results``.
@@ -66,12 +66,11 @@ def correctness(shared: Path, device: torch.device, steps: int, work: Path) -> d
 
 
 def main() -> None:
-    """Run the three checks and write ``gpu_check.json``."""
+    """Run both checks and write ``gpu_check.json``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shared-data", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--skip-e2e", action="store_true")
     args = parser.parse_args()
     from lrc.device import resolve_device
 
@@ -85,9 +84,7 @@ def main() -> None:
     report["correctness"] = correctness(args.shared_data, device, args.steps, HERE / "out")
     print(json.dumps(report, indent=2), flush=True)
     shared = ["--shared-data", str(args.shared_data)]  # the device's checkout has no ../shared
-    for script, extra in (("step_time.py", shared), ("segment_e2e.py", [])):
-        if script == "segment_e2e.py" and args.skip_e2e:
-            continue
+    for script, extra in (("step_time.py", shared),):
         run = subprocess.run(
             [sys.executable, str(HERE / script), "--device", args.device, *extra],
             capture_output=True,
@@ -96,7 +93,7 @@ def main() -> None:
         )
         report[script] = run.stdout[-4000:] if run.returncode == 0 else f"failed: {run.stderr[-4000:]}"
         print(report[script], flush=True)
-    for name in ("step_time", "segment_e2e"):
+    for name in ("step_time",):
         path = HERE / "results" / f"{name}_{device.type}.json"
         if path.exists() and out != HERE / "results":
             (out / path.name).write_text(path.read_text())

@@ -24,7 +24,7 @@ part() {  # part NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
 case $mode in
 check)
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$out/nvidia.txt"
-    part gpu_check 110 env OUT="$out" python3 bench/gpu_check.py --shared-data .gpudata/data --steps 300 --skip-e2e
+    part gpu_check 110 env OUT="$out" python3 bench/gpu_check.py --shared-data .gpudata/data --steps 300
     part speed 170 env OUT="$out" bash bench/speed_gpu.sh cuda
     part warm 60 python3 bench/quality.py --preset full --warm 14
     # Calibration: every plan cell at once, 100 pre-training and 100 fine-tuning steps.
