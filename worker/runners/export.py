@@ -27,7 +27,11 @@ WRITERS: dict[str, tuple[str, WriterFn]] = {
 
 
 def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
-    """Write the requested DICOM formats of a segmentation, each stored atomically and recorded for DICOMweb."""
+    """Write the requested DICOM formats of a segmentation, each stored atomically and recorded for DICOMweb.
+
+    Each format is recorded as soon as it is written (a SEG can be downloaded while the RTSTRUCT is
+    still being drawn); a redelivered job skips the formats already recorded, so none is written twice.
+    """
     segmentation_id = job.payload["segmentation_id"]
     formats = [f for f in job.payload.get("formats", list(WRITERS)) if f in WRITERS]
     with ctx.db.session() as session:
@@ -38,27 +42,29 @@ def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
         version = session.get(ModelVersion, seg.model_version_id)
         assert version is not None
         nifti = seg.outputs["nifti"]
+        todo = [f for f in formats if f not in seg.outputs]
     table = ModelCard.from_json(version.card).labels
     assert table is not None
-    stored: dict[str, tuple[str, int]] = {}
-    instances: list[ResultInstance] = []
-    with scratch(ctx, f"export-{job.id}-") as folder:
-        report(0.1, "reading series")
-        image = read_series(ctx, series, folder)
-        labels = read_nifti(ctx.store.materialize([("labels.nii.gz", nifti)], folder / "labels")[0])
-        for number, fmt in enumerate(formats):
-            report(0.2 + 0.7 * number / len(formats), f"writing {fmt}")
-            name, writer = WRITERS[fmt]
-            written = writer(labels, image, table, Path(folder) / name)
-            stored[fmt] = ctx.store.put_file(written)
-            instances.append(describe(written, segmentation_id, fmt, stored[fmt][0], job.project))
+    if todo:
+        with scratch(ctx, f"export-{job.id}-") as folder:
+            report(0.1, "reading series")
+            image = read_series(ctx, series, folder)
+            labels = read_nifti(ctx.store.materialize([("labels.nii.gz", nifti)], folder / "labels")[0])
+            for number, fmt in enumerate(todo):
+                report(0.2 + 0.7 * number / len(todo), f"writing {fmt}")
+                name, writer = WRITERS[fmt]
+                written = writer(labels, image, table, Path(folder) / name)
+                sha, size = ctx.store.put_file(written)
+                _record(ctx, segmentation_id, fmt, sha, size, describe(written, segmentation_id, fmt, sha, job.project))
+    return {"segmentation_id": segmentation_id, "formats": formats}
+
+
+def _record(ctx: Context, segmentation_id: str, fmt: str, sha: str, size: int, instance: ResultInstance) -> None:
+    """Record one written format: its blob, the segmentation's output and the DICOMweb instance."""
     with ctx.db.session() as session:
         seg = session.get(Segmentation, segmentation_id)
         if seg is None:
             raise ValueError(f"segmentation {segmentation_id} was deleted")
-        for sha, size in stored.values():
-            add_blob(session, sha, size)
-        seg.outputs = {**seg.outputs, **{fmt: sha for fmt, (sha, _) in stored.items()}}
-        for instance in instances:
-            add_instance(session, instance)
-    return {"segmentation_id": segmentation_id, "formats": formats}
+        add_blob(session, sha, size)
+        seg.outputs = {**seg.outputs, fmt: sha}
+        add_instance(session, instance)

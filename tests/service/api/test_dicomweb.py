@@ -49,7 +49,11 @@ def produced(service: Service, shared_data: Path, tmp_path_factory: pytest.TempP
         export_job_id = client.get(f"/v1/segmentations/{created.json()['id']}").json()["export_job_id"]
     export = service.wait_job(export_job_id)
     assert export["state"] == "succeeded", export
-    out: dict[str, Any] = {"study_id": upload.json()["id"], "source": paths[0].read_bytes()}
+    out: dict[str, Any] = {
+        "study_id": upload.json()["id"],
+        "segmentation_id": created.json()["id"],
+        "source": paths[0].read_bytes(),
+    }
     with service.client("viewer") as client:
         for fmt in ("dicom-seg", "rtstruct"):
             response = client.get(f"/v1/segmentations/{created.json()['id']}/result", params={"format": fmt})
@@ -173,6 +177,30 @@ def test_exports_from_before_the_index_are_indexed_at_start(service: Service, pr
         start(service.ctx)  # what the API does when it starts
         found = client.get("/dicomweb/instances", params={"SOPInstanceUID": seg.SOPInstanceUID}).json()
     assert [value(i, SOP) for i in found] == [seg.SOPInstanceUID]
+
+
+def test_a_redelivered_export_writes_nothing_twice(service: Service, produced: dict[str, Any]):
+    """Formats are recorded one by one; running the finished export job again adds no file or instance."""
+    from app.records.jobs import get_job
+    from app.records.models import ResultInstance, Segmentation
+    from worker.runners.export import export
+
+    with service.ctx.db.session() as session:
+        seg = session.get(Segmentation, produced["segmentation_id"])
+        assert seg is not None
+        assert {"dicom-seg", "rtstruct"} <= set(seg.outputs)
+        before = dict(seg.outputs)
+        job = get_job(session, seg.export_job_id, seg.project)
+        session.expunge(job)
+        instances = session.query(ResultInstance).filter_by(segmentation_id=seg.id).count()
+    stages: list[str] = []
+    export(service.ctx, job, lambda progress, stage: stages.append(stage))
+    with service.ctx.db.session() as session:
+        seg = session.get(Segmentation, produced["segmentation_id"])
+        assert seg is not None
+        assert seg.outputs == before
+        assert session.query(ResultInstance).filter_by(segmentation_id=seg.id).count() == instances == 2
+    assert stages == []  # nothing was read or written again
 
 
 def test_deleting_the_study_removes_its_results(service: Service, produced: dict[str, Any]):  # last: deletes
