@@ -79,16 +79,11 @@ def write_seg(
             "source (read from NIfTI, tilt-corrected, or its files carry no UIDs)"
         )
     labels = align_to(labels, image)
-    values = np.unique(labels.array)
-    unknown = sorted(int(v) for v in values if v != 0 and int(v) not in table)
-    if unknown or np.any(values < 0):
-        raise SegmentationFormatError(
-            f"label values {unknown or values[values < 0].tolist()} are not in the label table (known: {list(table)})"
-        )
-    lut = np.zeros(int(max(values.max(), max(table))) + 1, dtype=np.uint8 if len(table) < 256 else np.uint16)
+    _check_values(labels.array, table)
+    lut = np.zeros(int(max(labels.array.max(), max(table))) + 1, dtype=np.uint8 if len(table) < 256 else np.uint16)
     for number, value in enumerate(table, start=1):
         lut[value] = number
-    frames = lut[labels.array].transpose(2, 1, 0)  # Z x rows x columns, segment numbers
+    frames = _frames(labels.array, lut)  # Z x rows x columns, segment numbers
     algorithm = hd.AlgorithmIdentificationSequence(
         name=algorithm_name, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version
     )
@@ -100,6 +95,45 @@ def write_seg(
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
         seg = _segmentation(source.headers, frames, segmentation_type, descriptions, series_description, series_number)
     return write_dataset(seg, path)
+
+
+def _check_values(array: np.ndarray, table: LabelTable) -> None:
+    """Refuse negative values and values not in ``table``.
+
+    ``np.unique`` over a 512x512x300 map costs ~0.3 s; a min, a max and the table answer the usual
+    case (every value from 0 to the maximum is known) in ~10 ms, and only a doubt pays for unique.
+    """
+    low, high = int(array.min()), int(array.max())
+    known = np.zeros(max(high, 0) + 1, dtype=bool)
+    known[0] = True
+    known[np.array([v for v in table if v <= high], dtype=np.intp)] = True
+    if low >= 0 and known.all():
+        return
+    values = np.unique(array)
+    unknown = sorted(int(v) for v in values if v != 0 and int(v) not in table)
+    if unknown or np.any(values < 0):
+        raise SegmentationFormatError(
+            f"label values {unknown or values[values < 0].tolist()} are not in the label table (known: {list(table)})"
+        )
+
+
+def _frames(array: np.ndarray, lut: np.ndarray, tile: int = 64) -> np.ndarray:
+    """Segment numbers as C-contiguous ``Z x rows x columns`` frames from an ``X x Y x Z`` label map.
+
+    highdicom walks the frames one by one; on the strided view ``array.T`` every frame read jumps
+    by Z bytes and its per-frame work took ~2.3 s of a 300-slice SEG. A plain
+    ``np.ascontiguousarray(array.T)`` costs ~0.7 s for the same reason; copying 64x64 column
+    tiles keeps both sides in cache (~0.1 s). The look-up table is applied per tile, and skipped
+    when it maps every value to itself.
+    """
+    identity = lut.dtype == array.dtype and np.array_equal(lut, np.arange(len(lut)))
+    nx, ny, nz = array.shape
+    out = np.empty((nz, ny, nx), dtype=lut.dtype)  # Z x rows (y) x columns (x)
+    for x0 in range(0, nx, tile):
+        for y0 in range(0, ny, tile):
+            block = array[x0 : x0 + tile, y0 : y0 + tile]  # x x y x Z
+            out[:, y0 : y0 + tile, x0 : x0 + tile] = (block if identity else lut[block]).transpose(2, 1, 0)
+    return out
 
 
 def _segmentation(
