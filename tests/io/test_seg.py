@@ -188,3 +188,26 @@ def test_not_a_seg(tmp_path: Path):
     (tmp_path / "x.dcm").write_bytes(b"nope" * 100)
     with pytest.raises(SegmentationFormatError, match="not a readable DICOM SEG"):
         read_seg(tmp_path / "x.dcm")
+
+
+@pytest.mark.parametrize(
+    ("values", "known", "refused"),
+    [
+        ((0, 5), (1, 5), None),  # a gap below the maximum: checked value by value, accepted
+        ((0, 3, 5), (1, 5), r"\[3\] are not in the label table"),
+        ((0, 1, 7), (1, 5), r"\[7\] are not in the label table"),
+        ((-2, 0, 1), (1, 5), r"\[-2\] are not in the label table"),
+    ],
+)
+def test_label_values_checked(make_series, tmp_path: Path, values, known, refused):
+    image = read_volume(make_series(line(len(values))))
+    array = np.zeros(image.shape, dtype=np.int16)
+    for k, value in enumerate(values):
+        array[10:20, 10:20, k] = value
+    table = LabelTable.from_names({v: f"organ {v}" for v in known})
+    if refused:
+        with pytest.raises(SegmentationFormatError, match=refused):
+            write_seg(image.with_array(array), image, table, tmp_path / "seg.dcm")
+        return
+    back = read_seg(write_seg(image.with_array(array), image, table, tmp_path / "seg.dcm"), image)
+    assert_array_equal(np.array([0, *known])[back.label_map().array], array)
