@@ -2,7 +2,8 @@
 
 Instances are de-identified with dicognito (DICOM PS3.15 basic application level confidentiality
 profile: names, IDs, UIDs, dates shifted, addresses and other identifying attributes replaced or
-removed), and free-text descriptions removed, before they leave for the service. The anonymizer
+removed), and free text, private attributes and the other attributes the profile removes but
+dicognito keeps (:data:`FREE_TEXT`) removed at every level, before they leave for the service. The anonymizer
 is seeded with a secret kept in the mapping database, so the same instance always gives the same
 pseudonymous bytes (a repeated upload is recognised by the service) and the same patient always
 gets the same pseudonym.
@@ -45,7 +46,9 @@ RESTORED = (
     "InstitutionName",
 )
 
-# Free text that the basic profile removes (PS3.15 E.1-1, action X) and dicognito keeps.
+# Attributes the basic profile removes (PS3.15 Table E.1-1, action X and its variants) that dicognito keeps:
+# free text, and identifying or clinical attributes outside the name, ID, UID, date and address types it replaces.
+# Removed at every nesting level; private attributes (action X as a whole) are removed too.
 FREE_TEXT = (
     "StudyDescription",
     "SeriesDescription",
@@ -54,9 +57,49 @@ FREE_TEXT = (
     "PatientComments",
     "AdditionalPatientHistory",
     "AdmittingDiagnosesDescription",
+    "AdmittingDiagnosesCodeSequence",
     "RequestedProcedureDescription",
     "PerformedProcedureStepDescription",
+    "ScheduledProcedureStepDescription",
+    "AcquisitionComments",
+    "DerivationDescription",
+    "FrameComments",
+    "IdentifyingComments",
+    "ImagePresentationComments",
+    "StudyComments",
+    "VisitComments",
+    "TextComments",
+    "TextString",
+    "InterpretationText",
+    "InterpretationDiagnosisDescription",
+    "ResultsComments",
+    "ResultsID",
+    "ReasonForStudy",
+    "ReasonForTheRequestedProcedure",
+    "ReasonForVisit",
+    "RequestedContrastAgent",
+    "DischargeDiagnosisDescription",
+    "MedicalAlerts",
+    "Allergies",
+    "EthnicGroup",
+    "PatientReligiousPreference",
+    "PatientSexNeutered",
+    "PatientState",
+    "PregnancyStatus",
+    "SmokingStatus",
+    "SpecialNeeds",
+    "BranchOfService",
+    "AdmissionID",
+    "IssuerOfAdmissionIDSequence",
+    "ServiceEpisodeID",
+    "ServiceEpisodeDescription",
+    "DeviceSerialNumber",
+    "DetectorID",
+    "PatientInsurancePlanCodeSequence",
+    "PatientPrimaryLanguageCodeSequence",
+    "ReferencedPatientPhotoSequence",
 )
+_REMOVED_TAGS = frozenset(pydicom.datadict.tag_for_keyword(k) for k in FREE_TEXT)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -108,9 +151,7 @@ class Pseudonyms(SqliteState):
         kept = {k: _json_value(ds, k) for k in RESTORED}
         original_study = str(ds.get("StudyInstanceUID", ""))
         self._anonymizer.anonymize(ds)
-        for keyword in FREE_TEXT:
-            if keyword in ds:
-                delattr(ds, keyword)
+        _remove_profile_attributes(ds)
         pairs = [(self._pseudonym(uid), uid) for uid in originals]
         pseudonymous = {k: _json_value(ds, k) for k in RESTORED}
         study = (str(ds.get("StudyInstanceUID", "")), original_study, json.dumps(kept), json.dumps(pseudonymous))
@@ -188,6 +229,17 @@ class Pseudonyms(SqliteState):
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=True)
         return out.getvalue()
+
+
+def _remove_profile_attributes(ds: Dataset) -> None:
+    """Remove private attributes and those of :data:`FREE_TEXT`, at every nesting level (in place)."""
+    ds.remove_private_tags()  # recurses into sequences
+
+    def strip(dataset: Dataset, element: DataElement) -> None:
+        if element.tag in _REMOVED_TAGS:
+            del dataset[element.tag]
+
+    ds.walk(strip)
 
 
 def _tag(keyword: str) -> str:

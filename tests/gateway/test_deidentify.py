@@ -60,6 +60,44 @@ def test_mapping_round_trip(shared_data: Path, tmp_path: Path):
             assert back[keyword].value == source[keyword].value, keyword
 
 
+# Attributes PS3.15's basic profile removes (Table E.1-1, action X) that dicognito leaves as they are.
+PROFILE_REMOVED = (
+    "MedicalAlerts",
+    "Allergies",
+    "EthnicGroup",
+    "DerivationDescription",
+    "DeviceSerialNumber",
+    "AcquisitionComments",
+    "StudyComments",
+    "AdmissionID",
+    "PatientState",
+    "VisitComments",
+    "ReasonForTheRequestedProcedure",
+    "ResultsComments",
+)
+
+
+def test_private_and_profile_removed_attributes_do_not_reach_the_service(shared_data: Path, tmp_path: Path):
+    token = uuid.uuid4().hex
+    files = identified_series(shared_data, tmp_path / "ct", token, count=2)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        for keyword in PROFILE_REMOVED:
+            setattr(ds, keyword, f"T{token[:12]}")
+        ds.private_block(0x0009, "ACME 1.0", create=True).add_new(0x10, "LO", f"Secret^{token}")
+        item = pydicom.Dataset()  # a nested copy: the profile applies at every level
+        item.ReasonForTheRequestedProcedure = f"T{token[:12]}"
+        ds.RequestAttributesSequence = [item]
+        ds.save_as(path)
+    Pseudonyms(tmp_path / "p.sqlite").deidentify_folder(tmp_path / "ct", tmp_path / "deid")
+    deid = sorted((tmp_path / "deid").glob("*.dcm"))
+    assert len(deid) == 2
+    for path in deid:
+        assert token[:12].encode() not in path.read_bytes(), path
+        ds = pydicom.dcmread(path)
+        assert not [e.tag for e in ds.iterall() if e.tag.is_private]
+
+
 def test_gateway_deidentifies_and_results_come_back_identified(
     gateway_factory: Callable[..., GatewayProcess],
     lrc_service: LrcService,
