@@ -13,7 +13,8 @@ sliding window over the volume resampled to the model spacing.
 Measured on the 300-slice 512x512 CT, 2 shared cores, best of 3 interleaved runs
 (``bench/speed_ab.py``, ``bench/SPEED.md``): 0.058 s a slice as of commit 0c7dbac (a C-ordered
 reoriented copy, slices cut across it), 0.053 s with the slice-major layout, 0.035 s with the CPU
-copy of the network (:mod:`lrc.infer.cpu`).
+copy of the network (:mod:`lrc.infer.cpu`; measured before its norms ran channels-first, ~1.2x
+slower in the forward pass since).
 
 ``F.interpolate(size=..., align_corners=False)`` maps the corners of the first and last voxels onto
 each other, the same grid convention as :func:`lrc.io.resample.grid_for_spacing`.
@@ -51,7 +52,7 @@ class Predictor:
             batches keep activation buffers below glibc's mmap threshold (see :mod:`lrc.runtime`).
         bf16: bf16 autocast on CUDA (float32 when False; the CPU always runs float32).
         fast_cpu: on the CPU, run a copy of ``net`` with group norms and channels-last weights
-            (:mod:`lrc.infer.cpu`; the same arithmetic, ~1.5x faster); ``net`` itself is left as it is.
+            (:mod:`lrc.infer.cpu`; the same arithmetic, ~1.3x faster); ``net`` itself is left as it is.
     """
 
     def __init__(

@@ -59,3 +59,35 @@ def test_predictor_labels_do_not_depend_on_the_cpu_copy():
     plain = Predictor(net, card, "cpu", fast_cpu=False).predict(volume)
     assert len(np.unique(plain.array)) == 2
     assert (fast.array == plain.array).mean() > 0.999
+
+
+@pytest.mark.parametrize(
+    ("norm", "shape", "memory_format"),
+    [
+        (nn.InstanceNorm2d(6, affine=True), (2, 6, 16, 16), torch.channels_last),
+        (nn.InstanceNorm3d(4, affine=True), (1, 4, 8, 8, 8), torch.channels_last_3d),
+    ],
+)
+def test_group_norm_on_channels_last_keeps_small_variances(
+    norm: nn.modules.instancenorm._InstanceNorm, shape: tuple[int, ...], memory_format: torch.memory_format
+):
+    # Channels whose mean is far above their spread (an air-only slice after a conv and its bias):
+    # PyTorch's channels-last CPU group norm computes E[x^2] - E[x]^2 and loses the variance.
+    torch.manual_seed(0)
+    x = torch.randn(shape) * 0.1 + 100.0
+    group = as_group_norm(norm)
+    with torch.no_grad():
+        expected = norm(x).numpy()
+        assert_allclose(group(x.contiguous(memory_format=memory_format)).numpy(), expected, atol=1e-3)
+
+
+def test_cpu_copy_matches_on_a_mostly_empty_slice():
+    # A slice that is air below the window everywhere but a small square: windowed to zeros.
+    torch.manual_seed(0)
+    net = UNet(2, 1, 3, SMALL).eval()
+    x = torch.zeros((2, 1, 64, 64))  # b x 1 x X x Y
+    x[:, :, 24:40, 24:40] = 0.5
+    with torch.no_grad():
+        expected = net(x).numpy()
+        fast = for_cpu(net, 2)(x.contiguous(memory_format=torch.channels_last)).numpy()
+    assert_allclose(fast, expected, atol=1e-3)
