@@ -12,7 +12,9 @@ process.
 
 MONOCHROME1 planes (the lowest value displayed white) are inverted after the rescale, as PS3.3
 C.7.6.3.1.2 orders the steps: ``value -> low + high - value`` over the rescaled range of the stored
-bits, so that larger values mean brighter, as in MONOCHROME2, and the range is kept.
+bits, so that larger values mean brighter, as in MONOCHROME2, and the range is kept. CT planes are
+not inverted: their rescaled values are Hounsfield units (C.11.1), which the photometric
+interpretation does not change (it inverts the display, after the VOI), and models window them in HU.
 
 The output type follows from the headers alone: ``int16`` when slope is 1, the intercept is an
 integer and every possible stored value fits after rescaling (the usual CT), ``int32`` when a
@@ -105,13 +107,17 @@ def read_planes(planes: Sequence[Plane], workers: int | None = None) -> np.ndarr
                 raise InvalidDicom(f"{planes[k].path.name}: decoded {stored.shape} pixels, header says {out.shape[1:]}")
             _rescale_into(stored, planes[k], out[k])
     for k, plane in enumerate(planes):
-        if _photometric(plane) == "MONOCHROME1":
+        if _photometric(plane) == "MONOCHROME1" and not _hounsfield(plane):
             _invert(plane, out[k])
     return out
 
 
 def _photometric(plane: Plane) -> str:
     return str(plane.header.get("PhotometricInterpretation", "")).strip().upper()
+
+
+def _hounsfield(plane: Plane) -> bool:
+    return plane.modality == "CT" or str(plane.header.get("RescaleType", "")).strip().upper() == "HU"
 
 
 def _invert(plane: Plane, out: np.ndarray) -> None:

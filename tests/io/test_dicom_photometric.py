@@ -1,4 +1,5 @@
-"""PhotometricInterpretation: MONOCHROME1 images are inverted after the rescale (PS3.3 C.7.6.3.1.2)."""
+"""PhotometricInterpretation: MONOCHROME1 images are inverted after the rescale (PS3.3 C.7.6.3.1.2),
+except CT, whose rescaled values are Hounsfield units whatever the display polarity."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from numpy.testing import assert_array_equal
 from lrc.io import read_volume
 
 
-def _relabelled(source: Path, target: Path, photometric: str) -> Path:
+def _relabelled(source: Path, target: Path, photometric: str, modality: str | None = None) -> Path:
     ds = pydicom.dcmread(source)
     ds.PhotometricInterpretation = photometric
+    if modality is not None:
+        ds.Modality = modality
+        if "RescaleType" in ds:  # HU would still say calibrated
+            del ds.RescaleType
     target.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(target)
     return target
@@ -37,9 +42,10 @@ def _range(ds: pydicom.Dataset) -> tuple[float, float]:
     ],
 )
 def test_monochrome1_is_inverted_after_rescale(shared_data: Path, tmp_path: Path, source: str):
+    # Relabelled MR: a modality whose rescaled values have no calibrated meaning.
     original = shared_data / "dicom" / source
-    as_read = read_volume([shutil.copy(original, tmp_path / "m2.dcm")]).array
-    mono1 = read_volume([_relabelled(original, tmp_path / "m1" / "m1.dcm", "MONOCHROME1")]).array
+    as_read = read_volume([_relabelled(original, tmp_path / "m2" / "m2.dcm", "MONOCHROME2", "MR")]).array
+    mono1 = read_volume([_relabelled(original, tmp_path / "m1" / "m1.dcm", "MONOCHROME1", "MR")]).array
     ds = pydicom.dcmread(original)
     low, high = _range(ds)
     # Independent reference: pydicom's stored values, rescaled, reflected in the rescaled range.
@@ -55,3 +61,13 @@ def test_monochrome2_is_unchanged(shared_data: Path, tmp_path: Path):
     reference = read_volume([shutil.copy(original, tmp_path / "ref.dcm")]).array
     explicit = read_volume([_relabelled(original, tmp_path / "m2" / "x.dcm", "MONOCHROME2")]).array
     assert_array_equal(explicit, reference)
+
+
+def test_monochrome1_ct_keeps_hounsfield_units(shared_data: Path, tmp_path: Path):
+    # PS3.3 C.11.1: the Modality LUT gives HU; MONOCHROME1 only inverts the display after the VOI
+    # (C.7.6.3.1.2). Inverting HU sends air to ~+3000 and saturates a fixed HU window.
+    original = shared_data / "dicom" / "seg_dcmqi" / "ct-3slice" / "01.dcm"
+    reference = read_volume([shutil.copy(original, tmp_path / "ref.dcm")]).array
+    mono1 = read_volume([_relabelled(original, tmp_path / "m1" / "x.dcm", "MONOCHROME1")]).array
+    assert reference.min() < -900
+    assert_array_equal(mono1, reference)
