@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -114,9 +115,11 @@ CREATE TABLE IF NOT EXISTS studies (
 
 
 class Pseudonyms(SqliteState):
-    """The secret seed and the original <-> pseudonym mapping, in one SQLite file (never sent anywhere)."""
+    """The secret seed and the original <-> pseudonym mapping, in one SQLite file (never sent anywhere,
+    readable by its owner only)."""
 
     def __init__(self, path: Path) -> None:
+        _owner_only(path)
         super().__init__(path, SCHEMA)
         with self._transaction() as db:
             db.execute("INSERT OR IGNORE INTO settings VALUES ('seed', ?)", (secrets.token_hex(32),))
@@ -229,6 +232,16 @@ class Pseudonyms(SqliteState):
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=True)
         return out.getvalue()
+
+
+def _owner_only(path: Path) -> None:
+    """Create ``path`` (and tighten an existing one with its SQLite side files) to owner read/write only:
+    it holds the secret seed and the original identifiers. SQLite gives new side files the database's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
 
 
 def _remove_profile_attributes(ds: Dataset) -> None:

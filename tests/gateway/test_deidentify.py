@@ -137,3 +137,16 @@ def test_gateway_deidentifies_and_results_come_back_identified(
     headers = {"Authorization": f"Bearer {lrc_service.key}"}
     studies = httpx.get(f"{lrc_service.url}/v1/studies", headers=headers, timeout=30).json()
     assert pseudonym in {s["series_instance_uid"] for study in studies for s in study["series"]}
+
+
+def test_mapping_file_is_private(shared_data: Path, tmp_path: Path):
+    # It holds the secret seed and every patient's original name, ID and UIDs.
+    earlier = tmp_path / "earlier.sqlite"
+    sqlite3.connect(earlier).close()
+    earlier.chmod(0o644)  # made by a version that left it readable by everyone
+    for path in (tmp_path / "new" / "p.sqlite", earlier):
+        mapping = Pseudonyms(path)
+        mapping.deidentify_folder(ct_series(shared_data, tmp_path / path.stem, count=1)[0].parent, tmp_path / "deid")
+        for file in path.parent.glob(f"{path.name}*"):  # with its -wal and -shm files
+            assert file.stat().st_mode & 0o077 == 0, file
+        mapping.close()
