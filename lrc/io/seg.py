@@ -104,11 +104,12 @@ def _check_values(array: np.ndarray, table: LabelTable) -> None:
     case (every value from 0 to the maximum is known) in ~10 ms, and only a doubt pays for unique.
     """
     low, high = int(array.min()), int(array.max())
-    known = np.zeros(max(high, 0) + 1, dtype=bool)
-    known[0] = True
-    known[np.array([v for v in table if v <= high], dtype=np.intp)] = True
-    if low >= 0 and known.all():
-        return
+    if low >= 0 and high <= max(table, default=0):  # else some value is unknown: no table of size high
+        known = np.zeros(high + 1, dtype=bool)
+        known[0] = True
+        known[np.array([v for v in table if v <= high], dtype=np.intp)] = True
+        if known.all():
+            return
     values = np.unique(array)
     unknown = sorted(int(v) for v in values if v != 0 and int(v) not in table)
     if unknown or np.any(values < 0):

@@ -211,3 +211,14 @@ def test_label_values_checked(make_series, tmp_path: Path, values, known, refuse
         return
     back = read_seg(write_seg(image.with_array(array), image, table, tmp_path / "seg.dcm"), image)
     assert_array_equal(np.array([0, *known])[back.label_map().array], array)
+
+
+def test_huge_label_value_is_refused_without_a_table_of_its_size(make_series, tmp_path: Path):
+    # A stray value far above the table (an int64 map from elsewhere) is an unknown label, not a
+    # request for a look-up table of 2**40 entries.
+    image = read_volume(make_series(line(2)))
+    array = np.zeros(image.shape, dtype=np.int64)
+    array[10:20, 10:20, 1] = 2**40
+    table = LabelTable.from_names({1: "liver"})
+    with pytest.raises(SegmentationFormatError, match=r"\[1099511627776\] are not in the label table"):
+        write_seg(image.with_array(array), image, table, tmp_path / "seg.dcm")
