@@ -151,7 +151,7 @@ class DimsePacs:
         """C-GET (or C-MOVE) one series into ``folder`` (one file per SOP Instance UID); the files received."""
         folder.mkdir(parents=True, exist_ok=True)
         received: list[Path] = []
-        handlers = [(evt.EVT_C_STORE, _receiver(folder, received))]
+        handlers = [(evt.EVT_C_STORE, _receiver(folder, received, series_uid))]
         query = Dataset()
         query.QueryRetrieveLevel = "SERIES"
         query.StudyInstanceUID = study_uid
@@ -205,15 +205,23 @@ class DimsePacs:
         return final
 
 
-def _receiver(folder: Path, received: list[Path]) -> Any:
-    """A C-STORE handler writing each instance to ``folder/<SOPInstanceUID>.dcm``."""
+def _receiver(folder: Path, received: list[Path], series_uid: str) -> Any:
+    """A C-STORE handler writing each instance of series ``series_uid`` to ``folder/<SOPInstanceUID>.dcm``.
+
+    Instances of any other series are refused (0xC000): C-MOVE's storage SCP listens on a port that
+    any node may send to while the move runs, and what it keeps is uploaded as the series asked for.
+    """
 
     def store(event: Event) -> int:
         try:
             sop_uid = str(event.dataset.SOPInstanceUID)
+            series = str(event.dataset.get("SeriesInstanceUID", ""))
         except Exception:  # pydicom raises many kinds on a broken stream
             return 0xC000
         if not valid_uid(sop_uid):
+            return 0xC000
+        if series != series_uid:
+            log.warning("retrieve of series %s: an instance of another series refused", series_uid)
             return 0xC000
         path = folder / f"{sop_uid}.dcm"
         path.write_bytes(event.encoded_dataset())

@@ -63,3 +63,37 @@ def test_a_pacs_that_is_down(tmp_path: Path):
     pacs = DimsePacs(GATEWAY_AET, Destination("PACS", "127.0.0.1", free_port()), timeout=5)
     with pytest.raises(PacsError, match="could not be reached"):
         pacs.find_series(modality="CT")
+
+
+def test_retrieve_receiver_keeps_only_the_series_asked_for(shared_data: Path, tmp_path: Path):
+    # C-MOVE's storage SCP listens on a port any node can reach while the move runs.
+    from pynetdicom import AE, evt
+
+    from gateway.pacs import RETRIEVED_CLASSES, _receiver
+
+    wanted, other = ct_series(shared_data, tmp_path / "ct", count=2)
+    stray = pydicom.dcmread(other)
+    stray.SeriesInstanceUID = pydicom.uid.generate_uid()
+    received: list[Path] = []
+    folder = tmp_path / "got"
+    folder.mkdir()
+    listener = AE(ae_title=GATEWAY_AET)
+    for sop_class in RETRIEVED_CLASSES:
+        listener.add_supported_context(sop_class)
+    port = free_port()
+    handler = _receiver(folder, received, str(pydicom.dcmread(wanted).SeriesInstanceUID))
+    server = listener.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, handler)])
+    try:
+        sender = AE(ae_title="INTRUDER")
+        sender.add_requested_context(stray.SOPClassUID, stray.file_meta.TransferSyntaxUID)
+        association = sender.associate("127.0.0.1", port, ae_title=GATEWAY_AET)
+        assert association.is_established
+        try:
+            assert int(association.send_c_store(stray).Status) != 0x0000
+            assert int(association.send_c_store(pydicom.dcmread(wanted)).Status) == 0x0000
+        finally:
+            association.release()
+    finally:
+        server.shutdown()
+    assert [p.name for p in received] == [f"{pydicom.dcmread(wanted).SOPInstanceUID}.dcm"]
+    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in received]
