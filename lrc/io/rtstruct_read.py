@@ -1,9 +1,10 @@
 """RT Structure Set (RTSTRUCT) in: contours rasterised to a label map on the referenced series' grid.
 
-Each ROI's CLOSED_PLANAR contours are filled slice by slice (a voxel belongs to the ROI when its
-centre lies inside the polygon, ``skimage.draw.polygon``); the contours of one ROI on one slice are
+Each ROI's CLOSED_PLANAR (and CLOSEDPLANAR_XOR) contours are filled slice by slice (a voxel belongs
+to the ROI when its centre lies inside the polygon, ``skimage.draw.polygon``); the contours of one ROI on one slice are
 combined by the even-odd rule, so a contour inside another is a hole (PS3.3 C.8.8.6 leaves the
-combination to the reader; this is what planning systems and :mod:`lrc.io.rtstruct` assume).
+combination to the reader; this is what planning systems and :mod:`lrc.io.rtstruct` assume, and
+what CLOSEDPLANAR_XOR states, C.8.8.6.3).
 Where ROIs overlap, the later ROI wins. Points and open contours are ignored.
 """
 
@@ -22,6 +23,7 @@ from lrc.io.errors import SegmentationFormatError
 from lrc.io.labels import Label, LabelTable
 from lrc.io.volume import Volume
 
+CLOSED_TYPES = ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR")
 PLANE_TOLERANCE = 0.25  # of a slice: how far a contour may lie off the slice plane it is drawn on
 
 
@@ -36,7 +38,7 @@ class Roi:
 
 
 def read_rois(path: str | os.PathLike[str] | Dataset) -> list[Roi]:
-    """The ROIs of an RTSTRUCT with their closed planar contours, in StructureSetROISequence order.
+    """The ROIs of an RTSTRUCT with their closed planar contours (incl. XOR), in StructureSetROISequence order.
 
     Raises:
         SegmentationFormatError: not an RTSTRUCT, or a contour with a malformed point list.
@@ -50,7 +52,7 @@ def read_rois(path: str | os.PathLike[str] | Dataset) -> list[Roi]:
         color = (rgb[0], rgb[1], rgb[2]) if len(rgb) == 3 else None
         found: list[np.ndarray] = []
         for contour in item.get("ContourSequence", []):
-            if contour.get("ContourGeometricType") != "CLOSED_PLANAR":
+            if contour.get("ContourGeometricType") not in CLOSED_TYPES:
                 continue
             values = np.asarray(contour.ContourData, dtype=np.float64)
             if values.size % 3:

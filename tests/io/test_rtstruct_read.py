@@ -73,3 +73,21 @@ def test_contours_of_another_series_are_refused(ct: Volume, make_series, shared_
         read_rtstruct(path, other)
     with pytest.raises(SegmentationFormatError, match="not an RT Structure Set"):
         read_rtstruct(shared_data / "dicom" / "seg_dcmqi" / "liver.dcm", ct)
+
+
+def test_closedplanar_xor_contours_are_read(make_series, tmp_path: Path):
+    # PS3.3 C.8.8.6.3: CLOSEDPLANAR_XOR states the even-odd combination this reader applies anyway.
+    image = read_volume(make_series(line(3)))
+    array = np.zeros(image.shape, dtype=np.uint8)
+    yy, xx = np.mgrid[:64, :64]
+    radius = np.hypot(xx - 30, yy - 30)
+    array[..., 1][(radius < 20) & (radius > 8)] = 1  # a ring: outer contour + hole
+    path = write_rtstruct(image.with_array(array), image, LabelTable.from_names({1: "ring"}), tmp_path / "rt.dcm")
+    ds = pydicom.dcmread(path)
+    for contour in ds.ROIContourSequence[0].ContourSequence:
+        contour.ContourGeometricType = "CLOSEDPLANAR_XOR"
+    (roi,) = read_rois(ds)
+    assert len(roi.contours) == 2
+    back, _ = read_rtstruct(ds, image)
+    assert not back.array[30, 30, 1]
+    assert dice(back.array == 1, array == 1) > 0.95
