@@ -27,6 +27,7 @@ class BrokerWatch:
         self.url = url
         self.identifies = url.startswith(REDIS_SCHEMES)  # other brokers have no run id to compare
         self.run_id: str | None = None
+        self.due = False  # a new broker was seen and its queued jobs are not sent again yet
         self._client: Any = None
 
     def current(self) -> str | None:
@@ -45,6 +46,18 @@ class BrokerWatch:
         changed = self.run_id is not None and seen is not None and seen != self.run_id
         self.run_id = seen
         return changed
+
+    def resend_due(self, reconnected: bool) -> bool:
+        """True while queued jobs must be sent again: the broker is a new server (without run ids: the
+        consumer ``reconnected``), now or at an earlier check, and :meth:`resent` was not called since
+        (a re-send that failed, e.g. with the database still down, is tried again at the next check)."""
+        if self.restarted() or (reconnected and not self.identifies):
+            self.due = True
+        return self.due
+
+    def resent(self) -> None:
+        """The queued jobs were sent again."""
+        self.due = False
 
 
 class Reconnections:

@@ -37,11 +37,12 @@ STARTED = now()  # jobs this worker name ran before this moment were run by an e
 
 
 def _resend_if_broker_is_new(ctx: Context, watch: BrokerWatch, reconnected: bool, kinds: tuple[str, ...]) -> None:
-    """Send this worker's queued jobs again when the broker is a new server (its messages may be gone)."""
-    restarted = watch.restarted()
-    if restarted or (reconnected and not watch.identifies):
+    """Send this worker's queued jobs again when the broker is a new server (its messages may be gone);
+    until that succeeds, at every check."""
+    if watch.resend_due(reconnected):
         counts = sweep(ctx, at_start=True, kinds=kinds)
-        reason = "a new Redis server (run id changed)" if restarted else "reconnected"
+        watch.resent()
+        reason = "a new Redis server (run id changed)" if watch.identifies else "reconnected"
         log.warning("broker is %s: queued jobs sent again; recovery sweep: %s", reason, counts)
 
 
