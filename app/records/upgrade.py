@@ -61,17 +61,19 @@ def upgrade(engine: Engine) -> list[str]:
                     "UNIQUE (project, name, version)"
                 )
             )
-    if rebuild:
-        _rebuild_model_versions(engine)
-    if old:
+    # Another process may have rebuilt the SQLite table between this one's two transactions: only
+    # the process that made the change reports it.
+    if (old and not rebuild) or (rebuild and _rebuild_model_versions(engine)):
         done.append("model_versions: versions unique per (project, name)")
     for change in done:
         log.warning("database upgraded: %s", change)
     return done
 
 
-def _rebuild_model_versions(engine: Engine) -> None:
+def _rebuild_model_versions(engine: Engine) -> bool:
     """SQLite cannot drop a table's unique constraint: copy the rows into a table made anew.
+
+    Returns whether this call rebuilt it (``False``: another process had done it meanwhile).
 
     Foreign keys are off meanwhile, and ``legacy_alter_table`` keeps the references from
     ``segmentations`` pointing at the name ``model_versions`` (then the new table) during the rename
@@ -92,7 +94,7 @@ def _rebuild_model_versions(engine: Engine) -> None:
             (current,) = connection.execute("SELECT sql FROM sqlite_master WHERE name = 'model_versions'").fetchone()
             if "uq_model_versions_project_name_version" in current:
                 connection.execute("COMMIT")
-                return
+                return False
             connection.execute("ALTER TABLE model_versions RENAME TO model_versions_before_projects")
             for (name,) in connection.execute(  # its indexes keep their names: free them for the new table
                 "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='model_versions_before_projects' "
@@ -107,6 +109,7 @@ def _rebuild_model_versions(engine: Engine) -> None:
             )
             connection.execute("DROP TABLE model_versions_before_projects")
             connection.execute("COMMIT")
+            return True
         except Exception:
             connection.execute("ROLLBACK")
             raise
