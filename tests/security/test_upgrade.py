@@ -189,7 +189,7 @@ def _request_keys_unique_per_project(database: Database) -> None:
 
 @pytest.mark.parametrize("era", [BEFORE_PROJECTS])
 def test_processes_starting_together_upgrade_once(old_database: str) -> None:
-    """Four processes' engines upgrading at the same moment: one makes every change, the others find them made."""
+    """Four processes' engines upgrading at the same moment: every change is made once, by one of them."""
     databases = [Database(old_database) for _ in range(4)]
     start = threading.Barrier(len(databases))
     changes: list[list[str]] = []
@@ -208,9 +208,11 @@ def test_processes_starting_together_upgrade_once(old_database: str) -> None:
     for thread in threads:
         thread.join(120)
     assert errors == []
-    made = sorted(changes, key=len)
-    assert [len(c) for c in made[:-1]] == [0, 0, 0]
-    assert len(made[-1]) == len(PROJECT_TABLES) + 2  # the project columns, versions per project, request_key
+    # Each change is made by exactly one process. On SQLite the model_versions rebuild runs in a
+    # second transaction (foreign keys off), so another process may be the one that makes it.
+    made = [change for made_by_one in changes for change in made_by_one]
+    assert len(made) == len(set(made)) == len(PROJECT_TABLES) + 2  # project columns, versions per project, request_key
+    assert sum(1 for c in changes if c) <= 2
     assert upgrade(databases[0].engine) == []
     for database in databases:
         database.engine.dispose()
