@@ -51,13 +51,19 @@ def test_names_choose_values_and_others_are_left_out(ct: Volume, shared_data: Pa
     assert not nothing.array.any()
 
 
-def test_holes_by_even_odd(make_series, tmp_path: Path):
+def _ring(make_series, tmp_path: Path) -> tuple[Volume, np.ndarray, Path]:
+    """A ring on slice 1 of a 3-slice series (outer contour + hole), written as our RTSTRUCT."""
     image = read_volume(make_series(line(3)))
     array = np.zeros(image.shape, dtype=np.uint8)
     yy, xx = np.mgrid[:64, :64]
     radius = np.hypot(xx - 30, yy - 30)
-    array[..., 1][(radius < 20) & (radius > 8)] = 1  # a ring: outer contour + hole
+    array[..., 1][(radius < 20) & (radius > 8)] = 1
     path = write_rtstruct(image.with_array(array), image, LabelTable.from_names({1: "ring"}), tmp_path / "rt.dcm")
+    return image, array, path
+
+
+def test_holes_by_even_odd(make_series, tmp_path: Path):
+    image, array, path = _ring(make_series, tmp_path)
     (roi,) = read_rois(path)
     assert len(roi.contours) == 2
     back, _ = read_rtstruct(path, image)
@@ -77,12 +83,7 @@ def test_contours_of_another_series_are_refused(ct: Volume, make_series, shared_
 
 def test_closedplanar_xor_contours_are_read(make_series, tmp_path: Path):
     # PS3.3 C.8.8.6.3: CLOSEDPLANAR_XOR states the even-odd combination this reader applies anyway.
-    image = read_volume(make_series(line(3)))
-    array = np.zeros(image.shape, dtype=np.uint8)
-    yy, xx = np.mgrid[:64, :64]
-    radius = np.hypot(xx - 30, yy - 30)
-    array[..., 1][(radius < 20) & (radius > 8)] = 1  # a ring: outer contour + hole
-    path = write_rtstruct(image.with_array(array), image, LabelTable.from_names({1: "ring"}), tmp_path / "rt.dcm")
+    image, array, path = _ring(make_series, tmp_path)
     ds = pydicom.dcmread(path)
     for contour in ds.ROIContourSequence[0].ContourSequence:
         contour.ContourGeometricType = "CLOSEDPLANAR_XOR"
