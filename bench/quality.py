@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import platform
 import statistics
@@ -115,14 +116,15 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
     from lrc.synthetic import ORGANS, label_table
-    from lrc.train.finetune import FinetuneConfig, finetune
+    from lrc.train.finetune import finetune
     from lrc.train.pretrain import pretrain
 
     init, pretrain_seconds = None, 0.0
     if method != "scratch":
         config = recipe(args, preset, method, seed)
         unlabeled = args.unlabeled or preset["unlabeled"]
-        init = WORK / f"pre-{args.tag}-{method}-u{unlabeled}-s{seed}"
+        # named by what was trained, so recipes that differ only in fine-tuning share a pre-training
+        init = WORK / f"pre-{method}-u{unlabeled}-s{seed}-{_digest(config.to_json())}"
         if not _reusable(init, config.to_json()):
             started = time.perf_counter()
             images = [phantom(1000 + i)[0] for i in range(unlabeled)]
@@ -130,16 +132,7 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
             pretrain_seconds = time.perf_counter() - started
     started = time.perf_counter()
     train = [phantom(100 + 10 * seed + i) for i in range(k)]
-    tune = FinetuneConfig(
-        steps=args.finetune_steps or preset["finetune_steps"],
-        batch_size=preset["finetune_batch"],
-        patch=preset["patch"],
-        spacing=preset["spacing"],
-        canvas=preset["canvas"],
-        features=preset["features"],
-        backbone_lr_factor=args.backbone_lr_factor,
-        seed=seed,
-    )
+    tune = tuning(args, preset, method, seed)
     model = finetune(
         train,
         label_table(),
@@ -176,6 +169,25 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
     return records
 
 
+def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int) -> Any:
+    """The fine-tuning configuration of one run (transfer settings only matter with a pre-trained init)."""
+    from lrc.train.finetune import FinetuneConfig
+
+    pretrained = method != "scratch"
+    return FinetuneConfig(
+        steps=args.finetune_steps or preset["finetune_steps"],
+        batch_size=preset["finetune_batch"],
+        patch=preset["patch"],
+        spacing=preset["spacing"],
+        canvas=preset["canvas"],
+        features=preset["features"],
+        backbone_lr_factor=args.backbone_lr_factor if pretrained else 1.0,
+        transfer=args.transfer if pretrained else "all",
+        warmup_steps=args.warmup_steps if pretrained else 0,
+        seed=seed,
+    )
+
+
 def warm_superpixels(preset: dict[str, Any], unlabeled: int, sp_scale: float | None, workers: int) -> None:
     """Fill the super-pixel cache of the unlabeled pool with ``workers`` processes (before parallel runs)."""
     from concurrent.futures import ProcessPoolExecutor
@@ -205,18 +217,48 @@ def _reusable(directory: Path, config: dict[str, Any]) -> bool:
     return bool(json.loads(card.read_text())["training"]["config"] == json.loads(json.dumps(config)))
 
 
+def _digest(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# fine-tuning settings added after the first results; older runs used these values
+_TUNING_DEFAULTS = {"transfer": "all", "warmup_steps": 0}
+
+
 def _key(run: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes two runs the same experiment."""
-    unlabeled = run["unlabeled"] if run["method"] != "scratch" else 0
+    """What makes two runs the same experiment: the tag, and every setting of both trainings."""
+    pretrained = run["method"] != "scratch"
+    tuned = {**_TUNING_DEFAULTS, **run["finetune"]}
     return (
         run["tag"],
         run["preset"],
-        run["finetune"]["steps"],
-        unlabeled,
+        run["unlabeled"] if pretrained else 0,
+        _digest({k: v for k, v in (run["recipe"] or {}).items() if k != "seed"}),
+        _digest({k: v for k, v in tuned.items() if k != "seed"}),
         run["method"],
         run["k"],
         run["seed"],
         run["test"],
+    )
+
+
+def _planned(
+    args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int, k: int, test: str
+) -> tuple[Any, ...]:
+    """The key of a run before it runs (to skip runs already in the results)."""
+    pretrained = method != "scratch"
+    return _key(
+        {
+            "tag": args.tag,
+            "preset": args.preset,
+            "unlabeled": args.unlabeled or preset["unlabeled"],
+            "recipe": recipe(args, preset, method, seed).to_json() if pretrained else None,
+            "finetune": tuning(args, preset, method, seed).to_json(),
+            "method": method,
+            "k": k,
+            "seed": seed,
+            "test": test,
+        }
     )
 
 
@@ -322,6 +364,8 @@ def main() -> None:
     parser.add_argument("--pretrain-lr", type=float, default=None)
     parser.add_argument("--finetune-steps", type=int, default=None)
     parser.add_argument("--backbone-lr-factor", type=float, default=1.0)
+    parser.add_argument("--transfer", choices=["all", "encoder"], default="all", help="Pre-trained layers given.")
+    parser.add_argument("--warmup-steps", type=int, default=0, help="Steps with the pre-trained layers frozen.")
     parser.add_argument("--lambda-local", type=float, default=None)
     parser.add_argument("--temperature-local", type=float, default=None)
     parser.add_argument("--regions", type=int, default=None, help="K regions per image.")
@@ -352,12 +396,12 @@ def main() -> None:
         for seed in args.seeds:
             for k in args.k:
                 for method in args.methods:
-                    tag = "scratch" if method == "scratch" else args.tag
-                    steps = args.finetune_steps or preset["finetune_steps"]
-                    unlabeled = 0 if method == "scratch" else args.unlabeled or preset["unlabeled"]
-                    if all((tag, args.preset, steps, unlabeled, method, k, seed, t) in done for t in args.test):
+                    run_args = argparse.Namespace(
+                        **{**vars(args), "tag": "scratch" if method == "scratch" else args.tag}
+                    )
+                    if all(_planned(run_args, preset, method, seed, k, t) in done for t in args.test):
                         continue
-                    records = run_one(argparse.Namespace(**{**vars(args), "tag": tag}), preset, method, seed, k)
+                    records = run_one(run_args, preset, method, seed, k)
                     runs.extend(records)
                     save(runs, args.results)
                     for run in records:

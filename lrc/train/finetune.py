@@ -3,8 +3,10 @@
 Dice + cross-entropy (MONAI ``DiceCELoss``), AdamW with a cosine schedule, random patches
 (:mod:`lrc.train.patches`) of axial slices (2D, the default) or of whole volumes (3D), half of
 them centred on labelled voxels, with flips and mild intensity changes. The pre-trained backbone
-initialises encoder and decoder; the 1x1 output layer is new (it has one channel per class).
-Pre-trained layers may learn more slowly (``backbone_lr_factor``).
+initialises encoder and decoder (``transfer="all"``) or the encoder only (``"encoder"``: the decoder
+starts random); the 1x1 output layer is always new (it has one channel per class). Transferred
+layers may learn more slowly (``backbone_lr_factor``) and may stay frozen for the first
+``warmup_steps`` while the new layers fit them (linear probing, then fine-tuning).
 
 Validation runs the real predictor on whole held-out volumes, on their own grids, and reports
 Dice per label; the best weights (mean Dice) are kept and training stops after ``patience``
@@ -14,6 +16,7 @@ cases (never re-shuffled between runs) and stored in the card.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -42,6 +45,8 @@ from lrc.train.slices import build_slices, volume_sha256
 log = logging.getLogger(__name__)
 Case = tuple[Volume, Volume]  # image, label map on the image's grid
 Progress = Callable[[int, dict[str, float]], None]
+TRANSFERS = ("all", "encoder")
+ENCODER = ("conv_0.", "down_1.", "down_2.", "down_3.", "down_4.")  # BasicUNet's five encoder stages
 
 
 @dataclass
@@ -51,7 +56,10 @@ class FinetuneConfig:
     Args:
         steps: maximum optimisation steps.
         batch_size: patches per step. patch: patch side, pixels (multiple of 16).
-        lr: AdamW peak learning rate; backbone_lr_factor: multiplier for pre-trained layers.
+        lr: AdamW peak learning rate; backbone_lr_factor: multiplier for the transferred layers.
+        transfer: what a pre-trained init gives: ``all`` (encoder and decoder) or ``encoder``.
+        warmup_steps: steps during which the transferred layers stay frozen (their cosine
+            schedule runs over the remaining steps).
         weight_decay: AdamW weight decay.
         spacing, canvas: model grid (taken from the pre-trained card when there is one).
         spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
@@ -68,6 +76,8 @@ class FinetuneConfig:
     patch: int = 128
     lr: float = 1e-3
     backbone_lr_factor: float = 1.0
+    transfer: str = "all"
+    warmup_steps: int = 0
     weight_decay: float = 1e-4
     spacing: float = 1.5
     canvas: int = 256
@@ -84,6 +94,10 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        if self.transfer not in TRANSFERS:
+            raise ValueError(f"transfer must be one of {TRANSFERS}, got {self.transfer!r}")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} for {self.steps} steps")
         if self.spatial_dims == 3 and self.patch_depth % 16:
             raise ValueError(f"patch_depth must be a multiple of 16, got {self.patch_depth}")
         if self.patch % 16 or self.canvas % 16 or self.patch > self.canvas:
@@ -145,6 +159,7 @@ def finetune(
     class_of = {value: index for index, value in enumerate(labels, start=1)}
     window = IntensityWindow.for_modality(train[0][0].modality)
     parent = None
+    transferred: set[str] = set()  # parameter names initialised from ``init``
     dims = config.spatial_dims
     net = UNet(dims, 1, len(labels) + 1, config.features)
     if init is not None:
@@ -155,10 +170,17 @@ def finetune(
         config.spacing_z = parent_card.spacing[2] if dims == 3 else None
         config.patch = min(config.patch, config.canvas)
         net = UNet(dims, 1, len(labels) + 1, source.arguments["features"])
-        weights = {k: v for k, v in source.state_dict().items() if not k.startswith("final_conv.")}
+        kept = ENCODER if config.transfer == "encoder" else None
+        weights = {
+            k: v
+            for k, v in source.state_dict().items()
+            if not k.startswith("final_conv.") and (kept is None or k.startswith(kept))
+        }
         missing, unexpected = net.load_state_dict(weights, strict=False)
-        if unexpected or not all(k.startswith("final_conv.") for k in missing):
+        skipped = [k for k in missing if not k.startswith("final_conv.") and (kept is None or k.startswith(kept))]
+        if unexpected or skipped or not weights:
             raise ValueError(f"{init}: weights do not fit this network (missing {missing}, unexpected {unexpected})")
+        transferred = set(weights)
         parent = {
             "path": str(init),
             "kind": parent_card.kind,
@@ -208,7 +230,7 @@ def finetune(
             "patch": list(sampler.shape),
         },
     )
-    best = _train(net, card, sampler, validation, config, device, progress)
+    best = _train(net, card, sampler, validation, config, device, progress, transferred)
     card.training["seconds"] = round(time.perf_counter() - started, 1)
     card.training["steps"] = best["steps"]
     card.training["best_step"] = best["step"]
@@ -225,14 +247,19 @@ def _train(
     config: FinetuneConfig,
     device: torch.device,
     progress: Progress | None,
+    transferred: set[str],
 ) -> dict[str, Any]:
-    head = [p for n, p in net.named_parameters() if n.startswith("final_conv.")]
-    body = [p for n, p in net.named_parameters() if not n.startswith("final_conv.")]
-    body_lr = config.lr * (config.backbone_lr_factor if card.parent else 1.0)
+    old = [p for n, p in net.named_parameters() if n in transferred]
+    new = [p for n, p in net.named_parameters() if n not in transferred]
     optimizer = torch.optim.AdamW(
-        [{"params": body, "lr": body_lr}, {"params": head, "lr": config.lr}], weight_decay=config.weight_decay
+        [{"params": old, "lr": config.lr * config.backbone_lr_factor}, {"params": new, "lr": config.lr}],
+        weight_decay=config.weight_decay,
     )
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
+    warmup = config.warmup_steps if transferred else 0
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        [functools.partial(_cosine, start=warmup, steps=config.steps), functools.partial(_cosine, steps=config.steps)],
+    )
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     best: dict[str, Any] = {"score": -1.0, "step": 0, "state": _copy_state(net), "metrics": None, "steps": 0}
     waited = 0
@@ -281,6 +308,13 @@ def validate(net: UNet, card: ModelCard, cases: list[Case], device: torch.device
         "cases": len(cases),
         "per_case": per_case,
     }
+
+
+def _cosine(step: int, steps: int, start: int = 0) -> float:
+    """Learning-rate factor at ``step``: 0 before ``start``, then half a cosine from 1 to 0 at ``steps``."""
+    if step < start:
+        return 0.0
+    return 0.5 * (1.0 + math.cos(math.pi * (step - start) / (steps - start)))
 
 
 def _copy_state(net: UNet) -> dict[str, torch.Tensor]:
