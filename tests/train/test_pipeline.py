@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,61 @@ def test_3d_pretrain_then_3d_finetune(subject_a, subject_c, tmp_path: Path):
 def test_3d_supervised_lrc_is_refused():
     with pytest.raises(ValueError, match="2D only"):
         PretrainConfig(method="supervised+lrc", spatial_dims=3)
+
+
+def _weights(model: Path, prefix: tuple[str, ...]) -> dict[str, np.ndarray]:
+    from lrc.models.store import load_model
+
+    net, _ = load_model(model)
+    return {k: v.numpy() for k, v in net.state_dict().items() if k.startswith(prefix)}
+
+
+ENCODER = ("conv_0.", "down_1.", "down_2.", "down_3.", "down_4.")
+DECODER = ("upcat_1.", "upcat_2.", "upcat_3.", "upcat_4.")
+
+
+@pytest.mark.parametrize(("transfer", "decoder_kept"), [("all", True), ("encoder", False)])
+def test_transfer_gives_the_chosen_layers(pretrained: Path, subject_a, tmp_path: Path, transfer, decoder_kept):
+    # a factor of 0 keeps every transferred layer exactly as pre-trained; the others train from random
+    config = FinetuneConfig(steps=2, batch_size=2, patch=48, backbone_lr_factor=0.0, transfer=transfer)
+    model = finetune([subject_a], LABELS, tmp_path / "seg", config, validation=[], init=pretrained, device="cpu")
+    before, after = _weights(pretrained, ENCODER + DECODER), _weights(model, ENCODER + DECODER)
+    assert before.keys() == after.keys()
+    assert any(k.startswith(DECODER) for k in before)
+    for name, value in before.items():
+        same = np.array_equal(value, after[name])
+        assert same == (name.startswith(ENCODER) or decoder_kept), name
+    assert read_card(model).training["config"]["transfer"] == transfer
+
+
+def test_scratch_ignores_transfer_settings(subject_a, tmp_path: Path):
+    # no init: nothing is transferred, so a factor of 0 or a warm-up must not freeze anything
+    config = FinetuneConfig(steps=2, batch_size=2, patch=48, canvas=64, spacing=6.0, features=SMALL)
+    runs = [
+        finetune([subject_a], LABELS, tmp_path / name, replace(config, **extra), validation=[], device="cpu")
+        for name, extra in (("plain", {}), ("frozen", {"backbone_lr_factor": 0.0, "warmup_steps": 1}))
+    ]
+    assert read_card(runs[0]).weights_sha256 == read_card(runs[1]).weights_sha256
+
+
+@pytest.mark.parametrize(
+    ("step", "start", "expected"),
+    [(0, 0, 1.0), (50, 0, 0.5), (100, 0, 0.0), (0, 20, 0.0), (19, 20, 0.0), (20, 20, 1.0), (60, 20, 0.5)],
+)
+def test_cosine_schedule_with_warmup(step: int, start: int, expected: float):
+    from lrc.train.finetune import _cosine
+
+    assert_allclose(_cosine(step, 100, start), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"transfer": "decoder"}, "transfer must be one of"),
+        ({"warmup_steps": 10}, "warmup_steps must be in"),
+        ({"warmup_steps": -1}, "warmup_steps must be in"),
+    ],
+)
+def test_finetune_config_refuses_bad_transfer_settings(changes, message):
+    with pytest.raises(ValueError, match=message):
+        FinetuneConfig(steps=10, **changes)
