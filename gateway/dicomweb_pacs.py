@@ -26,7 +26,7 @@ from gateway.pacs import PacsError, SeriesMatch, date_range, series_match
 log = logging.getLogger(__name__)
 SEARCH_FIELDS = "StudyDate,SeriesDescription,BodyPartExamined,NumberOfSeriesRelatedInstances,Modality"
 ACCEPT_INSTANCES = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-PAGE = 500  # QIDO-RS answers are paged; a PACS may cap a page below this
+PAGE = 500  # results asked for a page; a PACS may give fewer (its own cap) with more to come
 
 
 class DicomwebPacs:
@@ -67,13 +67,37 @@ class DicomwebPacs:
             if value:
                 params[key] = value
         path = f"/studies/{study_uid}/series" if study_uid else "/series"
-        found: list[SeriesMatch] = []
+        return self._all_pages(path, params)
+
+    def _all_pages(self, path: str, params: dict[str, str]) -> list[SeriesMatch]:
+        """Every page of a QIDO-RS search for series, asked for until one comes back empty.
+
+        A page shorter than the limit asked for is no sign of the end: a PACS may cap its pages
+        below it (100 or 200 are common) without the ``Warning`` header PS3.18 asks for (Orthanc
+        1.10 cut its answers without one). The offset is the number of results received; a series
+        received twice (one stored meanwhile shifts the others a place) is kept once.
+
+        Raises:
+            PacsError: a page brought only series already received: the PACS ignores ``offset``.
+                Paging on would loop for ever, and stopping would return a cohort that may be partial
+                (a first page that was the whole answer looks the same as one cut at the PACS's cap).
+        """
+        found: dict[str, SeriesMatch] = {}
+        received = 0
         while True:
-            response = self._get(f"{path}?{_query({**params, 'offset': str(len(found))})}")
+            response = self._get(f"{path}?{_query({**params, 'offset': str(received)})}")
             items = response.json() if response.status_code != 204 and response.content else []
-            found += [series_match(Dataset.from_json(item)) for item in items]
-            if len(items) < PAGE:
-                return found
+            if not items:
+                return list(found.values())
+            page = [series_match(Dataset.from_json(item)) for item in items]
+            if all(match.series_uid in found for match in page):
+                raise PacsError(
+                    f"QIDO-RS at {self.base_url} answered offset={received} with {len(page)} series already "
+                    f"received: it ignores the offset, so its answer cannot be paged and the {len(found)} series "
+                    "found may be part of the cohort only; search it by C-FIND (--pacs) instead"
+                )
+            received += len(page)
+            found.update((match.series_uid, match) for match in page if match.series_uid not in found)
 
     def get_series(self, study_uid: str, series_uid: str, folder: Path) -> list[Path]:
         """WADO-RS of one series into ``folder`` (one file per SOP Instance UID); the files received."""
