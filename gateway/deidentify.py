@@ -3,7 +3,8 @@
 Instances are de-identified with dicognito (DICOM PS3.15 basic application level confidentiality
 profile: names, IDs, UIDs, dates shifted, addresses and other identifying attributes replaced or
 removed), and free text, private attributes and the other attributes the profile removes but
-dicognito keeps (:data:`FREE_TEXT`) removed at every level, before they leave for the service. The anonymizer
+dicognito keeps (:data:`PROFILE_REMOVED`; Patient's Age, Size and Weight among them) removed and Patient's Sex
+emptied (:data:`EMPTIED`) at every level, before they leave for the service. The anonymizer
 is seeded with a secret kept in the mapping database, so the same instance always gives the same
 pseudonymous bytes (a repeated upload is recognised by the service) and the same patient always
 gets the same pseudonym.
@@ -47,10 +48,16 @@ RESTORED = (
     "InstitutionName",
 )
 
-# Attributes the basic profile removes (PS3.15 Table E.1-1, action X and its variants) that dicognito keeps:
-# free text, and identifying or clinical attributes outside the name, ID, UID, date and address types it replaces.
-# Removed at every nesting level; private attributes (action X as a whole) are removed too.
-FREE_TEXT = (
+# Attributes the basic profile removes (PS3.15 Table E.1-1, action X and its variants) that dicognito keeps as
+# they are: free text, and identifying or clinical attributes outside the name, ID, UID, date and address types
+# it replaces. Removed at every nesting level; private attributes (action X as a whole) are removed too.
+PROFILE_REMOVED = (
+    # The patient's body: the segmentation does not need it, and with the study date it narrows who it is.
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "PatientBirthTime",  # dicognito shifts it only along with a birth date
+    # Free text, locations, devices, contacts and issuers.
     "StudyDescription",
     "SeriesDescription",
     "ProtocolName",
@@ -99,8 +106,62 @@ FREE_TEXT = (
     "PatientInsurancePlanCodeSequence",
     "PatientPrimaryLanguageCodeSequence",
     "ReferencedPatientPhotoSequence",
+    "AcquisitionProtocolDescription",
+    "AcquisitionDeviceProcessingDescription",
+    "CommentsOnThePerformedProcedureStep",
+    "ConfidentialityConstraintOnPatientDataDescription",
+    "ContributionDescription",
+    "ImagingServiceRequestComments",
+    "Impressions",
+    "ModifiedImageDescription",
+    "RequestedProcedureComments",
+    "ReasonForTheImagingServiceRequest",
+    "PreMedication",
+    "PatientTransportArrangements",
+    "PatientInstitutionResidence",
+    "ScheduledPatientInstitutionResidence",
+    "PerformedLocation",
+    "RequestedProcedureLocation",
+    "ScheduledProcedureStepLocation",
+    "ScheduledStudyLocation",
+    "ScheduledStudyLocationAETitle",
+    "OrderEntererLocation",
+    "PerformedStationAETitle",
+    "PerformedStationName",
+    "ScheduledStationAETitle",
+    "ScheduledStationName",
+    "GantryID",
+    "GeneratorID",
+    "CassetteID",
+    "PlateID",
+    "ModifyingDeviceID",
+    "PersonAddress",
+    "PersonTelephoneNumbers",
+    "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers",
+    "OrderCallbackPhoneNumber",
+    "HumanPerformerOrganization",
+    "VerifyingOrganization",
+    "InsurancePlanIdentification",
+    "IssuerOfAdmissionID",
+    "IssuerOfServiceEpisodeID",
+    "InterpretationIDIssuer",
+    "ResultsIDIssuer",
+    "StudyIDIssuer",
+    "TimezoneOffsetFromUTC",
+    "TopicTitle",
+    "TopicSubject",
+    "TopicAuthor",
+    "TopicKeywords",
 )
-_REMOVED_TAGS = frozenset(pydicom.datadict.tag_for_keyword(k) for k in FREE_TEXT)
+_REMOVED_TAGS = frozenset(pydicom.datadict.tag_for_keyword(k) for k in PROFILE_REMOVED)
+
+# Action Z (zero length or a dummy) that dicognito leaves as it is. Emptied rather than given a dummy: a
+# dummy sex would be a false clinical statement in the service's records. Emptied before dicognito runs,
+# since it draws the pseudonym's first name from the female or male names by this attribute. The original
+# is kept in the mapping (:data:`RESTORED`) and put back into the results.
+EMPTIED = ("PatientSex",)
+_EMPTIED_TAGS = frozenset(pydicom.datadict.tag_for_keyword(k) for k in EMPTIED)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -153,6 +214,7 @@ class Pseudonyms(SqliteState):
         originals = sorted(_uids(ds))
         kept = {k: _json_value(ds, k) for k in RESTORED}
         original_study = str(ds.get("StudyInstanceUID", ""))
+        _empty_profile_attributes(ds)
         self._anonymizer.anonymize(ds)
         _remove_profile_attributes(ds)
         pairs = [(self._pseudonym(uid), uid) for uid in originals]
@@ -244,8 +306,18 @@ def _owner_only(path: Path) -> None:
             file.chmod(0o600)
 
 
+def _empty_profile_attributes(ds: Dataset) -> None:
+    """Empty the attributes of :data:`EMPTIED` that have a value, at every nesting level (in place)."""
+
+    def empty(dataset: Dataset, element: DataElement) -> None:
+        if element.tag in _EMPTIED_TAGS:
+            element.value = None
+
+    ds.walk(empty)
+
+
 def _remove_profile_attributes(ds: Dataset) -> None:
-    """Remove private attributes and those of :data:`FREE_TEXT`, at every nesting level (in place)."""
+    """Remove private attributes and those of :data:`PROFILE_REMOVED`, at every nesting level (in place)."""
     ds.remove_private_tags()  # recurses into sequences
 
     def strip(dataset: Dataset, element: DataElement) -> None:

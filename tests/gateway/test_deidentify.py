@@ -17,7 +17,10 @@ from tests.gateway.test_runner import outbox_rows, wait_for
 
 
 def identified_series(shared_data: Path, folder: Path, token: str, count: int = 6) -> list[Path]:
-    """A CT series of patient ``Secret^<token>``; its ID, accession number and series description contain ``token``."""
+    """A CT series of patient ``Secret^<token>``; its ID, accession number and series description contain ``token``.
+
+    The patient is female, with the age, size and weight of :data:`BODY`.
+    """
     files = ct_series(shared_data, folder, count=count)
     for path in files:
         ds = pydicom.dcmread(path)
@@ -25,13 +28,30 @@ def identified_series(shared_data: Path, folder: Path, token: str, count: int = 
         ds.PatientID = f"PID{token}"
         ds.AccessionNumber = f"A{token[:8]}"
         ds.SeriesDescription = f"Identified {token}"
+        ds.PatientSex = "F"
+        for keyword, value in BODY.items():
+            setattr(ds, keyword, value)
         ds.save_as(path)
     return files
+
+
+# PS3.15 Table E.1-1: Patient's Age, Size and Weight are removed (X); dicognito keeps them.
+BODY = {"PatientAge": "047Y", "PatientSize": "1.73", "PatientWeight": "68.5"}
 
 
 def files_containing(root: Path, needle: bytes) -> list[Path]:
     """Every file under ``root`` whose bytes contain ``needle``."""
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def dicom_header(path: Path) -> pydicom.Dataset | None:
+    """The header of a DICOM file (one with the ``DICM`` preamble); None for anything else."""
+    if not path.is_file():
+        return None
+    with path.open("rb") as file:
+        if file.read(132)[128:] != b"DICM":
+            return None
+    return pydicom.dcmread(path, stop_before_pixels=True)
 
 
 def test_mapping_round_trip(shared_data: Path, tmp_path: Path):
@@ -60,6 +80,19 @@ def test_mapping_round_trip(shared_data: Path, tmp_path: Path):
             assert back[keyword].value == source[keyword].value, keyword
 
 
+def test_age_size_and_weight_removed_sex_emptied(shared_data: Path, tmp_path: Path):
+    # Patient's Sex is action Z: present (type 2) but empty, and restored in the results.
+    (path,) = identified_series(shared_data, tmp_path / "ct", uuid.uuid4().hex, count=1)
+    mapping = Pseudonyms(tmp_path / "p.sqlite")
+    pseudo = mapping.deidentify(pydicom.dcmread(path))
+    assert [k for k in BODY if k in pseudo] == []
+    assert pseudo["PatientSex"].is_empty
+    male = pydicom.dcmread(path)
+    male.PatientSex = "M"
+    assert mapping.deidentify(male).PatientName == pseudo.PatientName  # nor does the pseudonym's first name tell it
+    assert mapping.reidentify(pseudo).PatientSex == "F"
+
+
 # Attributes PS3.15's basic profile removes (Table E.1-1, action X) that dicognito leaves as they are.
 PROFILE_REMOVED = (
     "MedicalAlerts",
@@ -74,6 +107,12 @@ PROFILE_REMOVED = (
     "VisitComments",
     "ReasonForTheRequestedProcedure",
     "ResultsComments",
+    "PatientTransportArrangements",
+    "PersonTelephoneNumbers",
+    "ReferringPhysicianAddress",
+    "PerformedStationName",
+    "ScheduledStudyLocation",
+    "AcquisitionDeviceProcessingDescription",
 )
 
 
@@ -118,6 +157,7 @@ def test_gateway_deidentifies_and_results_come_back_identified(
     assert (seg["PatientName"], seg["PatientID"]) == (f"Secret^{token}", f"PID{token}")
     assert seg["StudyInstanceUID"] == original.StudyInstanceUID
     assert seg["AccessionNumber"] == original.AccessionNumber
+    assert seg["PatientSex"] == "F"  # emptied for the service, put back from the mapping
     sources = {pydicom.dcmread(p).SOPInstanceUID for p in files}
     referenced = seg["ReferencedSeriesSequence"][0]["ReferencedInstanceSequence"]
     assert {item["ReferencedSOPInstanceUID"] for item in referenced} <= sources
@@ -130,6 +170,11 @@ def test_gateway_deidentifies_and_results_come_back_identified(
     service_data = lrc_service.log.parent / "data"
     for needle in (token, original.SeriesInstanceUID, original.StudyInstanceUID):
         assert files_containing(service_data, needle.encode()) == [], needle
+    received = [ds for ds in map(dicom_header, service_data.rglob("*")) if ds is not None and "PatientName" in ds]
+    assert len(received) >= len(files)
+    for ds in received:  # the profile's removed and emptied patient attributes, in every stored instance
+        assert [k for k in BODY if k in ds] == []
+        assert ds["PatientSex"].is_empty
     with sqlite3.connect(gateway.data_dir / "pseudonyms.sqlite") as db:
         (pseudonym,) = db.execute(
             "SELECT pseudonym FROM uids WHERE original = ?", (original.SeriesInstanceUID,)
