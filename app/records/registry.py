@@ -9,9 +9,10 @@ projects keep seeing only the shared versions.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, Forbidden, InvalidRequest, NotFound, PromotionRefused
@@ -37,9 +38,13 @@ def register(
 ) -> ModelVersion:
     """Add the next version of ``name`` to ``project`` (or to every project: :data:`SHARED`).
 
+    The number is ``max + 1`` over the versions ``project`` sees, read under the model's lock (see
+    :func:`_lock_model`): fine-tunings of one model that finish together get consecutive numbers.
+
     Raises:
         Conflict: a shared version would take a name some project already uses.
     """
+    _lock_model(session, name)
     if project == SHARED and owner(session, name) is not None:
         raise Conflict(f"model {name} already exists; a shared model needs a name no project uses")
     latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name, _visible(project)))
@@ -58,6 +63,30 @@ def register(
     session.add(version)
     session.flush()
     return version
+
+
+def _lock_model(session: Session, name: str) -> None:
+    """Hold the lock on model ``name``'s numbering until the session's transaction ends.
+
+    Why a lock and not a retry on the unique constraint: after a failed insert PostgreSQL refuses the
+    rest of the transaction, so a retry needs a savepoint around the insert (or the caller's whole
+    transaction redone), and pysqlite's implicit transactions do not support savepoints reliably;
+    with the lock, ``register`` stays a plain part of the caller's transaction. Registrations are
+    rare (a fine-tuning's end), so waiting for each other costs nothing. The lock is per name, not
+    per project, because a project's versions are numbered after the shared ones of that name.
+
+    PostgreSQL: a transaction-scoped advisory lock on a key derived from the name; the ``max`` read
+    after it (READ COMMITTED, the engine's default) sees every version committed before. SQLite has
+    one write lock for the whole database: a write that changes nothing takes it now, before the
+    reads, where otherwise the insert would take it after them (pysqlite begins the transaction
+    at the first write).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(f"lrc.model_versions:{name}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)  # advisory lock keys are bigint
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    else:
+        session.execute(text("UPDATE model_versions SET version = version WHERE 1 = 0"))
 
 
 def owner(session: Session, name: str) -> str | None:

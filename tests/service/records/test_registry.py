@@ -1,0 +1,64 @@
+"""app/records/registry.py: version numbers under concurrency, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.records import Database, registry
+from app.records.models import ModelVersion
+from app.records.projects import DEFAULT, SHARED
+from tests.service.postgres import postgres_database
+
+CARD = {"kind": "segmentation"}
+RACERS = 4  # fine-tunings of one model finishing together
+ROUNDS = 5  # one round can miss the race on the old code; five in a row do not
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh database of each kind with the current tables."""
+    with postgres_database() if request.param == "postgresql" else contextlib.nullcontext(None) as url:
+        database = Database(url or f"sqlite:///{tmp_path / 'lrc.db'}")
+        database.create_schema()
+        assert database.engine.dialect.name == request.param
+        try:
+            yield database
+        finally:
+            database.engine.dispose()
+
+
+def _register_together(db: Database, name: str, project: str) -> list[int]:
+    """``RACERS`` threads, each with its own connection, register a version of ``name`` at the same instant."""
+    barrier = threading.Barrier(RACERS)
+
+    def one(index: int) -> int:
+        barrier.wait(timeout=30)
+        with db.session() as session:
+            return registry.register(session, name, f"/models/{name}/{index}", CARD, project).version
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        return list(pool.map(one, range(RACERS)))
+
+
+def test_versions_registered_at_the_same_time_get_distinct_consecutive_numbers(db: Database):
+    with db.session() as session:
+        registry.register(session, "liver", "/models/liver/shared", CARD, SHARED, status="production")
+    for round_ in range(ROUNDS):
+        numbers = _register_together(db, "liver", DEFAULT)
+        first = 2 + round_ * RACERS  # after the shared version 1 and the earlier rounds
+        assert sorted(numbers) == list(range(first, first + RACERS))
+    with db.session() as session:
+        stored = session.scalars(select(ModelVersion.version).where(ModelVersion.project == DEFAULT)).all()
+    assert sorted(stored) == list(range(2, 2 + ROUNDS * RACERS))
+
+
+def test_other_models_are_numbered_on_their_own(db: Database):
+    for name in ("liver", "spleen"):
+        assert sorted(_register_together(db, name, DEFAULT)) == list(range(1, RACERS + 1))
