@@ -5,8 +5,10 @@ while it is hashed, then renamed to ``<root>/<aa>/<sha256>`` (atomic on one file
 content stored twice keeps one file.
 
 A request that stores several blobs and then fails (disk full half-way, database gone before the
-record is committed) wraps its writes in :meth:`BlobStore.undo_on_error`: the blobs it created are
-removed again, so no unreferenced half of an upload stays on disk.
+record is committed, a bad file in a later part of the request) wraps its writes in
+:meth:`BlobStore.undo_on_error`: the blobs it created are removed again, so no unreferenced half of
+an upload stays on disk. A caller with records passes :func:`app.services.blobs.discard`, which keeps
+a blob that another request recorded meanwhile.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,19 +37,19 @@ class BlobStore:
         self._created = threading.local()  # per thread: a list of shas while inside undo_on_error
 
     @contextlib.contextmanager
-    def undo_on_error(self) -> Iterator[None]:
+    def undo_on_error(self, discard: Callable[[list[str]], None] | None = None) -> Iterator[None]:
         """Remove the blobs this thread creates inside the block when the block raises.
 
-        Blobs that were already stored are left alone. A concurrent request that stored the same
-        content in the instant between this one's write and its failure would lose it; both would
-        have to write identical files while storage fails, which the caller's error reports.
+        Blobs that were already stored are left alone. ``discard`` removes the created blobs instead
+        of :meth:`delete`: the store cannot tell whether a concurrent request stored the same content
+        after this one and recorded it; :func:`app.services.blobs.discard` asks the records.
         """
         outer = getattr(self._created, "shas", None)
         self._created.shas = []
         try:
             yield
         except BaseException:
-            self.delete(self._created.shas)
+            (discard or self.delete)(self._created.shas)
             raise
         finally:
             if outer is not None:

@@ -66,6 +66,12 @@ def delete_study(session: Session, study: Study) -> list[str]:
     return orphans
 
 
+def unused_blobs(session: Session, shas: list[str]) -> list[str]:
+    """Those of ``shas`` that have no blob row and that no record references (in any project)."""
+    recorded = set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(shas))))
+    return [sha for sha in dict.fromkeys(shas) if sha not in recorded and not _referenced(session, sha)]
+
+
 def _referenced(session: Session, sha: str) -> bool:
     """True when any series, segmentation or dataset case still uses the blob.
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from app.context import Context
 from app.errors import InvalidRequest, NotFound
 from app.records.models import Dataset, DatasetCase
-from app.records.studies import add_blob, get_series, series_entries
-from app.services import studies
+from app.records.studies import get_series, series_entries
+from app.services import blobs, studies
 from app.services.jobs import utc
 from lrc.io import ImageIOError, read_volume
 from lrc.io.labels import LabelTable
@@ -55,30 +56,40 @@ def create(
 ) -> Dataset:
     """Store the cases' images as studies, check and store each label map, record the dataset (all in ``project``).
 
+    All or nothing: the studies, label maps and the dataset are recorded in one transaction after every
+    case was checked; a request that fails at any case leaves no record and no blob it created (blobs
+    other records use stay).
+
     Raises:
         InvalidRequest: a case names a file that was not sent.
         LabelGeometryMismatch: a label map is not on its image's grid (the message gives both grids).
         ImageIOError: an image or label cannot be read.
     """
     dataset = Dataset(name=name, labels=labels, created_by=created_by, project=project)
-    for position, case in enumerate(cases):
-        where = folder / f"case{position}"
-        series_id, image = _image(ctx, case.get("image"), files, where, created_by, project, position)
-        label_upload = files.get(str(case["label"]))
-        if label_upload is None:
-            raise InvalidRequest(f"case {position}: label file {case['label']!r} was not sent in 'files'")
-        try:
-            read_label(label_upload.path, image)
-        except ImageIOError as exc:
-            raise InvalidRequest(f"case {position}, label {label_upload.name}: {exc}") from exc
-        sha, size = ctx.store.put_file(label_upload.path)
+    staged: dict[str, studies.Staged] = {}  # by upload key: the studies of this request's image files
+    label_blobs: dict[str, Path] = {}
+    with ctx.store.undo_on_error(partial(blobs.discard, ctx)):
+        for position, case in enumerate(cases):
+            where = folder / f"case{position}"
+            series_id, image = _image(ctx, case.get("image"), files, where, created_by, project, position, staged)
+            label_upload = files.get(str(case["label"]))
+            if label_upload is None:
+                raise InvalidRequest(f"case {position}: label file {case['label']!r} was not sent in 'files'")
+            try:
+                read_label(label_upload.path, image)
+            except ImageIOError as exc:
+                raise InvalidRequest(f"case {position}, label {label_upload.name}: {exc}") from exc
+            sha, _ = ctx.store.put_file(label_upload.path)
+            label_blobs[sha] = label_upload.path
+            dataset.cases.append(
+                DatasetCase(position=position, series_id=series_id, label_name=label_upload.name, label_sha256=sha)
+            )
         with ctx.db.session() as session:
-            add_blob(session, sha, size)
-        dataset.cases.append(
-            DatasetCase(position=position, series_id=series_id, label_name=label_upload.name, label_sha256=sha)
-        )
-    with ctx.db.session() as session:
-        session.add(dataset)
+            for study in staged.values():
+                if study.new:
+                    studies.record(session, ctx, study)
+            blobs.record(session, ctx.store, label_blobs)
+            session.add(dataset)
     return dataset
 
 
@@ -90,7 +101,13 @@ def _image(
     created_by: str | None,
     project: str,
     position: int,
+    staged: dict[str, studies.Staged],
 ) -> tuple[str, Volume]:
+    """The series of a case (a stored one, or one read from a file sent) and its volume.
+
+    A file's study is staged, not recorded (see :func:`create`); ``staged`` holds this request's, so that
+    an image sent for two cases is one study.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(ref, dict) and "series_id" in ref:
         with ctx.db.session() as session:
@@ -100,7 +117,10 @@ def _image(
     upload = files.get(str(ref))
     if upload is None:
         raise InvalidRequest(f"case {position}: image {ref!r} is neither a file sent in 'files' nor {{\"series_id\"}}")
-    study, _ = studies.ingest(ctx, [upload], folder, created_by, project)
+    key = studies.upload_key([upload])
+    if key not in staged:
+        staged[key] = studies.stage(ctx, [upload], folder, created_by, project)
+    study = staged[key].study
     if len(study.series) != 1:
         raise InvalidRequest(f"case {position}: image {upload.name} holds {len(study.series)} series; send one")
     series = study.series[0]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+
+from sqlalchemy.orm import Session
 
 from app.context import Context
 from app.records import studies as records
-from app.records.models import Series, Study
+from app.records.models import Series, Study, new_id
+from app.services import blobs
 from lrc.io import ArchiveLimits, ImageIOError, ReadOptions, UnsupportedInput, Volume
 from lrc.io.archive import collect_files
 from lrc.io.dicom_read import read_dicom
@@ -71,10 +75,42 @@ def _name(names: dict[Path, str], path: Path | None) -> str:
     return "" if path is None else names.get(path, path.name)
 
 
+@dataclass
+class Staged:
+    """A study read from an upload with its files stored as blobs, not yet recorded (see :func:`stage`)."""
+
+    study: Study
+    new: bool  # False: ``study`` is the project's earlier study of the same files; nothing to record
+    blobs: dict[str, Path] = field(default_factory=dict)  # sha256 -> the file it was stored from
+
+
 def ingest(
     ctx: Context, uploads: list[Upload], folder: Path, created_by: str | None, project: str
 ) -> tuple[Study, bool]:
     """Store an upload as a study of ``project``; ``(study, False)`` when the project had the same files before.
+
+    Raises:
+        UnsupportedInput: no files.
+        ImageIOError: the files hold no readable image.
+    """
+    # Disk full or database gone half-way: the blobs this upload created are removed, unless another record
+    # uses them or the records cannot be asked (blobs.discard says why they stay then).
+    with ctx.store.undo_on_error(partial(blobs.discard, ctx)):
+        staged = stage(ctx, uploads, folder, created_by, project)
+        if staged.new:
+            with ctx.db.session() as session:
+                record(session, ctx, staged)
+    if staged.new:
+        log.info("study %s: %d series from %d file(s)", staged.study.id, len(staged.study.series), len(uploads))
+    return staged.study, staged.new
+
+
+def stage(ctx: Context, uploads: list[Upload], folder: Path, created_by: str | None, project: str) -> Staged:
+    """Read an upload and store its files as blobs, recording nothing yet: a caller that records more (a
+    dataset) records the study with the rest, in one transaction, by :func:`record`. Study and series
+    have their ids already.
+
+    Call it inside :meth:`~app.storage.BlobStore.undo_on_error`, with :func:`app.services.blobs.discard`.
 
     Raises:
         UnsupportedInput: no files.
@@ -86,37 +122,31 @@ def ingest(
     with ctx.db.session() as session:
         existing = records.find_upload(session, key, project)
         if existing is not None:
-            return existing, False
+            return Staged(existing, new=False)
     volumes, notes = read_upload([u.path for u in uploads], folder, ctx.settings.max_upload_bytes)
     study = Study(
+        id=new_id(),
         upload_key=key,
         created_by=created_by,
         project=project,
         files=[{"name": u.name, "sha256": u.sha256} for u in uploads],
         notes=notes,
     )
+    staged = Staged(study, new=True)
     names = {u.path: u.name for u in uploads}
-    with ctx.store.undo_on_error():  # disk full or database gone half-way: no blob of this upload kept
-        _store(ctx, study, volumes, names)
-    log.info("study %s: %d series from %d file(s)", study.id, len(study.series), len(uploads))
-    return study, True
-
-
-def _store(ctx: Context, study: Study, volumes: list[tuple[Volume, Path | None]], names: dict[Path, str]) -> None:
-    """Store the volumes' files as blobs and record the study with its series."""
-    stored: dict[str, int] = {}
     for volume, nifti_path in volumes:
         files = [nifti_path] if nifti_path is not None else list(volume.source.files if volume.source else ())
         entries = []
         for path in files:
-            sha, size = ctx.store.put_file(path)
-            stored[sha] = size
+            sha, _ = ctx.store.put_file(path)
+            staged.blobs[sha] = path
             entries.append({"name": names.get(path, path.name), "sha256": sha})
         source = volume.source
         if source and not study.study_instance_uid:
             study.study_instance_uid = source.study_instance_uid
         study.series.append(
             Series(
+                id=new_id(),
                 modality=volume.modality,
                 shape=list(volume.shape),
                 spacing=[round(s, 6) for s in volume.spacing],
@@ -129,10 +159,13 @@ def _store(ctx: Context, study: Study, volumes: list[tuple[Volume, Path | None]]
                 warnings=list(volume.warnings),
             )
         )
-    with ctx.db.session() as session:
-        for sha, size in stored.items():
-            records.add_blob(session, sha, size)
-        session.add(study)
+    return staged
+
+
+def record(session: Session, ctx: Context, staged: Staged) -> None:
+    """Record a staged new study, its series and its blobs in ``session``."""
+    blobs.record(session, ctx.store, staged.blobs)
+    session.add(staged.study)
 
 
 def find(ctx: Context, project: str, limit: int, offset: int) -> list[Study]:
