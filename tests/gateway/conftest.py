@@ -15,14 +15,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from pydicom.uid import generate_uid
 
 from tests import dicom_factory
 from tests.gateway.orthanc import Orthanc
 from tests.service.conftest import ct_nifti, tiny_model
-from tests.service.harness import ADMIN_KEY, free_port
+from tests.service.harness import ADMIN_KEY, free_port, lrc_serve
 
 __all__ = ["ct_nifti", "tiny_model"]  # fixtures used here, defined by the service tests
 
@@ -97,7 +96,6 @@ class LrcService:
 def lrc_service(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LrcService]:
     """The embedded service (``lrc serve``) with the tiny model as its production model."""
     root = tmp_path_factory.mktemp("lrc-service")
-    port = free_port()
     log = root / "serve.log"
     env = child_env(
         LRC_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY,
@@ -108,30 +106,11 @@ def lrc_service(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         LRC_STALE_AFTER_S="5",
         LRC_SWEEP_INTERVAL_S="2",
     )
-    command = [LRC, "serve", "--port", str(port), "--data-dir", str(root / "data")]
-    with log.open("ab") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"lrc serve exited; see {log}"
-            try:
-                ready = admin.get("/readyz")
-                workers = {w.split("@")[0] for w in ready.json()["checks"].get("workers", [])}
-                if ready.status_code == 200 and "infer" in workers:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"lrc serve not ready in 120 s; see {log}"
-            time.sleep(0.5)
-        created = admin.post("/v1/keys", json={"name": "gateway", "role": "submitter"})
+    # The gateway only segments: ready once an inference worker beats.
+    with lrc_serve(root / "data", env, log, frozenset({"infer"})) as (_, admin):
+        created = admin.post("/v1/keys", json={"name": "gateway", "role": "submitter"}, timeout=30)
         assert created.status_code == 201, created.text
-        yield LrcService(url, created.json()["token"], log)
-    finally:
-        admin.close()
-        stop_process(process, wait=60)
+        yield LrcService(str(admin.base_url).rstrip("/"), created.json()["token"], log)
 
 
 class GatewayProcess:
