@@ -1,1 +1,1 @@
-"""Networks: the segmentation U-Net and its contrastive pre-training wrapper."""
+"""Networks: the segmentation U-Net (a plain-PyTorch MONAI BasicUNet) and its contrastive pre-training wrapper."""

@@ -1,10 +1,12 @@
-"""The segmentation network (MONAI ``BasicUNet``) and access to its inner features.
+"""The segmentation network (MONAI's ``BasicUNet`` layout) and access to its inner features.
 
-``BasicUNet`` (2D or 3D) has an encoder of five stages (``conv_0``, ``down_1``..``down_4``), a
-decoder of four up-and-concatenate stages (``upcat_4``..``upcat_1``) and a 1x1 output convolution
-(``final_conv``). Pre-training needs the bottleneck (output of ``down_4``) for the global head and
-the last decoder features (output of ``upcat_1``) for the local head; fine-tuning uses the whole
-network. The input size must be divisible by 16 in each spatial dimension.
+``BasicUNet`` (2D or 3D; :mod:`lrc.nets.basic_unet`, a plain-PyTorch twin of MONAI's class with
+the same weights and outputs, so that loading a network does not import MONAI) has an encoder of
+five stages (``conv_0``, ``down_1``..``down_4``), a decoder of four up-and-concatenate stages
+(``upcat_4``..``upcat_1``) and a 1x1 output convolution (``final_conv``). Pre-training needs the
+bottleneck (output of ``down_4``) for the global head and the last decoder features (output of
+``upcat_1``) for the local head; fine-tuning uses the whole network. Input sizes should be
+divisible by 16 in each spatial dimension (otherwise max pooling rounds down and the decoder pads).
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from monai.networks.nets import BasicUNet
 from torch import nn
 
+from lrc.nets.basic_unet import BasicUNet
+
 DEFAULT_FEATURES = (32, 32, 64, 128, 256, 32)
-ARCHITECTURE = "monai.BasicUNet"
+ARCHITECTURE = "monai.BasicUNet"  # names the weight layout (MONAI's), which the twin keeps
 
 
 class UNet(BasicUNet):
-    """MONAI's BasicUNet (instance norm, leaky ReLU) that remembers its constructor arguments.
+    """BasicUNet (instance norm, leaky ReLU) that remembers its constructor arguments.
 
     Args:
         spatial_dims: 2 or 3.
