@@ -217,6 +217,7 @@ class Pseudonyms(SqliteState):
         _empty_profile_attributes(ds)
         self._anonymizer.anonymize(ds)
         _remove_profile_attributes(ds)
+        _declare_deidentified(ds)
         pairs = [(self._pseudonym(uid), uid) for uid in originals]
         pseudonymous = {k: _json_value(ds, k) for k in RESTORED}
         study = (str(ds.get("StudyInstanceUID", "")), original_study, json.dumps(kept), json.dumps(pseudonymous))
@@ -282,7 +283,11 @@ class Pseudonyms(SqliteState):
                 ds[keyword].value = kept[keyword].value if keyword in kept else None
         if "PatientIdentityRemoved" in ds:
             ds.PatientIdentityRemoved = "NO"
-        for keyword in ("DeidentificationMethod", "DeidentificationMethodCodeSequence"):
+        for keyword in (
+            "DeidentificationMethod",
+            "DeidentificationMethodCodeSequence",
+            "LongitudinalTemporalInformationModified",
+        ):
             if keyword in ds:
                 delattr(ds, keyword)
         return ds
@@ -294,6 +299,25 @@ class Pseudonyms(SqliteState):
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=True)
         return out.getvalue()
+
+
+def _declare_deidentified(ds: Dataset) -> None:
+    """Say what was done, as PS3.15 E.1.1 asks: identity removed, by the basic profile, dates shifted.
+
+    dicognito moves dates by a per-patient offset instead of emptying them (intervals kept), which is
+    the profile's Retain Longitudinal Temporal Information with Modified Dates option.
+    """
+    ds.PatientIdentityRemoved = "YES"
+    ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    codes = []
+    for value, meaning in (
+        ("113100", "Basic Application Confidentiality Profile"),
+        ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+    ):
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, "DCM", meaning
+        codes.append(code)
+    ds.DeidentificationMethodCodeSequence = codes
 
 
 def _owner_only(path: Path) -> None:

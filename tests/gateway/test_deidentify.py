@@ -72,12 +72,20 @@ def test_mapping_round_trip(shared_data: Path, tmp_path: Path):
     assert study is not None
     assert study["study_uid"] == original.StudyInstanceUID
 
+    # PS3.15 E.1.1: the de-identified instance says so, and which profile and option were applied
+    assert pseudo.PatientIdentityRemoved == "YES"
+    assert pseudo.LongitudinalTemporalInformationModified == "MODIFIED"
+    assert [c.CodeValue for c in pseudo.DeidentificationMethodCodeSequence] == ["113100", "113107"]
+
     originals = {ds.SOPInstanceUID: ds for ds in map(pydicom.dcmread, files)}
     for path in deid:
         back = mapping.reidentify(pydicom.dcmread(path))
         source = originals[back.SOPInstanceUID]
         for keyword in ("PatientName", "PatientID", "AccessionNumber", "StudyDate", "StudyInstanceUID"):
             assert back[keyword].value == source[keyword].value, keyword
+        assert back.PatientIdentityRemoved == "NO"
+        for keyword in ("DeidentificationMethodCodeSequence", "LongitudinalTemporalInformationModified"):
+            assert keyword not in back, keyword
 
 
 def test_age_size_and_weight_removed_sex_emptied(shared_data: Path, tmp_path: Path):
