@@ -24,14 +24,19 @@ class ModelCardError(ValueError):
 
 
 def software_versions() -> dict[str, str]:
-    """Versions of what produced a model."""
-    import monai
+    """Versions of what produced a model (MONAI's from its metadata: importing it costs seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
 
+    try:
+        monai = version("monai")
+    except PackageNotFoundError:  # an inference-only install: the network no longer needs MONAI
+        monai = "absent"
     return {
         "lrc": lrc.__version__,
         "torch": torch.__version__,
-        "monai": monai.__version__,
+        "monai": monai,
         "python": platform.python_version(),
     }
 

@@ -31,3 +31,13 @@ def test_inference_imports_leave_out_monai(modules: str):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_model_card_versions_leave_out_monai():
+    # every saved model records MONAI's version; reading it from the package metadata imports nothing
+    code = (
+        "import sys\nfrom importlib.metadata import version\nfrom lrc.models.card import software_versions\n"
+        "v = software_versions()\nprint(v['monai'] == version('monai'), 'monai' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["True", "False"]
