@@ -105,6 +105,10 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "48",
             "--validate-every",
             "1",
+            "--transfer",
+            "encoder",
+            "--warmup-steps",
+            "1",
             "--device",
             "cpu",
             "--json",
@@ -112,6 +116,8 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.stdout)["metrics"]["dice"]) == {"liver"}
+    config = json.loads((tmp_path / "seg" / "model.json").read_text())["training"]["config"]
+    assert (config["transfer"], config["warmup_steps"]) == ("encoder", 1)
 
     out = tmp_path / "out.nii.gz"
     result = runner.invoke(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import Header
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.records.models import REQUEST_KEY_MAX
 
@@ -117,9 +117,20 @@ class FinetuneOptions(BaseModel):
     patch_depth: int = Field(default=32, ge=16, multiple_of=16)
     features: list[int] | None = Field(default=None, min_length=6, max_length=6)
     lr: float = Field(default=1e-3, gt=0)
+    backbone_lr_factor: float = Field(
+        default=1.0, ge=0, le=10, description="learning-rate multiplier, pre-trained layers"
+    )
+    transfer: Literal["all", "encoder"] = Field(default="all", description="what a pre-trained base model gives")
+    warmup_steps: int = Field(default=0, ge=0, description="steps with the pre-trained layers frozen (< steps)")
     patience: int = Field(default=5, ge=1)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _warmup_within_steps(self) -> FinetuneOptions:
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+        return self
 
 
 class FinetuneIn(BaseModel):

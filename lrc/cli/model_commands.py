@@ -27,6 +27,13 @@ class Method(StrEnum):
     moco_lrc = "moco+lrc"
 
 
+class Transfer(StrEnum):
+    """What a pre-trained init gives to fine-tuning (``lrc.train.finetune.TRANSFERS``)."""
+
+    all = "all"
+    encoder = "encoder"
+
+
 class OutputFormat(StrEnum):
     """Segmentation output formats."""
 
@@ -124,6 +131,11 @@ def finetune(
     canvas: Annotated[int, typer.Option(help="Slice canvas side, pixels (scratch only).")] = 256,
     dims: Annotated[int, typer.Option(help="2 (slices) or 3 (3D patches; --init must then be 3D).")] = 2,
     patch_depth: Annotated[int, typer.Option(help="3D patch depth, voxels (multiple of 16).")] = 32,
+    transfer: Annotated[Transfer, typer.Option(help="What --init gives: all layers or the encoder only.")] = (
+        Transfer.all
+    ),
+    warmup_steps: Annotated[int, typer.Option(help="Steps with the --init layers frozen.")] = 0,
+    backbone_lr_factor: Annotated[float, typer.Option(help="Learning-rate multiplier of the --init layers.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -146,6 +158,9 @@ def finetune(
             canvas=canvas,
             spatial_dims=dims,
             patch_depth=patch_depth,
+            transfer=transfer.value,
+            warmup_steps=warmup_steps,
+            backbone_lr_factor=backbone_lr_factor,
             seed=seed,
         )
         with _progress(steps, "finetune", as_json) as progress:

@@ -18,6 +18,7 @@ from tests.service.helpers import multipart
 
 PROBLEM = "application/problem+json"
 TINY = {"steps": 4, "batch_size": 2, "patch": 48, "validate_every": 4}
+TRANSFER = {"transfer": "encoder", "warmup_steps": 1, "backbone_lr_factor": 0.5}
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,8 @@ def test_bad_dataset_requests(service: Service, form, needle):
 def test_finetune_makes_a_candidate_then_gate_and_rollback(service: Service, dataset_id: str):
     with service.client("submitter") as client:
         response = client.post(
-            "/v1/finetunes", json={"dataset_id": dataset_id, "base_model": f"{MODEL}:1", "options": TINY}
+            "/v1/finetunes",
+            json={"dataset_id": dataset_id, "base_model": f"{MODEL}:1", "options": {**TINY, **TRANSFER}},
         )
         assert response.status_code == 202, response.text
         job = service.wait_job(response.json()["job_id"], timeout=180)
@@ -116,6 +118,7 @@ def test_finetune_makes_a_candidate_then_gate_and_rollback(service: Service, dat
         assert 0.0 <= card["held_out_mean_dice"] <= 1.0
         assert card["card"]["metrics"]["cases"] == 1
         assert card["card"]["parent"] is not None
+        assert {k: card["card"]["training"]["config"][k] for k in TRANSFER} == TRANSFER  # reached the training
         comparison = card["comparison"]
         assert comparison["production_version"] == 1
         assert comparison["cases"] == 1
@@ -246,3 +249,20 @@ def test_dataset_with_a_dicom_seg_label(service: Service, shared_data: Path):
         response = client.post("/v1/datasets", data=form, files=multipart([folder / "liver.dcm"]))
     assert response.status_code == 201, response.text
     assert response.json()["cases"] == [{"series_id": series_id, "label": "liver.dcm"}]
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"warmup_steps": 4}, "warmup_steps (4) must be below steps (4)"),
+        ({"transfer": "decoder"}, "transfer"),
+        ({"backbone_lr_factor": -1}, "backbone_lr_factor"),
+    ],
+)
+def test_bad_transfer_options_refused_before_a_job(service: Service, dataset_id: str, options, needle):
+    with service.client("submitter") as client:
+        before = len(client.get("/v1/jobs", params={"limit": 500}).json())
+        response = client.post("/v1/finetunes", json={"dataset_id": dataset_id, "options": {**TINY, **options}})
+        assert response.status_code == 422, response.text
+        assert needle in response.text
+        assert len(client.get("/v1/jobs", params={"limit": 500}).json()) == before
