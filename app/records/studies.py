@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import String, cast, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import NotFound
-from app.records.models import Blob, DatasetCase, Segmentation, Series, Study
+from app.records.models import Blob, DatasetCase, Segmentation, Series, Study, now
+
+CHUNK = 500  # hashes in one IN list: far below any driver's limit on parameters (SQLite's was 999)
 
 
-def add_blob(session: Session, sha256: str, size: int) -> None:
-    """Record a stored blob (once)."""
-    if session.get(Blob, sha256) is None:
-        session.add(Blob(sha256=sha256, size=size))
+def add_blobs(session: Session, sizes: Mapping[str, int]) -> None:
+    """Record stored blobs (``sha256 -> size``), leaving the rows that exist as they are.
+
+    A row that a concurrent transaction is adding is waited for (until it commits or rolls back): two
+    requests recording the same new content never fail on the unique key. The rows are added in the order of their
+    hashes, so that two transactions adding rows the other adds too wait for each other instead of
+    deadlocking (PostgreSQL).
+    """
+    if not sizes:
+        return
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    rows = [{"sha256": sha, "size": sizes[sha], "created_at": now()} for sha in sorted(sizes)]
+    session.execute(insert(Blob).on_conflict_do_nothing(index_elements=[Blob.sha256]), rows)
 
 
 def find_upload(session: Session, upload_key: str, project: str) -> Study | None:
@@ -67,9 +80,20 @@ def delete_study(session: Session, study: Study) -> list[str]:
 
 
 def unused_blobs(session: Session, shas: list[str]) -> list[str]:
-    """Those of ``shas`` that have no blob row and that no record references (in any project)."""
-    recorded = set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(shas))))
-    return [sha for sha in dict.fromkeys(shas) if sha not in recorded and not _referenced(session, sha)]
+    """Those of ``shas`` that have no blob row, in the order given, once each.
+
+    The row alone tells that a blob is in use (in any project), so no record is searched: every writer
+    adds the rows of the blobs it references in the transaction that commits the reference
+    (:func:`add_blobs`, through :func:`app.services.blobs.record`), and :func:`delete_study` drops only
+    the rows of blobs that nothing references. Databases of earlier versions hold a row for every
+    reference too: the blob table dates from the first version, whose writers committed each row with
+    its reference or before it (a dataset's label rows, case by case).
+    """
+    unique = list(dict.fromkeys(shas))
+    recorded: set[str] = set()
+    for start in range(0, len(unique), CHUNK):
+        recorded.update(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(unique[start : start + CHUNK]))))
+    return [sha for sha in unique if sha not in recorded]
 
 
 def _referenced(session: Session, sha: str) -> bool:

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -34,12 +35,12 @@ log = logging.getLogger(__name__)
 def record(session: Session, store: BlobStore, sources: Mapping[str, Path]) -> None:
     """Add the rows of the blobs a request stored (``sha256 -> the file it was stored from``).
 
-    Call it in the transaction that records what uses the blobs; a file a failed request of the
-    same content removed before the rows were added is stored again from its source.
+    Call it in the transaction that records what uses the blobs (requests, and workers for their
+    outputs), while the sources exist: a file a failed request of the same content removed before
+    the rows were added is stored again from its source.
     """
-    for sha, source in sources.items():
-        records.add_blob(session, sha, source.stat().st_size)
-    session.flush()  # the rows are ours (or committed by others) from here: no discard can remove the files
+    records.add_blobs(session, {sha: source.stat().st_size for sha, source in sources.items()})
+    # The rows are ours (or committed by others) from here: no discard can remove the files.
     for sha, source in sources.items():
         if not store.exists(sha):
             again, _ = store.put_file(source)
@@ -60,12 +61,14 @@ def discard(ctx: Context, shas: list[str]) -> None:
     try:
         with ctx.db.session() as session:
             unused = records.unused_blobs(session, shas)
-            rows = [Blob(sha256=sha, size=0) for sha in unused]
-            session.add_all(rows)
-            session.flush()  # holds the rows: a record() of the same content waits until this commits
+            if not unused:
+                return
+            # Holds the rows (in hash order, as records.add_blobs adds them): a record() of the same
+            # content waits until this commits. A row another request added meanwhile fails the insert.
+            session.execute(insert(Blob), [{"sha256": sha, "size": 0} for sha in sorted(unused)])
             ctx.store.delete(unused)
-            for row in rows:
-                session.delete(row)
+            for start in range(0, len(unused), records.CHUNK):
+                session.execute(delete(Blob).where(Blob.sha256.in_(unused[start : start + records.CHUNK])))
     except (SQLAlchemyError, OSError) as exc:  # a concurrent record() inserted a row first, or no database
         log.warning(
             "kept %d blob(s) of a failed request: cannot tell whether others use them (%s)",

@@ -9,7 +9,8 @@ from typing import Any
 from app.context import Context
 from app.records.instances import add_instance
 from app.records.models import Job, ModelVersion, ResultInstance, Segmentation
-from app.records.studies import add_blob, get_series
+from app.records.studies import get_series
+from app.services import blobs
 from app.services.dicomweb_results import describe
 from lrc.io import Volume, read_nifti
 from lrc.io.labels import LabelTable
@@ -54,17 +55,23 @@ def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
                 report(0.2 + 0.7 * number / len(todo), f"writing {fmt}")
                 name, writer = WRITERS[fmt]
                 written = writer(labels, image, table, Path(folder) / name)
-                sha, size = ctx.store.put_file(written)
-                _record(ctx, segmentation_id, fmt, sha, size, describe(written, segmentation_id, fmt, sha, job.project))
+                sha, _ = ctx.store.put_file(written)
+                _record(
+                    ctx, segmentation_id, fmt, written, sha, describe(written, segmentation_id, fmt, sha, job.project)
+                )
     return {"segmentation_id": segmentation_id, "formats": formats}
 
 
-def _record(ctx: Context, segmentation_id: str, fmt: str, sha: str, size: int, instance: ResultInstance) -> None:
-    """Record one written format: its blob, the segmentation's output and the DICOMweb instance."""
+def _record(ctx: Context, segmentation_id: str, fmt: str, written: Path, sha: str, instance: ResultInstance) -> None:
+    """Record one written format: its blob, the segmentation's output and the DICOMweb instance.
+
+    Called while ``written`` (stored as ``sha``) exists: :func:`app.services.blobs.record` stores it again
+    if a failed request of the same content removed the blob meanwhile.
+    """
     with ctx.db.session() as session:
         seg = session.get(Segmentation, segmentation_id)
         if seg is None:
             raise ValueError(f"segmentation {segmentation_id} was deleted")
-        add_blob(session, sha, size)
+        blobs.record(session, ctx.store, {sha: written})
         seg.outputs = {**seg.outputs, fmt: sha}
         add_instance(session, instance)

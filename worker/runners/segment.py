@@ -8,7 +8,8 @@ from typing import Any
 from app.context import Context
 from app.records import jobs as job_records
 from app.records.models import Job, ModelVersion, Segmentation
-from app.records.studies import add_blob, get_series
+from app.records.studies import get_series
+from app.services import blobs
 from app.services.jobs import dispatch
 from lrc.io import write_nifti
 from worker.execution import Reporter
@@ -28,32 +29,35 @@ def segment(ctx: Context, job: Job, report: Reporter, predictors: PredictorCache
         assert version is not None
     report(0.05, "loading model")
     predictor = predictors.get(version.id, Path(version.path))
+    table = predictor.card.labels
+    assert table is not None
+    export: Job | None = None
     with scratch(ctx, f"segment-{job.id}-") as folder:
         report(0.15, "reading series")
         image = read_series(ctx, series, folder)
         report(0.3, "predicting")
         labels = predictor.predict(image)
+        voxels = {table[v].name: int((labels.array == v).sum()) for v in table}
         report(0.85, "storing")
-        sha, size = ctx.store.put_file(write_nifti(labels, folder / "labels.nii.gz"))
-    table = predictor.card.labels
-    assert table is not None
-    voxels = {table[v].name: int((labels.array == v).sum()) for v in table}
-    export: Job | None = None
-    with ctx.db.session() as session:
-        add_blob(session, sha, size)
-        seg = session.get(Segmentation, segmentation_id)
-        if seg is None:
-            raise ValueError(f"segmentation {segmentation_id} was deleted")
-        seg.outputs = {**seg.outputs, "nifti": sha}
-        if series.exportable and seg.export_job_id is None:
-            export = job_records.create_job(
-                session,
-                "export",
-                {"segmentation_id": seg.id, "formats": ["dicom-seg", "rtstruct"]},
-                job.created_by,
-                job.project,
-            )
-            seg.export_job_id = export.id
+        written = write_nifti(labels, folder / "labels.nii.gz")
+        sha, _ = ctx.store.put_file(written)
+        # Recorded while the file is in scratch still: blobs.record stores it again if a failed request
+        # removed it meanwhile.
+        with ctx.db.session() as session:
+            blobs.record(session, ctx.store, {sha: written})
+            seg = session.get(Segmentation, segmentation_id)
+            if seg is None:
+                raise ValueError(f"segmentation {segmentation_id} was deleted")
+            seg.outputs = {**seg.outputs, "nifti": sha}
+            if series.exportable and seg.export_job_id is None:
+                export = job_records.create_job(
+                    session,
+                    "export",
+                    {"segmentation_id": seg.id, "formats": ["dicom-seg", "rtstruct"]},
+                    job.created_by,
+                    job.project,
+                )
+                seg.export_job_id = export.id
     if export is not None:
         dispatch(ctx, export.id, export.kind, export.dispatch_token)
     return {"segmentation_id": segmentation_id, "formats": ["nifti"], "voxels": voxels}
