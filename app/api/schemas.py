@@ -8,6 +8,7 @@ from fastapi import Header
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.records.models import REQUEST_KEY_MAX
+from app.records.registry import MODEL_NAME_PATTERN
 
 
 class SeriesOut(BaseModel):
@@ -139,9 +140,7 @@ class FinetuneIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset_id: str
     base_model: str | None = Field(default=None, description="'name[:version]' to start from; none: from scratch")
-    name: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="model to add a version to"
-    )
+    name: str | None = Field(default=None, pattern=MODEL_NAME_PATTERN, description="model to add a version to")
     options: FinetuneOptions = FinetuneOptions()
 
 
@@ -168,7 +167,7 @@ class PretrainIn(BaseModel):
     series_ids: list[str] = []
     study_ids: list[str] = []
     method: Literal["moco", "lrc", "moco+lrc"] = "moco+lrc"
-    name: str = Field(default="pretrained", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    name: str = Field(default="pretrained", pattern=MODEL_NAME_PATTERN)
     options: PretrainOptions = PretrainOptions()
 
 

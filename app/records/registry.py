@@ -10,6 +10,7 @@ projects keep seeing only the shared versions.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, text
@@ -18,6 +19,21 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, Forbidden, InvalidRequest, NotFound, PromotionRefused
 from app.records.models import ModelVersion, Promotion
 from app.records.projects import SHARED
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # a folder name, and free of the ':' of 'name:version'
+MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+
+
+def model_name_from(text: str) -> str:
+    """A model name (:data:`MODEL_NAME`) made from free text, such as a dataset's name.
+
+    Runs of other characters become one ``-``, runs of dots one dot; what leads up to the first letter
+    or digit goes, and separators at the end; ``model`` when nothing is left.
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+    name = re.sub(r"\.{2,}", ".", name)
+    name = re.sub(r"^[^A-Za-z0-9]+", "", name)[:128].rstrip("-._")
+    return name or "model"
 
 
 def _visible(project: str) -> ColumnElement[bool]:

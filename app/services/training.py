@@ -30,7 +30,14 @@ def finetune(
         base = registry.find(session, project, base_model) if base_model else None
         if base is not None and base.kind == "segmentation" and options.get("spatial_dims", 2) == 3:
             raise InvalidRequest("3D fine-tuning starts from scratch or a 3D model; this base model is 2D")
-        target = name or (base.name if base is not None and base.kind == "segmentation" else dataset.name)
+        if name:
+            target = name
+        elif base is not None and base.kind == "segmentation":
+            target = base.name
+            if not registry.MODEL_NAME.fullmatch(target):
+                raise InvalidRequest(f"model {target!r} cannot take fine-tuned versions under its name: give 'name'")
+        else:  # the dataset's name is free text: it names a folder, and 'name:version' must find the model
+            target = registry.model_name_from(dataset.name)
     payload = {
         "dataset_id": dataset_id,
         "base_version_id": base.id if base else None,

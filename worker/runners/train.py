@@ -17,6 +17,7 @@ from app.records import registry
 from app.records.models import Dataset, Job, ModelVersion, Series
 from app.records.projects import SHARED
 from app.records.studies import get_series
+from app.settings import Settings
 from lrc.io.labels import LabelTable
 from lrc.manifest import read_label
 from worker.execution import Reporter
@@ -30,6 +31,23 @@ def _progress(report: Reporter, steps: int, start: float, span: float, stage: st
         report(start + span * step / max(1, steps), stage, {"step": step, "steps": steps, **metrics})
 
     return update
+
+
+def model_folder(settings: Settings, project: str, name: str, job_id: str) -> Path:
+    """Where a training job of ``project`` writes model ``name``: inside the model folder, always.
+
+    The API checks names (and makes one from a dataset's name); this is the check of last resort.
+
+    Raises:
+        ValueError: ``name`` is no model name, or the folder would be outside the model folder.
+    """
+    if not registry.MODEL_NAME.fullmatch(name):
+        raise ValueError(f"model name {name!r} must match {registry.MODEL_NAME_PATTERN}")
+    root = settings.model_dir / "projects"
+    folder = root / project / name / f"job-{job_id}"
+    if not folder.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"model name {name!r} of project {project!r} leads outside the model folder")
+    return folder
 
 
 def release_memory() -> None:
@@ -63,7 +81,7 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     if "features" in options:
         options["features"] = tuple(options["features"])
     config = FinetuneConfig(**options)
-    out = ctx.settings.model_dir / "projects" / job.project / payload["name"] / f"job-{job.id}"
+    out = model_folder(ctx.settings, job.project, payload["name"], job.id)
     try:
         with scratch(ctx, f"finetune-{job.id}-") as folder:
             report(0.0, "reading data")
@@ -156,7 +174,7 @@ def pretrain(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     if "features" in options:
         options["features"] = tuple(options["features"])
     config = PretrainConfig(method=payload["method"], **options)
-    out = ctx.settings.model_dir / "projects" / job.project / payload["name"] / f"job-{job.id}"
+    out = model_folder(ctx.settings, job.project, payload["name"], job.id)
     try:
         with scratch(ctx, f"pretrain-{job.id}-") as folder:
             report(0.0, "reading data")

@@ -11,6 +11,7 @@ import pytest
 
 from app.records import registry
 from app.records.projects import DEFAULT
+from app.services.models import register_directory
 from lrc.io import Volume, read_nifti, write_nifti
 from tests.service.conftest import MODEL
 from tests.service.harness import Service
@@ -265,4 +266,42 @@ def test_bad_transfer_options_refused_before_a_job(service: Service, dataset_id:
         response = client.post("/v1/finetunes", json={"dataset_id": dataset_id, "options": {**TINY, **options}})
         assert response.status_code == 422, response.text
         assert needle in response.text
+        assert len(client.get("/v1/jobs", params={"limit": 500}).json()) == before
+
+
+def test_a_model_named_after_its_dataset_stays_in_the_model_folder(
+    service: Service, ct_nifti: tuple[Path, Path], stored_series_id: str
+):
+    """Without 'name' or a base model, the model is named after its dataset, whose name is free text:
+    "../../../escape" must neither lead the model's files out of the model folder nor make a name that
+    'name:version' cannot address."""
+    cases = [{"image": {"series_id": stored_series_id}, "label": ct_nifti[1].name}]
+    form = {"name": "../../../escape", "labels": json.dumps({"5": "liver", "1": "spleen"}), "cases": json.dumps(cases)}
+    with service.client("submitter") as client:
+        created = client.post("/v1/datasets", data=form, files=multipart([ct_nifti[1]]))
+        assert created.status_code == 201, created.text
+        accepted = client.post("/v1/finetunes", json={"dataset_id": created.json()["id"], "options": TINY})
+        assert accepted.status_code == 202, accepted.text
+        job = service.wait_job(accepted.json()["job_id"], timeout=180)
+        assert job["state"] == "succeeded", job
+        assert job["result"]["model"] == "escape"
+        version = job["result"]["version"]
+        assert client.get(f"/v1/models/escape/versions/{version}").status_code == 200
+    with service.ctx.db.session() as session:
+        registered = registry.resolve(session, DEFAULT, f"escape:{version}")
+        path = Path(registered.path).resolve()
+    assert path.is_relative_to((service.settings.model_dir / "projects" / DEFAULT).resolve())
+    assert (path / "model.json").is_file()
+
+
+def test_a_base_model_whose_name_is_no_model_name_needs_a_name(service: Service, dataset_id: str, tiny_model: Path):
+    """Fine-tuned versions go under the base model's name when no 'name' is given; a name registered from
+    the command line that the API would refuse ('Liver CT') is asked for instead of used (before a job)."""
+    register_directory(service.ctx, "Liver CT", tiny_model, DEFAULT)
+    with service.client("submitter") as client:
+        before = len(client.get("/v1/jobs", params={"limit": 500}).json())
+        body = {"dataset_id": dataset_id, "base_model": "Liver CT:1", "options": TINY}
+        response = client.post("/v1/finetunes", json=body)
+        assert response.status_code == 422, response.text
+        assert "give 'name'" in response.json()["detail"]
         assert len(client.get("/v1/jobs", params={"limit": 500}).json()) == before

@@ -62,3 +62,28 @@ def test_versions_registered_at_the_same_time_get_distinct_consecutive_numbers(d
 def test_other_models_are_numbered_on_their_own(db: Database):
     for name in ("liver", "spleen"):
         assert sorted(_register_together(db, name, DEFAULT)) == list(range(1, RACERS + 1))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("abdomen-2", "abdomen-2"),  # a valid name stays as it is
+        ("Liver CT", "Liver-CT"),
+        ("Liver  CT (2024)", "Liver-CT-2024"),
+        ("../../x", "x"),
+        ("../../../escape", "escape"),
+        ("a/b\\c", "a-b-c"),
+        ("ct:2", "ct-2"),  # 'name:version' must still address it
+        ("a..b", "a.b"),
+        ("_hidden.", "hidden"),
+        ("Leber (Übersicht)", "Leber-bersicht"),
+        (":::", "model"),
+        ("", "model"),
+        ("..", "model"),
+        ("x" * 200, "x" * 128),
+    ],
+)
+def test_model_names_made_from_free_text(text: str, expected: str):
+    made = registry.model_name_from(text)
+    assert made == expected
+    assert registry.MODEL_NAME.fullmatch(made)
