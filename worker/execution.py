@@ -38,12 +38,17 @@ class Reporter:
         self._last = 0.0
         self._stage = ""
 
-    def __call__(self, fraction: float, stage: str, metrics: dict[str, Any] | None = None) -> None:
-        """Record progress; raise :class:`JobCancelled` when the job should stop."""
+    def __call__(
+        self, fraction: float, stage: str, metrics: dict[str, Any] | None = None, *, last: bool = False
+    ) -> None:
+        """Record progress; raise :class:`JobCancelled` when the job should stop.
+
+        ``last``: the stage's final report (its metrics are kept however soon it follows the previous one).
+        """
         if self.stopped.is_set():
             raise JobCancelled(self.job_id)
         moment = time.monotonic()
-        if stage == self._stage and moment - self._last < self.interval:
+        if stage == self._stage and moment - self._last < self.interval and not last:
             return
         self._last, self._stage = moment, stage
         with self.ctx.db.session() as session:

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 def _progress(report: Reporter, steps: int, start: float, span: float, stage: str) -> Any:
     def update(step: int, metrics: dict[str, float]) -> None:
-        report(start + span * step / max(1, steps), stage, {"step": step, "steps": steps, **metrics})
+        metrics = {"step": step, "steps": steps, **metrics}
+        report(start + span * step / max(1, steps), stage, metrics, last=step >= steps)
 
     return update
 
