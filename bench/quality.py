@@ -346,6 +346,40 @@ def plot(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> None:
     fig.savefig(path, dpi=110)
 
 
+def plot_steps(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> bool:
+    """Dice vs fine-tuning steps per (tag, k), scratch beside each recipe; False when only one length ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in runs if r["test"] == test]
+    lengths = sorted({r["finetune"]["steps"] for r in rows})
+    ks = sorted({r["k"] for r in rows})
+    if len(lengths) < 2:
+        return False
+    fig, axes = plt.subplots(1, len(ks), figsize=(4.6 * len(ks), 3.8), squeeze=False)
+    for axis, k in zip(axes[0], ks, strict=True):
+        for tag in sorted({r["tag"] for r in rows}):
+            chosen = [r for r in rows if r["tag"] == tag and r["k"] == k]
+            steps = sorted({r["finetune"]["steps"] for r in chosen})
+            if len(steps) < 2:
+                continue
+            means = [statistics.mean(r["mean_dice"] for r in chosen if r["finetune"]["steps"] == n) for n in steps]
+            line = axis.plot(steps, means, "-o", label=tag)[0]
+            axis.scatter(
+                [r["finetune"]["steps"] for r in chosen], [r["mean_dice"] for r in chosen], color=line.get_color(), s=8
+            )
+        axis.set_xscale("log")
+        axis.set_title(f"k = {k}", fontsize=9)
+        axis.set_xlabel("fine-tuning steps")
+        axis.set_ylabel(f"mean Dice, 8 organs ({test} test)")
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
 def main() -> None:
     """Run the requested grid (skipping runs already in the results file) and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -412,6 +446,7 @@ def main() -> None:
             print(summarize(runs, test))
             if not args.no_plot:
                 plot(runs, args.results.with_name(f"{args.results.stem}_{test}.png"), test)
+                plot_steps(runs, args.results.with_name(f"{args.results.stem}_{test}_steps.png"), test)
 
 
 if __name__ == "__main__":
