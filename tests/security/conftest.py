@@ -4,7 +4,6 @@ and a fine-tuned version, jobs), and keys of every role in ``alpha`` and ``beta`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from app.settings import Settings
 from tests.service.conftest import LABELS, ct_nifti, pytest_configure, tiny_model  # noqa: F401  (fixtures, hook)
 from tests.service.harness import ADMIN_KEY, FAST, Service, running_service
 from tests.service.helpers import multipart, series_with_uids
-from tests.service.postgres import postgres_database
+from tests.service.postgres import database_url
 
 PROJECTS = ("alpha", "beta")
 ALPHA_MODEL = "alpha-model"
@@ -112,7 +111,7 @@ def world(
 ) -> Iterator[World]:
     """The service on each real database, with alpha's objects."""
     root = tmp_path_factory.mktemp(f"security-{request.param}")
-    with postgres_database() if request.param == "postgresql" else contextlib.nullcontext(None) as url:
+    with database_url(request.param) as url:
         options: dict[str, Any] = {"database_url": url} if url else {}
         settings = Settings(data_dir=root / "data", bootstrap_admin_key=ADMIN_KEY, **FAST, **options)
         with running_service(settings, (("all", "infer,io,train"),), root) as service:

@@ -83,3 +83,16 @@ def postgres_database() -> Iterator[str]:
             connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         if cluster is not None:
             next(cluster, None)
+
+
+@contextlib.contextmanager
+def database_url(kind: str) -> Iterator[str | None]:
+    """For tests run on both databases: ``None`` (the service's own SQLite file) for ``sqlite``, the URL
+    of a fresh PostgreSQL database (dropped afterwards) for ``postgresql``."""
+    if kind == "postgresql":
+        with postgres_database() as url:
+            yield url
+    elif kind == "sqlite":
+        yield None
+    else:
+        raise ValueError(f"unknown database kind {kind!r}")

@@ -22,7 +22,7 @@ from app.records.models import Blob
 from app.services import blobs
 from app.settings import Settings
 from tests.service.harness import FAST
-from tests.service.postgres import postgres_database
+from tests.service.postgres import database_url
 
 
 class RequestFailed(Exception):
@@ -31,7 +31,7 @@ class RequestFailed(Exception):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Context]:
-    with postgres_database() if request.param == "postgresql" else contextlib.nullcontext(None) as url:
+    with database_url(request.param) as url:
         settings = Settings(data_dir=tmp_path / "data", **FAST, **({"database_url": url} if url else {}))
         context = build_context(settings)
         assert context.db.engine.dialect.name == request.param

@@ -3,7 +3,6 @@ and keeps the blobs that other records share; on SQLite and PostgreSQL, the API 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from app.settings import Settings
 from lrc.io import Volume, read_nifti, write_nifti
 from tests.service.harness import ADMIN_KEY, FAST, Service, running_service
 from tests.service.helpers import multipart, series_with_uids, zip_bytes
-from tests.service.postgres import postgres_database
+from tests.service.postgres import database_url
 
 PROBLEM = "application/problem+json"
 LABELS = json.dumps({"5": "liver", "1": "spleen"})
@@ -30,7 +29,7 @@ _WINDOWS = itertools.count(1)  # first slices of the cases made by new_case
 def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The API on each database; no worker (a dataset needs none)."""
     root = tmp_path_factory.mktemp(f"datasets-{request.param}")
-    with postgres_database() if request.param == "postgresql" else contextlib.nullcontext(None) as url:
+    with database_url(request.param) as url:
         options: dict[str, Any] = {"database_url": url} if url else {}
         settings = Settings(data_dir=root / "data", bootstrap_admin_key=ADMIN_KEY, **FAST, **options)
         with running_service(settings, (), root) as service:

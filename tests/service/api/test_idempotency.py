@@ -4,7 +4,6 @@ SQLite and PostgreSQL, the API served over HTTP."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from app.settings import Settings
 from tests.service.conftest import MODEL
 from tests.service.harness import ADMIN_KEY, FAST, Service, running_service
 from tests.service.helpers import multipart, series_with_uids
-from tests.service.postgres import postgres_database
+from tests.service.postgres import database_url
 
 PROBLEM = "application/problem+json"
 OTHER = "other-project"
@@ -36,7 +35,7 @@ def api(
     """The API on each database, no worker (jobs stay queued); ``MODEL`` version 1 shared by every project
     (production), version 2 the default project's; a submitter key of project ``OTHER`` too."""
     root = tmp_path_factory.mktemp(f"idempotency-{request.param}")
-    with postgres_database() if request.param == "postgresql" else contextlib.nullcontext(None) as url:
+    with database_url(request.param) as url:
         options: dict[str, Any] = {"database_url": url} if url else {}
         settings = Settings(data_dir=root / "data", bootstrap_admin_key=ADMIN_KEY, **FAST, **options)
         with running_service(settings, (), root) as service:
