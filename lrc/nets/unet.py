@@ -66,6 +66,9 @@ class UNet(BasicUNet):
         }
 
 
+ENCODER_STAGES = ("conv_0", "down_1", "down_2", "down_3", "down_4")  # shallow to deep, as :func:`encode` runs them
+
+
 def encode(net: UNet, x: torch.Tensor) -> list[torch.Tensor]:
     """Encoder outputs, shallow to deep; the last one is the bottleneck. ``x``: ``BCHW[D]``."""
     x0 = net.conv_0(x)

@@ -37,7 +37,7 @@ from lrc.io.labels import LabelTable
 from lrc.io.volume import Volume
 from lrc.models.card import ModelCard
 from lrc.models.store import load_model, save_model
-from lrc.nets.unet import DEFAULT_FEATURES, UNet
+from lrc.nets.unet import DEFAULT_FEATURES, ENCODER_STAGES, UNet
 from lrc.runtime import tune_cpu_allocator
 from lrc.train.patches import PatchSampler, SlicePatchSampler, VolumePatchSampler, build_volumes
 from lrc.train.slices import build_slices, volume_sha256
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 Case = tuple[Volume, Volume]  # image, label map on the image's grid
 Progress = Callable[[int, dict[str, float]], None]
 TRANSFERS = ("all", "encoder")
-ENCODER = ("conv_0.", "down_1.", "down_2.", "down_3.", "down_4.")  # BasicUNet's five encoder stages
+ENCODER = tuple(f"{stage}." for stage in ENCODER_STAGES)  # parameter-name prefixes of the encoder
 
 
 @dataclass
