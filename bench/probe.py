@@ -10,6 +10,9 @@ effective rank of the features (exp of the entropy of the normalised singular va
 directions the representation really uses (contrastive learning can collapse it).
 
     python bench/probe.py bench/out/quality/pre-moco+lrc-u24-s0-* [--out bench/results/probe.json]
+    python bench/probe.py MODEL --shrink 0.5 --perturb 0.5   # the weights fine-tuning would start from
+
+Rows are merged into ``--out`` by model and shrink/perturb settings.
 """
 
 from __future__ import annotations
@@ -87,29 +90,38 @@ def main() -> None:
     from lrc.models.store import load_model
     from lrc.nets.unet import UNet
     from lrc.synthetic import label_table
+    from lrc.train.finetune import shrink_perturb
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--train", type=int, nargs="+", default=[100, 101])
     parser.add_argument("--tests", type=int, default=6, help="dev test phantoms 2000..")
+    parser.add_argument("--shrink", type=float, default=1.0, help="Probe shrink * pre-trained + perturb * fresh.")
+    parser.add_argument("--perturb", type=float, default=0.0)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "probe.json")
     args = parser.parse_args()
     torch.set_num_threads(2)
     classes = len(label_table()) + 1
     test = [quality.TEST_SEEDS["dev"] + i for i in range(args.tests)]
-    rows = []
+    rows = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
     for directory in args.models:
         net, card = load_model(directory)
         torch.manual_seed(0)
         random = UNet(2, 1, 2, tuple(card.arguments["features"]))
+        fresh = UNet(2, 1, 2, tuple(card.arguments["features"])).state_dict()  # independent of `random`
+        shrink_perturb(net, fresh, set(fresh), args.shrink, args.perturb)
         row = {
             "model": directory.name,
             "method": card.training.get("method"),
             "pretrain_steps": card.training.get("steps"),
+            "decorrelation_weight": card.training["config"].get("decorrelation_weight", 0.0),
+            "shrink": args.shrink,
+            "perturb": args.perturb,
             "pretrained": probe(net, card, args.train, test, classes),
             "random": probe(random, card, args.train, test, classes),
         }
-        rows.append(row)
+        same = (row["model"], row["shrink"], row["perturb"])
+        rows = [r for r in rows if (r["model"], r.get("shrink", 1.0), r.get("perturb", 0.0)) != same] + [row]
         print(json.dumps(row), flush=True)
     args.out.write_text(json.dumps({"train": args.train, "test": test, "rows": rows}, indent=1) + "\n")
 

@@ -105,6 +105,7 @@ def recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         lambda_local=base.lambda_local if args.lambda_local is None else args.lambda_local,
         regions_per_image=args.regions or base.regions_per_image,
         pixels_per_region=args.pixels or base.pixels_per_region,
+        decorrelation_weight=args.decorrelation,
         views=replace(ViewConfig(), independent_geometry=args.independent, **INTENSITY[args.intensity]),
         superpixels=replace(SuperpixelParams(), scale=args.sp_scale or SuperpixelParams().scale),
         seed=seed,
@@ -181,9 +182,12 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         spacing=preset["spacing"],
         canvas=preset["canvas"],
         features=preset["features"],
+        lr=args.finetune_lr or FinetuneConfig.lr,
         backbone_lr_factor=args.backbone_lr_factor if pretrained else 1.0,
         transfer=args.transfer if pretrained else "all",
         warmup_steps=args.warmup_steps if pretrained else 0,
+        shrink=args.shrink if pretrained else 1.0,
+        perturb=args.perturb if pretrained else 0.0,
         seed=seed,
     )
 
@@ -221,19 +225,21 @@ def _digest(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
 
 
-# fine-tuning settings added after the first results; older runs used these values
-_TUNING_DEFAULTS = {"transfer": "all", "warmup_steps": 0}
+# settings added after the first results; older runs used these values
+_TUNING_DEFAULTS = {"transfer": "all", "warmup_steps": 0, "shrink": 1.0, "perturb": 0.0}
+_RECIPE_DEFAULTS = {"decorrelation_weight": 0.0}
 
 
 def _key(run: dict[str, Any]) -> tuple[Any, ...]:
     """What makes two runs the same experiment: the tag, and every setting of both trainings."""
     pretrained = run["method"] != "scratch"
     tuned = {**_TUNING_DEFAULTS, **run["finetune"]}
+    made = run["recipe"]
     return (
         run["tag"],
         run["preset"],
         run["unlabeled"] if pretrained else 0,
-        _digest({k: v for k, v in (run["recipe"] or {}).items() if k != "seed"}),
+        _digest({k: v for k, v in {**_RECIPE_DEFAULTS, **made}.items() if k != "seed"} if made else {}),
         _digest({k: v for k, v in tuned.items() if k != "seed"}),
         run["method"],
         run["k"],
@@ -294,7 +300,7 @@ def summarize(runs: list[dict[str, Any]], test: str = "dev") -> str:
         scratch = {
             r["seed"]: r["mean_dice"]
             for r in rows
-            if (r["preset"], r["finetune"]["steps"], r["k"], r["method"]) == (preset, steps, k, "scratch")
+            if (r["preset"], r["finetune"]["steps"], r["k"], r["tag"]) == (preset, steps, k, "scratch")
         }
         gaps = [g["mean_dice"] - scratch[g["seed"]] for g in group if g["seed"] in scratch]
         gap = (
@@ -328,7 +334,7 @@ def plot(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> None:
                 for r in rows
                 if r["method"] == method
                 and r["finetune"]["steps"] == steps
-                and (r["tag"] == tag or method == "scratch")
+                and r["tag"] == (tag if method != "scratch" else "scratch")
             ]
             ks = sorted({r["k"] for r in chosen})
             if not ks:
@@ -380,6 +386,14 @@ def plot_steps(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> boo
     return True
 
 
+def _tag(args: argparse.Namespace, method: str) -> str:
+    """Row name of a run: scratch runs are ``scratch`` (the baseline every row is paired with) unless
+    they change the fine-tuning learning rate; pre-trained runs take ``--tag``."""
+    if method != "scratch":
+        return str(args.tag)
+    return "scratch" if args.finetune_lr is None else f"scratch-lr{args.finetune_lr:g}"
+
+
 def main() -> None:
     """Run the requested grid (skipping runs already in the results file) and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -397,10 +411,14 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=None)
     parser.add_argument("--pretrain-lr", type=float, default=None)
     parser.add_argument("--finetune-steps", type=int, default=None)
+    parser.add_argument("--finetune-lr", type=float, default=None, help="Peak fine-tuning learning rate.")
     parser.add_argument("--backbone-lr-factor", type=float, default=1.0)
     parser.add_argument("--transfer", choices=["all", "encoder"], default="all", help="Pre-trained layers given.")
     parser.add_argument("--warmup-steps", type=int, default=0, help="Steps with the pre-trained layers frozen.")
+    parser.add_argument("--shrink", type=float, default=1.0, help="Shrink and perturb: pre-trained factor.")
+    parser.add_argument("--perturb", type=float, default=0.0, help="Shrink and perturb: a fresh init's factor.")
     parser.add_argument("--lambda-local", type=float, default=None)
+    parser.add_argument("--decorrelation", type=float, default=0.0, help="Channel-correlation penalty weight.")
     parser.add_argument("--temperature-local", type=float, default=None)
     parser.add_argument("--regions", type=int, default=None, help="K regions per image.")
     parser.add_argument("--pixels", type=int, default=None, help="M pixels per region.")
@@ -430,9 +448,7 @@ def main() -> None:
         for seed in args.seeds:
             for k in args.k:
                 for method in args.methods:
-                    run_args = argparse.Namespace(
-                        **{**vars(args), "tag": "scratch" if method == "scratch" else args.tag}
-                    )
+                    run_args = argparse.Namespace(**{**vars(args), "tag": _tag(args, method)})
                     if all(_planned(run_args, preset, method, seed, k, t) in done for t in args.test):
                         continue
                     records = run_one(run_args, preset, method, seed, k)

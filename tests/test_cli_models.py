@@ -38,12 +38,16 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "2",
             "--view-size",
             "48",
+            "--decorrelation-weight",
+            "0.5",
             *small,
             "--json",
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["card"]["training"]["method"] == "lrc"
+    training = json.loads(result.stdout)["card"]["training"]
+    assert (training["method"], training["config"]["decorrelation_weight"]) == ("lrc", 0.5)
+    assert "correlation" in training["final"]
 
     manifest = tmp_path / "manifest.json"
     manifest.write_text(
@@ -109,6 +113,10 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "encoder",
             "--warmup-steps",
             "1",
+            "--shrink",
+            "0.8",
+            "--perturb",
+            "0.2",
             "--device",
             "cpu",
             "--json",
@@ -117,7 +125,7 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.stdout)["metrics"]["dice"]) == {"liver"}
     config = json.loads((tmp_path / "seg" / "model.json").read_text())["training"]["config"]
-    assert (config["transfer"], config["warmup_steps"]) == ("encoder", 1)
+    assert (config["transfer"], config["warmup_steps"], config["shrink"], config["perturb"]) == ("encoder", 1, 0.8, 0.2)
 
     out = tmp_path / "out.nii.gz"
     result = runner.invoke(

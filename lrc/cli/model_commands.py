@@ -83,6 +83,9 @@ def pretrain(
     spacing_z: Annotated[float, typer.Option(help="3D: spacing across slices, mm.")] = 3.0,
     depth: Annotated[int, typer.Option(help="3D: slices per block.")] = 48,
     view_depth: Annotated[int, typer.Option(help="3D: depth of each view (multiple of 16).")] = 32,
+    decorrelation_weight: Annotated[
+        float, typer.Option(help="Weight of the channel-correlation penalty against feature collapse.")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -107,6 +110,7 @@ def pretrain(
             spacing_z=spacing_z,
             depth=depth,
             view_depth=view_depth,
+            decorrelation_weight=decorrelation_weight,
             seed=seed,
         )
         with _progress(steps, f"pretrain {method.value}", as_json) as progress:
@@ -136,6 +140,10 @@ def finetune(
     ),
     warmup_steps: Annotated[int, typer.Option(help="Steps with the --init layers frozen.")] = 0,
     backbone_lr_factor: Annotated[float, typer.Option(help="Learning-rate multiplier of the --init layers.")] = 1.0,
+    shrink: Annotated[
+        float, typer.Option(help="The --init layers start as shrink * pre-trained + perturb * fresh init.")
+    ] = 1.0,
+    perturb: Annotated[float, typer.Option(help="Weight of a fresh initialisation mixed in (see --shrink).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -161,6 +169,8 @@ def finetune(
             transfer=transfer.value,
             warmup_steps=warmup_steps,
             backbone_lr_factor=backbone_lr_factor,
+            shrink=shrink,
+            perturb=perturb,
             seed=seed,
         )
         with _progress(steps, "finetune", as_json) as progress:

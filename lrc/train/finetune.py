@@ -6,7 +6,9 @@ them centred on labelled voxels, with flips and mild intensity changes. The pre-
 initialises encoder and decoder (``transfer="all"``) or the encoder only (``"encoder"``: the decoder
 starts random); the 1x1 output layer is always new (it has one channel per class). Transferred
 layers may learn more slowly (``backbone_lr_factor``) and may stay frozen for the first
-``warmup_steps`` while the new layers fit them (linear probing, then fine-tuning).
+``warmup_steps`` while the new layers fit them (linear probing, then fine-tuning), and may be
+shrunk towards a fresh initialisation first (``shrink``, ``perturb``: Ash and Adams, "On
+warm-starting neural network training", NeurIPS 2020).
 
 Validation runs the real predictor on whole held-out volumes, on their own grids, and reports
 Dice per label; the best weights (mean Dice) are kept and training stops after ``patience``
@@ -60,6 +62,9 @@ class FinetuneConfig:
         transfer: what a pre-trained init gives: ``all`` (encoder and decoder) or ``encoder``.
         warmup_steps: steps during which the transferred layers stay frozen (their cosine
             schedule runs over the remaining steps).
+        shrink, perturb: transferred weights start as ``shrink * pre-trained + perturb * fresh``,
+            ``fresh`` being a new random initialisation of the same layer (shrink and perturb;
+            ``1`` and ``0``, the defaults, transfer the weights unchanged).
         weight_decay: AdamW weight decay.
         spacing, canvas: model grid (taken from the pre-trained card when there is one).
         spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
@@ -78,6 +83,8 @@ class FinetuneConfig:
     backbone_lr_factor: float = 1.0
     transfer: str = "all"
     warmup_steps: int = 0
+    shrink: float = 1.0
+    perturb: float = 0.0
     weight_decay: float = 1e-4
     spacing: float = 1.5
     canvas: int = 256
@@ -98,6 +105,8 @@ class FinetuneConfig:
             raise ValueError(f"transfer must be one of {TRANSFERS}, got {self.transfer!r}")
         if not 0 <= self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} for {self.steps} steps")
+        if not (self.shrink > 0 and self.perturb >= 0):
+            raise ValueError(f"need shrink > 0 and perturb >= 0, got {self.shrink} and {self.perturb}")
         if self.spatial_dims == 3 and self.patch_depth % 16:
             raise ValueError(f"patch_depth must be a multiple of 16, got {self.patch_depth}")
         if self.patch % 16 or self.canvas % 16 or self.patch > self.canvas:
@@ -176,11 +185,13 @@ def finetune(
             for k, v in source.state_dict().items()
             if not k.startswith("final_conv.") and (kept is None or k.startswith(kept))
         }
+        fresh = {k: v.detach().clone() for k, v in net.state_dict().items()}
         missing, unexpected = net.load_state_dict(weights, strict=False)
         skipped = [k for k in missing if not k.startswith("final_conv.") and (kept is None or k.startswith(kept))]
         if unexpected or skipped or not weights:
             raise ValueError(f"{init}: weights do not fit this network (missing {missing}, unexpected {unexpected})")
         transferred = set(weights)
+        shrink_perturb(net, fresh, transferred, config.shrink, config.perturb)
         parent = {
             "path": str(init),
             "kind": parent_card.kind,
@@ -308,6 +319,18 @@ def validate(net: UNet, card: ModelCard, cases: list[Case], device: torch.device
         "cases": len(cases),
         "per_case": per_case,
     }
+
+
+@torch.no_grad()
+def shrink_perturb(
+    net: torch.nn.Module, fresh: dict[str, torch.Tensor], names: set[str], shrink: float, perturb: float
+) -> None:
+    """Set each state entry of ``names`` to ``shrink * current + perturb * fresh[name]``, in place."""
+    if shrink == 1 and perturb == 0:
+        return
+    for name, value in net.state_dict().items():
+        if name in names:
+            value.mul_(shrink).add_(fresh[name].to(value.device, value.dtype), alpha=perturb)
 
 
 def _cosine(step: int, steps: int, start: int = 0) -> float:

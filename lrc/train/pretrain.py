@@ -8,6 +8,9 @@ Methods (``PretrainConfig.method``):
 * ``moco+lrc``: ``L = L_global + lambda * L_local`` (the LRC paper's objective);
 * ``supervised+lrc``: Dice + cross-entropy on labelled slices plus ``lambda * L_local``.
 
+Any method may add ``decorrelation_weight`` times the mean squared correlation between the channels
+of the last decoder features (:func:`lrc.losses.channel_correlation`), against dimensional collapse.
+
 Only the backbone (the U-Net) is saved; the projection heads are training scaffolding.
 """
 
@@ -28,7 +31,7 @@ import torch
 from lrc.device import autocast, resolve_device
 from lrc.intensity import IntensityWindow
 from lrc.io.volume import Volume
-from lrc.losses import LocalRegionContrastLoss, MoCoQueue, info_nce, sample_regions
+from lrc.losses import LocalRegionContrastLoss, MoCoQueue, channel_correlation, info_nce, sample_regions
 from lrc.losses.moco import momentum_update
 from lrc.models.card import ModelCard
 from lrc.models.store import save_model
@@ -60,6 +63,8 @@ class PretrainConfig:
         features: U-Net feature sizes. embedding_dim: projection size of both heads.
         queue_size, momentum, temperature_global: MoCo v2 settings.
         temperature_local, lambda_local, regions_per_image (K), pixels_per_region (M): LRC settings.
+        decorrelation_weight: weight of the channel-correlation penalty on the last decoder
+            features of both views (0: off, the specification).
         views: augmentation ranges. superpixels: Felzenszwalb settings.
         seed: seeds numpy and torch; recorded in the card.
     """
@@ -85,6 +90,7 @@ class PretrainConfig:
     lambda_local: float = 1.0
     regions_per_image: int = 16
     pixels_per_region: int = 8
+    decorrelation_weight: float = 0.0
     views: ViewConfig = field(default_factory=ViewConfig)
     superpixels: SuperpixelParams = field(default_factory=SuperpixelParams)
     seed: int = 0
@@ -100,6 +106,8 @@ class PretrainConfig:
             raise ValueError(f"view_depth must be a multiple of 16, got {self.view_depth}")
         if self.spatial_dims == 3 and self.method == "supervised+lrc":
             raise ValueError("supervised+lrc pre-training is 2D only")
+        if self.decorrelation_weight < 0:
+            raise ValueError(f"decorrelation_weight must be >= 0, got {self.decorrelation_weight}")
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError(f"need steps >= 1 and batch_size >= 2, got {self.steps} and {self.batch_size}")
 
@@ -129,6 +137,7 @@ class Pretrainer:
         self.online = ContrastiveUNet(backbone, config.embedding_dim).to(self.device)
         self.uses_moco = config.method in ("moco", "moco+lrc")
         self.uses_local = config.method != "moco"
+        self.uses_dense = self.uses_local or config.decorrelation_weight > 0
         self.key: ContrastiveUNet | None = None
         if self.uses_moco:
             self.key = copy.deepcopy(self.online).requires_grad_(False)
@@ -160,7 +169,7 @@ class Pretrainer:
         both = torch.cat([view_1, view_2])  # 2B x 1 x S x S[ x D]
         metrics: dict[str, float] = {}
         with autocast(self.device):
-            query, dense = self.online(both, local=self.uses_local)  # 2B x E, 2B x C x S x S[ x D]
+            query, dense = self.online(both, local=self.uses_dense)  # 2B x E, 2B x C x S x S[ x D]
             loss = torch.zeros((), device=self.device)
             if self.uses_moco:
                 assert self.key is not None
@@ -186,6 +195,11 @@ class Pretrainer:
                 loss = loss + config.lambda_local * local
                 metrics["local"] = float(local.detach())
                 metrics["regions"] = float(sample.valid.float().sum(dim=1).mean())
+            if config.decorrelation_weight > 0:
+                assert dense is not None
+                correlation = channel_correlation(dense.movedim(1, -1).reshape(-1, dense.shape[1]))
+                loss = loss + config.decorrelation_weight * correlation
+                metrics["correlation"] = float(correlation.detach())
             if labels is not None:
                 logits = self.online.backbone(view_1)
                 supervised = self.supervised(logits.float(), target_1)

@@ -277,3 +277,47 @@ def test_cosine_schedule_with_warmup(step: int, start: int, expected: float):
 def test_finetune_config_refuses_bad_transfer_settings(changes, message):
     with pytest.raises(ValueError, match=message):
         FinetuneConfig(steps=10, **changes)
+
+
+def test_shrink_and_perturb_start_from_a_mix_of_pretrained_and_fresh_weights(
+    pretrained: Path, subject_a, tmp_path: Path
+):
+    # a learning-rate factor of 0 keeps the transferred layers at their (mixed) starting values
+    base = FinetuneConfig(steps=1, batch_size=2, patch=48, backbone_lr_factor=0.0)
+    runs = {
+        name: _weights(
+            finetune([subject_a], LABELS, tmp_path / name, replace(base, **extra), validation=[], init=pretrained),
+            ENCODER + DECODER,
+        )
+        for name, extra in (("shrunk", {"shrink": 0.5}), ("mixed", {"shrink": 0.5, "perturb": 0.5}))
+    }
+    before = _weights(pretrained, ENCODER + DECODER)
+    for name, value in before.items():
+        assert_allclose(runs["shrunk"][name], 0.5 * value, rtol=1e-6, atol=1e-8)
+        fresh = (runs["mixed"][name] - 0.5 * value) / 0.5
+        if ".adn.N." in name:  # instance-norm affine parameters: checked below
+            continue
+        assert not np.allclose(fresh, 0.0), name  # a fresh initialisation was mixed in, not nothing
+        assert not np.allclose(fresh, value), name  # and not the pre-trained weights again
+    norm_weights = [n for n in before if n.endswith(".adn.N.weight")]
+    assert norm_weights  # instance-norm scales start at 1 in a fresh network
+    for name in norm_weights:
+        assert_allclose(runs["mixed"][name], 0.5 * before[name] + 0.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("changes", [{"shrink": 0.0}, {"shrink": -1.0}, {"perturb": -0.1}])
+def test_finetune_config_refuses_bad_shrink_and_perturb(changes):
+    with pytest.raises(ValueError, match="shrink > 0 and perturb >= 0"):
+        FinetuneConfig(**changes)
+
+
+@pytest.mark.parametrize("method", ["moco", "moco+lrc"])
+def test_decorrelation_penalty_joins_the_loss(subject_a, tmp_path: Path, method: str):
+    config = replace(small_pretrain(method, steps=2), decorrelation_weight=2.0)
+    model = pretrain([subject_a[0]], tmp_path / "m", config, device="cpu", cache_dir=tmp_path / "cache")
+    final = read_card(model).training["final"]
+    assert 0.0 <= final["correlation"] <= 1.0
+    parts = final["global"] + final.get("local", 0.0) + 2.0 * final["correlation"]
+    assert_allclose(final["loss"], parts, rtol=1e-4)
+    with pytest.raises(ValueError, match="decorrelation_weight"):
+        replace(config, decorrelation_weight=-1.0)
