@@ -123,6 +123,8 @@ class FinetuneOptions(BaseModel):
     )
     transfer: Literal["all", "encoder"] = Field(default="all", description="what a pre-trained base model gives")
     warmup_steps: int = Field(default=0, ge=0, description="steps with the pre-trained layers frozen (< steps)")
+    shrink: float = Field(default=1.0, gt=0, le=10, description="shrink and perturb: pre-trained factor")
+    perturb: float = Field(default=0.0, ge=0, le=10, description="shrink and perturb: fresh-init factor")
     patience: int = Field(default=5, ge=1)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
@@ -157,6 +159,7 @@ class PretrainOptions(BaseModel):
     queue_size: int = Field(default=4096, ge=8)
     regions_per_image: int = Field(default=16, ge=1)
     pixels_per_region: int = Field(default=8, ge=1)
+    decorrelation_weight: float = Field(default=0.0, ge=0, le=100, description="penalty against feature collapse")
     seed: int = 0
 
 
