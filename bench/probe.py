@@ -7,7 +7,9 @@ linear discriminant (class means, pooled covariance, class frequencies as priors
 labelled phantoms (``--train``, the labelled seeds of run seed 0 by default) and scored by mean Dice
 over the 8 organs on the dev test phantoms, body pixels only, slice by slice. Also reported: the
 effective rank of the features (exp of the entropy of the normalised singular values): how many
-directions the representation really uses (contrastive learning can collapse it).
+directions the representation really uses (contrastive learning can collapse it), for all of them
+and for the decoder's and the encoder's channels apart, and the decoder channels' mean squared
+correlation (what the pre-training's decorrelation penalty acts on).
 
     python bench/probe.py bench/out/quality/pre-moco+lrc-u24-s0-* [--out bench/results/probe.json]
     python bench/probe.py MODEL --shrink 0.5 --perturb 0.5   # the weights fine-tuning would start from
@@ -56,7 +58,9 @@ def features(net: Any, card: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def probe(net: Any, card: Any, train: list[int], test: list[int], classes: int) -> dict[str, float]:
-    """Fit the linear discriminant on ``train`` phantoms; mean organ Dice on ``test``; effective rank."""
+    """Fit the linear discriminant on ``train`` phantoms; mean organ Dice on ``test``; effective ranks."""
+    from lrc.losses import channel_correlation
+
     pairs = [features(net, card, s) for s in train]
     x, y = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
     mean, spread = x.mean(0), x.std(0) + 1e-6
@@ -76,13 +80,22 @@ def probe(net: Any, card: Any, train: list[int], test: list[int], classes: int) 
         ]
         dices.append(float(np.mean(per_organ)))
     sample = x[np.random.default_rng(0).choice(len(x), min(len(x), 20000), replace=False)]
-    singular = np.linalg.svd(sample - sample.mean(0), compute_uv=False)
-    share = singular / singular.sum()
+    decoder = int(card.arguments["features"][5])  # the first channels are the last decoder stage's
     return {
         "mean_dice": statistics.mean(dices),
-        "effective_rank": float(np.exp(-np.sum(share * np.log(share + 1e-12)))),
+        "effective_rank": effective_rank(sample),
         "channels": int(x.shape[1]),
+        "decoder_rank": effective_rank(sample[:, :decoder]),
+        "encoder_stage3_rank": effective_rank(sample[:, decoder:]),
+        "decoder_correlation": float(channel_correlation(torch.from_numpy(sample[:, :decoder]))),
     }
+
+
+def effective_rank(x: np.ndarray) -> float:
+    """exp of the entropy of the normalised singular values of centred ``N x F`` features."""
+    singular = np.linalg.svd(x - x.mean(0), compute_uv=False)
+    share = singular / singular.sum()
+    return float(np.exp(-np.sum(share * np.log(share + 1e-12))))
 
 
 def main() -> None:
