@@ -185,7 +185,8 @@ def finetune(
             for k, v in source.state_dict().items()
             if not k.startswith("final_conv.") and (kept is None or k.startswith(kept))
         }
-        fresh = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        mixing = (config.shrink, config.perturb) != (1.0, 0.0)
+        fresh = {k: v.detach().clone() for k, v in net.state_dict().items()} if mixing else {}
         missing, unexpected = net.load_state_dict(weights, strict=False)
         skipped = [k for k in missing if not k.startswith("final_conv.") and (kept is None or k.startswith(kept))]
         if unexpected or skipped or not weights:
