@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import json
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -181,10 +182,12 @@ def push(
     mapping: Annotated[
         Path | None, typer.Option("--mapping", help="Re-identify with this pseudonym mapping (from --deidentify).")
     ] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a result that is still being made.")] = 300.0,
 ) -> None:
-    """Send a finished segmentation's DICOM SEG (or RTSTRUCT) to a PACS; prints its SOP Instance UID."""
+    """Send a segmentation's DICOM SEG (or RTSTRUCT) to a PACS once it is ready; prints its SOP Instance UID."""
     from gateway.cohort import push_result
     from gateway.delivery import CStoreDelivery, Delivery, StowDelivery
+    from gateway.errors import NotReady
 
     if (destination is None) == (stow_url is None):
         typer.echo("error: give exactly one of --destination and --stow-url", err=True)
@@ -202,10 +205,18 @@ def push(
         _pseudonyms(mapping is not None, mapping or DEFAULT_MAPPING) as pseudonyms,
         _service(api_url, api_key, 120) as (client, work),
     ):
-        try:
-            typer.echo(push_result(client, delivery, segmentation_id, fmt, work, pseudonyms))
-        except KeyError as exc:  # the result's study is not in the mapping
-            raise _fail(exc) from exc
+        deadline, pause = time.monotonic() + wait, 0.5
+        while True:
+            try:
+                typer.echo(push_result(client, delivery, segmentation_id, fmt, work, pseudonyms))
+                return
+            except KeyError as exc:  # the result's study is not in the mapping
+                raise _fail(exc) from exc
+            except NotReady:  # the segmentation or its DICOM export is still running
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(5.0, 2 * pause)
 
 
 @pacs_app.command("dataset")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -65,13 +64,14 @@ def test_push_a_segmentation_by_hand(lrc_service: LrcService, orthanc: Orthanc, 
         )
         series_id = upload.json()["series"][0]["id"]
         seg_id = client.post("/v1/segmentations", json={"series_id": series_id}).json()["id"]
-        deadline = time.monotonic() + 120
-        while "dicom-seg" not in client.get(f"/v1/segmentations/{seg_id}").json()["formats"]:
-            assert time.monotonic() < deadline, "no DICOM SEG in 120 s"
-            time.sleep(0.5)
 
     common = ["--api-url", lrc_service.url, "--api-key", lrc_service.key]
     destination = f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
+    # asked at once, the result is not made yet: without waiting, the push says so ...
+    early = CliRunner().invoke(cli, ["pacs", "push", seg_id, "--destination", destination, "--wait", "0", *common])
+    assert early.exit_code == 1
+    assert "try again later" in early.output
+    # ... and by default it waits for the segmentation and its DICOM export
     pushed = CliRunner().invoke(cli, ["pacs", "push", seg_id, "--destination", destination, *common])
     assert pushed.exit_code == 0, pushed.output
     (seg,) = orthanc.results_for(series_uid)
