@@ -20,6 +20,7 @@ import httpx
 from gateway.errors import NotReady, Permanent, Retryable
 
 RETRY_STATUS = frozenset({401, 403, 408, 425, 429})
+FAILED_JOB = ("failed", "cancelled")
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 CHUNK = 1 << 20
 
@@ -119,8 +120,19 @@ class ServiceClient:
 
         Raises:
             NotReady: the job or its DICOM export has not produced it yet.
+            Permanent: the job or its export failed or was cancelled, so the result will never come.
         """
-        response = self._call("GET", f"/v1/segmentations/{segmentation_id}/result", True, params={"format": fmt})
+        try:
+            response = self._call("GET", f"/v1/segmentations/{segmentation_id}/result", True, params={"format": fmt})
+        except NotReady:
+            record = self.segmentation(segmentation_id)
+            jobs = (("segmentation", record.get("job_id")), (f"{fmt} export", record.get("export_job_id")))
+            for what, job_id in jobs:
+                job = self.job(job_id) if job_id else None
+                if job is not None and job["state"] in FAILED_JOB:
+                    reason = job.get("error") or "no reason given"
+                    raise Permanent(f"{what} job {job_id} {job['state']}: {reason}") from None
+            raise
         return response.content
 
     def segmentation(self, segmentation_id: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pydicom
 
-from gateway.api_client import ServiceClient
+from gateway.api_client import FAILED_JOB, ServiceClient
 from gateway.deidentify import Pseudonyms
 from gateway.delivery import Delivery
 from gateway.durable import write_durably
@@ -28,7 +28,6 @@ from gateway.outbox import NewStep, Outbox, Step
 from gateway.rules import Rules, SeriesInfo
 
 log = logging.getLogger(__name__)
-FAILED_JOB = ("failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,7 @@ class Pipeline:
             raise NotReady(f"segmentation job {job['id']} is {job['state']}")
         then = []
         for fmt in self.formats:
-            data = self._result(segmentation_id, fmt)
+            data = self.client.result(segmentation_id, fmt)
             if self.pseudonyms is not None:  # back to the original patient, study and referenced UIDs
                 data = self.pseudonyms.reidentify_bytes(data)
             path = write_durably(self.results_dir / f"{segmentation_id}.{fmt}.dcm", data, self.inbox.tmp)
@@ -181,16 +180,6 @@ class Pipeline:
                 NewStep("deliver", f"{segmentation_id}:{fmt}", {"path": str(path), "sop_instance_uid": sop_uid})
             )
         self.outbox.finish(step, step.payload, then)
-
-    def _result(self, segmentation_id: str, fmt: str) -> bytes:
-        try:
-            return self.client.result(segmentation_id, fmt)
-        except NotReady:
-            export_id = self.client.segmentation(segmentation_id).get("export_job_id")
-            export = self.client.job(export_id) if export_id else None
-            if export is not None and export["state"] in FAILED_JOB:
-                raise Permanent(f"{fmt} export job {export_id} {export['state']}: {export.get('error')}") from None
-            raise
 
     def _deliver(self, step: Step) -> None:
         sop_uid = step.payload["sop_instance_uid"]

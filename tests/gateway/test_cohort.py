@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -87,6 +88,27 @@ def test_push_a_segmentation_by_hand(lrc_service: LrcService, orthanc: Orthanc, 
     unknown = CliRunner().invoke(cli, ["pacs", "push", "no-such-id", "--destination", destination, *common])
     assert unknown.exit_code == 1
     assert "HTTP 404" in unknown.output
+
+
+def test_push_stops_waiting_for_a_cancelled_segmentation(
+    lrc_service: LrcService, orthanc: Orthanc, shared_data: Path, tmp_path: Path
+):
+    files = ct_series(shared_data, tmp_path / "ct", count=6)
+    with httpx.Client(base_url=lrc_service.url, headers={"Authorization": f"Bearer {lrc_service.key}"}) as client:
+        upload = client.post(
+            "/v1/studies", files=[("files", (p.name, p.read_bytes(), "application/dicom")) for p in files]
+        )
+        asked = client.post("/v1/segmentations", json={"series_id": upload.json()["series"][0]["id"]}).json()
+        assert client.delete(f"/v1/jobs/{asked['job_id']}").status_code == 200
+    common = ["--api-url", lrc_service.url, "--api-key", lrc_service.key]
+    destination = f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
+    started = time.monotonic()
+    arguments = ["pacs", "push", asked["id"], "--destination", destination, "--wait", "600", *common]
+    pushed = CliRunner().invoke(cli, arguments)
+    assert pushed.exit_code == 1
+    assert f"segmentation job {asked['job_id']} cancelled" in pushed.output
+    # a hang check, not a speed target: a result that will never come must not be waited for
+    assert time.monotonic() - started < 300
 
 
 def test_dataset_from_images_and_their_segs(
