@@ -106,6 +106,7 @@ def recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         regions_per_image=args.regions or base.regions_per_image,
         pixels_per_region=args.pixels or base.pixels_per_region,
         decorrelation_weight=args.decorrelation,
+        local_negatives=args.local_negatives,
         views=replace(ViewConfig(), independent_geometry=args.independent, **INTENSITY[args.intensity]),
         superpixels=replace(SuperpixelParams(), scale=args.sp_scale or SuperpixelParams().scale),
         seed=seed,
@@ -125,7 +126,7 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
         config = recipe(args, preset, method, seed)
         unlabeled = args.unlabeled or preset["unlabeled"]
         # named by what was trained, so recipes that differ only in fine-tuning share a pre-training
-        init = WORK / f"pre-{method}-u{unlabeled}-s{seed}-{_digest(config.to_json())}"
+        init = WORK / f"pre-{method}-u{unlabeled}-s{seed}-{_digest(_stable(config.to_json()))}"
         if not _reusable(init, config.to_json()):
             started = time.perf_counter()
             images = [phantom(1000 + i)[0] for i in range(unlabeled)]
@@ -188,6 +189,7 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         warmup_steps=args.warmup_steps if pretrained else 0,
         shrink=args.shrink if pretrained else 1.0,
         perturb=args.perturb if pretrained else 0.0,
+        reinit=tuple(args.reinit) if pretrained else (),
         seed=seed,
     )
 
@@ -218,7 +220,8 @@ def _reusable(directory: Path, config: dict[str, Any]) -> bool:
     card = directory / "model.json"
     if not card.exists():
         return False
-    return bool(json.loads(card.read_text())["training"]["config"] == json.loads(json.dumps(config)))
+    made = json.loads(card.read_text())["training"]["config"]
+    return bool(_stable(made) == _stable(json.loads(json.dumps(config))))
 
 
 def _digest(config: dict[str, Any]) -> str:
@@ -226,8 +229,13 @@ def _digest(config: dict[str, Any]) -> str:
 
 
 # settings added after the first results; older runs used these values
-_TUNING_DEFAULTS = {"transfer": "all", "warmup_steps": 0, "shrink": 1.0, "perturb": 0.0}
-_RECIPE_DEFAULTS = {"decorrelation_weight": 0.0}
+_TUNING_DEFAULTS = {"transfer": "all", "warmup_steps": 0, "shrink": 1.0, "perturb": 0.0, "reinit": []}
+_RECIPE_DEFAULTS = {"decorrelation_weight": 0.0, "local_negatives": "batch"}
+
+
+def _stable(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A pre-training's settings less those at the value they had before they were added (stable names)."""
+    return {k: v for k, v in recipe.items() if k not in _RECIPE_DEFAULTS or v != _RECIPE_DEFAULTS[k]}
 
 
 def _key(run: dict[str, Any]) -> tuple[Any, ...]:
@@ -417,9 +425,11 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=0, help="Steps with the pre-trained layers frozen.")
     parser.add_argument("--shrink", type=float, default=1.0, help="Shrink and perturb: pre-trained factor.")
     parser.add_argument("--perturb", type=float, default=0.0, help="Shrink and perturb: a fresh init's factor.")
+    parser.add_argument("--reinit", nargs="+", default=[], help="U-Net stages that start fresh (down_4 upcat_4 ...).")
     parser.add_argument("--lambda-local", type=float, default=None)
     parser.add_argument("--decorrelation", type=float, default=0.0, help="Channel-correlation penalty weight.")
     parser.add_argument("--temperature-local", type=float, default=None)
+    parser.add_argument("--local-negatives", choices=["batch", "image"], default="batch", help="LRC negatives.")
     parser.add_argument("--regions", type=int, default=None, help="K regions per image.")
     parser.add_argument("--pixels", type=int, default=None, help="M pixels per region.")
     parser.add_argument("--sp-scale", type=float, default=None, help="Felzenszwalb scale.")

@@ -3,8 +3,11 @@
 Yan et al., "Localized Region Contrast for Enhancing Self-Supervised Learning in Medical Image
 Segmentation", MICCAI 2023 (arXiv 2304.03406); the loss form is Khosla et al., "Supervised
 Contrastive Learning", NeurIPS 2020 (their L_out). Pixel embeddings sampled from the same
-super-pixel of the same image, in either view, are positives of each other; all other sampled
-embeddings of the batch are negatives.
+super-pixel of the same image, in either view, are positives of each other; the negatives are all
+other sampled embeddings of the batch (``negatives="batch"``, the specification) or only those of
+the same image (``"image"``). Across images, regions of the same organ are negatives of each
+other, so the batch form teaches features to tell one patient's liver from another's; the image
+form keeps only the contrasts inside one slice.
 """
 
 from __future__ import annotations
@@ -16,28 +19,38 @@ from torch import nn
 
 from lrc.losses.region_sampling import RegionSample
 
+NEGATIVES = ("batch", "image")
+
 
 class LocalRegionContrastLoss(nn.Module):
     """Supervised-contrastive loss over sampled pixel embeddings.
 
     Args:
         temperature: softmax temperature (0.1 in our specification).
+        negatives: ``batch`` (every other sampled embedding) or ``image`` (those of the same image).
 
     Raises:
-        ValueError: a temperature that is not positive.
+        ValueError: a temperature that is not positive, or unknown negatives.
     """
 
-    def __init__(self, temperature: float = 0.1) -> None:
+    def __init__(self, temperature: float = 0.1, negatives: str = "batch") -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
+        if negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
         self.temperature = temperature
+        self.negatives = negatives
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Loss of ``ND`` unit embeddings with ``N`` integer labels (same label = positive pair).
 
-        Anchors without any positive are left out of the mean; a batch with none returns 0
-        (connected to the graph, so that a step still runs).
+        With ``groups`` (``N`` integers), embeddings of different groups are left out of each
+        other's softmax: neither positives nor negatives. Anchors without any positive are left
+        out of the mean; a batch with none returns 0 (connected to the graph, so that a step
+        still runs).
 
         Raises:
             ValueError: shapes do not match (the message prints them).
@@ -45,11 +58,15 @@ class LocalRegionContrastLoss(nn.Module):
         if embeddings.ndim != 2 or labels.shape != embeddings.shape[:1]:
             shapes = f"{tuple(embeddings.shape)} and {tuple(labels.shape)}"
             raise ValueError(f"need embeddings ND and labels N, got {shapes}")
+        if groups is not None and groups.shape != labels.shape:
+            raise ValueError(f"need groups N like labels, got {tuple(groups.shape)} and {tuple(labels.shape)}")
         logits = (embeddings @ embeddings.T).float() / self.temperature  # N x N
-        self_mask = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)  # N x N
-        logits = logits.masked_fill(self_mask, float("-inf"))
+        excluded = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)  # N x N: self pairs
+        if groups is not None:
+            excluded = excluded | (groups[:, None] != groups[None, :])  # N x N: out of the softmax
+        logits = logits.masked_fill(excluded, float("-inf"))
         log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # N x N, softmax over a != i
-        positive = (labels[:, None] == labels[None, :]) & ~self_mask  # N x N
+        positive = (labels[:, None] == labels[None, :]) & ~excluded  # N x N
         count = positive.sum(dim=1)  # N
         anchors = count > 0
         if not bool(anchors.any()):
@@ -84,4 +101,5 @@ class LocalRegionContrastLoss(nn.Module):
         keep = sample.valid.repeat_interleave(m, dim=1).repeat(1, 2)  # B x 2KM
         chosen = both[keep]  # N x C
         embeddings = project(chosen) if project is not None else nn.functional.normalize(chosen, dim=1)
-        return self(embeddings, ids[keep])
+        groups = ids[keep] // k if self.negatives == "image" else None  # image of each embedding
+        return self(embeddings, ids[keep], groups)

@@ -67,6 +67,7 @@ class UNet(BasicUNet):
 
 
 ENCODER_STAGES = ("conv_0", "down_1", "down_2", "down_3", "down_4")  # shallow to deep, as :func:`encode` runs them
+DECODER_STAGES = ("upcat_4", "upcat_3", "upcat_2", "upcat_1")  # deep to shallow, as :func:`decode` runs them
 
 
 def encode(net: UNet, x: torch.Tensor) -> list[torch.Tensor]:

@@ -8,7 +8,10 @@ starts random); the 1x1 output layer is always new (it has one channel per class
 layers may learn more slowly (``backbone_lr_factor``) and may stay frozen for the first
 ``warmup_steps`` while the new layers fit them (linear probing, then fine-tuning), and may be
 shrunk towards a fresh initialisation first (``shrink``, ``perturb``: Ash and Adams, "On
-warm-starting neural network training", NeurIPS 2020).
+warm-starting neural network training", NeurIPS 2020). Named stages may start fresh (``reinit``):
+the deepest ones are the most specific to the pre-training task, as the top layers are in
+few-sample fine-tuning of language models (Zhang et al., "Revisiting few-sample BERT fine-tuning",
+ICLR 2021).
 
 Validation runs the real predictor on whole held-out volumes, on their own grids, and reports
 Dice per label; the best weights (mean Dice) are kept and training stops after ``patience``
@@ -39,7 +42,7 @@ from lrc.io.labels import LabelTable
 from lrc.io.volume import Volume
 from lrc.models.card import ModelCard
 from lrc.models.store import load_model, save_model
-from lrc.nets.unet import DEFAULT_FEATURES, ENCODER_STAGES, UNet
+from lrc.nets.unet import DECODER_STAGES, DEFAULT_FEATURES, ENCODER_STAGES, UNet
 from lrc.runtime import tune_cpu_allocator
 from lrc.train.patches import PatchSampler, SlicePatchSampler, VolumePatchSampler, build_volumes
 from lrc.train.slices import build_slices, volume_sha256
@@ -65,6 +68,8 @@ class FinetuneConfig:
         shrink, perturb: transferred weights start as ``shrink * pre-trained + perturb * fresh``,
             ``fresh`` being a new random initialisation of the same layer (shrink and perturb;
             ``1`` and ``0``, the defaults, transfer the weights unchanged).
+        reinit: U-Net stages (``down_4``, ``upcat_4``, ...) that start fresh even when the
+            pre-trained network has them.
         weight_decay: AdamW weight decay.
         spacing, canvas: model grid (taken from the pre-trained card when there is one).
         spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
@@ -85,6 +90,7 @@ class FinetuneConfig:
     warmup_steps: int = 0
     shrink: float = 1.0
     perturb: float = 0.0
+    reinit: tuple[str, ...] = ()
     weight_decay: float = 1e-4
     spacing: float = 1.5
     canvas: int = 256
@@ -107,6 +113,10 @@ class FinetuneConfig:
             raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} for {self.steps} steps")
         if not (self.shrink > 0 and self.perturb >= 0):
             raise ValueError(f"need shrink > 0 and perturb >= 0, got {self.shrink} and {self.perturb}")
+        unknown = sorted(set(self.reinit) - set(ENCODER_STAGES + DECODER_STAGES))
+        if unknown:
+            raise ValueError(f"reinit names U-Net stages ({', '.join(ENCODER_STAGES + DECODER_STAGES)}), got {unknown}")
+        self.reinit = tuple(self.reinit)
         if self.spatial_dims == 3 and self.patch_depth % 16:
             raise ValueError(f"patch_depth must be a multiple of 16, got {self.patch_depth}")
         if self.patch % 16 or self.canvas % 16 or self.patch > self.canvas:
@@ -118,6 +128,7 @@ class FinetuneConfig:
         """JSON-ready form."""
         data = asdict(self)
         data["features"] = list(self.features)
+        data["reinit"] = list(self.reinit)
         return data
 
 
@@ -179,16 +190,11 @@ def finetune(
         config.spacing_z = parent_card.spacing[2] if dims == 3 else None
         config.patch = min(config.patch, config.canvas)
         net = UNet(dims, 1, len(labels) + 1, source.arguments["features"])
-        kept = ENCODER if config.transfer == "encoder" else None
-        weights = {
-            k: v
-            for k, v in source.state_dict().items()
-            if not k.startswith("final_conv.") and (kept is None or k.startswith(kept))
-        }
+        weights = {k: v for k, v in source.state_dict().items() if _given(k, config)}
         mixing = (config.shrink, config.perturb) != (1.0, 0.0)
         fresh = {k: v.detach().clone() for k, v in net.state_dict().items()} if mixing else {}
         missing, unexpected = net.load_state_dict(weights, strict=False)
-        skipped = [k for k in missing if not k.startswith("final_conv.") and (kept is None or k.startswith(kept))]
+        skipped = [k for k in missing if _given(k, config)]
         if unexpected or skipped or not weights:
             raise ValueError(f"{init}: weights do not fit this network (missing {missing}, unexpected {unexpected})")
         transferred = set(weights)
@@ -320,6 +326,13 @@ def validate(net: UNet, card: ModelCard, cases: list[Case], device: torch.device
         "cases": len(cases),
         "per_case": per_case,
     }
+
+
+def _given(name: str, config: FinetuneConfig) -> bool:
+    """Whether the state entry ``name`` comes from the pre-trained network under ``config``."""
+    if name.startswith(("final_conv.", *(f"{stage}." for stage in config.reinit))):
+        return False
+    return config.transfer != "encoder" or name.startswith(ENCODER)
 
 
 @torch.no_grad()

@@ -32,6 +32,7 @@ from lrc.device import autocast, resolve_device
 from lrc.intensity import IntensityWindow
 from lrc.io.volume import Volume
 from lrc.losses import LocalRegionContrastLoss, MoCoQueue, channel_correlation, info_nce, sample_regions
+from lrc.losses.local_contrast import NEGATIVES
 from lrc.losses.moco import momentum_update
 from lrc.models.card import ModelCard
 from lrc.models.store import save_model
@@ -63,6 +64,8 @@ class PretrainConfig:
         features: U-Net feature sizes. embedding_dim: projection size of both heads.
         queue_size, momentum, temperature_global: MoCo v2 settings.
         temperature_local, lambda_local, regions_per_image (K), pixels_per_region (M): LRC settings.
+        local_negatives: the local loss's negatives: ``batch`` (the specification) or ``image``
+            (only the other regions of the same image; :mod:`lrc.losses.local_contrast`).
         decorrelation_weight: weight of the channel-correlation penalty on the last decoder
             features of both views (0: off, the specification).
         views: augmentation ranges. superpixels: Felzenszwalb settings.
@@ -90,6 +93,7 @@ class PretrainConfig:
     lambda_local: float = 1.0
     regions_per_image: int = 16
     pixels_per_region: int = 8
+    local_negatives: str = "batch"
     decorrelation_weight: float = 0.0
     views: ViewConfig = field(default_factory=ViewConfig)
     superpixels: SuperpixelParams = field(default_factory=SuperpixelParams)
@@ -106,6 +110,8 @@ class PretrainConfig:
             raise ValueError(f"view_depth must be a multiple of 16, got {self.view_depth}")
         if self.spatial_dims == 3 and self.method == "supervised+lrc":
             raise ValueError("supervised+lrc pre-training is 2D only")
+        if self.local_negatives not in NEGATIVES:
+            raise ValueError(f"local_negatives must be one of {NEGATIVES}, got {self.local_negatives!r}")
         if self.decorrelation_weight < 0:
             raise ValueError(f"decorrelation_weight must be >= 0, got {self.decorrelation_weight}")
         if self.steps < 1 or self.batch_size < 2:
@@ -142,7 +148,7 @@ class Pretrainer:
         if self.uses_moco:
             self.key = copy.deepcopy(self.online).requires_grad_(False)
             self.queue = MoCoQueue(config.embedding_dim, config.queue_size).to(self.device)
-        self.local_loss = LocalRegionContrastLoss(config.temperature_local)
+        self.local_loss = LocalRegionContrastLoss(config.temperature_local, config.local_negatives)
         self.optimizer = torch.optim.AdamW(self.online.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         warmup = max(1, config.steps // 20)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(

@@ -105,3 +105,31 @@ def test_from_views_positives_are_region_identity():
     # each anchor: 3 positives at cos 1, 12 negatives at cos 0 among 15 others
     expected = -(1.0 - math.log(3 * math.e + 12))
     assert_allclose(float(loss), expected, rtol=1e-6)
+
+
+def test_groups_leave_other_images_out_of_the_softmax():
+    # anchors 0, 1 (image 0) are positives; anchor 2 (image 1) would be a negative at cos 1 for both
+    embeddings = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    labels, groups = torch.tensor([0, 0, 1, 2]), torch.tensor([0, 0, 1, 0])
+    loss = LocalRegionContrastLoss(1.0)
+    batch_form = -(1.0 - math.log(math.e + math.e + 1.0))  # anchors 0 and 1: positive, anchor 2, anchor 3
+    assert_allclose(float(loss(embeddings, labels)), batch_form, rtol=1e-6)
+    image_form = -(1.0 - math.log(math.e + 1.0))  # anchor 2 is neither positive nor negative
+    assert_allclose(float(loss(embeddings, labels, groups)), image_form, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"groups N like labels, got \(3,\) and \(4,\)"):
+        loss(embeddings, labels, groups[:3])
+
+
+def test_image_negatives_ignore_the_other_images_of_the_batch():
+    # image 1 holds the same regions as image 0, embedded identically: with batch negatives its
+    # pixels are negatives at cos 1 of image 0's; with image negatives the loss is image 0's alone
+    maps = torch.tensor([[[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]]).repeat(2, 1, 1)
+    dense = torch.nn.functional.one_hot(maps, 5).permute(0, 3, 1, 2).float()  # 2 x 5 x 4 x 4
+    sample = sample_regions(maps, maps, regions_per_image=4, pixels_per_region=2)
+    alone = -(1.0 - math.log(3 * math.e + 12))  # as in the single-image test above
+    per_image = LocalRegionContrastLoss(1.0, negatives="image").from_views(dense, dense, sample)
+    assert_allclose(float(per_image), alone, rtol=1e-6)
+    per_batch = LocalRegionContrastLoss(1.0).from_views(dense, dense, sample)
+    assert_allclose(float(per_batch), -(1.0 - math.log(3 * math.e + 4 * math.e + 24)), rtol=1e-6)
+    with pytest.raises(ValueError, match="negatives must be one of"):
+        LocalRegionContrastLoss(negatives="pixel")

@@ -232,18 +232,27 @@ ENCODER = ("conv_0.", "down_1.", "down_2.", "down_3.", "down_4.")
 DECODER = ("upcat_1.", "upcat_2.", "upcat_3.", "upcat_4.")
 
 
-@pytest.mark.parametrize(("transfer", "decoder_kept"), [("all", True), ("encoder", False)])
-def test_transfer_gives_the_chosen_layers(pretrained: Path, subject_a, tmp_path: Path, transfer, decoder_kept):
+@pytest.mark.parametrize(
+    ("transfer", "reinit", "kept"),
+    [
+        ("all", (), ENCODER + DECODER),
+        ("encoder", (), ENCODER),
+        ("all", ("down_4", "upcat_4"), ENCODER[:4] + DECODER[:3]),
+        ("encoder", ("down_3", "down_4"), ENCODER[:3]),
+    ],
+)
+def test_transfer_gives_the_chosen_layers(pretrained: Path, subject_a, tmp_path: Path, transfer, reinit, kept):
     # a factor of 0 keeps every transferred layer exactly as pre-trained; the others train from random
-    config = FinetuneConfig(steps=2, batch_size=2, patch=48, backbone_lr_factor=0.0, transfer=transfer)
+    config = FinetuneConfig(steps=2, batch_size=2, patch=48, backbone_lr_factor=0.0, transfer=transfer, reinit=reinit)
     model = finetune([subject_a], LABELS, tmp_path / "seg", config, validation=[], init=pretrained, device="cpu")
     before, after = _weights(pretrained, ENCODER + DECODER), _weights(model, ENCODER + DECODER)
     assert before.keys() == after.keys()
-    assert any(k.startswith(DECODER) for k in before)
+    assert all(any(k.startswith(stage) for k in before) for stage in ENCODER + DECODER)
     for name, value in before.items():
         same = np.array_equal(value, after[name])
-        assert same == (name.startswith(ENCODER) or decoder_kept), name
-    assert read_card(model).training["config"]["transfer"] == transfer
+        assert same == name.startswith(kept), name
+    written = read_card(model).training["config"]
+    assert (written["transfer"], written["reinit"]) == (transfer, list(reinit))
 
 
 def test_scratch_ignores_transfer_settings(subject_a, tmp_path: Path):
@@ -272,6 +281,8 @@ def test_cosine_schedule_with_warmup(step: int, start: int, expected: float):
         ({"transfer": "decoder"}, "transfer must be one of"),
         ({"warmup_steps": 10}, "warmup_steps must be in"),
         ({"warmup_steps": -1}, "warmup_steps must be in"),
+        ({"reinit": ("down_5",)}, r"reinit names U-Net stages \(conv_0, .*got \['down_5'\]"),
+        ({"reinit": ("final_conv",)}, "reinit names U-Net stages"),
     ],
 )
 def test_finetune_config_refuses_bad_transfer_settings(changes, message):
@@ -321,3 +332,18 @@ def test_decorrelation_penalty_joins_the_loss(subject_a, tmp_path: Path, method:
     assert_allclose(final["loss"], parts, rtol=1e-4)
     with pytest.raises(ValueError, match="decorrelation_weight"):
         replace(config, decorrelation_weight=-1.0)
+
+
+def test_image_negatives_change_the_local_loss_only(subject_a, tmp_path: Path):
+    # same seed, same views and regions: the global loss of the first step is the same, the local one is not
+    finals = {}
+    for negatives in ("batch", "image"):
+        config = replace(small_pretrain("moco+lrc", steps=1), local_negatives=negatives)
+        model = pretrain([subject_a[0]], tmp_path / negatives, config, device="cpu", cache_dir=tmp_path / "cache")
+        card = read_card(model)
+        assert card.training["config"]["local_negatives"] == negatives
+        finals[negatives] = card.training["final"]
+    assert_allclose(finals["batch"]["global"], finals["image"]["global"], rtol=1e-6)
+    assert finals["image"]["local"] < finals["batch"]["local"]  # fewer negatives in each softmax
+    with pytest.raises(ValueError, match="local_negatives must be one of"):
+        replace(config, local_negatives="volume")
