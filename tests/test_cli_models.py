@@ -40,6 +40,8 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "48",
             "--decorrelation-weight",
             "0.5",
+            "--local-negatives",
+            "image",
             *small,
             "--json",
         ],
@@ -47,6 +49,7 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     training = json.loads(result.stdout)["card"]["training"]
     assert (training["method"], training["config"]["decorrelation_weight"]) == ("lrc", 0.5)
+    assert training["config"]["local_negatives"] == "image"
     assert "correlation" in training["final"]
 
     manifest = tmp_path / "manifest.json"
@@ -117,6 +120,10 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "0.8",
             "--perturb",
             "0.2",
+            "--reinit",
+            "down_3",
+            "--reinit",
+            "down_4",
             "--device",
             "cpu",
             "--json",
@@ -126,6 +133,7 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
     assert set(json.loads(result.stdout)["metrics"]["dice"]) == {"liver"}
     config = json.loads((tmp_path / "seg" / "model.json").read_text())["training"]["config"]
     assert (config["transfer"], config["warmup_steps"], config["shrink"], config["perturb"]) == ("encoder", 1, 0.8, 0.2)
+    assert config["reinit"] == ["down_3", "down_4"]
 
     out = tmp_path / "out.nii.gz"
     result = runner.invoke(

@@ -104,6 +104,9 @@ class SegmentationOut(BaseModel):
     created_at: str | None
 
 
+Stage = Literal["conv_0", "down_1", "down_2", "down_3", "down_4", "upcat_4", "upcat_3", "upcat_2", "upcat_1"]
+
+
 class FinetuneOptions(BaseModel):
     """Fine-tuning settings (see ``lrc.train.finetune.FinetuneConfig``)."""
 
@@ -125,6 +128,7 @@ class FinetuneOptions(BaseModel):
     warmup_steps: int = Field(default=0, ge=0, description="steps with the pre-trained layers frozen (< steps)")
     shrink: float = Field(default=1.0, gt=0, le=10, description="shrink and perturb: pre-trained factor")
     perturb: float = Field(default=0.0, ge=0, le=10, description="shrink and perturb: fresh-init factor")
+    reinit: list[Stage] = Field(default=[], max_length=9, description="U-Net stages of the base model that start fresh")
     patience: int = Field(default=5, ge=1)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
@@ -160,6 +164,9 @@ class PretrainOptions(BaseModel):
     regions_per_image: int = Field(default=16, ge=1)
     pixels_per_region: int = Field(default=8, ge=1)
     decorrelation_weight: float = Field(default=0.0, ge=0, le=100, description="penalty against feature collapse")
+    local_negatives: Literal["batch", "image"] = Field(
+        default="batch", description="LRC negatives: other regions of the whole batch or of the same image"
+    )
     seed: int = 0
 
 

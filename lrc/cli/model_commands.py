@@ -34,6 +34,13 @@ class Transfer(StrEnum):
     encoder = "encoder"
 
 
+class Negatives(StrEnum):
+    """Where the LRC local loss takes its negatives (``lrc.losses.local_contrast.NEGATIVES``)."""
+
+    batch = "batch"
+    image = "image"
+
+
 class OutputFormat(StrEnum):
     """Segmentation output formats."""
 
@@ -86,6 +93,9 @@ def pretrain(
     decorrelation_weight: Annotated[
         float, typer.Option(help="Weight of the channel-correlation penalty against feature collapse.")
     ] = 0.0,
+    local_negatives: Annotated[
+        Negatives, typer.Option(help="LRC negatives: every other region of the batch, or of the same image only.")
+    ] = Negatives.batch,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -111,6 +121,7 @@ def pretrain(
             depth=depth,
             view_depth=view_depth,
             decorrelation_weight=decorrelation_weight,
+            local_negatives=local_negatives.value,
             seed=seed,
         )
         with _progress(steps, f"pretrain {method.value}", as_json) as progress:
@@ -144,6 +155,9 @@ def finetune(
         float, typer.Option(help="The --init layers start as shrink * pre-trained + perturb * fresh init.")
     ] = 1.0,
     perturb: Annotated[float, typer.Option(help="Weight of a fresh initialisation mixed in (see --shrink).")] = 0.0,
+    reinit: Annotated[
+        list[str] | None, typer.Option(help="A U-Net stage of --init that starts fresh (down_4, upcat_4, ...); repeat.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -171,6 +185,7 @@ def finetune(
             backbone_lr_factor=backbone_lr_factor,
             shrink=shrink,
             perturb=perturb,
+            reinit=tuple(reinit or ()),
             seed=seed,
         )
         with _progress(steps, "finetune", as_json) as progress:

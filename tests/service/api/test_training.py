@@ -19,7 +19,14 @@ from tests.service.helpers import multipart
 
 PROBLEM = "application/problem+json"
 TINY = {"steps": 4, "batch_size": 2, "patch": 48, "validate_every": 4}
-TRANSFER = {"transfer": "encoder", "warmup_steps": 1, "backbone_lr_factor": 0.5, "shrink": 0.8, "perturb": 0.2}
+TRANSFER = {
+    "transfer": "encoder",
+    "warmup_steps": 1,
+    "backbone_lr_factor": 0.5,
+    "shrink": 0.8,
+    "perturb": 0.2,
+    "reinit": ["down_4"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +227,7 @@ def test_pretrain_registers_a_backbone_that_cannot_be_promoted(service: Service,
         "regions_per_image": 4,
         "pixels_per_region": 4,
         "decorrelation_weight": 0.5,
+        "local_negatives": "image",
     }
     body = {"series_ids": [stored_series_id], "method": "moco+lrc", "name": "backbone", "options": options}
     with service.client("submitter") as client:
@@ -230,7 +238,8 @@ def test_pretrain_registers_a_backbone_that_cannot_be_promoted(service: Service,
         card = client.get("/v1/models/backbone/versions/1").json()
         assert card["kind"] == "pretrained"
         assert card["card"]["training"]["method"] == "moco+lrc"
-        assert card["card"]["training"]["config"]["decorrelation_weight"] == 0.5  # reached the training
+        config = card["card"]["training"]["config"]
+        assert (config["decorrelation_weight"], config["local_negatives"]) == (0.5, "image")  # reached the training
     with service.client("admin") as admin:
         refused = admin.post("/v1/models/backbone/versions/1/promote", json={})
         assert refused.status_code == 409
@@ -262,6 +271,7 @@ def test_dataset_with_a_dicom_seg_label(service: Service, shared_data: Path):
         ({"backbone_lr_factor": -1}, "backbone_lr_factor"),
         ({"shrink": 0}, "shrink"),
         ({"perturb": -0.5}, "perturb"),
+        ({"reinit": ["down_5"]}, "reinit"),
     ],
 )
 def test_bad_transfer_options_refused_before_a_job(service: Service, dataset_id: str, options, needle):
