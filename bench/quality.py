@@ -107,6 +107,7 @@ def recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         pixels_per_region=args.pixels or base.pixels_per_region,
         decorrelation_weight=args.decorrelation,
         local_negatives=args.local_negatives,
+        restore_weight=args.restore,
         views=replace(ViewConfig(), independent_geometry=args.independent, **INTENSITY[args.intensity]),
         superpixels=replace(SuperpixelParams(), scale=args.sp_scale or SuperpixelParams().scale),
         seed=seed,
@@ -230,7 +231,12 @@ def _digest(config: dict[str, Any]) -> str:
 
 # settings added after the first results; older runs used these values
 _TUNING_DEFAULTS = {"transfer": "all", "warmup_steps": 0, "shrink": 1.0, "perturb": 0.0, "reinit": []}
-_RECIPE_DEFAULTS = {"decorrelation_weight": 0.0, "local_negatives": "batch"}
+_RECIPE_DEFAULTS = {
+    "decorrelation_weight": 0.0,
+    "local_negatives": "batch",
+    "restore_weight": 0.0,
+    "restore_mask": 0.25,
+}
 
 
 def _stable(recipe: dict[str, Any]) -> dict[str, Any]:
@@ -428,6 +434,7 @@ def main() -> None:
     parser.add_argument("--reinit", nargs="+", default=[], help="U-Net stages that start fresh (down_4 upcat_4 ...).")
     parser.add_argument("--lambda-local", type=float, default=None)
     parser.add_argument("--decorrelation", type=float, default=0.0, help="Channel-correlation penalty weight.")
+    parser.add_argument("--restore", type=float, default=0.0, help="Restoration (in-painting) loss weight.")
     parser.add_argument("--temperature-local", type=float, default=None)
     parser.add_argument("--local-negatives", choices=["batch", "image"], default="batch", help="LRC negatives.")
     parser.add_argument("--regions", type=int, default=None, help="K regions per image.")

@@ -172,6 +172,18 @@ def make_views(
         meaning a square or cube).
     """
     config = config or ViewConfig()
+    view_1, view_2, map_1, map_2 = geometric_views(images, maps, size, config, generator)
+    return intensity(view_1, config, generator), intensity(view_2, config, generator), map_1, map_2
+
+
+def geometric_views(
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    size: int | tuple[int, ...],
+    config: ViewConfig,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The views of :func:`make_views` before their intensity changes (the clean images, e.g. to restore)."""
     if images.ndim not in (4, 5) or images.shape[1] != 1 or maps.shape != (images.shape[0], *images.shape[2:]):
         raise ValueError(f"need images B1HW[D] and maps BHW[D], got {tuple(images.shape)} and {tuple(maps.shape)}")
     dims = images.ndim - 2
@@ -183,4 +195,20 @@ def make_views(
     )
     view_1, map_1 = warp(images, maps, theta_1, size)
     view_2, map_2 = warp(images, maps, theta_2, size)
-    return intensity(view_1, config, generator), intensity(view_2, config, generator), map_1, map_2
+    return view_1, view_2, map_1, map_2
+
+
+def mask_cells(
+    images: torch.Tensor, fraction: float, cell: int = 8, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``B1S..`` images with a random ``fraction`` of their ``cell``-pixel squares (cubes) set to the image's mean.
+
+    The in-painting corruption of restoration pre-training (Zhou et al., "Models Genesis", MedIA 2021).
+    """
+    batch, spatial = images.shape[0], images.shape[2:]
+    coarse = [math.ceil(side / cell) for side in spatial]
+    hidden = torch.rand((batch, 1, *coarse), device=images.device, generator=generator) < fraction  # B x 1 x s..
+    for axis, side in enumerate(spatial, start=2):
+        hidden = hidden.repeat_interleave(cell, dim=axis).narrow(axis, 0, side)  # B x 1 x S..
+    mean = images.mean(dim=tuple(range(1, images.ndim)), keepdim=True)  # B x 1 x 1..
+    return torch.where(hidden, mean, images)

@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
+from torch.testing import assert_close
 
-from lrc.views import ViewConfig, _blur, make_views, random_affine, warp
+from lrc.views import ViewConfig, _blur, geometric_views, intensity, make_views, mask_cells, random_affine, warp
 
 
 def theta_for(degrees: float, flip: bool) -> torch.Tensor:
@@ -107,3 +108,32 @@ def test_blur_is_separable_over_every_axis():
     assert torch.allclose(kernel.sum(), torch.tensor(1.0), atol=1e-5)
     assert torch.allclose(kernel, kernel.permute(1, 2, 0), atol=1e-6)  # the same along x, y and z
     assert torch.allclose(kernel, kernel.flip(0), atol=1e-6)
+
+
+def test_make_views_is_the_geometric_views_then_their_intensity():
+    images, maps = torch.rand(3, 1, 40, 40), torch.randint(0, 9, (3, 40, 40))
+    config = ViewConfig(gamma=(0.7, 1.5), scale=(0.9, 1.1), shift=0.1)
+    made = make_views(images, maps, 32, config, torch.Generator().manual_seed(4))
+    generator = torch.Generator().manual_seed(4)
+    clean_1, clean_2, map_1, map_2 = geometric_views(images, maps, 32, config, generator)
+    assert_close(made[0], intensity(clean_1, config, generator))
+    assert_close(made[1], intensity(clean_2, config, generator))
+    assert torch.equal(made[2], map_1)
+    assert torch.equal(made[3], map_2)
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 32, 32), (2, 1, 20, 16, 12)])
+def test_mask_cells_hides_whole_cells_with_the_image_mean(shape):
+    images = torch.rand(shape) + torch.arange(shape[0]).reshape(-1, *[1] * (len(shape) - 1))  # one level per image
+    hidden = mask_cells(images, 0.5, cell=4, generator=torch.Generator().manual_seed(0))
+    assert hidden.shape == images.shape
+    changed = hidden != images
+    mean = images.mean(dim=tuple(range(1, images.ndim)), keepdim=True)
+    assert torch.equal(hidden[changed], mean.expand_as(images)[changed])  # hidden pixels hold their image's mean
+    assert 0.3 < float(changed.float().mean()) < 0.7
+    cells = changed.float()
+    for axis in range(2, len(shape)):
+        cells = cells.unfold(axis, 4, 4)  # B x 1 x h x w[ x d] x 4 x 4[ x 4]
+    per_cell = cells.mean(dim=tuple(range(-(len(shape) - 2), 0)))
+    assert bool(((per_cell == 0) | (per_cell == 1)).all())  # whole cells or none
+    assert torch.equal(mask_cells(images, 0.0), images)

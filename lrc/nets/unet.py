@@ -98,15 +98,18 @@ class ContrastiveUNet(nn.Module):
       :meth:`project_local`): the same values as convolving the whole map, without computing
       128 channels at full resolution for the few hundred pixels per image that are used.
 
-    Both give L2-normalised embeddings of size ``dim``. The heads are dropped for fine-tuning:
-    only ``backbone`` is saved into the model directory.
+    Both give L2-normalised embeddings of size ``dim``. With ``restore``, a third head (a 1x1
+    convolution to one channel) maps the last decoder features back to an image, for restoration
+    pre-training. The heads are dropped for fine-tuning: only ``backbone`` is saved into the model
+    directory.
 
     Args:
         backbone: the segmentation network.
         dim: embedding size of both heads.
+        restore: add the image head.
     """
 
-    def __init__(self, backbone: UNet, dim: int = 128) -> None:
+    def __init__(self, backbone: UNet, dim: int = 128, restore: bool = False) -> None:
         super().__init__()
         features = backbone.arguments["features"]
         self.backbone = backbone
@@ -116,6 +119,8 @@ class ContrastiveUNet(nn.Module):
         self.local_head = nn.Sequential(
             nn.Linear(features[5], features[5]), nn.ReLU(inplace=True), nn.Linear(features[5], dim)
         )
+        convolution = nn.Conv2d if backbone.arguments["spatial_dims"] == 2 else nn.Conv3d
+        self.restore_head = convolution(features[5], 1, kernel_size=1) if restore else None
 
     def global_embedding(self, bottleneck: torch.Tensor) -> torch.Tensor:
         """``BC...`` bottleneck -> ``BD`` unit vectors."""

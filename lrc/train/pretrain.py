@@ -41,7 +41,7 @@ from lrc.runtime import tune_cpu_allocator
 from lrc.superpixels import SuperpixelCache, SuperpixelParams
 from lrc.train.blocks import BlockSampler, build_region_volumes
 from lrc.train.slices import SliceSet, build_slices, volume_sha256
-from lrc.views import ViewConfig, make_views
+from lrc.views import ViewConfig, geometric_views, intensity, make_views, mask_cells
 
 log = logging.getLogger(__name__)
 METHODS = ("moco", "lrc", "moco+lrc", "supervised+lrc")
@@ -68,6 +68,12 @@ class PretrainConfig:
             (only the other regions of the same image; :mod:`lrc.losses.local_contrast`).
         decorrelation_weight: weight of the channel-correlation penalty on the last decoder
             features of both views (0: off, the specification).
+        restore_weight: weight of a restoration loss (0: off, the specification): a random
+            ``restore_mask`` share of each view's 8-pixel cells is hidden (set to the view's
+            mean) before the network sees it, and a 1x1 head on the last decoder features must
+            give back the view before its intensity changes and the hiding (mean squared error).
+            The in-painting and denoising of Models Genesis, as a term that keeps the features
+            describing the image while the contrastive terms narrow them.
         views: augmentation ranges. superpixels: Felzenszwalb settings.
         seed: seeds numpy and torch; recorded in the card.
     """
@@ -95,6 +101,8 @@ class PretrainConfig:
     pixels_per_region: int = 8
     local_negatives: str = "batch"
     decorrelation_weight: float = 0.0
+    restore_weight: float = 0.0
+    restore_mask: float = 0.25
     views: ViewConfig = field(default_factory=ViewConfig)
     superpixels: SuperpixelParams = field(default_factory=SuperpixelParams)
     seed: int = 0
@@ -112,6 +120,11 @@ class PretrainConfig:
             raise ValueError("supervised+lrc pre-training is 2D only")
         if self.local_negatives not in NEGATIVES:
             raise ValueError(f"local_negatives must be one of {NEGATIVES}, got {self.local_negatives!r}")
+        if self.restore_weight < 0 or not 0 <= self.restore_mask < 1:
+            weight, mask = self.restore_weight, self.restore_mask
+            raise ValueError(f"need restore_weight >= 0 and restore_mask in [0, 1), got {weight} and {mask}")
+        if self.restore_weight > 0 and self.method == "supervised+lrc":
+            raise ValueError("restoration is not combined with supervised+lrc pre-training")
         if self.decorrelation_weight < 0:
             raise ValueError(f"decorrelation_weight must be >= 0, got {self.decorrelation_weight}")
         if self.steps < 1 or self.batch_size < 2:
@@ -140,10 +153,11 @@ class Pretrainer:
             tune_cpu_allocator()
         torch.manual_seed(config.seed)
         backbone = UNet(spatial_dims=config.spatial_dims, in_channels=1, out_channels=classes, features=config.features)
-        self.online = ContrastiveUNet(backbone, config.embedding_dim).to(self.device)
+        self.restores = config.restore_weight > 0
+        self.online = ContrastiveUNet(backbone, config.embedding_dim, restore=self.restores).to(self.device)
         self.uses_moco = config.method in ("moco", "moco+lrc")
         self.uses_local = config.method != "moco"
-        self.uses_dense = self.uses_local or config.decorrelation_weight > 0
+        self.uses_dense = self.uses_local or config.decorrelation_weight > 0 or self.restores
         self.key: ContrastiveUNet | None = None
         if self.uses_moco:
             self.key = copy.deepcopy(self.online).requires_grad_(False)
@@ -169,6 +183,13 @@ class Pretrainer:
             # Labels travel with the image through the geometry: stack them as a second map.
             view_1, view_2, map_1, map_2 = make_views(images, maps * 256 + labels, size, config.views, self.generator)
             target_1, map_1, map_2 = (map_1 % 256)[:, None], map_1 // 256, map_2 // 256
+        elif self.restores:
+            clean_1, clean_2, map_1, map_2 = geometric_views(images, maps, size, config.views, self.generator)
+            hide = config.restore_mask
+            view_1, view_2 = (
+                mask_cells(intensity(clean, config.views, self.generator), hide, generator=self.generator)
+                for clean in (clean_1, clean_2)
+            )
         else:
             view_1, view_2, map_1, map_2 = make_views(images, maps, size, config.views, self.generator)
         batch = images.shape[0]
@@ -206,6 +227,13 @@ class Pretrainer:
                 correlation = channel_correlation(dense.movedim(1, -1).reshape(-1, dense.shape[1]))
                 loss = loss + config.decorrelation_weight * correlation
                 metrics["correlation"] = float(correlation.detach())
+            if self.restores:
+                assert dense is not None
+                assert self.online.restore_head is not None
+                restored = self.online.restore_head(dense).float()  # 2B x 1 x S x S[ x D]
+                restore = torch.nn.functional.mse_loss(restored, torch.cat([clean_1, clean_2]))
+                loss = loss + config.restore_weight * restore
+                metrics["restore"] = float(restore.detach())
             if labels is not None:
                 logits = self.online.backbone(view_1)
                 supervised = self.supervised(logits.float(), target_1)

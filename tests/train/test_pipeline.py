@@ -347,3 +347,24 @@ def test_image_negatives_change_the_local_loss_only(subject_a, tmp_path: Path):
     assert finals["image"]["local"] < finals["batch"]["local"]  # fewer negatives in each softmax
     with pytest.raises(ValueError, match="local_negatives must be one of"):
         replace(config, local_negatives="volume")
+
+
+@pytest.mark.parametrize("method", ["moco", "lrc"])
+def test_restoration_joins_the_loss_and_its_head_is_not_saved(subject_a, tmp_path: Path, method: str):
+    from lrc.models.store import load_model
+
+    config = replace(small_pretrain(method, steps=2), restore_weight=3.0)
+    model = pretrain([subject_a[0]], tmp_path / "m", config, device="cpu", cache_dir=tmp_path / "cache")
+    final = read_card(model).training["final"]
+    assert 0.0 < final["restore"] < 1.0  # mean squared error of [0, 1] images
+    parts = final.get("global", 0.0) + final.get("local", 0.0) + 3.0 * final["restore"]
+    assert_allclose(final["loss"], parts, rtol=1e-4)
+    net, _ = load_model(model)
+    assert not any("restore" in name for name in net.state_dict())  # a plain backbone, as without restoration
+    for bad, message in (
+        ({"restore_weight": -1.0}, "restore_weight >= 0"),
+        ({"restore_mask": 1.0}, "restore_mask in"),
+        ({"method": "supervised+lrc"}, "restoration is not combined"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            replace(config, **bad)
