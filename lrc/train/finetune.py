@@ -117,6 +117,9 @@ class FinetuneConfig:
         if unknown:
             raise ValueError(f"reinit names U-Net stages ({', '.join(ENCODER_STAGES + DECODER_STAGES)}), got {unknown}")
         self.reinit = tuple(self.reinit)
+        given = ENCODER_STAGES if self.transfer == "encoder" else ENCODER_STAGES + DECODER_STAGES
+        if set(given) <= set(self.reinit):
+            raise ValueError(f"reinit {list(self.reinit)} leaves nothing to transfer: fine-tune from scratch instead")
         if self.spatial_dims == 3 and self.patch_depth % 16:
             raise ValueError(f"patch_depth must be a multiple of 16, got {self.patch_depth}")
         if self.patch % 16 or self.canvas % 16 or self.patch > self.canvas:

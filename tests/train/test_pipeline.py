@@ -283,6 +283,7 @@ def test_cosine_schedule_with_warmup(step: int, start: int, expected: float):
         ({"warmup_steps": -1}, "warmup_steps must be in"),
         ({"reinit": ("down_5",)}, r"reinit names U-Net stages \(conv_0, .*got \['down_5'\]"),
         ({"reinit": ("final_conv",)}, "reinit names U-Net stages"),
+        ({"transfer": "encoder", "reinit": ("conv_0", "down_1", "down_2", "down_3", "down_4")}, "nothing to transfer"),
     ],
 )
 def test_finetune_config_refuses_bad_transfer_settings(changes, message):
