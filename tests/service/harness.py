@@ -128,7 +128,13 @@ def running_service(settings: Settings, workers: tuple[tuple[str, str], ...], lo
     ctx = build_context(settings)
     app = create_app(context=ctx)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    # uvicorn closes a connection idle for timeout_keep_alive (5 s by default); a test client that
+    # reuses it at that very moment gets "connection reset by peer" (CI met it once, after a job of
+    # about 5 s). Tests hold their clients open across job waits, so keep idle connections longer.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_keep_alive=600
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
