@@ -187,7 +187,7 @@ def push(
     """Send a segmentation's DICOM SEG (or RTSTRUCT) to a PACS once it is ready; prints its SOP Instance UID."""
     from gateway.cohort import push_result
     from gateway.delivery import CStoreDelivery, Delivery, StowDelivery
-    from gateway.errors import NotReady
+    from gateway.errors import Retryable
 
     if (destination is None) == (stow_url is None):
         typer.echo("error: give exactly one of --destination and --stow-url", err=True)
@@ -212,7 +212,8 @@ def push(
                 return
             except KeyError as exc:  # the result's study is not in the mapping
                 raise _fail(exc) from exc
-            except NotReady:  # the segmentation or its DICOM export is still running
+            except Retryable:  # still being made, or a passing failure (a dropped connection: the poll
+                # interval reaches the service's 5 s keep-alive, so a reused connection may be reset)
                 if time.monotonic() + pause > deadline:
                     raise
                 time.sleep(pause)
