@@ -182,7 +182,9 @@ def push(
     mapping: Annotated[
         Path | None, typer.Option("--mapping", help="Re-identify with this pseudonym mapping (from --deidentify).")
     ] = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for a result that is still being made.")] = 300.0,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for a result still being made, or through passing failures.")
+    ] = 300.0,
 ) -> None:
     """Send a segmentation's DICOM SEG (or RTSTRUCT) to a PACS once it is ready; prints its SOP Instance UID."""
     from gateway.cohort import push_result

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -109,6 +111,38 @@ def test_push_stops_waiting_for_a_cancelled_segmentation(
     assert f"segmentation job {asked['job_id']} cancelled" in pushed.output
     # a hang check, not a speed target: a result that will never come must not be waited for
     assert time.monotonic() - started < 300
+
+
+def test_push_retries_a_dropped_connection_until_its_wait_runs_out():
+    # a "service" that accepts each connection and drops it at once, as uvicorn does when a reused
+    # keep-alive connection meets its idle timeout
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def drop() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            accepted.append(1)
+            connection.close()
+
+    threading.Thread(target=drop, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        attempts = {}
+        for wait in ("0", "3"):
+            accepted.clear()
+            arguments = ["pacs", "push", "some-id", "--destination", "PACS@127.0.0.1:104", "--wait", wait]
+            pushed = CliRunner().invoke(cli, [*arguments, "--api-url", url, "--api-key", "k"])
+            assert pushed.exit_code == 1
+            assert "the service did not answer" in pushed.output
+            attempts[wait] = len(accepted)
+    finally:
+        listener.close()
+    assert attempts["0"] == 1  # no wait: the first failure is reported
+    assert attempts["3"] >= 3  # pauses of 0.5, 1 and 2 s fit in 3 s: three tries or more
 
 
 def test_dataset_from_images_and_their_segs(
