@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from gateway.errors import NotReady, Permanent, Retryable
+from gateway.errors import NotReady, Permanent, Retryable, Unreachable
 
 RETRY_STATUS = frozenset({401, 403, 408, 425, 429})
 FAILED_JOB = ("failed", "cancelled")
@@ -63,7 +63,7 @@ class ServiceClient:
         try:
             response = self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
-            raise Retryable(f"{method} {url}: the service did not answer ({type(exc).__name__}: {exc})") from exc
+            raise Unreachable(f"{method} {url}: the service did not answer ({type(exc).__name__}: {exc})") from exc
         return check(response, not_ready)
 
     def upload(self, folder: Path, series_uid: str) -> list[str]:

@@ -27,5 +27,9 @@ class NotReady(Retryable):
     """The result is not produced yet: poll again, without counting a failure."""
 
 
+class Unreachable(Retryable):
+    """The remote did not answer: connection refused, dropped or timed out (not an answer it gave)."""
+
+
 class Permanent(StepError):
     """Trying again will not help: the input or the remote's answer says so."""

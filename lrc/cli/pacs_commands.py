@@ -183,13 +183,13 @@ def push(
         Path | None, typer.Option("--mapping", help="Re-identify with this pseudonym mapping (from --deidentify).")
     ] = None,
     wait: Annotated[
-        float, typer.Option(help="Seconds to wait for a result still being made, or through passing failures.")
+        float, typer.Option(help="Seconds to wait for a result still being made or a service that does not answer.")
     ] = 300.0,
 ) -> None:
     """Send a segmentation's DICOM SEG (or RTSTRUCT) to a PACS once it is ready; prints its SOP Instance UID."""
     from gateway.cohort import push_result
     from gateway.delivery import CStoreDelivery, Delivery, StowDelivery
-    from gateway.errors import Retryable
+    from gateway.errors import NotReady, Unreachable
 
     if (destination is None) == (stow_url is None):
         typer.echo("error: give exactly one of --destination and --stow-url", err=True)
@@ -214,8 +214,10 @@ def push(
                 return
             except KeyError as exc:  # the result's study is not in the mapping
                 raise _fail(exc) from exc
-            except Retryable:  # still being made, or a passing failure (a dropped connection: the poll
-                # interval reaches the service's 5 s keep-alive, so a reused connection may be reset)
+            # Still being made, or the service did not answer: the poll interval reaches its 5 s
+            # keep-alive, so a reused connection may be dropped. Refusals (a wrong key) and
+            # delivery failures are reported at once.
+            except (NotReady, Unreachable):
                 if time.monotonic() + pause > deadline:
                     raise
                 time.sleep(pause)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -113,7 +115,29 @@ def test_push_stops_waiting_for_a_cancelled_segmentation(
     assert time.monotonic() - started < 300
 
 
-def test_push_retries_a_dropped_connection_until_its_wait_runs_out():
+class _Refuse(http.server.BaseHTTPRequestHandler):
+    """A service that refuses every key (401)."""
+
+    def do_GET(self) -> None:
+        self.server.asked += 1  # type: ignore[attr-defined]
+        self.send_response(401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _push_attempts(url: str, wait: str, counter: Callable[[], int]) -> tuple[int, str]:
+    """Push through a stand-in service at ``url``; how often it was asked, and the output."""
+    before = counter()
+    arguments = ["pacs", "push", "some-id", "--destination", "PACS@127.0.0.1:104", "--wait", wait]
+    pushed = CliRunner().invoke(cli, [*arguments, "--api-url", url, "--api-key", "k"])
+    assert pushed.exit_code == 1
+    return counter() - before, pushed.output
+
+
+def test_push_retries_a_dropped_connection_until_its_wait_runs_out_and_not_a_refusal():
     # a "service" that accepts each connection and drops it at once, as uvicorn does when a reused
     # keep-alive connection meets its idle timeout
     listener = socket.create_server(("127.0.0.1", 0))
@@ -129,20 +153,25 @@ def test_push_retries_a_dropped_connection_until_its_wait_runs_out():
             connection.close()
 
     threading.Thread(target=drop, daemon=True).start()
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    refusing = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
+    refusing.asked = 0  # type: ignore[attr-defined]
+    threading.Thread(target=refusing.serve_forever, daemon=True).start()
     try:
-        attempts = {}
-        for wait in ("0", "3"):
-            accepted.clear()
-            arguments = ["pacs", "push", "some-id", "--destination", "PACS@127.0.0.1:104", "--wait", wait]
-            pushed = CliRunner().invoke(cli, [*arguments, "--api-url", url, "--api-key", "k"])
-            assert pushed.exit_code == 1
-            assert "the service did not answer" in pushed.output
-            attempts[wait] = len(accepted)
+        dropped = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        once, output = _push_attempts(dropped, "0", lambda: len(accepted))
+        assert once == 1  # no wait: the first failure is reported
+        assert "the service did not answer" in output
+        retried, output = _push_attempts(dropped, "3", lambda: len(accepted))
+        assert retried >= 3  # pauses of 0.5, 1 and 2 s fit in 3 s: three tries or more
+        assert "the service did not answer" in output
+        refused = f"http://127.0.0.1:{refusing.server_address[1]}"
+        asked, output = _push_attempts(refused, "3", lambda: refusing.asked)  # type: ignore[attr-defined]
+        assert asked == 1  # a wrong key is reported at once, not waited through
+        assert "401" in output
     finally:
         listener.close()
-    assert attempts["0"] == 1  # no wait: the first failure is reported
-    assert attempts["3"] >= 3  # pauses of 0.5, 1 and 2 s fit in 3 s: three tries or more
+        refusing.shutdown()
+        refusing.server_close()
 
 
 def test_dataset_from_images_and_their_segs(
