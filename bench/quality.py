@@ -11,7 +11,9 @@ phantom seed so that no volume plays two roles:
 
 Each run: pre-train (once per method, recipe and seed; reused when the model's card holds the same
 configuration), fine-tune a fixed number of steps (no early stopping: a handful of labelled
-volumes leaves none to validate on), Dice per organ on every test volume.
+volumes leaves none to validate on), Dice per organ on every test volume. ``supervised+lrc``
+pre-trains on the ``k`` labelled volumes themselves (Dice + cross-entropy plus ``lambda * L_local``,
+on the pre-training's views), then fine-tunes on them as the other methods do.
 
 Presets: ``reduced`` (CPU, small U-Net) and ``full`` (one GPU). Recipe options (``--lambda-local``,
 ``--independent``, ...) change the pre-training and name the row with ``--tag``.
@@ -37,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "quality.json"
 WORK = HERE / "out" / "quality"
 TEST_SEEDS = {"dev": 2000, "final": 9000}
+SUPERVISED = "supervised+lrc"  # pre-trains on the labelled volumes: Dice + cross-entropy plus lambda * L_local
 PRESETS: dict[str, dict[str, Any]] = {
     "reduced": {
         "features": (16, 16, 32, 64, 128, 16),
@@ -108,7 +111,12 @@ def recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         decorrelation_weight=args.decorrelation,
         local_negatives=args.local_negatives,
         restore_weight=args.restore,
-        views=replace(ViewConfig(), independent_geometry=args.independent, **INTENSITY[args.intensity]),
+        views=replace(
+            ViewConfig(),
+            independent_geometry=args.independent,
+            crop_scale=tuple(args.crop_scale or ViewConfig().crop_scale),
+            **INTENSITY[args.intensity],
+        ),
         superpixels=replace(SuperpixelParams(), scale=args.sp_scale or SuperpixelParams().scale),
         seed=seed,
     )
@@ -123,18 +131,26 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
     from lrc.train.pretrain import pretrain
 
     init, pretrain_seconds = None, 0.0
+    train = [phantom(100 + 10 * seed + i) for i in range(k)]
     if method != "scratch":
         config = recipe(args, preset, method, seed)
-        unlabeled = args.unlabeled or preset["unlabeled"]
-        # named by what was trained, so recipes that differ only in fine-tuning share a pre-training
-        init = WORK / f"pre-{method}-u{unlabeled}-s{seed}-{_digest(_stable(config.to_json()))}"
+        unlabeled = _unlabeled(args, preset, method)
+        # named by what was trained, so recipes that differ only in fine-tuning share a pre-training;
+        # supervised+lrc trains on the k labelled volumes (with their labels), not on the unlabeled pool
+        pool = f"k{k}" if method == SUPERVISED else f"u{unlabeled}"
+        init = WORK / f"pre-{method}-{pool}-s{seed}-{_digest(_stable(config.to_json()))}"
         if not _reusable(init, config.to_json()):
             started = time.perf_counter()
-            images = [phantom(1000 + i)[0] for i in range(unlabeled)]
-            pretrain(images, init, config, device=args.device, cache_dir=WORK / "superpixel-cache")
+            cache = WORK / "superpixel-cache"
+            if method == SUPERVISED:
+                class_of = {value: index for index, value in enumerate(label_table(), start=1)}
+                images, labels = [c[0] for c in train], [c[1] for c in train]
+                pretrain(images, init, config, device=args.device, cache_dir=cache, labels=labels, class_of=class_of)
+            else:
+                images = [phantom(1000 + i)[0] for i in range(unlabeled)]
+                pretrain(images, init, config, device=args.device, cache_dir=cache)
             pretrain_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    train = [phantom(100 + 10 * seed + i) for i in range(k)]
     tune = tuning(args, preset, method, seed)
     model = finetune(
         train,
@@ -165,11 +181,16 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
                 "pretrain_seconds": round(pretrain_seconds, 1),
                 "finetune_seconds": round(finetune_seconds, 1),
                 "recipe": recipe(args, preset, method, seed).to_json() if method != "scratch" else None,
-                "unlabeled": args.unlabeled or preset["unlabeled"],
+                "unlabeled": _unlabeled(args, preset, method),
                 "finetune": tune.to_json(),
             }
         )
     return records
+
+
+def _unlabeled(args: argparse.Namespace, preset: dict[str, Any], method: str) -> int:
+    """Unlabeled volumes a method pre-trains on (recorded for scratch too, as in the first results)."""
+    return 0 if method == SUPERVISED else int(args.unlabeled or preset["unlabeled"])
 
 
 def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int) -> Any:
@@ -271,7 +292,7 @@ def _planned(
         {
             "tag": args.tag,
             "preset": args.preset,
-            "unlabeled": args.unlabeled or preset["unlabeled"],
+            "unlabeled": _unlabeled(args, preset, method),
             "recipe": recipe(args, preset, method, seed).to_json() if pretrained else None,
             "finetune": tuning(args, preset, method, seed).to_json(),
             "method": method,
@@ -441,6 +462,9 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, default=None, help="M pixels per region.")
     parser.add_argument("--sp-scale", type=float, default=None, help="Felzenszwalb scale.")
     parser.add_argument("--independent", action="store_true", help="One geometric transform per view.")
+    parser.add_argument(
+        "--crop-scale", type=float, nargs=2, default=None, help="View crop side as a fraction of the canvas (min max)."
+    )
     parser.add_argument("--intensity", choices=sorted(INTENSITY), default="spec", help="Intensity augmentation.")
     parser.add_argument("--summary", action="store_true", help="Only print the table and draw the plot.")
     parser.add_argument("--results", type=Path, default=RESULTS)

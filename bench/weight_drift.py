@@ -1,0 +1,69 @@
+"""How far training moved a U-Net's convolutions from where they started (issue 8).
+
+For each model directory given (pre-trained or fine-tuned), and each convolution that feeds an
+instance norm: the mean filter norm against the same layer's in a fresh initialisation, and the
+relative distance ``|w - w0| / |w0|`` and cosine to ``w0``, the initialisation the same seed gives
+(pre-training and fine-tuning both seed torch with the run seed before they build the U-Net, so
+``w0`` is where both started).
+
+Why: such a convolution computes the same function at any filter scale (the norm divides it out),
+so a filter grown by pre-training turns each AdamW step into a smaller change of direction (a lower
+effective learning rate). A norm ratio well above 1 would point there; near 1 rules it out.
+
+    python bench/weight_drift.py bench/out/quality/pre-moco+lrc-u24-s0-* bench/out/quality/ft-*-s0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def drift(directory: Path) -> dict[str, Any]:
+    """Per-layer filter-norm ratio, relative distance and cosine to the seed's initialisation."""
+    from lrc.models.store import load_model
+    from lrc.nets.basic_unet import Convolution
+    from lrc.nets.unet import UNet
+
+    net, card = load_model(directory)
+    torch.manual_seed(int(card.training["seeds"]["torch"]))
+    arguments = net.arguments
+    start = UNet(arguments["spatial_dims"], 1, arguments["out_channels"], arguments["features"])
+    initial = dict(start.named_modules())
+    layers = {}
+    for name, module in net.named_modules():
+        if not isinstance(module, Convolution):
+            continue
+        weight, weight_0 = module.conv.weight.detach(), initial[name].conv.weight.detach()
+        layers[name] = {
+            "norm_ratio": float(weight.flatten(1).norm(dim=1).mean() / weight_0.flatten(1).norm(dim=1).mean()),
+            "distance": float((weight - weight_0).norm() / weight_0.norm()),
+            "cosine": float(torch.nn.functional.cosine_similarity(weight.flatten(), weight_0.flatten(), dim=0)),
+        }
+    return {"model": str(directory), "kind": card.kind, "layers": layers}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, default=None, help="Also write the rows as JSON here.")
+    args = parser.parse_args()
+    rows = [drift(path) for path in args.models]
+    for row in rows:
+        values = row["layers"].values()
+        ratios = [v["norm_ratio"] for v in values]
+        distances = [v["distance"] for v in values]
+        print(
+            f"{row['model']}: filter norm / fresh {min(ratios):.2f}-{max(ratios):.2f}, "
+            f"moved {min(distances):.2f}-{max(distances):.2f} of the initial norm"
+        )
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
