@@ -212,6 +212,8 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         shrink=args.shrink if pretrained else 1.0,
         perturb=args.perturb if pretrained else 0.0,
         reinit=tuple(args.reinit) if pretrained else (),
+        augment_scale=tuple(args.augment_scale or (1.0, 1.0)),
+        augment_rotate=args.augment_rotate,
         seed=seed,
     )
 
@@ -251,7 +253,15 @@ def _digest(config: dict[str, Any]) -> str:
 
 
 # settings added after the first results; older runs used these values
-_TUNING_DEFAULTS = {"transfer": "all", "warmup_steps": 0, "shrink": 1.0, "perturb": 0.0, "reinit": []}
+_TUNING_DEFAULTS = {
+    "transfer": "all",
+    "warmup_steps": 0,
+    "shrink": 1.0,
+    "perturb": 0.0,
+    "reinit": [],
+    "augment_scale": [1.0, 1.0],
+    "augment_rotate": 0.0,
+}
 _RECIPE_DEFAULTS = {
     "decorrelation_weight": 0.0,
     "local_negatives": "batch",
@@ -332,10 +342,11 @@ def summarize(runs: list[dict[str, Any]], test: str = "dev") -> str:
     for (preset, steps, tag, k, method), group in sorted(groups.items()):
         values = [g["mean_dice"] for g in sorted(group, key=lambda g: g["seed"])]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        baseline = _scratch_tag(group[0]["finetune"])  # same learning rate and augmentation
         scratch = {
             r["seed"]: r["mean_dice"]
             for r in rows
-            if (r["preset"], r["finetune"]["steps"], r["k"], r["tag"]) == (preset, steps, k, "scratch")
+            if (r["preset"], r["finetune"]["steps"], r["k"], r["tag"]) == (preset, steps, k, baseline)
         }
         gaps = [g["mean_dice"] - scratch[g["seed"]] for g in group if g["seed"] in scratch]
         gap = (
@@ -422,11 +433,25 @@ def plot_steps(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> boo
 
 
 def _tag(args: argparse.Namespace, method: str) -> str:
-    """Row name of a run: scratch runs are ``scratch`` (the baseline every row is paired with) unless
-    they change the fine-tuning learning rate; pre-trained runs take ``--tag``."""
+    """Row name of a run: pre-trained runs take ``--tag``; scratch runs :func:`_scratch_tag`."""
     if method != "scratch":
         return str(args.tag)
-    return "scratch" if args.finetune_lr is None else f"scratch-lr{args.finetune_lr:g}"
+    from lrc.train.finetune import FinetuneConfig
+
+    tuned = {"lr": args.finetune_lr or FinetuneConfig.lr, "augment_scale": args.augment_scale or [1.0, 1.0]}
+    return _scratch_tag({**tuned, "augment_rotate": args.augment_rotate})
+
+
+def _scratch_tag(tuned: dict[str, Any]) -> str:
+    """The scratch row a run is paired with: ``scratch``, or with a suffix for another fine-tuning
+    learning rate (``-lr0.003``) or patch augmentation (``-aug0.7-1.4-r15``: scale range, degrees)."""
+    from lrc.train.finetune import FinetuneConfig
+
+    tag = "scratch" if tuned["lr"] == FinetuneConfig.lr else f"scratch-lr{tuned['lr']:g}"
+    scale, rotate = tuned.get("augment_scale", [1.0, 1.0]), tuned.get("augment_rotate", 0.0)
+    if list(scale) != [1.0, 1.0] or rotate:
+        tag += f"-aug{scale[0]:g}-{scale[1]:g}-r{rotate:g}"
+    return tag
 
 
 def main() -> None:
@@ -453,6 +478,10 @@ def main() -> None:
     parser.add_argument("--shrink", type=float, default=1.0, help="Shrink and perturb: pre-trained factor.")
     parser.add_argument("--perturb", type=float, default=0.0, help="Shrink and perturb: a fresh init's factor.")
     parser.add_argument("--reinit", nargs="+", default=[], help="U-Net stages that start fresh (down_4 upcat_4 ...).")
+    parser.add_argument(
+        "--augment-scale", type=float, nargs=2, default=None, help="Fine-tuning patches' field of view (min max)."
+    )
+    parser.add_argument("--augment-rotate", type=float, default=0.0, help="Fine-tuning patches' rotation, degrees.")
     parser.add_argument("--lambda-local", type=float, default=None)
     parser.add_argument("--decorrelation", type=float, default=0.0, help="Channel-correlation penalty weight.")
     parser.add_argument("--restore", type=float, default=0.0, help="Restoration (in-painting) loss weight.")

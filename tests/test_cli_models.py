@@ -124,6 +124,11 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "down_3",
             "--reinit",
             "down_4",
+            "--augment-scale",
+            "0.8",
+            "1.25",
+            "--augment-rotate",
+            "10",
             "--device",
             "cpu",
             "--json",
@@ -134,6 +139,7 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
     config = json.loads((tmp_path / "seg" / "model.json").read_text())["training"]["config"]
     assert (config["transfer"], config["warmup_steps"], config["shrink"], config["perturb"]) == ("encoder", 1, 0.8, 0.2)
     assert config["reinit"] == ["down_3", "down_4"]
+    assert (config["augment_scale"], config["augment_rotate"]) == ([0.8, 1.25], 10.0)
 
     out = tmp_path / "out.nii.gz"
     result = runner.invoke(

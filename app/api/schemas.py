@@ -129,14 +129,23 @@ class FinetuneOptions(BaseModel):
     shrink: float = Field(default=1.0, gt=0, le=10, description="shrink and perturb: pre-trained factor")
     perturb: float = Field(default=0.0, ge=0, le=10, description="shrink and perturb: fresh-init factor")
     reinit: list[Stage] = Field(default=[], max_length=9, description="U-Net stages of the base model that start fresh")
+    augment_scale: tuple[float, float] = Field(
+        default=(1.0, 1.0), description="2D patches' field of view as a multiple of the patch (min, max)"
+    )
+    augment_rotate: float = Field(default=0.0, ge=0, le=180, description="2D patches rotated by up to +- this, degrees")
     patience: int = Field(default=5, ge=1)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
 
     @model_validator(mode="after")
-    def _warmup_within_steps(self) -> FinetuneOptions:
+    def _consistent(self) -> FinetuneOptions:
         if self.warmup_steps >= self.steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+        low, high = self.augment_scale
+        if not 0 < low <= high <= 4:
+            raise ValueError(f"augment_scale must be 0 < min <= max <= 4, got {list(self.augment_scale)}")
+        if self.spatial_dims == 3 and (self.augment_scale != (1.0, 1.0) or self.augment_rotate):
+            raise ValueError("augment_scale and augment_rotate are 2D only")
         return self
 
 

@@ -158,6 +158,10 @@ def finetune(
     reinit: Annotated[
         list[str] | None, typer.Option(help="A U-Net stage of --init that starts fresh (down_4, upcat_4, ...); repeat.")
     ] = None,
+    augment_scale: Annotated[
+        tuple[float, float], typer.Option(help="2D patches' field of view as a multiple of the patch: MIN MAX.")
+    ] = (1.0, 1.0),
+    augment_rotate: Annotated[float, typer.Option(help="2D patches rotated by up to +- this, degrees.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -186,6 +190,8 @@ def finetune(
             shrink=shrink,
             perturb=perturb,
             reinit=tuple(reinit or ()),
+            augment_scale=augment_scale,
+            augment_rotate=augment_rotate,
             seed=seed,
         )
         with _progress(steps, "finetune", as_json) as progress:

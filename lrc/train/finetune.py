@@ -2,7 +2,8 @@
 
 Dice + cross-entropy (MONAI ``DiceCELoss``), AdamW with a cosine schedule, random patches
 (:mod:`lrc.train.patches`) of axial slices (2D, the default) or of whole volumes (3D), half of
-them centred on labelled voxels, with flips and mild intensity changes. The pre-trained backbone
+them centred on labelled voxels, with flips and mild intensity changes, and in 2D optionally
+rotated and scaled (``augment_scale``, ``augment_rotate``). The pre-trained backbone
 initialises encoder and decoder (``transfer="all"``) or the encoder only (``"encoder"``: the decoder
 starts random); the 1x1 output layer is always new (it has one channel per class). Transferred
 layers may learn more slowly (``backbone_lr_factor``) and may stay frozen for the first
@@ -44,7 +45,7 @@ from lrc.models.card import ModelCard
 from lrc.models.store import load_model, save_model
 from lrc.nets.unet import DECODER_STAGES, DEFAULT_FEATURES, ENCODER_STAGES, UNet
 from lrc.runtime import tune_cpu_allocator
-from lrc.train.patches import PatchSampler, SlicePatchSampler, VolumePatchSampler, build_volumes
+from lrc.train.patches import PatchSampler, SlicePatchSampler, SpatialAugment, VolumePatchSampler, build_volumes
 from lrc.train.slices import build_slices, volume_sha256
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class FinetuneConfig:
         reinit: U-Net stages (``down_4``, ``upcat_4``, ...) that start fresh even when the
             pre-trained network has them.
         weight_decay: AdamW weight decay.
+        augment_scale, augment_rotate: 2D patches cut with a field of view of ``augment_scale``
+            (min, max) times the patch and rotated by up to +-``augment_rotate`` degrees
+            (:class:`lrc.train.patches.SpatialAugment`; the defaults change nothing).
         spacing, canvas: model grid (taken from the pre-trained card when there is one).
         spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
             at ``spacing x spacing x spacing_z`` mm, ``spacing_z`` defaulting to ``spacing``).
@@ -92,6 +96,8 @@ class FinetuneConfig:
     perturb: float = 0.0
     reinit: tuple[str, ...] = ()
     weight_decay: float = 1e-4
+    augment_scale: tuple[float, float] = (1.0, 1.0)
+    augment_rotate: float = 0.0
     spacing: float = 1.5
     canvas: int = 256
     spatial_dims: int = 2
@@ -120,6 +126,9 @@ class FinetuneConfig:
         given = ENCODER_STAGES if self.transfer == "encoder" else ENCODER_STAGES + DECODER_STAGES
         if set(given) <= set(self.reinit):
             raise ValueError(f"reinit {list(self.reinit)} leaves nothing to transfer: fine-tune from scratch instead")
+        self.augment_scale = (float(self.augment_scale[0]), float(self.augment_scale[1]))
+        if self.spatial.active and self.spatial_dims == 3:
+            raise ValueError("rotation and scaling of training patches (augment_scale, augment_rotate) are 2D only")
         if self.spatial_dims == 3 and self.patch_depth % 16:
             raise ValueError(f"patch_depth must be a multiple of 16, got {self.patch_depth}")
         if self.patch % 16 or self.canvas % 16 or self.patch > self.canvas:
@@ -127,10 +136,16 @@ class FinetuneConfig:
                 f"patch and canvas must be multiples of 16 with patch <= canvas, got {self.patch}, {self.canvas}"
             )
 
+    @property
+    def spatial(self) -> SpatialAugment:
+        """The patches' rotation and scaling (raises ``ValueError`` on bad ranges)."""
+        return SpatialAugment(self.augment_scale, self.augment_rotate)
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
         data = asdict(self)
         data["features"] = list(self.features)
+        data["augment_scale"] = list(self.augment_scale)
         data["reinit"] = list(self.reinit)
         return data
 
@@ -221,7 +236,9 @@ def finetune(
             labels=[c[1] for c in train],
             class_of=class_of,
         )
-        sampler = SlicePatchSampler(slices, config.patch, config.batch_size, config.foreground_fraction, rng)
+        sampler = SlicePatchSampler(
+            slices, config.patch, config.batch_size, config.foreground_fraction, rng, config.spatial
+        )
     else:
         spacing_3d = (config.spacing, config.spacing, config.spacing_z or config.spacing)
         spacing = spacing_3d

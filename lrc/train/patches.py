@@ -2,11 +2,16 @@
 
 Half of the patches (``foreground_fraction``) are centred on a random labelled voxel, as nnU-Net
 oversamples foreground so that small organs are seen; the rest are uniform. Each patch may be
-flipped left-right, and each batch gets a mild random intensity gain.
+flipped left-right, and each batch gets a mild random intensity gain. 2D patches may also be cut
+rotated and scaled (:class:`SpatialAugment`, as nnU-Net's spatial augmentation): the patch's
+sampling grid is turned and stretched about its centre on the whole canvas slice, so the context
+comes from the slice (not from padding) until the grid leaves the canvas (air, background).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -16,6 +21,30 @@ from lrc.intensity import IntensityWindow
 from lrc.io.geometry import align_to
 from lrc.io.volume import Volume
 from lrc.train.slices import SliceSet, class_map, to_model_grid
+from lrc.views import warp
+
+
+@dataclass(frozen=True)
+class SpatialAugment:
+    """Random rotation and scaling of 2D training patches.
+
+    Args:
+        scale: range of the field of view as a multiple of the patch (above 1: more context, organs
+            drawn smaller; below 1: magnified), drawn uniformly.
+        rotate_degrees: in-plane rotations drawn uniformly in +-this.
+    """
+
+    scale: tuple[float, float] = (1.0, 1.0)
+    rotate_degrees: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.scale[0] <= self.scale[1] or not 0 <= self.rotate_degrees <= 180:
+            raise ValueError(f"need 0 < scale min <= max and 0 <= rotate_degrees <= 180, got {self}")
+
+    @property
+    def active(self) -> bool:
+        """Whether it changes anything."""
+        return self.scale != (1.0, 1.0) or self.rotate_degrees > 0
 
 
 class PatchSampler(Protocol):
@@ -52,7 +81,13 @@ class SlicePatchSampler:
     """2D patches from the canvas slices of :func:`lrc.train.slices.build_slices`."""
 
     def __init__(
-        self, slices: SliceSet, patch: int, batch_size: int, foreground_fraction: float, rng: np.random.Generator
+        self,
+        slices: SliceSet,
+        patch: int,
+        batch_size: int,
+        foreground_fraction: float,
+        rng: np.random.Generator,
+        spatial: SpatialAugment | None = None,
     ) -> None:
         if slices.labels is None:
             raise ValueError("slices without labels cannot be fine-tuned on")
@@ -62,6 +97,7 @@ class SlicePatchSampler:
         self.batch_size = batch_size
         self.foreground_fraction = foreground_fraction
         self.rng = rng
+        self.spatial = spatial if spatial is not None and spatial.active else None
         self.foreground = [np.argwhere(lab > 0) for lab in slices.labels]  # per slice: F x 2
         self.with_foreground = np.flatnonzero([len(f) > 0 for f in self.foreground])
 
@@ -69,6 +105,7 @@ class SlicePatchSampler:
         """A batch of ``B x 1 x P x P`` images and targets."""
         images, labels = [], []
         size = tuple(self.images.shape[1:])
+        picks = []
         for _ in range(self.batch_size):
             if len(self.with_foreground) and self.rng.random() < self.foreground_fraction:
                 index = int(self.rng.choice(self.with_foreground))
@@ -76,14 +113,50 @@ class SlicePatchSampler:
             else:
                 index = int(self.rng.integers(len(self.images)))
                 corner = _corner(self.rng, None, size, self.shape)
+            flip = self.rng.random() < 0.5
+            if self.spatial is not None:
+                picks.append((index, corner, flip))
+                continue
             (x0, y0), (px, py) = (int(c) for c in corner), self.shape
             image = self.images[index, x0 : x0 + px, y0 : y0 + py]
             label = self.labels[index, x0 : x0 + px, y0 : y0 + py]
-            if self.rng.random() < 0.5:
+            if flip:
                 image, label = image.flip(0), label.flip(0)
             images.append(image)
             labels.append(label)
+        if self.spatial is not None:
+            return self._warped(picks, device)
         return _finish(images, labels, device)
+
+    def _warped(
+        self, picks: list[tuple[int, np.ndarray, bool]], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotated and scaled patches about the centres of ``picks`` (slice index, patch corner, flip)."""
+        assert self.spatial is not None
+        index = torch.tensor([p[0] for p in picks])
+        canvas = self.images.shape[1]
+        patch = self.shape[0]
+        count = len(picks)
+        # theta maps the patch's normalised output grid to the canvas's (align_corners=False): with
+        # scale 1 and no rotation it is exactly the unaugmented crop at ``corner``.
+        centre = (np.stack([p[1] for p in picks]) + patch / 2) / canvas * 2 - 1  # B x (row, column)
+        low, high = self.spatial.scale
+        side = torch.from_numpy(self.rng.uniform(low, high, count)) * patch / canvas  # B
+        limit = math.radians(self.spatial.rotate_degrees)
+        angle = torch.from_numpy(self.rng.uniform(-limit, limit, count))  # B
+        flip = torch.tensor([-1.0 if p[2] else 1.0 for p in picks], dtype=torch.float64)  # flips rows, as above
+        cos, sin = torch.cos(angle) * side, torch.sin(angle) * side
+        theta = torch.stack(
+            [
+                torch.stack([cos, -sin * flip, torch.from_numpy(centre[:, 1])], dim=1),  # grid x: columns
+                torch.stack([sin, cos * flip, torch.from_numpy(centre[:, 0])], dim=1),  # grid y: rows
+            ],
+            dim=1,
+        ).float()  # B x 2 x 3
+        slices = self.images[index][:, None].to(device).float()  # B x 1 x C x C
+        targets = self.labels[index].to(device)  # B x C x C
+        images, labels = warp(slices, targets, theta.to(device), patch)
+        return _finish(list(images[:, 0]), list(labels), device)
 
 
 def build_volumes(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from lrc.train.patches import SlicePatchSampler, VolumePatchSampler
+from lrc.train.patches import SlicePatchSampler, SpatialAugment, VolumePatchSampler
 from lrc.train.slices import SliceSet
 
 
@@ -32,3 +33,45 @@ def test_volume_patches_pad_small_volumes():
     assert bool((targets == 1).flatten(1).any(dim=1).all())
     empty_rows = (images.abs().sum(dim=(1, 3, 4)) == 0).sum(dim=1)  # per patch; flips may move the padding
     assert empty_rows.tolist() == [12] * 4  # 32 - 20 rows of padding beyond the volume
+
+
+def _organ_slices() -> SliceSet:
+    """12 slices of a 64 x 64 canvas: a gradient image and a 16 x 8 organ (class 3) at its centre."""
+    rows, columns = np.meshgrid(np.arange(64), np.arange(64), indexing="ij")
+    image = np.broadcast_to((rows * 64 + columns) / 4096, (12, 64, 64)).astype(np.float16)
+    labels = np.zeros((12, 64, 64), dtype=np.uint8)
+    labels[:, 24:40, 28:36] = 3
+    return SliceSet(np.ascontiguousarray(image), None, labels, [])
+
+
+def test_spatial_augment_at_scale_one_cuts_the_plain_patch():
+    # the same draws: a scale range of (1, 1 + 1e-9) and no rotation resample exactly the crop
+    slices = _organ_slices()
+    plain = SlicePatchSampler(slices, 32, 16, 0.5, np.random.default_rng(3))
+    warped = SlicePatchSampler(slices, 32, 16, 0.5, np.random.default_rng(3), SpatialAugment((1.0, 1.0 + 1e-9)))
+    torch.manual_seed(0)
+    images, targets = plain.batch(torch.device("cpu"))
+    torch.manual_seed(0)
+    images_w, targets_w = warped.batch(torch.device("cpu"))
+    assert torch.equal(targets, targets_w)
+    assert torch.allclose(images, images_w, atol=1e-3)  # the flips included
+
+
+def test_spatial_augment_scales_and_rotates_the_organ():
+    slices = _organ_slices()
+    zoomed = SlicePatchSampler(slices, 32, 64, 1.0, np.random.default_rng(0), SpatialAugment((2.0, 2.0)))
+    area = (zoomed.batch(torch.device("cpu"))[1] == 3).flatten(1).sum(dim=1).float()
+    assert torch.allclose(area, torch.full_like(area, 16 * 8 / 4), atol=4)  # twice the field: a quarter the area
+    turned = SlicePatchSampler(slices, 32, 64, 1.0, np.random.default_rng(0), SpatialAugment(rotate_degrees=90))
+    targets = turned.batch(torch.device("cpu"))[1]
+    assert set(targets.unique().tolist()) <= {0, 3}
+    area = (targets == 3).flatten(1).sum(dim=1).float()
+    assert 100 < area.min() <= area.max() < 150  # the organ's 128 pixels, turned (nearest sampling)
+    row_extent = (targets == 3).any(dim=3).sum(dim=2).flatten().float()  # rows the organ spans per patch
+    assert row_extent.min() < 12 < 15 < row_extent.max()  # some patches turned it on its side, some not
+
+
+@pytest.mark.parametrize("changes", [{"scale": (0.0, 1.0)}, {"scale": (1.5, 1.2)}, {"rotate_degrees": -1.0}])
+def test_spatial_augment_refuses_bad_ranges(changes):
+    with pytest.raises(ValueError, match="need 0 < scale"):
+        SpatialAugment(**changes)

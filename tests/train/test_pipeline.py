@@ -265,6 +265,18 @@ def test_scratch_ignores_transfer_settings(subject_a, tmp_path: Path):
     assert read_card(runs[0]).weights_sha256 == read_card(runs[1]).weights_sha256
 
 
+def test_finetune_with_rotated_and_scaled_patches(subject_a, tmp_path: Path):
+    config = FinetuneConfig(
+        steps=2, batch_size=2, patch=48, canvas=64, spacing=6.0, features=SMALL, augment_scale=[0.8, 1.25]
+    )
+    plain = finetune([subject_a], LABELS, tmp_path / "plain", config, validation=[], device="cpu")
+    turned = replace(config, augment_rotate=20.0)
+    model = finetune([subject_a], LABELS, tmp_path / "turned", turned, validation=[], device="cpu")
+    written = read_card(model).training["config"]
+    assert (written["augment_scale"], written["augment_rotate"]) == ([0.8, 1.25], 20.0)
+    assert read_card(model).weights_sha256 != read_card(plain).weights_sha256  # the rotation reached training
+
+
 @pytest.mark.parametrize(
     ("step", "start", "expected"),
     [(0, 0, 1.0), (50, 0, 0.5), (100, 0, 0.0), (0, 20, 0.0), (19, 20, 0.0), (20, 20, 1.0), (60, 20, 0.5)],
@@ -284,6 +296,8 @@ def test_cosine_schedule_with_warmup(step: int, start: int, expected: float):
         ({"reinit": ("down_5",)}, r"reinit names U-Net stages \(conv_0, .*got \['down_5'\]"),
         ({"reinit": ("final_conv",)}, "reinit names U-Net stages"),
         ({"transfer": "encoder", "reinit": ("conv_0", "down_1", "down_2", "down_3", "down_4")}, "nothing to transfer"),
+        ({"spatial_dims": 3, "augment_rotate": 10.0}, "are 2D only"),
+        ({"augment_scale": (1.2, 0.8)}, "need 0 < scale min <= max"),
     ],
 )
 def test_finetune_config_refuses_bad_transfer_settings(changes, message):

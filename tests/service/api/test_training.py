@@ -26,6 +26,8 @@ TRANSFER = {
     "shrink": 0.8,
     "perturb": 0.2,
     "reinit": ["down_4"],
+    "augment_scale": [0.8, 1.25],
+    "augment_rotate": 10.0,
 }
 
 
@@ -272,6 +274,10 @@ def test_dataset_with_a_dicom_seg_label(service: Service, shared_data: Path):
         ({"shrink": 0}, "shrink"),
         ({"perturb": -0.5}, "perturb"),
         ({"reinit": ["down_5"]}, "reinit"),
+        ({"augment_scale": [1.4, 0.7]}, "augment_scale must be 0 < min <= max <= 4"),
+        ({"augment_scale": [0.7]}, "augment_scale"),
+        ({"augment_rotate": 200}, "augment_rotate"),
+        ({"spatial_dims": 3, "augment_rotate": 10}, "2D only"),
     ],
 )
 def test_bad_transfer_options_refused_before_a_job(service: Service, dataset_id: str, options, needle):
