@@ -4,13 +4,16 @@ For each model directory given (pre-trained or fine-tuned), and each convolution
 instance norm: the mean filter norm against the same layer's in a fresh initialisation, and the
 relative distance ``|w - w0| / |w0|`` and cosine to ``w0``, the initialisation the same seed gives
 (pre-training and fine-tuning both seed torch with the run seed before they build the U-Net, so
-``w0`` is where both started).
+``w0`` is where both started). With ``--reference MODEL`` (a run of the same seed, e.g. scratch
+fine-tuning), also the cosine between the two moves ``w - w0`` and ``w_ref - w0``: whether training
+went where the reference went.
 
 Why: such a convolution computes the same function at any filter scale (the norm divides it out),
 so a filter grown by pre-training turns each AdamW step into a smaller change of direction (a lower
 effective learning rate). A norm ratio well above 1 would point there; near 1 rules it out.
 
-    python bench/weight_drift.py bench/out/quality/pre-moco+lrc-u24-s0-* bench/out/quality/ft-*-s0
+    python bench/weight_drift.py bench/out/quality/pre-moco+lrc-u24-s0-* \
+        --reference bench/out/quality/ft-scratch-scratch-k1-s0
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from typing import Any
 import torch
 
 
-def drift(directory: Path) -> dict[str, Any]:
-    """Per-layer filter-norm ratio, relative distance and cosine to the seed's initialisation."""
+def drift(directory: Path, reference: Path | None = None) -> dict[str, Any]:
+    """Per-layer filter-norm ratio, relative distance and cosine to the seed's initialisation (and
+    the cosine between this model's move from it and ``reference``'s)."""
     from lrc.models.store import load_model
     from lrc.nets.basic_unet import Convolution
     from lrc.nets.unet import UNet
@@ -34,6 +38,7 @@ def drift(directory: Path) -> dict[str, Any]:
     arguments = net.arguments
     start = UNet(arguments["spatial_dims"], 1, arguments["out_channels"], arguments["features"])
     initial = dict(start.named_modules())
+    other = dict(load_model(reference)[0].named_modules()) if reference else {}
     layers = {}
     for name, module in net.named_modules():
         if not isinstance(module, Convolution):
@@ -44,15 +49,21 @@ def drift(directory: Path) -> dict[str, Any]:
             "distance": float((weight - weight_0).norm() / weight_0.norm()),
             "cosine": float(torch.nn.functional.cosine_similarity(weight.flatten(), weight_0.flatten(), dim=0)),
         }
+        if reference:
+            moved, moved_ref = weight - weight_0, other[name].conv.weight.detach() - weight_0
+            layers[name]["move_cosine"] = float(
+                torch.nn.functional.cosine_similarity(moved.flatten(), moved_ref.flatten(), dim=0)
+            )
     return {"model": str(directory), "kind": card.kind, "layers": layers}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, nargs="+")
+    parser.add_argument("--reference", type=Path, default=None, help="A run of the same seed to compare moves with.")
     parser.add_argument("--out", type=Path, default=None, help="Also write the rows as JSON here.")
     args = parser.parse_args()
-    rows = [drift(path) for path in args.models]
+    rows = [drift(path, args.reference) for path in args.models]
     for row in rows:
         values = row["layers"].values()
         ratios = [v["norm_ratio"] for v in values]
@@ -60,6 +71,11 @@ def main() -> None:
         print(
             f"{row['model']}: filter norm / fresh {min(ratios):.2f}-{max(ratios):.2f}, "
             f"moved {min(distances):.2f}-{max(distances):.2f} of the initial norm"
+            + (
+                ", cosine of the moves with the reference's " + ", ".join(f"{v['move_cosine']:+.2f}" for v in values)
+                if args.reference
+                else ""
+            )
         )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1) + "\n")
