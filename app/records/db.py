@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.records.models import Base
-from app.records.upgrade import upgrade
+from app.records.upgrade import one_at_a_time, upgrade
 
 
 class Database:
@@ -28,8 +28,14 @@ class Database:
         self.pid = os.getpid()
 
     def create_schema(self) -> None:
-        """Create missing tables and upgrade those of an earlier version (idempotent)."""
-        Base.metadata.create_all(self.engine)
+        """Create missing tables and upgrade those of an earlier version (idempotent).
+
+        Processes starting together on an empty database (API and workers) create the tables one
+        after the other: without the lock, two would both find a table missing and the second fail.
+        """
+        with self.engine.begin() as connection:
+            one_at_a_time(connection)
+            Base.metadata.create_all(connection)
         upgrade(self.engine)
 
     @contextmanager

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from app.records.models import REQUEST_KEY_INDEX, REQUEST_KEY_MAX, Base
 from app.records.projects import DEFAULT
 
 log = logging.getLogger(__name__)
-LOCK_KEY = 0x4C52C006  # pg_advisory_xact_lock key of this upgrade ("LRC", issue 6)
+LOCK_KEY = 0x4C52C006  # pg_advisory_xact_lock key of schema changes ("LRC", issue 6)
 PROJECT_TABLES = (
     "studies", "datasets", "jobs", "segmentations", "result_instances", "model_versions", "promotions", "api_keys",
 )  # fmt: skip
@@ -34,10 +34,7 @@ def upgrade(engine: Engine) -> list[str]:
     done: list[str] = []
     rebuild = False
     with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-        elif engine.dialect.name == "sqlite":  # pysqlite has not begun a transaction yet: this is its start
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        one_at_a_time(connection)
         inspector = inspect(connection)
         for table in PROJECT_TABLES:
             if "project" in {c["name"] for c in inspector.get_columns(table)}:
@@ -68,6 +65,18 @@ def upgrade(engine: Engine) -> list[str]:
     for change in done:
         log.warning("database upgraded: %s", change)
     return done
+
+
+def one_at_a_time(connection: Connection) -> None:
+    """Hold the schema lock until ``connection``'s transaction ends (call first in the transaction).
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: its write lock (``BEGIN IMMEDIATE``;
+    pysqlite has not begun a transaction yet, so this is its start).
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _rebuild_model_versions(engine: Engine) -> bool:

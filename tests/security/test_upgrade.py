@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Column, ForeignKey, MetaData, Table, UniqueConstraint, create_engine, inspect, text
@@ -25,6 +25,7 @@ from tests.service.postgres import postgres_database
 TOKEN = "lrc_a-key-made-before-projects-existed"
 STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 BEFORE_PROJECTS, BEFORE_REQUEST_KEYS = "before-projects", "before-request-keys"
+T = TypeVar("T")
 
 
 def old_tables(era: str) -> MetaData:
@@ -187,32 +188,61 @@ def _request_keys_unique_per_project(database: Database) -> None:
         add(DEFAULT, "k")
 
 
-@pytest.mark.parametrize("era", [BEFORE_PROJECTS])
-def test_processes_starting_together_upgrade_once(old_database: str) -> None:
-    """Four processes' engines upgrading at the same moment: every change is made once, by one of them."""
-    databases = [Database(old_database) for _ in range(4)]
+def _at_once(databases: list[Database], start_up: Callable[[Database], T]) -> list[T]:
+    """``start_up`` run for every database in its own thread, released together; what each returned
+    (the test fails on any exception)."""
     start = threading.Barrier(len(databases))
-    changes: list[list[str]] = []
+    results: list[T] = []
     errors: list[BaseException] = []
 
-    def start_up(database: Database) -> None:
+    def run(database: Database) -> None:
         start.wait()
         try:
-            changes.append(upgrade(database.engine))
+            results.append(start_up(database))
         except Exception as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=start_up, args=(d,)) for d in databases]
+    threads = [threading.Thread(target=run, args=(d,)) for d in databases]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(120)
     assert errors == []
+    return results
+
+
+@pytest.mark.parametrize("era", [BEFORE_PROJECTS])
+def test_processes_starting_together_upgrade_once(old_database: str) -> None:
+    """Four processes' engines upgrading at the same moment: every change is made once, by one of them."""
+    databases = [Database(old_database) for _ in range(4)]
+    changes = _at_once(databases, lambda database: upgrade(database.engine))
     # Each change is made by exactly one process. On SQLite the model_versions rebuild runs in a
     # second transaction (foreign keys off), so another process may be the one that makes it.
     made = [change for made_by_one in changes for change in made_by_one]
     assert len(made) == len(set(made)) == len(PROJECT_TABLES) + 2  # project columns, versions per project, request_key
     assert sum(1 for c in changes if c) <= 2
+    assert upgrade(databases[0].engine) == []
+    for database in databases:
+        database.engine.dispose()
+
+
+@pytest.fixture
+def new_database(dialect: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database."""
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path / 'records.sqlite'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+def test_processes_starting_together_on_a_new_database_create_it_once(new_database: str) -> None:
+    """API and workers starting at once on an empty database: each creates the tables it finds missing,
+    one after the other (PostgreSQL's CREATE TABLE is not safe to race: two sessions can both see a table
+    missing, and the second fails on its type's unique name)."""
+    databases = [Database(new_database) for _ in range(6)]
+    _at_once(databases, Database.create_schema)
+    assert set(inspect(databases[0].engine).get_table_names()) == set(Base.metadata.tables)
     assert upgrade(databases[0].engine) == []
     for database in databases:
         database.engine.dispose()
