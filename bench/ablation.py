@@ -56,7 +56,8 @@ def main() -> None:
     from lrc.infer import Predictor
     from lrc.io import read_nifti, read_volume
     from lrc.io.labels import LabelTable
-    from lrc.train.finetune import FinetuneConfig, finetune
+    from lrc.train.finetune import finetune
+    from lrc.train.finetune_config import FinetuneConfig
     from lrc.train.pretrain import PretrainConfig, pretrain
     from lrc.views import SPEC_INTENSITY, ViewConfig
 

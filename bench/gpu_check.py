@@ -34,7 +34,8 @@ def correctness(shared: Path, device: torch.device, steps: int, work: Path) -> d
     from lrc.infer import Predictor
     from lrc.io import read_nifti, read_volume
     from lrc.io.labels import LabelTable
-    from lrc.train.finetune import FinetuneConfig, finetune
+    from lrc.train.finetune import finetune
+    from lrc.train.finetune_config import FinetuneConfig
 
     organs = {5: "liver", 1: "spleen", 6: "stomach", 52: "aorta"}
     a = (

@@ -195,7 +195,7 @@ def _unlabeled(args: argparse.Namespace, preset: dict[str, Any], method: str) ->
 
 def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int) -> Any:
     """The fine-tuning configuration of one run (transfer settings only matter with a pre-trained init)."""
-    from lrc.train.finetune import FinetuneConfig
+    from lrc.train.finetune_config import FinetuneConfig
 
     pretrained = method != "scratch"
     return FinetuneConfig(
@@ -436,7 +436,7 @@ def _tag(args: argparse.Namespace, method: str) -> str:
     """Row name of a run: pre-trained runs take ``--tag``; scratch runs :func:`_scratch_tag`."""
     if method != "scratch":
         return str(args.tag)
-    from lrc.train.finetune import FinetuneConfig
+    from lrc.train.finetune_config import FinetuneConfig
 
     tuned = {"lr": args.finetune_lr or FinetuneConfig.lr, "augment_scale": args.augment_scale or [1.0, 1.0]}
     return _scratch_tag({**tuned, "augment_rotate": args.augment_rotate})
@@ -445,7 +445,7 @@ def _tag(args: argparse.Namespace, method: str) -> str:
 def _scratch_tag(tuned: dict[str, Any]) -> str:
     """The scratch row a run is paired with: ``scratch``, or with a suffix for another fine-tuning
     learning rate (``-lr0.003``) or patch augmentation (``-aug0.7-1.4-r15``: scale range, degrees)."""
-    from lrc.train.finetune import FinetuneConfig
+    from lrc.train.finetune_config import FinetuneConfig
 
     tag = "scratch" if tuned["lr"] == FinetuneConfig.lr else f"scratch-lr{tuned['lr']:g}"
     scale, rotate = tuned.get("augment_scale", [1.0, 1.0]), tuned.get("augment_rotate", 0.0)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.records.models import REQUEST_KEY_MAX
 from app.records.registry import MODEL_NAME_PATTERN
+from lrc.train.finetune_config import FinetuneConfig
 
 
 class SeriesOut(BaseModel):
@@ -139,13 +140,11 @@ class FinetuneOptions(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> FinetuneOptions:
-        if self.warmup_steps >= self.steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
-        low, high = self.augment_scale
-        if not 0 < low <= high <= 4:
-            raise ValueError(f"augment_scale must be 0 < min <= max <= 4, got {list(self.augment_scale)}")
-        if self.spatial_dims == 3 and (self.augment_scale != (1.0, 1.0) or self.augment_rotate):
-            raise ValueError("augment_scale and augment_rotate are 2D only")
+        """The training's own checks (the rules between fields), so that bad options never make a job."""
+        options = self.model_dump(exclude_none=True)
+        if "features" in options:
+            options["features"] = tuple(options["features"])
+        FinetuneConfig(**options)  # its ValueError reaches the client as a 422 with the same message
         return self
 
 

@@ -28,7 +28,7 @@ class Method(StrEnum):
 
 
 class Transfer(StrEnum):
-    """What a pre-trained init gives to fine-tuning (``lrc.train.finetune.TRANSFERS``)."""
+    """What a pre-trained init gives to fine-tuning (``lrc.train.finetune_config.TRANSFERS``)."""
 
     all = "all"
     encoder = "encoder"
@@ -170,8 +170,8 @@ def finetune(
     from lrc.io import ImageIOError
     from lrc.manifest import load_manifest
     from lrc.models import ModelCardError
-    from lrc.train.finetune import FinetuneConfig
     from lrc.train.finetune import finetune as run
+    from lrc.train.finetune_config import FinetuneConfig
 
     try:
         manifest = load_manifest(train, parts=("train", "validation"))

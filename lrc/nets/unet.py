@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from lrc.nets.basic_unet import BasicUNet
+from lrc.nets.stages import DEFAULT_FEATURES
 
-DEFAULT_FEATURES = (32, 32, 64, 128, 256, 32)
 ARCHITECTURE = "monai.BasicUNet"  # names the weight layout (MONAI's), which the twin keeps
 
 
@@ -64,10 +64,6 @@ class UNet(BasicUNet):
             "features": [int(f) for f in features],
             "dropout": float(dropout),
         }
-
-
-ENCODER_STAGES = ("conv_0", "down_1", "down_2", "down_3", "down_4")  # shallow to deep, as :func:`encode` runs them
-DECODER_STAGES = ("upcat_4", "upcat_3", "upcat_2", "upcat_1")  # deep to shallow, as :func:`decode` runs them
 
 
 def encode(net: UNet, x: torch.Tensor) -> list[torch.Tensor]:

@@ -27,7 +27,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,111 +42,17 @@ from lrc.io.labels import LabelTable
 from lrc.io.volume import Volume
 from lrc.models.card import ModelCard
 from lrc.models.store import load_model, save_model
-from lrc.nets.unet import DECODER_STAGES, DEFAULT_FEATURES, ENCODER_STAGES, UNet
+from lrc.nets.stages import ENCODER_STAGES
+from lrc.nets.unet import UNet
 from lrc.runtime import tune_cpu_allocator
-from lrc.train.patches import PatchSampler, SlicePatchSampler, SpatialAugment, VolumePatchSampler, build_volumes
+from lrc.train.finetune_config import FinetuneConfig
+from lrc.train.patches import PatchSampler, SlicePatchSampler, VolumePatchSampler, build_volumes
 from lrc.train.slices import build_slices, volume_sha256
 
 log = logging.getLogger(__name__)
 Case = tuple[Volume, Volume]  # image, label map on the image's grid
 Progress = Callable[[int, dict[str, float]], None]
-TRANSFERS = ("all", "encoder")
 ENCODER = tuple(f"{stage}." for stage in ENCODER_STAGES)  # parameter-name prefixes of the encoder
-
-
-@dataclass
-class FinetuneConfig:
-    """Fine-tuning settings.
-
-    Args:
-        steps: maximum optimisation steps.
-        batch_size: patches per step. patch: patch side, pixels (multiple of 16).
-        lr: AdamW peak learning rate; backbone_lr_factor: multiplier for the transferred layers.
-        transfer: what a pre-trained init gives: ``all`` (encoder and decoder) or ``encoder``.
-        warmup_steps: steps during which the transferred layers stay frozen (their cosine
-            schedule runs over the remaining steps).
-        shrink, perturb: transferred weights start as ``shrink * pre-trained + perturb * fresh``,
-            ``fresh`` being a new random initialisation of the same layer (shrink and perturb;
-            ``1`` and ``0``, the defaults, transfer the weights unchanged).
-        reinit: U-Net stages (``down_4``, ``upcat_4``, ...) that start fresh even when the
-            pre-trained network has them.
-        weight_decay: AdamW weight decay.
-        augment_scale, augment_rotate: 2D patches cut with a field of view of ``augment_scale``
-            (min, max) times the patch and rotated by up to +-``augment_rotate`` degrees
-            (:class:`lrc.train.patches.SpatialAugment`; the defaults change nothing).
-        spacing, canvas: model grid (taken from the pre-trained card when there is one).
-        spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
-            at ``spacing x spacing x spacing_z`` mm, ``spacing_z`` defaulting to ``spacing``).
-        features: U-Net features (scratch only; a pre-trained init fixes them).
-        validate_every: steps between validations. patience: validations without improvement before stopping.
-        validation_fraction: share of cases held out when no validation set is given.
-        foreground_fraction: share of patches centred on labelled voxels.
-        seed: seeds numpy and torch.
-    """
-
-    steps: int = 2000
-    batch_size: int = 8
-    patch: int = 128
-    lr: float = 1e-3
-    backbone_lr_factor: float = 1.0
-    transfer: str = "all"
-    warmup_steps: int = 0
-    shrink: float = 1.0
-    perturb: float = 0.0
-    reinit: tuple[str, ...] = ()
-    weight_decay: float = 1e-4
-    augment_scale: tuple[float, float] = (1.0, 1.0)
-    augment_rotate: float = 0.0
-    spacing: float = 1.5
-    canvas: int = 256
-    spatial_dims: int = 2
-    patch_depth: int = 32
-    spacing_z: float | None = None
-    features: tuple[int, ...] = DEFAULT_FEATURES
-    validate_every: int = 100
-    patience: int = 5
-    validation_fraction: float = 0.2
-    foreground_fraction: float = 0.5
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
-        if self.transfer not in TRANSFERS:
-            raise ValueError(f"transfer must be one of {TRANSFERS}, got {self.transfer!r}")
-        if not 0 <= self.warmup_steps < self.steps:
-            raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} for {self.steps} steps")
-        if not (self.shrink > 0 and self.perturb >= 0):
-            raise ValueError(f"need shrink > 0 and perturb >= 0, got {self.shrink} and {self.perturb}")
-        unknown = sorted(set(self.reinit) - set(ENCODER_STAGES + DECODER_STAGES))
-        if unknown:
-            raise ValueError(f"reinit names U-Net stages ({', '.join(ENCODER_STAGES + DECODER_STAGES)}), got {unknown}")
-        self.reinit = tuple(self.reinit)
-        given = ENCODER_STAGES if self.transfer == "encoder" else ENCODER_STAGES + DECODER_STAGES
-        if set(given) <= set(self.reinit):
-            raise ValueError(f"reinit {list(self.reinit)} leaves nothing to transfer: fine-tune from scratch instead")
-        self.augment_scale = (float(self.augment_scale[0]), float(self.augment_scale[1]))
-        if self.spatial.active and self.spatial_dims == 3:
-            raise ValueError("rotation and scaling of training patches (augment_scale, augment_rotate) are 2D only")
-        if self.spatial_dims == 3 and self.patch_depth % 16:
-            raise ValueError(f"patch_depth must be a multiple of 16, got {self.patch_depth}")
-        if self.patch % 16 or self.canvas % 16 or self.patch > self.canvas:
-            raise ValueError(
-                f"patch and canvas must be multiples of 16 with patch <= canvas, got {self.patch}, {self.canvas}"
-            )
-
-    @property
-    def spatial(self) -> SpatialAugment:
-        """The patches' rotation and scaling (raises ``ValueError`` on bad ranges)."""
-        return SpatialAugment(self.augment_scale, self.augment_rotate)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        data = asdict(self)
-        data["features"] = list(self.features)
-        data["augment_scale"] = list(self.augment_scale)
-        data["reinit"] = list(self.reinit)
-        return data
 
 
 def fixed_split(cases: list[Case], fraction: float) -> tuple[list[int], list[int]]:

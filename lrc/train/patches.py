@@ -11,7 +11,6 @@ comes from the slice (not from padding) until the grid leaves the canvas (air, b
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -20,31 +19,9 @@ import torch
 from lrc.intensity import IntensityWindow
 from lrc.io.geometry import align_to
 from lrc.io.volume import Volume
+from lrc.train.finetune_config import SpatialAugment
 from lrc.train.slices import SliceSet, class_map, to_model_grid
 from lrc.views import warp
-
-
-@dataclass(frozen=True)
-class SpatialAugment:
-    """Random rotation and scaling of 2D training patches.
-
-    Args:
-        scale: range of the field of view as a multiple of the patch (above 1: more context, organs
-            drawn smaller; below 1: magnified), drawn uniformly.
-        rotate_degrees: in-plane rotations drawn uniformly in +-this.
-    """
-
-    scale: tuple[float, float] = (1.0, 1.0)
-    rotate_degrees: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.scale[0] <= self.scale[1] or not 0 <= self.rotate_degrees <= 180:
-            raise ValueError(f"need 0 < scale min <= max and 0 <= rotate_degrees <= 180, got {self}")
-
-    @property
-    def active(self) -> bool:
-        """Whether it changes anything."""
-        return self.scale != (1.0, 1.0) or self.rotate_degrees > 0
 
 
 class PatchSampler(Protocol):

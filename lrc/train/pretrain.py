@@ -36,7 +36,8 @@ from lrc.losses.local_contrast import NEGATIVES
 from lrc.losses.moco import momentum_update
 from lrc.models.card import ModelCard
 from lrc.models.store import save_model
-from lrc.nets.unet import DEFAULT_FEATURES, ContrastiveUNet, UNet
+from lrc.nets.stages import DEFAULT_FEATURES
+from lrc.nets.unet import ContrastiveUNet, UNet
 from lrc.runtime import tune_cpu_allocator
 from lrc.superpixels import SuperpixelCache, SuperpixelParams
 from lrc.train.blocks import BlockSampler, build_region_volumes

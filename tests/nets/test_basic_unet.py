@@ -19,7 +19,8 @@ import lrc
 from lrc.io.nifti import read_nifti
 from lrc.models.store import WEIGHTS, load_model
 from lrc.nets.basic_unet import BasicUNet
-from lrc.nets.unet import DEFAULT_FEATURES, UNet
+from lrc.nets.stages import DEFAULT_FEATURES
+from lrc.nets.unet import UNet
 
 SMALL = (8, 8, 16, 16, 32, 8)
 REDUCED = (16, 16, 32, 64, 128, 16)  # the starter model's

@@ -39,7 +39,8 @@ def ct_nifti(shared_data: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def tiny_model(ct_nifti: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2D segmentation model trained for 3 steps on the real CT (seconds on a CPU)."""
-    from lrc.train.finetune import FinetuneConfig, finetune
+    from lrc.train.finetune import finetune
+    from lrc.train.finetune_config import FinetuneConfig
 
     case = (read_nifti(ct_nifti[0], modality="CT"), read_nifti(ct_nifti[1]))
     config = FinetuneConfig(steps=3, batch_size=2, patch=48, spacing=6.0, canvas=64, features=SMALL, validate_every=100)

@@ -14,7 +14,8 @@ from lrc.infer import Predictor
 from lrc.io import Volume, read_nifti, read_volume
 from lrc.io.labels import LabelTable
 from lrc.models.store import read_card
-from lrc.train.finetune import FinetuneConfig, finetune, fixed_split
+from lrc.train.finetune import finetune, fixed_split
+from lrc.train.finetune_config import FinetuneConfig
 from lrc.train.pretrain import PretrainConfig, pretrain
 
 SMALL = (8, 8, 16, 16, 32, 8)
@@ -297,7 +298,7 @@ def test_cosine_schedule_with_warmup(step: int, start: int, expected: float):
         ({"reinit": ("final_conv",)}, "reinit names U-Net stages"),
         ({"transfer": "encoder", "reinit": ("conv_0", "down_1", "down_2", "down_3", "down_4")}, "nothing to transfer"),
         ({"spatial_dims": 3, "augment_rotate": 10.0}, "are 2D only"),
-        ({"augment_scale": (1.2, 0.8)}, "need 0 < scale min <= max"),
+        ({"augment_scale": (1.2, 0.8)}, "augment_scale must be 0 < min <= max <= 4"),
     ],
 )
 def test_finetune_config_refuses_bad_transfer_settings(changes, message):

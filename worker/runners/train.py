@@ -63,8 +63,9 @@ def release_memory() -> None:
 def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     """Fine-tune on a dataset; register the result as a candidate with its comparison to production."""
     from lrc.models.store import read_card
-    from lrc.train.finetune import FinetuneConfig, fixed_split
     from lrc.train.finetune import finetune as run
+    from lrc.train.finetune import fixed_split
+    from lrc.train.finetune_config import FinetuneConfig
 
     payload = job.payload
     with ctx.db.session() as session:

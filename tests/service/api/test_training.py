@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
 
+from app.api.schemas import Stage
 from app.records import registry
 from app.records.projects import DEFAULT
 from app.services.models import register_directory
 from lrc.io import Volume, read_nifti, write_nifti
+from lrc.nets.stages import DECODER_STAGES, ENCODER_STAGES
 from tests.service.conftest import MODEL
 from tests.service.harness import Service
 from tests.service.helpers import multipart
@@ -268,13 +271,17 @@ def test_dataset_with_a_dicom_seg_label(service: Service, shared_data: Path):
 @pytest.mark.parametrize(
     ("options", "needle"),
     [
-        ({"warmup_steps": 4}, "warmup_steps (4) must be below steps (4)"),
+        ({"warmup_steps": 4}, "warmup_steps must be in [0, steps), got 4 for 4 steps"),
         ({"transfer": "decoder"}, "transfer"),
         ({"backbone_lr_factor": -1}, "backbone_lr_factor"),
         ({"shrink": 0}, "shrink"),
         ({"perturb": -0.5}, "perturb"),
         ({"reinit": ["down_5"]}, "reinit"),
         ({"augment_scale": [1.4, 0.7]}, "augment_scale must be 0 < min <= max <= 4"),
+        ({"augment_scale": [1.0, 5.0]}, "augment_scale must be 0 < min <= max <= 4"),
+        ({"reinit": list(get_args(Stage))}, "leaves nothing to transfer"),
+        ({"transfer": "encoder", "reinit": list(ENCODER_STAGES)}, "leaves nothing to transfer"),
+        ({"patch": 64, "canvas": 32}, "patch <= canvas"),
         ({"augment_scale": [0.7]}, "augment_scale"),
         ({"augment_rotate": 200}, "augment_rotate"),
         ({"spatial_dims": 3, "augment_rotate": 10}, "2D only"),
@@ -287,6 +294,11 @@ def test_bad_transfer_options_refused_before_a_job(service: Service, dataset_id:
         assert response.status_code == 422, response.text
         assert needle in response.text
         assert len(client.get("/v1/jobs", params={"limit": 500}).json()) == before
+
+
+def test_the_api_names_the_networks_stages():
+    """The reinit option's choices (an enumeration in the API's schema) are the U-Net's stages."""
+    assert get_args(Stage) == ENCODER_STAGES + DECODER_STAGES
 
 
 def test_a_model_named_after_its_dataset_stays_in_the_model_folder(

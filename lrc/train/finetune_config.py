@@ -1,0 +1,131 @@
+"""Fine-tuning settings, without torch: the API refuses bad options with the checks the training runs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from lrc.nets.stages import DECODER_STAGES, DEFAULT_FEATURES, ENCODER_STAGES
+
+TRANSFERS = ("all", "encoder")
+MAX_SCALE = 4.0  # widest field of view of an augmented patch, in patches
+
+
+@dataclass(frozen=True)
+class SpatialAugment:
+    """Random rotation and scaling of 2D training patches.
+
+    Args:
+        scale: range of the field of view as a multiple of the patch (above 1: more context, organs
+            drawn smaller; below 1: magnified), drawn uniformly.
+        rotate_degrees: in-plane rotations drawn uniformly in +-this.
+    """
+
+    scale: tuple[float, float] = (1.0, 1.0)
+    rotate_degrees: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.scale[0] <= self.scale[1] <= MAX_SCALE:
+            raise ValueError(f"augment_scale must be 0 < min <= max <= {MAX_SCALE:g}, got {list(self.scale)}")
+        if not 0 <= self.rotate_degrees <= 180:
+            raise ValueError(f"augment_rotate must be 0 to 180 degrees, got {self.rotate_degrees}")
+
+    @property
+    def active(self) -> bool:
+        """Whether it changes anything."""
+        return self.scale != (1.0, 1.0) or self.rotate_degrees > 0
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning settings.
+
+    Args:
+        steps: maximum optimisation steps.
+        batch_size: patches per step. patch: patch side, pixels (multiple of 16).
+        lr: AdamW peak learning rate; backbone_lr_factor: multiplier for the transferred layers.
+        transfer: what a pre-trained init gives: ``all`` (encoder and decoder) or ``encoder``.
+        warmup_steps: steps during which the transferred layers stay frozen (their cosine
+            schedule runs over the remaining steps).
+        shrink, perturb: transferred weights start as ``shrink * pre-trained + perturb * fresh``,
+            ``fresh`` being a new random initialisation of the same layer (shrink and perturb;
+            ``1`` and ``0``, the defaults, transfer the weights unchanged).
+        reinit: U-Net stages (``down_4``, ``upcat_4``, ...) that start fresh even when the
+            pre-trained network has them.
+        weight_decay: AdamW weight decay.
+        augment_scale, augment_rotate: 2D patches cut with a field of view of ``augment_scale``
+            (min, max) times the patch and rotated by up to +-``augment_rotate`` degrees
+            (:class:`lrc.train.patches.SpatialAugment`; the defaults change nothing).
+        spacing, canvas: model grid (taken from the pre-trained card when there is one).
+        spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
+            at ``spacing x spacing x spacing_z`` mm, ``spacing_z`` defaulting to ``spacing``).
+        features: U-Net features (scratch only; a pre-trained init fixes them).
+        validate_every: steps between validations. patience: validations without improvement before stopping.
+        validation_fraction: share of cases held out when no validation set is given.
+        foreground_fraction: share of patches centred on labelled voxels.
+        seed: seeds numpy and torch.
+    """
+
+    steps: int = 2000
+    batch_size: int = 8
+    patch: int = 128
+    lr: float = 1e-3
+    backbone_lr_factor: float = 1.0
+    transfer: str = "all"
+    warmup_steps: int = 0
+    shrink: float = 1.0
+    perturb: float = 0.0
+    reinit: tuple[str, ...] = ()
+    weight_decay: float = 1e-4
+    augment_scale: tuple[float, float] = (1.0, 1.0)
+    augment_rotate: float = 0.0
+    spacing: float = 1.5
+    canvas: int = 256
+    spatial_dims: int = 2
+    patch_depth: int = 32
+    spacing_z: float | None = None
+    features: tuple[int, ...] = DEFAULT_FEATURES
+    validate_every: int = 100
+    patience: int = 5
+    validation_fraction: float = 0.2
+    foreground_fraction: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        if self.transfer not in TRANSFERS:
+            raise ValueError(f"transfer must be one of {TRANSFERS}, got {self.transfer!r}")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} for {self.steps} steps")
+        if not (self.shrink > 0 and self.perturb >= 0):
+            raise ValueError(f"need shrink > 0 and perturb >= 0, got {self.shrink} and {self.perturb}")
+        unknown = sorted(set(self.reinit) - set(ENCODER_STAGES + DECODER_STAGES))
+        if unknown:
+            raise ValueError(f"reinit names U-Net stages ({', '.join(ENCODER_STAGES + DECODER_STAGES)}), got {unknown}")
+        self.reinit = tuple(self.reinit)
+        given = ENCODER_STAGES if self.transfer == "encoder" else ENCODER_STAGES + DECODER_STAGES
+        if set(given) <= set(self.reinit):
+            raise ValueError(f"reinit {list(self.reinit)} leaves nothing to transfer: fine-tune from scratch instead")
+        self.augment_scale = (float(self.augment_scale[0]), float(self.augment_scale[1]))
+        if self.spatial.active and self.spatial_dims == 3:
+            raise ValueError("rotation and scaling of training patches (augment_scale, augment_rotate) are 2D only")
+        if self.spatial_dims == 3 and self.patch_depth % 16:
+            raise ValueError(f"patch_depth must be a multiple of 16, got {self.patch_depth}")
+        if self.patch % 16 or self.canvas % 16 or self.patch > self.canvas:
+            raise ValueError(
+                f"patch and canvas must be multiples of 16 with patch <= canvas, got {self.patch}, {self.canvas}"
+            )
+
+    @property
+    def spatial(self) -> SpatialAugment:
+        """The patches' rotation and scaling (raises ``ValueError`` on bad ranges)."""
+        return SpatialAugment(self.augment_scale, self.augment_rotate)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        data = asdict(self)
+        data["features"] = list(self.features)
+        data["augment_scale"] = list(self.augment_scale)
+        data["reinit"] = list(self.reinit)
+        return data
