@@ -38,6 +38,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "quality.json"
 WORK = HERE / "out" / "quality"
+LOSS_WINDOW = 50  # fine-tuning steps per point of a run's recorded training-loss curve
 TEST_SEEDS = {"dev": 2000, "final": 9000}
 SUPERVISED = "supervised+lrc"  # pre-trains on the labelled volumes: Dice + cross-entropy plus lambda * L_local
 PRESETS: dict[str, dict[str, Any]] = {
@@ -152,6 +153,7 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
             pretrain_seconds = time.perf_counter() - started
     started = time.perf_counter()
     tune = tuning(args, preset, method, seed)
+    losses: list[float] = []
     model = finetune(
         train,
         label_table(),
@@ -160,9 +162,18 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
         validation=[],
         init=init,
         device=args.device,
+        progress=lambda _, metrics: losses.append(metrics["loss"]),
     )
     finetune_seconds = time.perf_counter() - started
     predictor = Predictor.from_dir(model, device=args.device)
+    # how well it fits the volumes it learnt from: a low test Dice with a high one here is overfitting
+    fitted = [evaluate(predictor.predict(image), labels, ORGANS, distances=False) for image, labels in train]
+    fit = {
+        "train_dice": statistics.mean(mean_dice(c) for c in fitted),
+        "loss_curve": [
+            round(statistics.mean(losses[i : i + LOSS_WINDOW]), 4) for i in range(0, len(losses), LOSS_WINDOW)
+        ],
+    }
     records = []
     for test in args.test:
         tests = [phantom(TEST_SEEDS[test] + i) for i in range(preset["tests"])]
@@ -183,6 +194,7 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
                 "recipe": recipe(args, preset, method, seed).to_json() if method != "scratch" else None,
                 "unlabeled": _unlabeled(args, preset, method),
                 "finetune": tune.to_json(),
+                **fit,
             }
         )
     return records
@@ -336,8 +348,9 @@ def summarize(runs: list[dict[str, Any]], test: str = "dev") -> str:
     for r in rows:
         groups.setdefault((r["preset"], r["finetune"]["steps"], r["tag"], r["k"], r["method"]), []).append(r)
     lines = [
-        f"| preset | fine-tune steps | recipe | k | method | mean Dice ({test}) | vs scratch (paired) | seeds |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| preset | fine-tune steps | recipe | k | method | mean Dice ({test}) | vs scratch (paired) | seeds "
+        "| Dice on its training volumes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (preset, steps, tag, k, method), group in sorted(groups.items()):
         values = [g["mean_dice"] for g in sorted(group, key=lambda g: g["seed"])]
@@ -354,10 +367,12 @@ def summarize(runs: list[dict[str, Any]], test: str = "dev") -> str:
             if method == "scratch" or not gaps
             else f"{statistics.mean(gaps):+.3f} ({sum(x > 0 for x in gaps)}/{len(gaps)} seeds ahead)"
         )
+        fitted = [g["train_dice"] for g in group if "train_dice" in g]  # recorded since the fourth CPU session
+        fit = f"{statistics.mean(fitted):.3f} ({len(fitted)} seeds)" if fitted else ""
         lines.append(
             f"| {preset} | {steps} | {tag} | {k} | {method} | {statistics.mean(values):.3f} +- {spread:.3f} | {gap} | "
             + ", ".join(f"{v:.3f}" for v in values)
-            + " |"
+            + f" | {fit} |"
         )
     return "\n".join(lines)
 
@@ -432,6 +447,35 @@ def plot_steps(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> boo
     return True
 
 
+def plot_loss(runs: list[dict[str, Any]], path: Path) -> bool:
+    """Fine-tuning loss vs step per (tag, k), mean over seeds; False when no run recorded its curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in runs if r["test"] == "dev" and "loss_curve" in r]  # one record per run
+    ks = sorted({r["k"] for r in rows})
+    if not ks:
+        return False
+    fig, axes = plt.subplots(1, len(ks), figsize=(4.6 * len(ks), 3.8), squeeze=False)
+    for axis, k in zip(axes[0], ks, strict=True):
+        for tag in sorted({r["tag"] for r in rows if r["k"] == k}):
+            curves = [r["loss_curve"] for r in rows if r["tag"] == tag and r["k"] == k]
+            length = min(len(c) for c in curves)
+            mean = [statistics.mean(c[i] for c in curves) for i in range(length)]
+            steps = [(i + 1) * LOSS_WINDOW for i in range(length)]
+            axis.plot(steps, mean, label=f"{tag} ({len(curves)} seeds)")
+        axis.set_yscale("log")
+        axis.set_title(f"k = {k}", fontsize=9)
+        axis.set_xlabel("fine-tuning step")
+        axis.set_ylabel(f"Dice + CE loss (mean of {LOSS_WINDOW} steps)")
+        axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
 def _tag(args: argparse.Namespace, method: str) -> str:
     """Row name of a run: pre-trained runs take ``--tag``; scratch runs :func:`_scratch_tag`."""
     if method != "scratch":
@@ -496,12 +540,16 @@ def main() -> None:
     )
     parser.add_argument("--intensity", choices=sorted(INTENSITY), default="spec", help="Intensity augmentation.")
     parser.add_argument("--summary", action="store_true", help="Only print the table and draw the plot.")
-    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--results", type=Path, help=f"Results file (default {RESULTS.name}; --summary: every quality*.json)"
+    )
     parser.add_argument("--no-plot", action="store_true", help="Skip the PNG (machines without matplotlib).")
     args = parser.parse_args()
 
+    summarise_all = args.summary and args.results is None
+    args.results = args.results or RESULTS
     runs: list[dict[str, Any]] = json.loads(args.results.read_text())["runs"] if args.results.exists() else []
-    if args.summary:  # every results file of the folder (parallel runs write one each)
+    if summarise_all:  # every results file of the folder (parallel runs write one each)
         found = {
             _key(r): r
             for f in sorted(args.results.parent.glob("quality*.json"))
@@ -512,7 +560,7 @@ def main() -> None:
         preset = PRESETS[args.preset]
         warm_superpixels(preset, args.unlabeled or preset["unlabeled"], args.sp_scale, args.warm)
         return
-    else:
+    elif not args.summary:  # with --summary and --results: that file's table only
         preset = PRESETS[args.preset]
         done = {_key(r) for r in runs}
         for seed in args.seeds:
@@ -533,6 +581,8 @@ def main() -> None:
             if not args.no_plot:
                 plot(runs, args.results.with_name(f"{args.results.stem}_{test}.png"), test)
                 plot_steps(runs, args.results.with_name(f"{args.results.stem}_{test}_steps.png"), test)
+        if not args.no_plot:
+            plot_loss(runs, args.results.with_name(f"{args.results.stem}_loss.png"))
 
 
 if __name__ == "__main__":
