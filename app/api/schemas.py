@@ -213,10 +213,11 @@ class KeyIn(BaseModel):
 
 
 class KeyOut(BaseModel):
-    """A new key: the token is shown only now."""
+    """A key; a new one's token is shown only when it is created."""
 
     id: str
     name: str
     role: str
     project: str
+    revoked: bool = False
     token: str | None = None

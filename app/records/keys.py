@@ -67,6 +67,31 @@ def ensure_bootstrap_admin(session: Session, token: str) -> bool:
     return True
 
 
+def revoke_key(session: Session, key_id: str, project: str) -> ApiKey:
+    """Revoke a key of ``project``: its token fails from the next request on (revoking twice is a no-op).
+
+    The key stays listed, marked revoked. The last active admin key of a project is kept: without
+    it nobody could manage the project's keys (make another admin first).
+
+    Raises:
+        LookupError: ``project`` has no key ``key_id``.
+        PermissionError: it is the project's last active admin key.
+    """
+    key = session.get(ApiKey, key_id)
+    if key is None or key.project != project:
+        raise LookupError(key_id)
+    if key.revoked:
+        return key
+    if key.role == "admin":
+        # locked (PostgreSQL), so that two admins revoking each other at once cannot both succeed
+        admins = select(ApiKey.id).where(ApiKey.project == project, ApiKey.role == "admin", ApiKey.revoked.is_(False))
+        if set(session.scalars(admins.with_for_update())) <= {key.id}:
+            raise PermissionError(f"key {key_id!r} is the last active admin key of project {project!r}")
+    key.revoked = True
+    session.flush()
+    return key
+
+
 def list_keys(session: Session, project: str) -> list[ApiKey]:
     """The keys of one project, newest first."""
     query = select(ApiKey).where(ApiKey.project == project).order_by(ApiKey.created_at.desc())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.context import Context
+from app.errors import Conflict, NotFound
 from app.records import keys as records
 from app.records.models import ApiKey
 
@@ -17,3 +18,14 @@ def find(ctx: Context, project: str) -> list[ApiKey]:
     """The keys of ``project``, newest first."""
     with ctx.db.session() as session:
         return records.list_keys(session, project)
+
+
+def revoke(ctx: Context, key_id: str, project: str) -> ApiKey:
+    """Revoke a key of ``project`` (404 when it has none such; 409 for its last active admin key)."""
+    with ctx.db.session() as session:
+        try:
+            return records.revoke_key(session, key_id, project)
+        except LookupError as exc:
+            raise NotFound("API key", key_id) from exc
+        except PermissionError as exc:
+            raise Conflict(f"{exc}: create another admin key first") from exc

@@ -180,6 +180,14 @@ def _create_key(world: World, beta: httpx.Client) -> None:
         assert not [k for k in new.get("/v1/keys").json() if k["project"] != "beta"]
 
 
+def _revoke_key(world: World, beta: httpx.Client) -> None:
+    with world.client("alpha-admin") as alpha:
+        theirs = {k["name"]: k["id"] for k in alpha.get("/v1/keys").json()}
+    hidden(beta.delete(f"/v1/keys/{theirs['alpha-viewer']}"))
+    with world.client("alpha-viewer") as alpha:
+        assert alpha.get("/v1/studies").status_code == 200  # still works
+
+
 def _stow(world: World, beta: httpx.Client) -> None:
     body, content_type = stow_body(world)
     stored = beta.post("/dicomweb/studies", content=body, headers={"Content-Type": content_type})
@@ -233,6 +241,7 @@ CASES: dict[str, Callable[[World, httpx.Client], None]] = {
     "POST /v1/models/{name}/rollback": lambda w, b: hidden(b.post(f"/v1/models/{ALPHA_MODEL}/rollback", json={})),
     "POST /v1/keys": _create_key,
     "GET /v1/keys": lambda w, b: lists_nothing_of_alpha(w, b, "/v1/keys", ["alpha-viewer", "alpha-admin"]),
+    "DELETE /v1/keys/{key_id}": _revoke_key,
     "POST /dicomweb/studies": _stow,
     "GET /dicomweb/studies": _qido("/dicomweb/studies"),
     "GET /dicomweb/series": _qido("/dicomweb/series"),

@@ -33,6 +33,7 @@ NEEDS = {
     "POST /v1/models/{name}/rollback": "admin",
     "POST /v1/keys": "admin",
     "GET /v1/keys": "admin",
+    "DELETE /v1/keys/{key_id}": "admin",
     "POST /dicomweb/studies": "submitter",
     "GET /dicomweb/studies": "viewer",
     "GET /dicomweb/series": "viewer",
