@@ -20,4 +20,7 @@ RUN pip install .
 
 USER lrc
 EXPOSE 8000
+# Idle keep-alive connections are held longer than a load balancer's idle timeout (60 s on AWS ALB and
+# in nginx's upstream pools); uvicorn's 5 s would close connections the proxy still reuses (502s).
+ENV UVICORN_TIMEOUT_KEEP_ALIVE=75
 CMD ["uvicorn", "--factory", "app.main:create_app", "--host", "0.0.0.0", "--port", "8000"]

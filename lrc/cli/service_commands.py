@@ -146,6 +146,14 @@ class Supervisor:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    keep_alive: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Seconds an idle HTTP connection is kept open: above a reverse proxy's idle timeout "
+            "(60 s on AWS ALB and nginx upstream pools), or the proxy reuses connections the API closed (502s).",
+        ),
+    ] = 75,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the API and its workers on this machine (SQLite, local blobs, an on-disk queue)."""
@@ -163,7 +171,9 @@ def serve(
     # workers below are stopped gracefully instead of being orphaned.
     signal.signal(signal.SIGTERM, _exit)
     try:
-        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+        uvicorn.run(
+            "app.main:create_app", factory=True, host=host, port=port, log_level="info", timeout_keep_alive=keep_alive
+        )
     finally:
         supervisor.stop()
 

@@ -51,6 +51,7 @@ def test_jobs_survive_a_restart(tiny_model: Path, ct_nifti: tuple[Path, Path], t
     with serve(settings, tiny_model, log) as client:
         models = client.get("/v1/models").json()
         assert [(m["name"], m["production_version"]) for m in models] == [(STARTER, 1)]
+        _keeps_idle_connections(client.base_url.port or 0, idle=6.0)
         upload = client.post("/v1/studies", files=[("files", (ct_nifti[0].name, ct_nifti[0].read_bytes(), "x"))])
         series_id = upload.json()["series"][0]["id"]
 
@@ -71,6 +72,22 @@ def test_jobs_survive_a_restart(tiny_model: Path, ct_nifti: tuple[Path, Path], t
     assert queued_view["attempts"] == 1
     assert lost_view["state"] == "succeeded", lost_view
     assert lost_view["attempts"] == 2  # the dead run, then the recovered one
+
+
+def _keeps_idle_connections(port: int, idle: float) -> None:
+    """A kept-alive connection still answers after ``idle`` seconds (uvicorn's default closes it after 5,
+    before a reverse proxy's pool would stop reusing it)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: lrc\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        for _ in range(2):
+            connection.sendall(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):  # headers, then the JSON body
+                received = connection.recv(65536)
+                assert received, f"the server closed the connection; got {answer!r}"
+                answer += received
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            time.sleep(idle)
 
 
 def test_keys_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
