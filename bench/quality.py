@@ -460,12 +460,11 @@ def plot_loss(runs: list[dict[str, Any]], path: Path) -> bool:
         return False
     fig, axes = plt.subplots(1, len(ks), figsize=(4.6 * len(ks), 3.8), squeeze=False)
     for axis, k in zip(axes[0], ks, strict=True):
-        for tag in sorted({r["tag"] for r in rows if r["k"] == k}):
-            curves = [r["loss_curve"] for r in rows if r["tag"] == tag and r["k"] == k]
-            length = min(len(c) for c in curves)
-            mean = [statistics.mean(c[i] for c in curves) for i in range(length)]
-            steps = [(i + 1) * LOSS_WINDOW for i in range(length)]
-            axis.plot(steps, mean, label=f"{tag} ({len(curves)} seeds)")
+        for tag, length in sorted({(r["tag"], r["finetune"]["steps"]) for r in rows if r["k"] == k}):
+            curves = [r["loss_curve"] for r in rows if (r["tag"], r["finetune"]["steps"], r["k"]) == (tag, length, k)]
+            mean = [statistics.mean(c[i] for c in curves) for i in range(min(len(c) for c in curves))]
+            steps = [(i + 1) * LOSS_WINDOW for i in range(len(mean))]
+            axis.plot(steps, mean, label=f"{tag}, {length} steps ({len(curves)} seeds)")
         axis.set_yscale("log")
         axis.set_title(f"k = {k}", fontsize=9)
         axis.set_xlabel("fine-tuning step")
