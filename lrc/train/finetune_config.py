@@ -55,7 +55,7 @@ class FinetuneConfig:
         weight_decay: AdamW weight decay.
         augment_scale, augment_rotate: 2D patches cut with a field of view of ``augment_scale``
             (min, max) times the patch and rotated by up to +-``augment_rotate`` degrees
-            (:class:`lrc.train.patches.SpatialAugment`; the defaults change nothing).
+            (:class:`SpatialAugment`; the defaults change nothing).
         spacing, canvas: model grid (taken from the pre-trained card when there is one).
         spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
             at ``spacing x spacing x spacing_z`` mm, ``spacing_z`` defaulting to ``spacing``).
