@@ -379,16 +379,11 @@ def summarize(runs: list[dict[str, Any]], test: str = "dev") -> str:
 
 def plot(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> None:
     """Dice vs k per method (mean and seeds), one panel per recipe tag."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [r for r in runs if r["test"] == test]
     panels = sorted({(r["tag"], r["finetune"]["steps"]) for r in rows if r["method"] != "scratch"})
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.6 * max(1, len(panels)), 3.8), squeeze=False)
+    fig, axes = _panels(max(1, len(panels)))
     colours = {"scratch": "black", "moco": "#c63", "lrc": "#27a", "moco+lrc": "#2a7", "supervised+lrc": "#a2a"}
-    for axis, (tag, steps) in zip(axes[0], panels, strict=False):
+    for axis, (tag, steps) in zip(axes, panels, strict=False):
         for method, colour in colours.items():
             chosen = [
                 r
@@ -413,20 +408,26 @@ def plot(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> None:
     fig.savefig(path, dpi=110)
 
 
-def plot_steps(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> bool:
-    """Dice vs fine-tuning steps per (tag, k), scratch beside each recipe; False when only one length ran."""
+def _panels(count: int) -> tuple[Any, list[Any]]:
+    """A figure of ``count`` panels side by side (matplotlib without a display) and its axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, count, figsize=(4.6 * count, 3.8), squeeze=False)
+    return fig, list(axes[0])
+
+
+def plot_steps(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> bool:
+    """Dice vs fine-tuning steps per (tag, k), scratch beside each recipe; False when only one length ran."""
     rows = [r for r in runs if r["test"] == test]
     lengths = sorted({r["finetune"]["steps"] for r in rows})
     ks = sorted({r["k"] for r in rows})
     if len(lengths) < 2:
         return False
-    fig, axes = plt.subplots(1, len(ks), figsize=(4.6 * len(ks), 3.8), squeeze=False)
-    for axis, k in zip(axes[0], ks, strict=True):
+    fig, axes = _panels(len(ks))
+    for axis, k in zip(axes, ks, strict=True):
         for tag in sorted({r["tag"] for r in rows}):
             chosen = [r for r in rows if r["tag"] == tag and r["k"] == k]
             steps = sorted({r["finetune"]["steps"] for r in chosen})
@@ -449,17 +450,12 @@ def plot_steps(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> boo
 
 def plot_loss(runs: list[dict[str, Any]], path: Path) -> bool:
     """Fine-tuning loss vs step per (tag, k), mean over seeds; False when no run recorded its curve."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [r for r in runs if r["test"] == "dev" and "loss_curve" in r]  # one record per run
     ks = sorted({r["k"] for r in rows})
     if not ks:
         return False
-    fig, axes = plt.subplots(1, len(ks), figsize=(4.6 * len(ks), 3.8), squeeze=False)
-    for axis, k in zip(axes[0], ks, strict=True):
+    fig, axes = _panels(len(ks))
+    for axis, k in zip(axes, ks, strict=True):
         for tag, length in sorted({(r["tag"], r["finetune"]["steps"]) for r in rows if r["k"] == k}):
             curves = [r["loss_curve"] for r in rows if (r["tag"], r["finetune"]["steps"], r["k"]) == (tag, length, k)]
             mean = [statistics.mean(c[i] for c in curves) for i in range(min(len(c) for c in curves))]

@@ -74,7 +74,11 @@ class Service:
 
     def client(self, role: str = "admin") -> httpx.Client:
         """An HTTP client authenticated with a key of ``role`` (``none``: no key)."""
-        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role != "none" else {}
+        return self.client_with(self.tokens[role] if role != "none" else None)
+
+    def client_with(self, token: str | None) -> httpx.Client:
+        """An HTTP client sending ``token`` as its bearer key (``None``: no key)."""
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
     def wait_job(self, job_id: str, timeout: float = 120, states: tuple[str, ...] = FINAL) -> dict[str, Any]:

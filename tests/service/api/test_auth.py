@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
-
 from app.records.keys import create_key
 from tests.service.harness import Service
 
@@ -47,14 +45,10 @@ def test_admin_creates_keys_stored_hashed(service: Service):
     assert token.encode() not in database.read_bytes()
 
 
-def _bearer(service: Service, token: str) -> httpx.Client:
-    return httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-
-
 def test_admin_revokes_a_key_and_its_token_stops_working_at_once(service: Service):
     with service.client("admin") as admin:
         created = admin.post("/v1/keys", json={"name": "leaked-script", "role": "submitter"}).json()
-        with _bearer(service, created["token"]) as leaked:
+        with service.client_with(created["token"]) as leaked:
             assert leaked.get("/v1/studies").status_code == 200
             assert admin.delete(f"/v1/keys/{created['id']}").status_code == 204
             refused = leaked.get("/v1/studies")
@@ -72,14 +66,14 @@ def test_the_last_admin_key_of_a_project_is_kept(service: Service):
     """Revoking it would leave nobody to manage the project's keys: make another admin first."""
     with service.ctx.db.session() as session:
         first, token = create_key(session, "first-admin", "admin", "revocation")
-    with _bearer(service, token) as admin:
+    with service.client_with(token) as admin:
         kept = admin.delete(f"/v1/keys/{first.id}")
         assert kept.status_code == 409
         assert "last active admin key" in kept.json()["detail"]
         second = admin.post("/v1/keys", json={"name": "second-admin", "role": "admin"}).json()
         assert admin.delete(f"/v1/keys/{first.id}").status_code == 204
         assert admin.get("/v1/keys").status_code == 401
-    with _bearer(service, second["token"]) as admin:
+    with service.client_with(second["token"]) as admin:
         assert admin.delete(f"/v1/keys/{second['id']}").status_code == 409
         assert {k["id"]: k["revoked"] for k in admin.get("/v1/keys").json()} == {first.id: True, second["id"]: False}
 
