@@ -115,6 +115,7 @@ def recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         views=replace(
             ViewConfig(),
             independent_geometry=args.independent,
+            flip=not args.no_view_flip,
             crop_scale=tuple(args.crop_scale or ViewConfig().crop_scale),
             **INTENSITY[args.intensity],
         ),
@@ -226,6 +227,7 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         reinit=tuple(args.reinit) if pretrained else (),
         augment_scale=tuple(args.augment_scale or (1.0, 1.0)),
         augment_rotate=args.augment_rotate,
+        flip=not args.no_flip,
         seed=seed,
     )
 
@@ -273,6 +275,7 @@ _TUNING_DEFAULTS = {
     "reinit": [],
     "augment_scale": [1.0, 1.0],
     "augment_rotate": 0.0,
+    "flip": True,
 }
 _RECIPE_DEFAULTS = {
     "decorrelation_weight": 0.0,
@@ -328,11 +331,13 @@ def _planned(
 def save(runs: list[dict[str, Any]], path: Path) -> None:
     """Write every run with the machine and library versions."""
     import torch
+    from speed_env import cpu_name
 
     from lrc.models.card import software_versions
 
     machine = {
         "platform": platform.platform(),
+        "cpu": cpu_name(),  # CPU trainings are bit-reproducible on one processor model, not across models
         "cpu_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "software": software_versions(),
@@ -478,18 +483,21 @@ def _tag(args: argparse.Namespace, method: str) -> str:
     from lrc.train.finetune_config import FinetuneConfig
 
     tuned = {"lr": args.finetune_lr or FinetuneConfig.lr, "augment_scale": args.augment_scale or [1.0, 1.0]}
-    return _scratch_tag({**tuned, "augment_rotate": args.augment_rotate})
+    return _scratch_tag({**tuned, "augment_rotate": args.augment_rotate, "flip": not args.no_flip})
 
 
 def _scratch_tag(tuned: dict[str, Any]) -> str:
     """The scratch row a run is paired with: ``scratch``, or with a suffix for another fine-tuning
-    learning rate (``-lr0.003``) or patch augmentation (``-aug0.7-1.4-r15``: scale range, degrees)."""
+    learning rate (``-lr0.003``), patch augmentation (``-aug0.7-1.4-r15``: scale range, degrees) or
+    patches never mirrored (``-noflip``)."""
     from lrc.train.finetune_config import FinetuneConfig
 
     tag = "scratch" if tuned["lr"] == FinetuneConfig.lr else f"scratch-lr{tuned['lr']:g}"
     scale, rotate = tuned.get("augment_scale", [1.0, 1.0]), tuned.get("augment_rotate", 0.0)
     if list(scale) != [1.0, 1.0] or rotate:
         tag += f"-aug{scale[0]:g}-{scale[1]:g}-r{rotate:g}"
+    if not tuned.get("flip", True):
+        tag += "-noflip"
     return tag
 
 
@@ -521,6 +529,8 @@ def main() -> None:
         "--augment-scale", type=float, nargs=2, default=None, help="Fine-tuning patches' field of view (min max)."
     )
     parser.add_argument("--augment-rotate", type=float, default=0.0, help="Fine-tuning patches' rotation, degrees.")
+    parser.add_argument("--no-flip", action="store_true", help="Fine-tuning patches never mirrored.")
+    parser.add_argument("--no-view-flip", action="store_true", help="Pre-training views never mirrored.")
     parser.add_argument("--lambda-local", type=float, default=None)
     parser.add_argument("--decorrelation", type=float, default=0.0, help="Channel-correlation penalty weight.")
     parser.add_argument("--restore", type=float, default=0.0, help="Restoration (in-painting) loss weight.")

@@ -31,7 +31,8 @@ class ViewConfig:
     Args:
         crop_scale: side of the random crop as a fraction of the slice side (min, max).
         rotate_degrees: rotations drawn uniformly in +-this.
-        flip: random left-right flips.
+        flip: random mirroring of the slice's columns: on the RAS model grid (rows left-right,
+            columns posterior-anterior) that is front-to-back, in 2D and in 3D.
         independent_geometry: one geometric transform per view instead of one per pair.
         gamma: gamma range (applied to [0, 1] intensities).
         scale: multiplicative intensity range.

@@ -162,6 +162,9 @@ def finetune(
         tuple[float, float], typer.Option(help="2D patches' field of view as a multiple of the patch: MIN MAX.")
     ] = (1.0, 1.0),
     augment_rotate: Annotated[float, typer.Option(help="2D patches rotated by up to +- this, degrees.")] = 0.0,
+    flip: Annotated[
+        bool, typer.Option(help="Mirror half of the patches left-right (--no-flip keeps the side: spleen vs liver).")
+    ] = True,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -192,6 +195,7 @@ def finetune(
             reinit=tuple(reinit or ()),
             augment_scale=augment_scale,
             augment_rotate=augment_rotate,
+            flip=flip,
             seed=seed,
         )
         with _progress(steps, "finetune", as_json) as progress:

@@ -142,14 +142,14 @@ def finetune(
             class_of=class_of,
         )
         sampler = SlicePatchSampler(
-            slices, config.patch, config.batch_size, config.foreground_fraction, rng, config.spatial
+            slices, config.patch, config.batch_size, config.foreground_fraction, rng, config.spatial, config.flip
         )
     else:
         spacing_3d = (config.spacing, config.spacing, config.spacing_z or config.spacing)
         spacing = spacing_3d
         volumes = build_volumes(train, window, spacing_3d, class_of)
         shape = (config.patch, config.patch, config.patch_depth)
-        sampler = VolumePatchSampler(volumes, shape, config.batch_size, config.foreground_fraction, rng)
+        sampler = VolumePatchSampler(volumes, shape, config.batch_size, config.foreground_fraction, rng, config.flip)
     card = ModelCard(
         kind="segmentation",
         architecture="",

@@ -56,6 +56,8 @@ class FinetuneConfig:
         augment_scale, augment_rotate: 2D patches cut with a field of view of ``augment_scale``
             (min, max) times the patch and rotated by up to +-``augment_rotate`` degrees
             (:class:`SpatialAugment`; the defaults change nothing).
+        flip: mirror half of the patches left-right. Mirroring hides the side, which is what tells
+            spleen from liver and the left kidney from the right one in appearance-alike cohorts.
         spacing, canvas: model grid (taken from the pre-trained card when there is one).
         spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
             at ``spacing x spacing x spacing_z`` mm, ``spacing_z`` defaulting to ``spacing``).
@@ -79,6 +81,7 @@ class FinetuneConfig:
     weight_decay: float = 1e-4
     augment_scale: tuple[float, float] = (1.0, 1.0)
     augment_rotate: float = 0.0
+    flip: bool = True
     spacing: float = 1.5
     canvas: int = 256
     spatial_dims: int = 2

@@ -2,7 +2,9 @@
 
 Half of the patches (``foreground_fraction``) are centred on a random labelled voxel, as nnU-Net
 oversamples foreground so that small organs are seen; the rest are uniform. Each patch may be
-flipped left-right, and each batch gets a mild random intensity gain. 2D patches may also be cut
+flipped left-right (``flip``: off where side tells organs apart, as TotalSegmentator's training
+does; the coin is drawn either way, so runs with and without flips cut the same patches), and each
+batch gets a mild random intensity gain. 2D patches may also be cut
 rotated and scaled (:class:`SpatialAugment`, as nnU-Net's spatial augmentation): the patch's
 sampling grid is turned and stretched about its centre on the whole canvas slice, so the context
 comes from the slice (not from padding) until the grid leaves the canvas (air, background).
@@ -65,6 +67,7 @@ class SlicePatchSampler:
         foreground_fraction: float,
         rng: np.random.Generator,
         spatial: SpatialAugment | None = None,
+        flip: bool = True,
     ) -> None:
         if slices.labels is None:
             raise ValueError("slices without labels cannot be fine-tuned on")
@@ -75,6 +78,7 @@ class SlicePatchSampler:
         self.foreground_fraction = foreground_fraction
         self.rng = rng
         self.spatial = spatial if spatial is not None and spatial.active else None
+        self.flip = flip
         self.foreground = [np.argwhere(lab > 0) for lab in slices.labels]  # per slice: F x 2
         self.with_foreground = np.flatnonzero([len(f) > 0 for f in self.foreground])
 
@@ -90,7 +94,7 @@ class SlicePatchSampler:
             else:
                 index = int(self.rng.integers(len(self.images)))
                 corner = _corner(self.rng, None, size, self.shape)
-            flip = self.rng.random() < 0.5
+            flip = self.rng.random() < 0.5 and self.flip
             if self.spatial is not None:
                 picks.append((index, corner, flip))
                 continue
@@ -161,8 +165,10 @@ class VolumePatchSampler:
         batch_size: int,
         foreground_fraction: float,
         rng: np.random.Generator,
+        flip: bool = True,
     ) -> None:
         self.shape: tuple[int, ...] = shape
+        self.flip = flip
         self.batch_size = batch_size
         self.foreground_fraction = foreground_fraction
         self.rng = rng
@@ -182,7 +188,7 @@ class VolumePatchSampler:
             corner = _corner(self.rng, self.foreground[index] if wanted else None, tuple(image.shape), self.shape)
             window = tuple(slice(int(c), int(c) + s) for c, s in zip(corner, self.shape, strict=True))
             patch, target = image[window], label[window]
-            if self.rng.random() < 0.5:
+            if self.rng.random() < 0.5 and self.flip:
                 patch, target = patch.flip(0), target.flip(0)
             images.append(patch)
             labels.append(target)

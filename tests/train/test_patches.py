@@ -58,6 +58,37 @@ def test_spatial_augment_at_scale_one_cuts_the_plain_patch():
     assert torch.allclose(images, images_w, atol=1e-3)  # the flips included
 
 
+@pytest.mark.parametrize("spatial", [None, SpatialAugment((1.0, 1.0 + 1e-9))], ids=["crop", "warp"])
+def test_without_flips_the_same_patches_keep_their_side(spatial: SpatialAugment | None):
+    slices = _organ_slices()  # its image rises along the rows, so a mirrored patch falls
+    flipped = SlicePatchSampler(slices, 32, 16, 0.5, np.random.default_rng(3), spatial)
+    kept = SlicePatchSampler(slices, 32, 16, 0.5, np.random.default_rng(3), spatial, flip=False)
+    torch.manual_seed(0)
+    some, _ = flipped.batch(torch.device("cpu"))
+    torch.manual_seed(0)
+    none, _ = kept.batch(torch.device("cpu"))
+
+    def falls(images: torch.Tensor) -> torch.Tensor:
+        return (images[:, 0, 1:] - images[:, 0, :-1]).mean(dim=(1, 2)) < 0  # per patch
+
+    mirrored = falls(some)
+    assert 0 < int(mirrored.sum()) < 16
+    assert not bool(falls(none).any())
+    assert torch.allclose(some[~mirrored], none[~mirrored], atol=1e-3)  # the same draws cut the same patches
+    assert torch.allclose(some[mirrored], none[mirrored].flip(2), atol=1e-3)
+
+
+def test_volume_patches_without_flips_keep_their_side():
+    rows = np.arange(16, dtype=np.float16)[:, None, None] / 16
+    image = np.broadcast_to(rows, (16, 16, 16)).astype(np.float16)
+    labels = np.ones((16, 16, 16), dtype=np.uint8)
+    for flip, expected in ((True, True), (False, False)):
+        sampler = VolumePatchSampler([(image, labels)], (16, 16, 16), 32, 0.5, np.random.default_rng(0), flip)
+        images, _ = sampler.batch(torch.device("cpu"))
+        falls = (images[:, 0, 1:] - images[:, 0, :-1]).mean(dim=(1, 2, 3)) < 0
+        assert bool(falls.any()) is expected
+
+
 def test_spatial_augment_scales_and_rotates_the_organ():
     slices = _organ_slices()
     zoomed = SlicePatchSampler(slices, 32, 64, 1.0, np.random.default_rng(0), SpatialAugment((2.0, 2.0)))
