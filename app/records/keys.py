@@ -67,11 +67,13 @@ def ensure_bootstrap_admin(session: Session, token: str) -> bool:
     return True
 
 
-def revoke_key(session: Session, key_id: str, project: str) -> ApiKey:
+def revoke_key(session: Session, key_id: str, project: str, keep_last_admin: bool = True) -> ApiKey:
     """Revoke a key of ``project``: its token fails from the next request on (revoking twice is a no-op).
 
-    The key stays listed, marked revoked. The last active admin key of a project is kept: without
-    it nobody could manage the project's keys (make another admin first).
+    The key stays listed, marked revoked. The last active admin key of a project is kept unless
+    ``keep_last_admin`` is false: without it nobody could manage the project's keys through the API
+    (make another admin first). The command line may drop it: a leaked admin token must die at
+    once, and the operator can make a new admin there.
 
     Raises:
         LookupError: ``project`` has no key ``key_id``.
@@ -82,7 +84,7 @@ def revoke_key(session: Session, key_id: str, project: str) -> ApiKey:
         raise LookupError(key_id)
     if key.revoked:
         return key
-    if key.role == "admin":
+    if key.role == "admin" and keep_last_admin:
         # locked (PostgreSQL), so that two admins revoking each other at once cannot both succeed
         admins = select(ApiKey.id).where(ApiKey.project == project, ApiKey.role == "admin", ApiKey.revoked.is_(False))
         if set(session.scalars(admins.with_for_update())) <= {key.id}:

@@ -1,4 +1,4 @@
-"""``lrc serve``, ``lrc worker`` and ``lrc keys``: the segmentation service from the command line.
+"""``lrc serve``, ``lrc worker`` and ``lrc keys`` (create, list, revoke): the service from the command line.
 
 The service's modules (FastAPI, Celery, SQLAlchemy) are imported inside the commands, so that
 ``lrc info`` and friends stay fast and the library itself depends on none of them.
@@ -234,3 +234,48 @@ def create_key(
     with build_context(get_settings()).db.session() as session:
         _, token = create(session, name, role, project)
     typer.echo(token)
+
+
+@keys_app.command("list")
+def list_keys(
+    project: Annotated[str, typer.Option(help="The project whose keys to list.")] = "default",
+    data_dir: DataDirOption = None,
+) -> None:
+    """List a project's keys, newest first: id, role, name, created, and whether revoked (never tokens)."""
+    _settings(data_dir)
+    from app.context import build_context
+    from app.records.keys import list_keys as listed
+    from app.settings import get_settings
+
+    with build_context(get_settings()).db.session() as session:
+        for key in listed(session, project):
+            state = "revoked" if key.revoked else "active"
+            typer.echo(f"{key.id}\t{key.role}\t{state}\t{key.created_at:%Y-%m-%d %H:%M}\t{key.name}")
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key's id (lrc keys list).")],
+    project: Annotated[str, typer.Option(help="The project the key belongs to.")] = "default",
+    force: Annotated[
+        bool, typer.Option(help="Also revoke the project's last active admin key (a leaked one).")
+    ] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Revoke an API key: its token is refused from the next request on."""
+    _settings(data_dir)
+    from app.context import build_context
+    from app.records.keys import revoke_key as revoke
+    from app.settings import get_settings
+
+    try:
+        with build_context(get_settings()).db.session() as session:
+            key = revoke(session, key_id, project, keep_last_admin=not force)
+            done = f"revoked {key.id} ({key.role}, {key.name})"
+    except LookupError as exc:
+        typer.echo(f"error: project {project!r} has no key {key_id!r}", err=True)
+        raise typer.Exit(1) from exc
+    except PermissionError as exc:
+        typer.echo(f"error: {exc}; create another admin key first (lrc keys create), or use --force", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(done)  # once committed

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from app.context import build_context
@@ -116,6 +117,41 @@ def test_keys_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     shared = CliRunner().invoke(cli, ["keys", "create", "--name", "x", "--project", "*", "--data-dir", str(tmp_path)])
     assert shared.exit_code == 2  # the shared models' marker is no project a key may belong to
     assert "project name" in shared.output
+
+
+def test_keys_are_listed_and_revoked_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LRC_DATA_DIR", str(tmp_path))
+    where = ["--project", "radiology", "--data-dir", str(tmp_path)]
+
+    def run(*words: str) -> Result:
+        return CliRunner().invoke(cli, ["keys", *words, *where])
+
+    tokens = {role: run("create", "--name", f"r-{role}", "--role", role).output.strip() for role in ("admin", "viewer")}
+    listed = run("list")
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split("\t")[1]: line.split("\t") for line in listed.output.splitlines()}
+    assert set(rows) == {"admin", "viewer"}
+    assert {r[2] for r in rows.values()} == {"active"}
+    assert not any(token in listed.output for token in tokens.values())  # ids, never tokens
+
+    viewer = run("revoke", rows["viewer"][0])
+    assert viewer.exit_code == 0, viewer.output
+    kept = run("revoke", rows["admin"][0])
+    assert kept.exit_code == 1
+    assert "last active admin key" in kept.output
+    assert "\tadmin\tactive\t" in run("list").output  # refused: still active
+    assert run("revoke", "no-such-key").exit_code == 1
+    elsewhere = CliRunner().invoke(cli, ["keys", "revoke", rows["admin"][0], "--data-dir", str(tmp_path)])
+    assert elsewhere.exit_code == 1  # another project's key (here: default's) is not found
+    forced = run("revoke", rows["admin"][0], "--force")  # a leaked last admin key
+    assert forced.exit_code == 0, forced.output
+
+    from app.records.keys import find_key
+
+    with build_context(Settings(data_dir=tmp_path)).db.session() as session:
+        assert find_key(session, tokens["admin"]) is None
+        assert find_key(session, tokens["viewer"]) is None
+    assert {line.split("\t")[2] for line in run("list").output.splitlines()} == {"revoked"}
 
 
 def test_worker_command_refuses_unknown_queues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
