@@ -105,12 +105,14 @@ def recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         features=preset["features"],
         queue_size=1024,
         lr=args.pretrain_lr or base.lr,
+        momentum=args.momentum or base.momentum,
         temperature_local=args.temperature_local or base.temperature_local,
         lambda_local=base.lambda_local if args.lambda_local is None else args.lambda_local,
         regions_per_image=args.regions or base.regions_per_image,
         pixels_per_region=args.pixels or base.pixels_per_region,
         decorrelation_weight=args.decorrelation,
         local_negatives=args.local_negatives,
+        negative_margin=args.negative_margin,
         restore_weight=args.restore,
         views=replace(
             ViewConfig(),
@@ -280,6 +282,7 @@ _TUNING_DEFAULTS = {
 _RECIPE_DEFAULTS = {
     "decorrelation_weight": 0.0,
     "local_negatives": "batch",
+    "negative_margin": 0.0,
     "restore_weight": 0.0,
     "restore_mask": 0.25,
 }
@@ -517,6 +520,7 @@ def main() -> None:
     parser.add_argument("--unlabeled", type=int, default=None)
     parser.add_argument("--pretrain-steps", type=int, default=None)
     parser.add_argument("--pretrain-lr", type=float, default=None)
+    parser.add_argument("--momentum", type=float, default=None, help="MoCo key-encoder momentum.")
     parser.add_argument("--finetune-steps", type=int, default=None)
     parser.add_argument("--finetune-lr", type=float, default=None, help="Peak fine-tuning learning rate.")
     parser.add_argument("--backbone-lr-factor", type=float, default=1.0)
@@ -536,6 +540,9 @@ def main() -> None:
     parser.add_argument("--restore", type=float, default=0.0, help="Restoration (in-painting) loss weight.")
     parser.add_argument("--temperature-local", type=float, default=None)
     parser.add_argument("--local-negatives", choices=["batch", "image"], default="batch", help="LRC negatives.")
+    parser.add_argument(
+        "--negative-margin", type=float, default=0.0, help="LRC: regions this close in intensity are no negatives."
+    )
     parser.add_argument("--regions", type=int, default=None, help="K regions per image.")
     parser.add_argument("--pixels", type=int, default=None, help="M pixels per region.")
     parser.add_argument("--sp-scale", type=float, default=None, help="Felzenszwalb scale.")

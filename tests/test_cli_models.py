@@ -42,6 +42,8 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "0.5",
             "--local-negatives",
             "image",
+            "--negative-margin",
+            "0.05",
             *small,
             "--json",
         ],
@@ -49,7 +51,7 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     training = json.loads(result.stdout)["card"]["training"]
     assert (training["method"], training["config"]["decorrelation_weight"]) == ("lrc", 0.5)
-    assert training["config"]["local_negatives"] == "image"
+    assert (training["config"]["local_negatives"], training["config"]["negative_margin"]) == ("image", 0.05)
     assert "correlation" in training["final"]
 
     manifest = tmp_path / "manifest.json"

@@ -176,6 +176,9 @@ class PretrainOptions(BaseModel):
     local_negatives: Literal["batch", "image"] = Field(
         default="batch", description="LRC negatives: other regions of the whole batch or of the same image"
     )
+    negative_margin: float = Field(
+        default=0.0, ge=0, le=1, description="LRC: regions closer than this in mean intensity (0-1) are no negatives"
+    )
     seed: int = 0
 
 

@@ -96,6 +96,9 @@ def pretrain(
     local_negatives: Annotated[
         Negatives, typer.Option(help="LRC negatives: every other region of the batch, or of the same image only.")
     ] = Negatives.batch,
+    negative_margin: Annotated[
+        float, typer.Option(help="LRC: regions closer than this in mean intensity (0-1) are no negatives.")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -122,6 +125,7 @@ def pretrain(
             view_depth=view_depth,
             decorrelation_weight=decorrelation_weight,
             local_negatives=local_negatives.value,
+            negative_margin=negative_margin,
             seed=seed,
         )
         with _progress(steps, f"pretrain {method.value}", as_json) as progress:

@@ -67,6 +67,8 @@ class PretrainConfig:
         temperature_local, lambda_local, regions_per_image (K), pixels_per_region (M): LRC settings.
         local_negatives: the local loss's negatives: ``batch`` (the specification) or ``image``
             (only the other regions of the same image; :mod:`lrc.losses.local_contrast`).
+        negative_margin: regions whose mean intensities (windowed, 0-1) differ by less than this
+            are no negatives of each other in the local loss (0: off, the specification).
         decorrelation_weight: weight of the channel-correlation penalty on the last decoder
             features of both views (0: off, the specification).
         restore_weight: weight of a restoration loss (0: off, the specification): a random
@@ -101,6 +103,7 @@ class PretrainConfig:
     regions_per_image: int = 16
     pixels_per_region: int = 8
     local_negatives: str = "batch"
+    negative_margin: float = 0.0
     decorrelation_weight: float = 0.0
     restore_weight: float = 0.0
     restore_mask: float = 0.25
@@ -126,6 +129,8 @@ class PretrainConfig:
             raise ValueError(f"need restore_weight >= 0 and restore_mask in [0, 1), got {weight} and {mask}")
         if self.restore_weight > 0 and self.method == "supervised+lrc":
             raise ValueError("restoration is not combined with supervised+lrc pre-training")
+        if self.negative_margin < 0:
+            raise ValueError(f"negative_margin must be >= 0, got {self.negative_margin}")
         if self.decorrelation_weight < 0:
             raise ValueError(f"decorrelation_weight must be >= 0, got {self.decorrelation_weight}")
         if self.steps < 1 or self.batch_size < 2:
@@ -163,7 +168,9 @@ class Pretrainer:
         if self.uses_moco:
             self.key = copy.deepcopy(self.online).requires_grad_(False)
             self.queue = MoCoQueue(config.embedding_dim, config.queue_size).to(self.device)
-        self.local_loss = LocalRegionContrastLoss(config.temperature_local, config.local_negatives)
+        self.local_loss = LocalRegionContrastLoss(
+            config.temperature_local, config.local_negatives, config.negative_margin
+        )
         self.optimizer = torch.optim.AdamW(self.online.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         warmup = max(1, config.steps // 20)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -219,7 +226,9 @@ class Pretrainer:
                 sample = sample_regions(
                     map_1, map_2, config.regions_per_image, config.pixels_per_region, self.generator
                 )
-                local = self.local_loss.from_views(dense[:batch], dense[batch:], sample, self.online.project_local)
+                local = self.local_loss.from_views(
+                    dense[:batch], dense[batch:], sample, self.online.project_local, (view_1, view_2)
+                )
                 loss = loss + config.lambda_local * local
                 metrics["local"] = float(local.detach())
                 metrics["regions"] = float(sample.valid.float().sum(dim=1).mean())

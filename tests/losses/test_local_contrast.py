@@ -133,3 +133,20 @@ def test_image_negatives_ignore_the_other_images_of_the_batch():
     assert_allclose(float(per_batch), -(1.0 - math.log(3 * math.e + 4 * math.e + 24)), rtol=1e-6)
     with pytest.raises(ValueError, match="negatives must be one of"):
         LocalRegionContrastLoss(negatives="pixel")
+
+
+def test_margin_leaves_regions_of_like_intensity_out_of_the_negatives():
+    # as above, image 1 repeats image 0; region r has intensity r / 10 in both images and views
+    maps = torch.tensor([[[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]]).repeat(2, 1, 1)
+    dense = torch.nn.functional.one_hot(maps, 5).permute(0, 3, 1, 2).float()  # 2 x 5 x 4 x 4
+    sample = sample_regions(maps, maps, regions_per_image=4, pixels_per_region=2)
+    views = (maps[:, None] / 10.0, maps[:, None] / 10.0)
+    near = LocalRegionContrastLoss(1.0, margin=0.05).from_views(dense, dense, sample, views=views)
+    # the other image's copy of the region (4 embeddings at cos 1) leaves; the 24 others stay
+    assert_allclose(float(near), -(1.0 - math.log(3 * math.e + 24)), rtol=1e-6)
+    wide = LocalRegionContrastLoss(1.0, margin=1.0).from_views(dense, dense, sample, views=views)
+    assert_allclose(float(wide), math.log(3), rtol=1e-6)  # no negatives left: only the positives
+    ignored = LocalRegionContrastLoss(1.0).from_views(dense, dense, sample, views=views)  # margin 0: off
+    assert_allclose(float(ignored), -(1.0 - math.log(3 * math.e + 4 * math.e + 24)), rtol=1e-6)
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        LocalRegionContrastLoss(margin=-0.1)

@@ -350,19 +350,23 @@ def test_decorrelation_penalty_joins_the_loss(subject_a, tmp_path: Path, method:
         replace(config, decorrelation_weight=-1.0)
 
 
-def test_image_negatives_change_the_local_loss_only(subject_a, tmp_path: Path):
+def test_fewer_negatives_change_the_local_loss_only(subject_a, tmp_path: Path):
     # same seed, same views and regions: the global loss of the first step is the same, the local one is not
     finals = {}
-    for negatives in ("batch", "image"):
-        config = replace(small_pretrain("moco+lrc", steps=1), local_negatives=negatives)
-        model = pretrain([subject_a[0]], tmp_path / negatives, config, device="cpu", cache_dir=tmp_path / "cache")
+    variants = {"batch": {}, "image": {"local_negatives": "image"}, "margin": {"negative_margin": 0.05}}
+    for name, change in variants.items():
+        config = replace(small_pretrain("moco+lrc", steps=1), **change)
+        model = pretrain([subject_a[0]], tmp_path / name, config, device="cpu", cache_dir=tmp_path / "cache")
         card = read_card(model)
-        assert card.training["config"]["local_negatives"] == negatives
-        finals[negatives] = card.training["final"]
-    assert_allclose(finals["batch"]["global"], finals["image"]["global"], rtol=1e-6)
-    assert finals["image"]["local"] < finals["batch"]["local"]  # fewer negatives in each softmax
+        assert {k: card.training["config"][k] for k in change} == change
+        finals[name] = card.training["final"]
+    for name in ("image", "margin"):
+        assert_allclose(finals["batch"]["global"], finals[name]["global"], rtol=1e-6)
+        assert finals[name]["local"] < finals["batch"]["local"]  # fewer negatives in each softmax
     with pytest.raises(ValueError, match="local_negatives must be one of"):
         replace(config, local_negatives="volume")
+    with pytest.raises(ValueError, match="negative_margin must be >= 0"):
+        replace(config, negative_margin=-0.1)
 
 
 @pytest.mark.parametrize("method", ["moco", "lrc"])

@@ -234,6 +234,7 @@ def test_pretrain_registers_a_backbone_that_cannot_be_promoted(service: Service,
         "pixels_per_region": 4,
         "decorrelation_weight": 0.5,
         "local_negatives": "image",
+        "negative_margin": 0.05,
     }
     body = {"series_ids": [stored_series_id], "method": "moco+lrc", "name": "backbone", "options": options}
     with service.client("submitter") as client:
@@ -245,7 +246,8 @@ def test_pretrain_registers_a_backbone_that_cannot_be_promoted(service: Service,
         assert card["kind"] == "pretrained"
         assert card["card"]["training"]["method"] == "moco+lrc"
         config = card["card"]["training"]["config"]
-        assert (config["decorrelation_weight"], config["local_negatives"]) == (0.5, "image")  # reached the training
+        reached = (config["decorrelation_weight"], config["local_negatives"], config["negative_margin"])
+        assert reached == (0.5, "image", 0.05)  # reached the training
     with service.client("admin") as admin:
         refused = admin.post("/v1/models/backbone/versions/1/promote", json={})
         assert refused.status_code == 409
