@@ -229,7 +229,7 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         reinit=tuple(args.reinit) if pretrained else (),
         augment_scale=tuple(args.augment_scale or (1.0, 1.0)),
         augment_rotate=args.augment_rotate,
-        flip=not args.no_flip,
+        flip=args.flip,
         seed=seed,
     )
 
@@ -486,7 +486,7 @@ def _tag(args: argparse.Namespace, method: str) -> str:
     from lrc.train.finetune_config import FinetuneConfig
 
     tuned = {"lr": args.finetune_lr or FinetuneConfig.lr, "augment_scale": args.augment_scale or [1.0, 1.0]}
-    return _scratch_tag({**tuned, "augment_rotate": args.augment_rotate, "flip": not args.no_flip})
+    return _scratch_tag({**tuned, "augment_rotate": args.augment_rotate, "flip": args.flip})
 
 
 def _scratch_tag(tuned: dict[str, Any]) -> str:
@@ -533,7 +533,13 @@ def main() -> None:
         "--augment-scale", type=float, nargs=2, default=None, help="Fine-tuning patches' field of view (min max)."
     )
     parser.add_argument("--augment-rotate", type=float, default=0.0, help="Fine-tuning patches' rotation, degrees.")
-    parser.add_argument("--no-flip", action="store_true", help="Fine-tuning patches never mirrored.")
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Mirror fine-tuning patches (runs before"
+        " 2026-12-03 did; their rows are 'scratch' and the like, those without '-noflip').",
+    )
     parser.add_argument("--no-view-flip", action="store_true", help="Pre-training views never mirrored.")
     parser.add_argument("--lambda-local", type=float, default=None)
     parser.add_argument("--decorrelation", type=float, default=0.0, help="Channel-correlation penalty weight.")

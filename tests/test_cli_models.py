@@ -131,7 +131,7 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "1.25",
             "--augment-rotate",
             "10",
-            "--no-flip",
+            "--flip",
             "--device",
             "cpu",
             "--json",
@@ -142,7 +142,7 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
     config = json.loads((tmp_path / "seg" / "model.json").read_text())["training"]["config"]
     assert (config["transfer"], config["warmup_steps"], config["shrink"], config["perturb"]) == ("encoder", 1, 0.8, 0.2)
     assert config["reinit"] == ["down_3", "down_4"]
-    assert (config["augment_scale"], config["augment_rotate"], config["flip"]) == ([0.8, 1.25], 10.0, False)
+    assert (config["augment_scale"], config["augment_rotate"], config["flip"]) == ([0.8, 1.25], 10.0, True)
 
     out = tmp_path / "out.nii.gz"
     result = runner.invoke(

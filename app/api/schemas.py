@@ -134,7 +134,10 @@ class FinetuneOptions(BaseModel):
         default=(1.0, 1.0), description="2D patches' field of view as a multiple of the patch (min, max)"
     )
     augment_rotate: float = Field(default=0.0, ge=0, le=180, description="2D patches rotated by up to +- this, degrees")
-    flip: bool = Field(default=True, description="mirror half of the patches left-right (false keeps the side)")
+    flip: bool = Field(
+        default=False,
+        description="mirror half of the patches left-right (hides the side: only without left/right labels)",
+    )
     patience: int = Field(default=5, ge=1)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0

@@ -167,8 +167,9 @@ def finetune(
     ] = (1.0, 1.0),
     augment_rotate: Annotated[float, typer.Option(help="2D patches rotated by up to +- this, degrees.")] = 0.0,
     flip: Annotated[
-        bool, typer.Option(help="Mirror half of the patches left-right (--no-flip keeps the side: spleen vs liver).")
-    ] = True,
+        bool,
+        typer.Option(help="Mirror half of the patches left-right (hides the side: only without left/right labels)."),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,

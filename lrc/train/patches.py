@@ -1,10 +1,10 @@
 """Random training patches for fine-tuning: 2D crops of slice canvases, or 3D crops of volumes.
 
 Half of the patches (``foreground_fraction``) are centred on a random labelled voxel, as nnU-Net
-oversamples foreground so that small organs are seen; the rest are uniform. Each patch may be
-flipped left-right (``flip``: off where side tells organs apart, as TotalSegmentator's training
-does; the coin is drawn either way, so runs with and without flips cut the same patches), and each
-batch gets a mild random intensity gain. 2D patches may also be cut
+oversamples foreground so that small organs are seen; the rest are uniform. With ``flip``, half
+of the patches are mirrored left-right (off by default: side tells organs apart; the coin is drawn
+either way, so runs with and without flips cut the same patches), and each batch gets a mild
+random intensity gain. 2D patches may also be cut
 rotated and scaled (:class:`SpatialAugment`, as nnU-Net's spatial augmentation): the patch's
 sampling grid is turned and stretched about its centre on the whole canvas slice, so the context
 comes from the slice (not from padding) until the grid leaves the canvas (air, background).
@@ -67,7 +67,7 @@ class SlicePatchSampler:
         foreground_fraction: float,
         rng: np.random.Generator,
         spatial: SpatialAugment | None = None,
-        flip: bool = True,
+        flip: bool = False,
     ) -> None:
         if slices.labels is None:
             raise ValueError("slices without labels cannot be fine-tuned on")
@@ -165,7 +165,7 @@ class VolumePatchSampler:
         batch_size: int,
         foreground_fraction: float,
         rng: np.random.Generator,
-        flip: bool = True,
+        flip: bool = False,
     ) -> None:
         self.shape: tuple[int, ...] = shape
         self.flip = flip

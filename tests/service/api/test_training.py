@@ -31,7 +31,7 @@ TRANSFER = {
     "reinit": ["down_4"],
     "augment_scale": [0.8, 1.25],
     "augment_rotate": 10.0,
-    "flip": False,
+    "flip": True,
 }
 
 
