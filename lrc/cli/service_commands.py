@@ -13,10 +13,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer()
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the service.")
@@ -46,6 +51,16 @@ def _settings(data_dir: Path | None) -> object:
         problems = "; ".join(f"LRC_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
         typer.echo(f"error: invalid settings: {problems}", err=True)
         raise typer.Exit(2) from exc
+
+
+@contextmanager
+def _records() -> Iterator[Session]:
+    """A session on the service's database (after :func:`_settings`): committed on leaving, rolled back on an error."""
+    from app.context import build_context
+    from app.settings import get_settings
+
+    with build_context(get_settings()).db.session() as session:
+        yield session
 
 
 def worker_command(queues: str, name: str, concurrency: int = 1, embedded: bool = False) -> list[str]:
@@ -217,11 +232,9 @@ def create_key(
 ) -> None:
     """Create an API key of a project and print its token (shown only once)."""
     _settings(data_dir)
-    from app.context import build_context
     from app.records.keys import ROLES
     from app.records.keys import create_key as create
     from app.records.projects import check_name
-    from app.settings import get_settings
 
     if role not in ROLES:
         typer.echo(f"error: role must be one of {', '.join(ROLES)}", err=True)
@@ -231,7 +244,7 @@ def create_key(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    with build_context(get_settings()).db.session() as session:
+    with _records() as session:
         _, token = create(session, name, role, project)
     typer.echo(token)
 
@@ -243,11 +256,9 @@ def list_keys(
 ) -> None:
     """List a project's keys, newest first: id, role, name, created, and whether revoked (never tokens)."""
     _settings(data_dir)
-    from app.context import build_context
     from app.records.keys import list_keys as listed
-    from app.settings import get_settings
 
-    with build_context(get_settings()).db.session() as session:
+    with _records() as session:
         for key in listed(session, project):
             state = "revoked" if key.revoked else "active"
             typer.echo(f"{key.id}\t{key.role}\t{state}\t{key.created_at:%Y-%m-%d %H:%M}\t{key.name}")
@@ -264,12 +275,10 @@ def revoke_key(
 ) -> None:
     """Revoke an API key: its token is refused from the next request on."""
     _settings(data_dir)
-    from app.context import build_context
     from app.records.keys import revoke_key as revoke
-    from app.settings import get_settings
 
     try:
-        with build_context(get_settings()).db.session() as session:
+        with _records() as session:
             key = revoke(session, key_id, project, keep_last_admin=not force)
             done = f"revoked {key.id} ({key.role}, {key.name})"
     except LookupError as exc:

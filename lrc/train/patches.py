@@ -4,10 +4,10 @@ Half of the patches (``foreground_fraction``) are centred on a random labelled v
 oversamples foreground so that small organs are seen; the rest are uniform. With ``flip``, half
 of the patches are mirrored left-right (off by default: side tells organs apart; the coin is drawn
 either way, so runs with and without flips cut the same patches), and each batch gets a mild
-random intensity gain. 2D patches may also be cut
-rotated and scaled (:class:`SpatialAugment`, as nnU-Net's spatial augmentation): the patch's
-sampling grid is turned and stretched about its centre on the whole canvas slice, so the context
-comes from the slice (not from padding) until the grid leaves the canvas (air, background).
+random intensity gain. 2D patches may also be cut rotated and scaled (:class:`SpatialAugment`, as
+nnU-Net's spatial augmentation): the patch's sampling grid is turned and stretched about its
+centre on the whole canvas slice, so the context comes from the slice (not from padding) until the
+grid leaves the canvas (air, background).
 """
 
 from __future__ import annotations
