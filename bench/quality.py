@@ -392,19 +392,21 @@ def plot(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> None:
     fig, axes = _panels(max(1, len(panels)))
     colours = {"scratch": "black", "moco": "#c63", "lrc": "#27a", "moco+lrc": "#2a7", "supervised+lrc": "#a2a"}
     for axis, (tag, steps) in zip(axes, panels, strict=False):
+        # the scratch row the table pairs this recipe with (same learning rate, augmentation, mirroring)
+        baseline = _scratch_tag(next(r["finetune"] for r in rows if (r["tag"], r["finetune"]["steps"]) == (tag, steps)))
         for method, colour in colours.items():
             chosen = [
                 r
                 for r in rows
                 if r["method"] == method
                 and r["finetune"]["steps"] == steps
-                and r["tag"] == (tag if method != "scratch" else "scratch")
+                and r["tag"] == (tag if method != "scratch" else baseline)
             ]
             ks = sorted({r["k"] for r in chosen})
             if not ks:
                 continue
             means = [statistics.mean(r["mean_dice"] for r in chosen if r["k"] == k) for k in ks]
-            axis.plot(ks, means, "-o", color=colour, label=method)
+            axis.plot(ks, means, "-o", color=colour, label=method if method != "scratch" else baseline)
             axis.scatter([r["k"] for r in chosen], [r["mean_dice"] for r in chosen], color=colour, s=8, alpha=0.5)
         axis.set_title(f"{tag}, {steps} fine-tuning steps", fontsize=9)
         axis.set_xscale("log", base=2)
