@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -57,15 +59,18 @@ class Database:
             connection.execute(text("SELECT 1"))
 
 
+SQLITE_TIMEOUT_S = 30
+
+
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_TIMEOUT_S, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _: Any) -> None:
             cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_TIMEOUT_S * 1000}")
+            _write_ahead_log(cursor, SQLITE_TIMEOUT_S)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -73,3 +78,23 @@ def _engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True)
+
+
+def _write_ahead_log(cursor: sqlite3.Cursor, timeout_s: float) -> None:
+    """Switch the database to WAL mode, waiting up to ``timeout_s`` for other connections.
+
+    The switch does not wait on SQLite's busy handler in every case: processes opening a new
+    database together (API and workers) got an immediate "database is locked" from it about once
+    in forty starts. The mode is stored in the file, so only the first switch changes anything.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)

@@ -6,6 +6,7 @@ unique index per project. Processes starting together upgrade once."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -245,4 +246,25 @@ def test_processes_starting_together_on_a_new_database_create_it_once(new_databa
     assert set(inspect(databases[0].engine).get_table_names()) == set(Base.metadata.tables)
     assert upgrade(databases[0].engine) == []
     for database in databases:
+        database.engine.dispose()
+
+
+def test_a_new_sqlite_database_waits_for_a_writer_before_switching_to_wal(tmp_path: Path) -> None:
+    """SQLite refuses the switch to WAL at once, without its busy timeout, while another connection
+    holds the write lock of a database still in rollback mode: the schema lock a starting process
+    holds. The connection waits for it instead (CI saw 'database is locked' about once in forty)."""
+    path = tmp_path / "new.sqlite"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE other (x INTEGER)")
+    release = threading.Timer(0.3, writer.execute, args=("COMMIT",))
+    release.start()
+    database = Database(f"sqlite:///{path}")
+    try:
+        database.create_schema()
+        with database.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        release.join()
+        writer.close()
         database.engine.dispose()
