@@ -20,6 +20,7 @@ Presets: ``reduced`` (CPU, small U-Net) and ``full`` (one GPU). Recipe options (
 
     python bench/quality.py --preset reduced --seeds 0 1 2 --k 1 2 4 --tag spec
     python bench/quality.py --summary            # tables and plots from bench/results/quality.json
+    python bench/quality.py --summary --results R.json --against weak/moco+lrc   # gaps to plain transfer too
 """
 
 from __future__ import annotations
@@ -349,32 +350,33 @@ def save(runs: list[dict[str, Any]], path: Path) -> None:
     path.write_text(json.dumps({"machine": machine, "runs": runs}, indent=1) + "\n")
 
 
-def summarize(runs: list[dict[str, Any]], test: str = "dev") -> str:
-    """Markdown table: mean Dice +- sd over seeds per (tag, method, k), and the gap to scratch."""
+def summarize(runs: list[dict[str, Any]], test: str = "dev", against: str | None = None) -> str:
+    """Markdown table: mean Dice +- sd over seeds per (tag, method, k), and the gap to scratch.
+
+    ``against`` (``TAG`` or ``TAG/METHOD``) adds a column: the paired gap to that arm, e.g. a recipe
+    against plain transfer rather than against scratch.
+    """
     rows = [r for r in runs if r["test"] == test]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["preset"], r["finetune"]["steps"], r["tag"], r["k"], r["method"]), []).append(r)
+    extra = f" vs {against} (paired) |" if against else ""
     lines = [
-        f"| preset | fine-tune steps | recipe | k | method | mean Dice ({test}) | vs scratch (paired) | seeds "
+        f"| preset | fine-tune steps | recipe | k | method | mean Dice ({test}) | vs scratch (paired) |{extra} seeds "
         "| Dice on its training volumes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if against else ""),
     ]
     for (preset, steps, tag, k, method), group in sorted(groups.items()):
         values = [g["mean_dice"] for g in sorted(group, key=lambda g: g["seed"])]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        same = [r for r in rows if (r["preset"], r["finetune"]["steps"], r["k"]) == (preset, steps, k)]
         baseline = _scratch_tag(group[0]["finetune"])  # same learning rate and augmentation
-        scratch = {
-            r["seed"]: r["mean_dice"]
-            for r in rows
-            if (r["preset"], r["finetune"]["steps"], r["k"], r["tag"]) == (preset, steps, k, baseline)
-        }
-        gaps = [g["mean_dice"] - scratch[g["seed"]] for g in group if g["seed"] in scratch]
-        gap = (
-            ""
-            if method == "scratch" or not gaps
-            else f"{statistics.mean(gaps):+.3f} ({sum(x > 0 for x in gaps)}/{len(gaps)} seeds ahead)"
-        )
+        gap = "" if method == "scratch" else _paired_gap(group, [r for r in same if r["tag"] == baseline])
+        if against:
+            ref_tag, _, ref_method = against.partition("/")
+            reference = [r for r in same if r["tag"] == ref_tag and r["method"] == (ref_method or r["method"])]
+            same_arm = (tag, method) == (ref_tag, ref_method or method)
+            gap += " | " + ("" if same_arm else _paired_gap(group, reference))
         fitted = [g["train_dice"] for g in group if "train_dice" in g]  # recorded since the fourth CPU session
         fit = f"{statistics.mean(fitted):.3f} ({len(fitted)} seeds)" if fitted else ""
         lines.append(
@@ -383,6 +385,13 @@ def summarize(runs: list[dict[str, Any]], test: str = "dev") -> str:
             + f" | {fit} |"
         )
     return "\n".join(lines)
+
+
+def _paired_gap(group: list[dict[str, Any]], reference: list[dict[str, Any]]) -> str:
+    """Mean Dice gap of ``group`` to ``reference`` over the seeds both ran, with the seeds ahead."""
+    by_seed = {r["seed"]: r["mean_dice"] for r in reference}
+    gaps = [g["mean_dice"] - by_seed[g["seed"]] for g in group if g["seed"] in by_seed]
+    return f"{statistics.mean(gaps):+.3f} ({sum(x > 0 for x in gaps)}/{len(gaps)} seeds ahead)" if gaps else ""
 
 
 def plot(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> None:
@@ -561,6 +570,9 @@ def main() -> None:
     parser.add_argument("--intensity", choices=sorted(INTENSITY), default="spec", help="Intensity augmentation.")
     parser.add_argument("--summary", action="store_true", help="Only print the table and draw the plot.")
     parser.add_argument(
+        "--against", metavar="TAG[/METHOD]", help="Tables: a column of paired gaps to this arm (besides scratch)."
+    )
+    parser.add_argument(
         "--results", type=Path, help=f"Results file (default {RESULTS.name}; --summary: every quality*.json)"
     )
     parser.add_argument("--no-plot", action="store_true", help="Skip the PNG (machines without matplotlib).")
@@ -597,7 +609,7 @@ def main() -> None:
                         print(json.dumps({x: run[x] for x in shown}), flush=True)
     for test in ("dev", "final"):
         if any(r["test"] == test for r in runs):
-            print(summarize(runs, test))
+            print(summarize(runs, test, args.against))
             if not args.no_plot:
                 plot(runs, args.results.with_name(f"{args.results.stem}_{test}.png"), test)
                 plot_steps(runs, args.results.with_name(f"{args.results.stem}_{test}_steps.png"), test)
