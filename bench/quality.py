@@ -353,8 +353,8 @@ def save(runs: list[dict[str, Any]], path: Path) -> None:
 def summarize(runs: list[dict[str, Any]], test: str = "dev", against: str | None = None) -> str:
     """Markdown table: mean Dice +- sd over seeds per (tag, method, k), and the gap to scratch.
 
-    ``against`` (``TAG`` or ``TAG/METHOD``) adds a column: the paired gap to that arm, e.g. a recipe
-    against plain transfer rather than against scratch.
+    ``against`` (``TAG/METHOD``, or ``TAG`` for the row's own method) adds a column: the paired gap
+    to that arm, e.g. a recipe against plain transfer rather than against scratch.
     """
     rows = [r for r in runs if r["test"] == test]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -374,9 +374,9 @@ def summarize(runs: list[dict[str, Any]], test: str = "dev", against: str | None
         gap = "" if method == "scratch" else _paired_gap(group, [r for r in same if r["tag"] == baseline])
         if against:
             ref_tag, _, ref_method = against.partition("/")
-            reference = [r for r in same if r["tag"] == ref_tag and r["method"] == (ref_method or r["method"])]
-            same_arm = (tag, method) == (ref_tag, ref_method or method)
-            gap += " | " + ("" if same_arm else _paired_gap(group, reference))
+            ref_method = ref_method or method
+            reference = [r for r in same if (r["tag"], r["method"]) == (ref_tag, ref_method)]
+            gap += " | " + ("" if (tag, method) == (ref_tag, ref_method) else _paired_gap(group, reference))
         fitted = [g["train_dice"] for g in group if "train_dice" in g]  # recorded since the fourth CPU session
         fit = f"{statistics.mean(fitted):.3f} ({len(fitted)} seeds)" if fitted else ""
         lines.append(

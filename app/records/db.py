@@ -83,9 +83,10 @@ def _engine(url: str) -> Engine:
 def _write_ahead_log(cursor: sqlite3.Cursor, timeout_s: float) -> None:
     """Switch the database to WAL mode, waiting up to ``timeout_s`` for other connections.
 
-    The switch does not wait on SQLite's busy handler in every case: processes opening a new
-    database together (API and workers) got an immediate "database is locked" from it about once
-    in forty starts. The mode is stored in the file, so only the first switch changes anything.
+    SQLite answers the switch with "database is locked" at once, without its busy handler, while
+    another connection holds the write lock of a database still in rollback-journal mode: six
+    processes creating a new database together failed so about once in forty starts. The mode is
+    stored in the file, so only the first switch changes anything.
     """
     deadline = time.monotonic() + timeout_s
     pause = 0.01
