@@ -68,8 +68,7 @@ def _engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _: Any) -> None:
-            cursor = connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_TIMEOUT_S * 1000}")
+            cursor = connection.cursor()  # busy timeout: the driver's ``timeout`` above
             _write_ahead_log(cursor, SQLITE_TIMEOUT_S)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
