@@ -217,7 +217,7 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
     return FinetuneConfig(
         steps=args.finetune_steps or preset["finetune_steps"],
         batch_size=preset["finetune_batch"],
-        patch=preset["patch"],
+        patch=args.patch or preset["patch"],
         spacing=preset["spacing"],
         canvas=preset["canvas"],
         features=preset["features"],
@@ -370,7 +370,7 @@ def summarize(runs: list[dict[str, Any]], test: str = "dev", against: str | None
         values = [g["mean_dice"] for g in sorted(group, key=lambda g: g["seed"])]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         same = [r for r in rows if (r["preset"], r["finetune"]["steps"], r["k"]) == (preset, steps, k)]
-        baseline = _scratch_tag(group[0]["finetune"])  # same learning rate and augmentation
+        baseline = _scratch_tag(group[0]["finetune"], preset)  # same learning rate, augmentation and patch
         gap = "" if method == "scratch" else _paired_gap(group, [r for r in same if r["tag"] == baseline])
         if against:
             ref_tag, _, ref_method = against.partition("/")
@@ -401,8 +401,9 @@ def plot(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> None:
     fig, axes = _panels(max(1, len(panels)))
     colours = {"scratch": "black", "moco": "#c63", "lrc": "#27a", "moco+lrc": "#2a7", "supervised+lrc": "#a2a"}
     for axis, (tag, steps) in zip(axes, panels, strict=False):
-        # the scratch row the table pairs this recipe with (same learning rate, augmentation, mirroring)
-        baseline = _scratch_tag(next(r["finetune"] for r in rows if (r["tag"], r["finetune"]["steps"]) == (tag, steps)))
+        # the scratch row the table pairs this recipe with (same learning rate, augmentation, mirroring, patch)
+        first = next(r for r in rows if (r["tag"], r["finetune"]["steps"]) == (tag, steps))
+        baseline = _scratch_tag(first["finetune"], first["preset"])
         for method, colour in colours.items():
             chosen = [
                 r
@@ -497,13 +498,15 @@ def _tag(args: argparse.Namespace, method: str) -> str:
     from lrc.train.finetune_config import FinetuneConfig
 
     tuned = {"lr": args.finetune_lr or FinetuneConfig.lr, "augment_scale": args.augment_scale or [1.0, 1.0]}
-    return _scratch_tag({**tuned, "augment_rotate": args.augment_rotate, "flip": args.flip})
+    patch = args.patch or PRESETS[args.preset]["patch"]
+    tuned |= {"augment_rotate": args.augment_rotate, "flip": args.flip, "patch": patch}
+    return _scratch_tag(tuned, args.preset)
 
 
-def _scratch_tag(tuned: dict[str, Any]) -> str:
+def _scratch_tag(tuned: dict[str, Any], preset: str) -> str:
     """The scratch row a run is paired with: ``scratch``, or with a suffix for another fine-tuning
-    learning rate (``-lr0.003``), patch augmentation (``-aug0.7-1.4-r15``: scale range, degrees) or
-    patches never mirrored (``-noflip``)."""
+    learning rate (``-lr0.003``), patch augmentation (``-aug0.7-1.4-r15``: scale range, degrees),
+    patches never mirrored (``-noflip``) or another patch side than the preset's (``-p96``)."""
     from lrc.train.finetune_config import FinetuneConfig
 
     tag = "scratch" if tuned["lr"] == FinetuneConfig.lr else f"scratch-lr{tuned['lr']:g}"
@@ -512,6 +515,8 @@ def _scratch_tag(tuned: dict[str, Any]) -> str:
         tag += f"-aug{scale[0]:g}-{scale[1]:g}-r{rotate:g}"
     if not tuned.get("flip", True):
         tag += "-noflip"
+    if tuned.get("patch", PRESETS[preset]["patch"]) != PRESETS[preset]["patch"]:
+        tag += f"-p{tuned['patch']}"
     return tag
 
 
@@ -543,6 +548,7 @@ def main() -> None:
     parser.add_argument(
         "--augment-scale", type=float, nargs=2, default=None, help="Fine-tuning patches' field of view (min max)."
     )
+    parser.add_argument("--patch", type=int, default=None, help="Fine-tuning patch side (the canvas: whole slices).")
     parser.add_argument("--augment-rotate", type=float, default=0.0, help="Fine-tuning patches' rotation, degrees.")
     parser.add_argument(
         "--flip",

@@ -32,6 +32,7 @@ from torch import nn
 from lrc.device import autocast, resolve_device
 from lrc.infer.cpu import channels_last, for_cpu
 from lrc.infer.stages import NoTimes, StageTimes
+from lrc.infer.tiles import tiled_forward
 from lrc.io.volume import Volume
 from lrc.models.card import ModelCard
 from lrc.models.store import load_model
@@ -53,6 +54,8 @@ class Predictor:
         bf16: bf16 autocast on CUDA (float32 when False; the CPU always runs float32).
         fast_cpu: on the CPU, run a copy of ``net`` with group norms and channels-last weights
             (:mod:`lrc.infer.cpu`; the same arithmetic, ~1.3x faster); ``net`` itself is left as it is.
+        tile: 2D only: run the network over half-overlapping ``tile x tile`` windows of each slice
+            (model grid) instead of the whole slice (:mod:`lrc.infer.tiles`); ``None``: whole slices.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Predictor:
         batch_size: int | None = None,
         bf16: bool = True,
         fast_cpu: bool = True,
+        tile: int | None = None,
     ) -> None:
         if card.kind != "segmentation" or card.labels is None:
             raise ValueError(f"a segmentation model is needed, got a {card.kind} model")
@@ -76,17 +80,24 @@ class Predictor:
         self.batch_size = batch_size or (32 if self.device.type == "cuda" else 2)
         if self.device.type == "cpu":
             tune_cpu_allocator()
+        if tile is not None and (tile < MULTIPLE or tile % MULTIPLE):
+            raise ValueError(f"tile must be a positive multiple of {MULTIPLE}, got {tile}")
+        self.tile = tile
         self.label_dtype = np.uint8 if max(card.labels) < 256 else np.uint16
         self.values = np.array([0, *card.labels], dtype=self.label_dtype)  # class index -> label value
 
     @classmethod
     def from_dir(
-        cls, directory: str | os.PathLike[str], device: str | torch.device = "auto", batch_size: int | None = None
+        cls,
+        directory: str | os.PathLike[str],
+        device: str | torch.device = "auto",
+        batch_size: int | None = None,
+        tile: int | None = None,
     ) -> Predictor:
         """Load a segmentation model directory (checked against its card)."""
         resolved = resolve_device(device)
         net, card = load_model(directory, kind="segmentation", device=resolved)
-        return cls(net, card, resolved, batch_size)
+        return cls(net, card, resolved, batch_size, tile=tile)
 
     @torch.inference_mode()
     def predict(self, volume: Volume, times: StageTimes | None = None) -> Volume:
@@ -152,7 +163,10 @@ class Predictor:
                 batch = nn.functional.pad(batch, (pad_y // 2, pad_y - pad_y // 2, pad_x // 2, pad_x - pad_x // 2))
                 batch = batch.contiguous(memory_format=self.memory_format)
             with clock.stage("model", self.device), autocast(self.device, self.bf16):
-                logits = self._forward(batch)  # b x C x X' x Y' (padded)
+                if self.tile is None:
+                    logits = self._forward(batch)  # b x C x X' x Y' (padded)
+                else:
+                    logits = tiled_forward(self._forward_contiguous, batch, self.tile)
             with clock.stage("postprocess", self.device):
                 logits = logits[:, :, pad_x // 2 : pad_x // 2 + model_x, pad_y // 2 : pad_y // 2 + model_y].float()
                 if resample:
@@ -162,6 +176,9 @@ class Predictor:
                 # max(dim=1).indices: ~12x faster than argmax(dim=1) on the CPU for this layout.
                 out[start : start + self.batch_size] = values[logits.max(dim=1).indices.transpose(1, 2)]
         return out
+
+    def _forward_contiguous(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._forward(batch.contiguous(memory_format=self.memory_format))
 
     def _predict_3d(self, image: torch.Tensor, spacing: tuple[float, ...], clock: StageTimes) -> torch.Tensor:
         from monai.inferers import sliding_window_inference
