@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from quality import PRESETS, TEST_SEEDS, WORK, phantom, save
+from quality import PRESETS, TEST_SEEDS, WORK, _panels, phantom, save
 
 NAME = re.compile(r"ft-(?P<tag>.+)-(?P<method>scratch|moco\+lrc|moco|lrc|supervised\+lrc)-k(?P<k>\d+)-s(?P<seed>\d+)$")
 MODES = ("whole", "tiles")
@@ -59,26 +59,53 @@ def score(model: Path, preset: dict[str, Any], tests: list[str]) -> list[dict[st
 
 
 def summarize(runs: list[dict[str, Any]], scratch: str) -> str:
-    """Markdown: mean Dice (3 seeds) per arm, set and mode, and the paired gap to ``scratch`` on whole slices."""
-    reference = {
-        (r["k"], r["seed"], r["set"]): r["mean_dice"] for r in runs if r["tag"] == scratch and r["mode"] == "whole"
-    }
+    """Markdown: mean Dice per arm, volumes and inference, and paired gaps (per seed) to ``scratch``
+    on whole slices and to ``scratch`` with the same inference."""
+    reference = {(r["k"], r["seed"], r["set"], r["mode"]): r["mean_dice"] for r in runs if r["tag"] == scratch}
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in runs:
         groups.setdefault((r["tag"], r["method"], r["k"], r["set"], r["mode"]), []).append(r)
     lines = [
-        f"| arm | k | volumes | inference | mean Dice | vs {scratch}, whole slices (paired) | seeds |",
-        "|---|---|---|---|---|---|---|",
+        f"| arm | k | volumes | inference | mean Dice | vs {scratch}, whole slices | vs {scratch}, same inference "
+        "| seeds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (tag, method, k, name, mode), group in sorted(groups.items()):
         values = {g["seed"]: g["mean_dice"] for g in group}
-        gaps = [v - reference[(k, s, name)] for s, v in values.items() if (k, s, name) in reference]
-        gap = f"{statistics.mean(gaps):+.3f} ({sum(x > 0 for x in gaps)}/{len(gaps)} ahead)" if gaps else ""
+        gaps = [_gap(values, reference, k, name, against) for against in ("whole", mode)]
+        if tag == scratch:
+            gaps = [gaps[0], ""]
         shown = ", ".join(f"{values[s]:.3f}" for s in sorted(values))
-        lines.append(
-            f"| {tag} ({method}) | {k} | {name} | {mode} | {statistics.mean(values.values()):.3f} | {gap} | {shown} |"
-        )
+        mean = statistics.mean(values.values())
+        lines.append(f"| {tag} ({method}) | {k} | {name} | {mode} | {mean:.3f} | {gaps[0]} | {gaps[1]} | {shown} |")
     return "\n".join(lines)
+
+
+def _gap(values: dict[int, float], reference: dict[tuple[Any, ...], float], k: int, name: str, mode: str) -> str:
+    """Mean paired gap over the seeds both ran, with the seeds ahead."""
+    gaps = [v - reference[(k, s, name, mode)] for s, v in values.items() if (k, s, name, mode) in reference]
+    return f"{statistics.mean(gaps):+.3f} ({sum(x > 0 for x in gaps)}/{len(gaps)} ahead)" if gaps else ""
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """Mean Dice per arm on whole slices and on tiles: one panel per test set and k."""
+    panels = sorted({(r["set"], r["k"]) for r in runs if r["set"] != "train"})
+    tags = sorted({r["tag"] for r in runs})
+    fig, axes = _panels(len(panels))
+    for axis, (name, k) in zip(axes, panels, strict=True):
+        for offset, (mode, colour) in enumerate((("whole", "#999"), ("tiles", "#2a7"))):
+            means = [
+                statistics.mean([r["mean_dice"] for r in runs if (r["tag"], r["set"], r["k"], r["mode"]) == key] or [0])
+                for key in ((tag, name, k, mode) for tag in tags)
+            ]
+            axis.barh([i + 0.4 * offset for i in range(len(tags))], means, height=0.4, color=colour, label=mode)
+        axis.set_yticks([i + 0.2 for i in range(len(tags))], tags, fontsize=7)
+        axis.set_xlim(0.4, 0.7)
+        axis.set_title(f"{name}, k = {k}")
+        axis.set_xlabel("mean Dice (3 seeds)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -88,7 +115,8 @@ def main() -> None:
     parser.add_argument("--test", nargs="+", choices=sorted(TEST_SEEDS), default=["dev", "final"])
     parser.add_argument("--scratch", default="scratch-noflip", help="The arm the others are paired with.")
     parser.add_argument("--results", type=Path, required=True)
-    parser.add_argument("--summary", action="store_true", help="Only print the table.")
+    parser.add_argument("--summary", action="store_true", help="Only print the table (and draw the plot).")
+    parser.add_argument("--no-plot", action="store_true", help="Skip the PNG.")
     args = parser.parse_args()
     runs: list[dict[str, Any]] = json.loads(args.results.read_text())["runs"] if args.results.exists() else []
     if not args.summary:
@@ -103,6 +131,8 @@ def main() -> None:
             save(runs, args.results)
             print(model.name, flush=True)
     print(summarize(runs, args.scratch))
+    if not args.no_plot:
+        plot(runs, args.results.with_suffix(".png"))
 
 
 if __name__ == "__main__":
