@@ -37,9 +37,10 @@ def score(model: Path, preset: dict[str, Any], tests: list[str]) -> list[dict[st
     k, seed = int(found["k"]), int(found["seed"])
     sets = {"train": [phantom(100 + 10 * seed + i) for i in range(k)]}
     sets |= {test: [phantom(TEST_SEEDS[test] + i) for i in range(preset["tests"])] for test in tests}
+    training = read_card(model).training  # the directory is rewritten by any later run of the same tag
     records = []
     for mode in MODES:
-        tile = int(read_card(model).training["patch"][0]) if mode == "tiles" else None
+        tile = int(training["patch"][0]) if mode == "tiles" else None
         predictor = Predictor.from_dir(model, device="cpu", tile=tile)
         for name, cases in sets.items():
             dice = [mean_dice(evaluate(predictor.predict(i), lab, ORGANS, distances=False)) for i, lab in cases]
@@ -53,6 +54,7 @@ def score(model: Path, preset: dict[str, Any], tests: list[str]) -> list[dict[st
                     "tile": tile,
                     "set": name,
                     "mean_dice": statistics.mean(dice),
+                    "finetune": training["config"],
                 }
             )
     return records
