@@ -10,6 +10,8 @@ volumes with a mean Dice of 0.73-0.78 on whole slices and 0.93-0.94 tile by tile
 
 The tiles overlap by half and their logits are averaged with a Gaussian weight (sigma = tile / 8)
 that trusts each tile's centre more than its border. Slices no larger than a tile run whole.
+MONAI's ``sliding_window_inference`` does this for the 3D networks; the 2D path stays free of
+MONAI's import (seconds at start-up, ``bench/SPEED.md``), so it has its own small loop here.
 """
 
 from __future__ import annotations
