@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from quality import PRESETS, TEST_SEEDS, WORK, _panels, phantom, save
+from quality import PRESETS, TEST_SEEDS, WORK, _paired_gap, _panels, phantom, save
 
 NAME = re.compile(r"ft-(?P<tag>.+)-(?P<method>scratch|moco\+lrc|moco|lrc|supervised\+lrc)-k(?P<k>\d+)-s(?P<seed>\d+)$")
 MODES = ("whole", "tiles")
@@ -63,7 +63,7 @@ def score(model: Path, preset: dict[str, Any], tests: list[str]) -> list[dict[st
 def summarize(runs: list[dict[str, Any]], scratch: str) -> str:
     """Markdown: mean Dice per arm, volumes and inference, and paired gaps (per seed) to ``scratch``
     on whole slices and to ``scratch`` with the same inference."""
-    reference = {(r["k"], r["seed"], r["set"], r["mode"]): r["mean_dice"] for r in runs if r["tag"] == scratch}
+    scratches = [r for r in runs if r["tag"] == scratch]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in runs:
         groups.setdefault((r["tag"], r["method"], r["k"], r["set"], r["mode"]), []).append(r)
@@ -74,19 +74,16 @@ def summarize(runs: list[dict[str, Any]], scratch: str) -> str:
     ]
     for (tag, method, k, name, mode), group in sorted(groups.items()):
         values = {g["seed"]: g["mean_dice"] for g in group}
-        gaps = [_gap(values, reference, k, name, against) for against in ("whole", mode)]
+        gaps = [
+            _paired_gap(group, [r for r in scratches if (r["k"], r["set"], r["mode"]) == (k, name, against)])
+            for against in ("whole", mode)
+        ]
         if tag == scratch:
             gaps = [gaps[0], ""]
         shown = ", ".join(f"{values[s]:.3f}" for s in sorted(values))
         mean = statistics.mean(values.values())
         lines.append(f"| {tag} ({method}) | {k} | {name} | {mode} | {mean:.3f} | {gaps[0]} | {gaps[1]} | {shown} |")
     return "\n".join(lines)
-
-
-def _gap(values: dict[int, float], reference: dict[tuple[Any, ...], float], k: int, name: str, mode: str) -> str:
-    """Mean paired gap over the seeds both ran, with the seeds ahead."""
-    gaps = [v - reference[(k, s, name, mode)] for s, v in values.items() if (k, s, name, mode) in reference]
-    return f"{statistics.mean(gaps):+.3f} ({sum(x > 0 for x in gaps)}/{len(gaps)} ahead)" if gaps else ""
 
 
 def plot(runs: list[dict[str, Any]], path: Path) -> None:
