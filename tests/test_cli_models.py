@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from lrc.cli import app
 from lrc.io import read_nifti, read_volume
 from lrc.io.seg import read_seg
+from lrc.models.store import read_card
 from tests.io.test_seg import dciodvfy_errors
+from tests.nets.test_basic_unet import STARTER
 
 runner = CliRunner()
 
@@ -257,3 +259,21 @@ def test_pretrain_3d(shared_data: Path, tmp_path: Path):
     result = runner.invoke(app, [*common, *small, "--view-depth", "20"])
     assert result.exit_code != 0
     assert "multiple of 16" in result.output
+
+
+def test_segment_by_tiles_of_the_training_patch(shared_data: Path, tmp_path: Path):
+    """``--tile patch`` runs the shipped starter model over tiles of its 128-pixel training patch."""
+    assert read_card(STARTER).training["patch"] == [128, 128]
+    ct = str(shared_data / "dicom" / "seg_dcmqi" / "ct-3slice")
+    common = ["segment", ct, "--model", str(STARTER), "--device", "cpu"]
+    arrays = {}
+    for tile in ("slice", "patch", "128"):
+        result = runner.invoke(app, [*common, "--out", str(tmp_path / f"{tile}.nii.gz"), "--tile", tile])
+        assert result.exit_code == 0, result.output
+        arrays[tile] = read_nifti(tmp_path / f"{tile}.nii.gz").array
+    assert np.array_equal(arrays["patch"], arrays["128"])
+    assert not np.array_equal(arrays["patch"], arrays["slice"])
+    for bad, message in (("tiles", "'slice', 'patch' or a side"), ("100", "multiple of 16")):
+        result = runner.invoke(app, [*common, "--out", str(tmp_path / "x.nii.gz"), "--tile", bad])
+        assert result.exit_code != 0
+        assert message in result.output

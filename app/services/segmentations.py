@@ -42,9 +42,10 @@ def create(
     created_by: str | None,
     project: str,
     request_key: str | None = None,
+    tiles: bool = False,
 ) -> tuple[Segmentation, Job]:
     """Queue the segmentation of a series of ``project`` by a model it sees (``name``, ``name:version`` or the
-    production model).
+    production model); ``tiles``: a 2D model runs over tiles of its training patch, not whole slices.
 
     With a ``request_key`` (the ``Idempotency-Key`` header) the first request of that key in ``project``
     is carried out and every repetition returns its segmentation and job, creating nothing. Requests
@@ -56,7 +57,7 @@ def create(
     """
     if request_key is not None:
         with ctx.db.session() as session:
-            found = _by_request_key(session, project, request_key, series_id, model)
+            found = _by_request_key(session, project, request_key, series_id, model, tiles)
         if found is not None:
             return found
     try:
@@ -75,12 +76,12 @@ def create(
             session.add(seg)
             session.flush()
             # ``model`` as asked (None: production), to tell a repeated request from another one.
-            job.payload = {"segmentation_id": seg.id, "model": model}
+            job.payload = {"segmentation_id": seg.id, "model": model, "tiles": tiles}
     except IntegrityError:
         if request_key is None:
             raise
         with ctx.db.session() as session:
-            found = _by_request_key(session, project, request_key, series_id, model)
+            found = _by_request_key(session, project, request_key, series_id, model, tiles)
         if found is None:  # not the key's index that refused the row
             raise
         return found
@@ -89,7 +90,7 @@ def create(
 
 
 def _by_request_key(
-    session: Session, project: str, request_key: str, series_id: str, model: str | None
+    session: Session, project: str, request_key: str, series_id: str, model: str | None, tiles: bool
 ) -> tuple[Segmentation, Job] | None:
     """The segmentation (and job) that ``request_key`` made in ``project``; None when it made none."""
     seg = session.scalar(
@@ -98,12 +99,12 @@ def _by_request_key(
     if seg is None:
         return None
     job = job_records.get_job(session, seg.job_id, project)
-    asked = job.payload.get("model")
-    if seg.series_id != series_id or asked != model:
+    asked, tiled = job.payload.get("model"), bool(job.payload.get("tiles", False))
+    if seg.series_id != series_id or asked != model or tiled != tiles:
         raise IdempotencyKeyReused(
             f"this Idempotency-Key was used for another request (series {seg.series_id!r}, model "
-            f"{asked or '(production)'!r}) in this project, which made segmentation {seg.id}; send a new key "
-            "for a new request"
+            f"{asked or '(production)'!r}, tiles {tiled}) in this project, which made segmentation {seg.id}; send "
+            "a new key for a new request"
         )
     return seg, job
 
@@ -128,6 +129,7 @@ def view(ctx: Context, segmentation_id: str, project: str) -> dict[str, Any]:
         "id": seg.id,
         "series_id": seg.series_id,
         "model": {"name": version.name, "version": version.version},
+        "tiles": bool(job.payload.get("tiles", False)),
         "job_id": job.id,
         "state": job.state,
         "export_job_id": export.id if export else None,

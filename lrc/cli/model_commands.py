@@ -17,6 +17,25 @@ app = typer.Typer()
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")]
 SpacingOption = Annotated[float, typer.Option(help="In-plane model spacing, mm.")]
 CanvasOption = Annotated[int, typer.Option(help="Slice canvas side at that spacing, pixels (multiple of 16).")]
+TileOption = Annotated[
+    str,
+    typer.Option(
+        help="2D models: 'slice' runs whole slices; 'patch' half-overlapping tiles of the training patch, as "
+        "nnU-Net predicts (often better Dice, ~3x the model time); or a tile side in pixels (multiple of 16)."
+    ),
+]
+
+
+def _tile(option: str) -> int | str | None:
+    """``--tile`` as :class:`lrc.infer.Predictor` takes it."""
+    if option == "slice":
+        return None
+    if option == "patch":
+        return option
+    try:
+        return int(option)
+    except ValueError:
+        raise ValueError(f"--tile must be 'slice', 'patch' or a side in pixels, got {option!r}") from None
 
 
 class Method(StrEnum):
@@ -232,6 +251,7 @@ def segment(
     out: Annotated[Path, typer.Option(help="Output file.")],
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.nifti,
     device: DeviceOption = "auto",
+    tile: TileOption = "slice",
     as_json: JsonFlag = False,
 ) -> None:
     """Segment one scan; write NIfTI, DICOM SEG or RTSTRUCT on the scan's exact grid."""
@@ -240,7 +260,7 @@ def segment(
     from lrc.models import ModelCardError
 
     try:
-        predictor = Predictor.from_dir(model, device=device)
+        predictor = Predictor.from_dir(model, device=device, tile=_tile(tile))
         image = read_volume(source)
         labels = predictor.predict(image)
         table = predictor.card.labels
@@ -266,6 +286,7 @@ def evaluate(
     model: Annotated[Path, typer.Option(help="Segmentation model directory.")],
     data: Annotated[Path, typer.Option(help="Manifest JSON with the labelled cases to score.")],
     device: DeviceOption = "auto",
+    tile: TileOption = "slice",
     as_json: JsonFlag = False,
 ) -> None:
     """Dice and HD95 per label on labelled cases (the manifest's test, else validation, else train)."""
@@ -277,7 +298,7 @@ def evaluate(
     from lrc.models import ModelCardError
 
     try:
-        predictor = Predictor.from_dir(model, device=device)
+        predictor = Predictor.from_dir(model, device=device, tile=_tile(tile))
         manifest = load_manifest(data)
         cases = manifest.parts.get("test") or manifest.parts.get("validation") or manifest.parts["train"]
         assert predictor.card.labels is not None

@@ -22,6 +22,7 @@ each other, the same grid convention as :func:`lrc.io.resample.grid_for_spacing`
 
 from __future__ import annotations
 
+import copy
 import os
 
 import nibabel as nib
@@ -54,8 +55,10 @@ class Predictor:
         bf16: bf16 autocast on CUDA (float32 when False; the CPU always runs float32).
         fast_cpu: on the CPU, run a copy of ``net`` with group norms and channels-last weights
             (:mod:`lrc.infer.cpu`; the same arithmetic, ~1.3x faster); ``net`` itself is left as it is.
-        tile: 2D only: run the network over half-overlapping ``tile x tile`` windows of each slice
-            (model grid) instead of the whole slice (:mod:`lrc.infer.tiles`); ``None``: whole slices.
+        tile: run a 2D network over half-overlapping ``tile x tile`` windows of each slice (model
+            grid) instead of the whole slice (:mod:`lrc.infer.tiles`); ``"patch"``: tiles of the
+            model's training patch, as nnU-Net predicts; ``None``: whole slices. 3D networks always
+            run over windows of their training patch (``"patch"`` is accepted, a size is not).
     """
 
     def __init__(
@@ -66,7 +69,7 @@ class Predictor:
         batch_size: int | None = None,
         bf16: bool = True,
         fast_cpu: bool = True,
-        tile: int | None = None,
+        tile: int | str | None = None,
     ) -> None:
         if card.kind != "segmentation" or card.labels is None:
             raise ValueError(f"a segmentation model is needed, got a {card.kind} model")
@@ -80,9 +83,7 @@ class Predictor:
         self.batch_size = batch_size or (32 if self.device.type == "cuda" else 2)
         if self.device.type == "cpu":
             tune_cpu_allocator()
-        if tile is not None and (tile < MULTIPLE or tile % MULTIPLE):
-            raise ValueError(f"tile must be a positive multiple of {MULTIPLE}, got {tile}")
-        self.tile = tile
+        self.tile = self._tile_side(tile)
         self.label_dtype = np.uint8 if max(card.labels) < 256 else np.uint16
         self.values = np.array([0, *card.labels], dtype=self.label_dtype)  # class index -> label value
 
@@ -92,12 +93,40 @@ class Predictor:
         directory: str | os.PathLike[str],
         device: str | torch.device = "auto",
         batch_size: int | None = None,
-        tile: int | None = None,
+        tile: int | str | None = None,
     ) -> Predictor:
         """Load a segmentation model directory (checked against its card)."""
         resolved = resolve_device(device)
         net, card = load_model(directory, kind="segmentation", device=resolved)
         return cls(net, card, resolved, batch_size, tile=tile)
+
+    def with_tile(self, tile: int | str | None) -> Predictor:
+        """This predictor (the same network and weights, not copied) with another ``tile``."""
+        other = copy.copy(self)
+        other.tile = self._tile_side(tile)
+        return other
+
+    def _tile_side(self, tile: int | str | None) -> int | None:
+        """The tile side that ``tile`` asks for on this model (``None``: whole slices, or a 3D model)."""
+        dims = int(self.card.arguments["spatial_dims"])
+        if tile == "patch":
+            if dims == 3:
+                return None
+            patch = self.card.training.get("patch")
+            if not patch:
+                raise ValueError("the model card records no training patch: give the tile side")
+            return int(patch[0])
+        if tile is None:
+            return None
+        if isinstance(tile, str) or dims == 3:
+            raise ValueError(
+                f"tile must be 'patch', a side or None, got {tile!r}"
+                if isinstance(tile, str)
+                else "a 3D model always runs over windows of its training patch: tile can only be 'patch'"
+            )
+        if tile < MULTIPLE or tile % MULTIPLE:
+            raise ValueError(f"tile must be a positive multiple of {MULTIPLE}, got {tile}")
+        return tile
 
     @torch.inference_mode()
     def predict(self, volume: Volume, times: StageTimes | None = None) -> Volume:

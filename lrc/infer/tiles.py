@@ -41,24 +41,30 @@ def gaussian(tile: int, device: torch.device) -> torch.Tensor:
 def tiled_forward(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, tile: int) -> torch.Tensor:
     """Logits of ``forward`` over half-overlapping ``tile x tile`` windows of a ``B x 1 x H x W`` batch.
 
-    Sides shorter than ``tile`` are not tiled (the window spans them). The result has the batch's
-    size and ``forward``'s classes.
+    Sides shorter than ``tile`` are not tiled (the window spans them). The windows run stacked, as
+    many per forward pass as hold the batch's own pixel count (a whole-slice pass's memory). The
+    result has the batch's size and ``forward``'s classes.
     """
     height, width = batch.shape[-2:]
     rows, columns = tile_starts(height, tile), tile_starts(width, tile)
     if len(rows) == len(columns) == 1:
         return forward(batch)
     tall, wide = min(tile, height), min(tile, width)
+    corners = [(row, column) for row in rows for column in columns]
+    per_pass = max(1, (height * width) // (tall * wide))  # windows of every slice of the batch per pass
     weight = _window_weights(tall, wide, tile, batch.device)
     total: torch.Tensor | None = None
+    for first in range(0, len(corners), per_pass):
+        chosen = corners[first : first + per_pass]
+        windows = torch.cat([batch[..., r : r + tall, c : c + wide] for r, c in chosen])  # (n B) x 1 x tall x wide
+        logits = (forward(windows).float() * weight).unflatten(0, (len(chosen), batch.shape[0]))
+        if total is None:
+            total = torch.zeros((batch.shape[0], logits.shape[2], height, width), device=batch.device)
+        for (row, column), window in zip(chosen, logits, strict=True):
+            total[..., row : row + tall, column : column + wide] += window
     norm = torch.zeros((height, width), device=batch.device)
-    for row in rows:
-        for column in columns:
-            logits = forward(batch[..., row : row + tall, column : column + wide]).float()
-            if total is None:
-                total = torch.zeros((*logits.shape[:2], height, width), device=batch.device)
-            total[..., row : row + tall, column : column + wide] += logits * weight
-            norm[row : row + tall, column : column + wide] += weight
+    for row, column in corners:
+        norm[row : row + tall, column : column + wide] += weight
     assert total is not None
     return total / norm
 

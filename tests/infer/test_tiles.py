@@ -64,3 +64,41 @@ def test_tile_must_suit_the_network():
     net = UNet(2, 1, 2, (4, 4, 8, 8, 16, 4))
     with pytest.raises(ValueError, match="multiple of 16"):
         Predictor(net, card_for(net, (2.0, 2.0, None)), "cpu", tile=40)
+
+
+def test_tile_patch_is_the_training_patch_and_with_tile_shares_the_network():
+    net = UNet(2, 1, 2, (4, 4, 8, 8, 16, 4)).eval()
+    predictor = Predictor(net, card_for(net, (2.0, 2.0, None), patch=[32, 32]), "cpu")
+    tiled = predictor.with_tile("patch")
+    assert (predictor.tile, tiled.tile) == (None, 32)
+    assert (tiled.with_tile(None).tile, predictor.with_tile(48).tile) == (None, 48)
+    assert tiled.net is predictor.net
+    volume = Volume(np.random.default_rng(2).integers(-300, 400, (70, 60, 4)).astype(np.int16), np.eye(4), "CT")
+    direct = Predictor(net, predictor.card, "cpu", tile=32)
+    assert np.array_equal(tiled.predict(volume).array, direct.predict(volume).array)
+    with pytest.raises(ValueError, match="no training patch"):
+        Predictor(net, card_for(net, (2.0, 2.0, None)), "cpu", tile="patch")
+    with pytest.raises(ValueError, match="'patch', a side or None"):
+        predictor.with_tile("slices")
+
+
+def test_a_3d_model_takes_tile_patch_only():
+    net = UNet(3, 1, 2, (4, 4, 8, 8, 16, 4))
+    card = card_for(net, (2.0, 2.0, 2.0), patch=[32, 32, 16])
+    assert Predictor(net, card, "cpu", tile="patch").tile is None  # it always slides windows of its patch
+    with pytest.raises(ValueError, match="3D model"):
+        Predictor(net, card, "cpu", tile=32)
+
+
+def test_windows_run_stacked_within_the_batch_pixel_budget():
+    calls: list[tuple[int, ...]] = []
+
+    def pointwise(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return x.repeat(1, 2, 1, 1)
+
+    batch = torch.rand(3, 1, 96, 96)
+    out = tiled_forward(pointwise, batch, 32)  # 5 x 5 windows of 32 x 32; 9 fit in the pixels of one 96 x 96
+    assert_allclose(out.numpy(), batch.repeat(1, 2, 1, 1).numpy(), atol=1e-6)
+    assert [c[0] for c in calls] == [27, 27, 21]
+    assert all(c[1:] == (1, 32, 32) for c in calls)

@@ -28,7 +28,8 @@ def segment(ctx: Context, job: Job, report: Reporter, predictors: PredictorCache
         version = session.get(ModelVersion, seg.model_version_id)
         assert version is not None
     report(0.05, "loading model")
-    predictor = predictors.get(version.id, Path(version.path))
+    # tiles of the training patch (a request's option): the cached network, another field of view
+    predictor = predictors.get(version.id, Path(version.path)).with_tile("patch" if job.payload.get("tiles") else None)
     table = predictor.card.labels
     assert table is not None
     export: Job | None = None

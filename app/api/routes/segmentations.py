@@ -27,7 +27,7 @@ def create_segmentation(
 ) -> Accepted:
     """Segment a stored series with a model (default: the production model); once per ``Idempotency-Key``."""
     seg, job = segmentations.create(
-        ctx, body.series_id, body.model, caller.key_id, caller.project, request_key=idempotency_key
+        ctx, body.series_id, body.model, caller.key_id, caller.project, request_key=idempotency_key, tiles=body.tiles
     )
     return Accepted(
         id=seg.id, job_id=job.id, links={"job": f"/v1/jobs/{job.id}", "self": f"/v1/segmentations/{seg.id}"}

@@ -92,13 +92,16 @@ def test_the_same_key_again_returns_the_first_answer_and_makes_no_job(api: Servi
     assert jobs(api) == before + 3
 
 
-@pytest.mark.parametrize("change", [{"series": 1}, {"model": f"{MODEL}:2"}, {"model": None}, {"model": MODEL}], ids=str)
+@pytest.mark.parametrize(
+    "change", [{"series": 1}, {"model": f"{MODEL}:2"}, {"model": None}, {"model": MODEL}, {"tiles": True}], ids=str
+)
 def test_the_same_key_with_another_body_is_refused(api: Service, series, change: dict[str, Any]):
     key = uuid.uuid4().hex
     body = {"series_id": series["submitter"][0], "model": f"{MODEL}:1"}
     assert post(api, "submitter", body, key).status_code == 202
     before = jobs(api)
     other = {"series_id": series["submitter"][change.get("series", 0)], "model": change.get("model", body["model"])}
+    other |= {"tiles": True} if "tiles" in change else {}
     refused = post(api, "submitter", other, key)
     assert refused.status_code == 409, refused.text
     assert refused.headers["content-type"] == PROBLEM

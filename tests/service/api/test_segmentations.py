@@ -100,6 +100,29 @@ def test_segment_nifti_with_production_model(service: Service, ct_nifti: tuple[P
     assert "format=nifti" in refused.json()["detail"]
 
 
+def test_segment_by_tiles_of_the_training_patch(service: Service, ct_nifti: tuple[Path, Path], tmp_path: Path):
+    """``tiles``: the worker's cached model runs over 48-pixel tiles (its training patch) of the 64-pixel slices."""
+    series_id = _upload(service, [ct_nifti[0]])
+    arrays, views = {}, {}
+    for tiles in (False, True):
+        with service.client("submitter") as client:
+            accepted = client.post(
+                "/v1/segmentations", json={"series_id": series_id, "model": f"{MODEL}:1", "tiles": tiles}
+            ).json()
+        assert service.wait_job(accepted["job_id"])["state"] == "succeeded"
+        out = tmp_path / f"tiles-{tiles}.nii.gz"
+        out.write_bytes(_result(service, accepted["id"], "nifti"))
+        arrays[tiles] = read_nifti(out).array
+        with service.client("viewer") as client:
+            views[tiles] = client.get(f"/v1/segmentations/{accepted['id']}").json()
+    assert (views[False]["tiles"], views[True]["tiles"]) == (False, True)
+    assert arrays[True].shape == arrays[False].shape == (122, 101, 30)
+    assert not np.array_equal(arrays[True], arrays[False])
+    with service.client("submitter") as client:
+        refused = client.post("/v1/segmentations", json={"series_id": series_id, "tiles": "yes please"})
+    assert refused.status_code == 422
+
+
 def test_job_events_stream(service: Service, ct_nifti: tuple[Path, Path]):
     series_id = _upload(service, [ct_nifti[0]])
     with service.client("submitter") as client:
