@@ -87,7 +87,8 @@ function showStudy(study) {
 
 async function startSegmentation(series) {
   const model = $("#model-select").value || null;
-  const accepted = await postJson("/v1/segmentations", { series_id: series.id, model });
+  const tiles = $("#tiles-check").checked;
+  const accepted = await postJson("/v1/segmentations", { series_id: series.id, model, tiles });
   say("");
   const job = await followJob($("#segment-job"), accepted.job_id, `Segmenting ${series.description || series.id.slice(0, 8)}`);
   if (job.state === "succeeded") await openViewer(series, accepted.id);
