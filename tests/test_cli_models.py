@@ -46,6 +46,8 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "image",
             "--negative-margin",
             "0.05",
+            "--momentum",
+            "0.99",
             *small,
             "--json",
         ],
@@ -54,6 +56,7 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
     training = json.loads(result.stdout)["card"]["training"]
     assert (training["method"], training["config"]["decorrelation_weight"]) == ("lrc", 0.5)
     assert (training["config"]["local_negatives"], training["config"]["negative_margin"]) == ("image", 0.05)
+    assert training["config"]["momentum"] == 0.99
     assert "correlation" in training["final"]
 
     manifest = tmp_path / "manifest.json"

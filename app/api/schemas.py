@@ -190,6 +190,7 @@ class PretrainOptions(BaseModel):
     negative_margin: float = Field(
         default=0.0, ge=0, le=1, description="LRC: regions closer than this in mean intensity (0-1) are no negatives"
     )
+    momentum: float = Field(default=0.999, ge=0, lt=1, description="MoCo key-encoder momentum")
     seed: int = 0
 
 

@@ -118,6 +118,7 @@ def pretrain(
     negative_margin: Annotated[
         float, typer.Option(help="LRC: regions closer than this in mean intensity (0-1) are no negatives.")
     ] = 0.0,
+    momentum: Annotated[float, typer.Option(help="MoCo key-encoder momentum, in [0, 1).")] = 0.999,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -145,6 +146,7 @@ def pretrain(
             decorrelation_weight=decorrelation_weight,
             local_negatives=local_negatives.value,
             negative_margin=negative_margin,
+            momentum=momentum,
             seed=seed,
         )
         with _progress(steps, f"pretrain {method.value}", as_json) as progress:

@@ -122,6 +122,8 @@ class PretrainConfig:
             raise ValueError(f"view_depth must be a multiple of 16, got {self.view_depth}")
         if self.spatial_dims == 3 and self.method == "supervised+lrc":
             raise ValueError("supervised+lrc pre-training is 2D only")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.local_negatives not in NEGATIVES:
             raise ValueError(f"local_negatives must be one of {NEGATIVES}, got {self.local_negatives!r}")
         if self.restore_weight < 0 or not 0 <= self.restore_mask < 1:

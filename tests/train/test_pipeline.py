@@ -142,6 +142,9 @@ def test_method_checks():
         PretrainConfig(method="simclr")
     with pytest.raises(ValueError, match="multiples of 16"):
         PretrainConfig(view_size=100)
+    for momentum in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
+            PretrainConfig(momentum=momentum)
 
 
 def test_supervised_plus_lrc(subject_a, tmp_path: Path):
