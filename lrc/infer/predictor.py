@@ -118,12 +118,10 @@ class Predictor:
             return int(patch[0])
         if tile is None:
             return None
-        if isinstance(tile, str) or dims == 3:
-            raise ValueError(
-                f"tile must be 'patch', a side or None, got {tile!r}"
-                if isinstance(tile, str)
-                else "a 3D model always runs over windows of its training patch: tile can only be 'patch'"
-            )
+        if isinstance(tile, str):
+            raise ValueError(f"tile must be 'patch', a side or None, got {tile!r}")
+        if dims == 3:
+            raise ValueError("a 3D model always runs over windows of its training patch: tile can only be 'patch'")
         if tile < MULTIPLE or tile % MULTIPLE:
             raise ValueError(f"tile must be a positive multiple of {MULTIPLE}, got {tile}")
         return tile
