@@ -130,8 +130,12 @@ class FinetuneOptions(BaseModel):
     patch_depth: int = Field(default=32, ge=16, multiple_of=16)
     features: list[int] | None = Field(default=None, min_length=6, max_length=6)
     lr: float = Field(default=1e-3, gt=0)
-    backbone_lr_factor: float = Field(
-        default=1.0, ge=0, le=10, description="learning-rate multiplier, pre-trained layers"
+    backbone_lr_factor: float | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        description="learning-rate multiplier of the base model's layers; none: 3 from a pre-trained (self-supervised) "
+        "model, 1 from a segmentation model",
     )
     transfer: Literal["all", "encoder"] = Field(default="all", description="what a pre-trained base model gives")
     warmup_steps: int = Field(default=0, ge=0, description="steps with the pre-trained layers frozen (< steps)")

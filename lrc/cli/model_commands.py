@@ -175,7 +175,13 @@ def finetune(
         Transfer.all
     ),
     warmup_steps: Annotated[int, typer.Option(help="Steps with the --init layers frozen.")] = 0,
-    backbone_lr_factor: Annotated[float, typer.Option(help="Learning-rate multiplier of the --init layers.")] = 1.0,
+    backbone_lr_factor: Annotated[
+        float | None,
+        typer.Option(
+            help="Learning-rate multiplier of the --init layers [default: 3 from a pre-trained, 1 from a "
+            "segmentation model]."
+        ),
+    ] = None,
     shrink: Annotated[
         float, typer.Option(help="The --init layers start as shrink * pre-trained + perturb * fresh init.")
     ] = 1.0,

@@ -45,7 +45,7 @@ from lrc.models.store import load_model, save_model
 from lrc.nets.stages import ENCODER_STAGES
 from lrc.nets.unet import UNet
 from lrc.runtime import tune_cpu_allocator
-from lrc.train.finetune_config import FinetuneConfig
+from lrc.train.finetune_config import SELF_SUPERVISED_LR_FACTOR, FinetuneConfig
 from lrc.train.patches import PatchSampler, SlicePatchSampler, VolumePatchSampler, build_volumes
 from lrc.train.slices import build_slices, volume_sha256
 
@@ -122,12 +122,16 @@ def finetune(
             raise ValueError(f"{init}: weights do not fit this network (missing {missing}, unexpected {unexpected})")
         transferred = set(weights)
         shrink_perturb(net, fresh, transferred, config.shrink, config.perturb)
+        if config.backbone_lr_factor is None:
+            config.backbone_lr_factor = SELF_SUPERVISED_LR_FACTOR if parent_card.kind == "pretrained" else 1.0
         parent = {
             "path": str(init),
             "kind": parent_card.kind,
             "weights_sha256": parent_card.weights_sha256,
             "method": parent_card.training.get("method"),
         }
+    if config.backbone_lr_factor is None:
+        config.backbone_lr_factor = 1.0  # nothing transferred: recorded as the plain rate
     net = net.to(device)
     rng = np.random.default_rng(config.seed)
     spacing: tuple[float, float, float | None] = (config.spacing, config.spacing, None)
@@ -192,10 +196,12 @@ def _train(
     progress: Progress | None,
     transferred: set[str],
 ) -> dict[str, Any]:
+    factor = config.backbone_lr_factor
+    assert factor is not None  # resolved by finetune()
     old = [p for n, p in net.named_parameters() if n in transferred]
     new = [p for n, p in net.named_parameters() if n not in transferred]
     optimizer = torch.optim.AdamW(
-        [{"params": old, "lr": config.lr * config.backbone_lr_factor}, {"params": new, "lr": config.lr}],
+        [{"params": old, "lr": config.lr * factor}, {"params": new, "lr": config.lr}],
         weight_decay=config.weight_decay,
     )
     warmup = config.warmup_steps if transferred else 0

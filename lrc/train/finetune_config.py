@@ -9,6 +9,7 @@ from lrc.nets.stages import DECODER_STAGES, DEFAULT_FEATURES, ENCODER_STAGES
 
 TRANSFERS = ("all", "encoder")
 MAX_SCALE = 4.0  # widest field of view of an augmented patch, in patches
+SELF_SUPERVISED_LR_FACTOR = 3.0  # backbone_lr_factor's default from a self-supervised model
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,13 @@ class FinetuneConfig:
     Args:
         steps: maximum optimisation steps.
         batch_size: patches per step. patch: patch side, pixels (multiple of 16).
-        lr: AdamW peak learning rate; backbone_lr_factor: multiplier for the transferred layers.
+        lr: AdamW peak learning rate.
+        backbone_lr_factor: learning-rate multiplier for the transferred layers; ``None`` (the default):
+            ``SELF_SUPERVISED_LR_FACTOR`` (3) from a self-supervised (``pretrained``) model, 1 from a
+            segmentation model. Pre-trained features have to move further than a segmentation
+            model's: on the synthetic cohort the best MoCo+LRC recipe fine-tuned at 1x the rate is
+            0.05-0.07 mean Dice behind the same weights at 3x, at k = 1 and 2 (3/3 seeds,
+            ``bench/REPORT.md``, eighth CPU session).
         transfer: what a pre-trained init gives: ``all`` (encoder and decoder) or ``encoder``.
         warmup_steps: steps during which the transferred layers stay frozen (their cosine
             schedule runs over the remaining steps).
@@ -75,7 +82,7 @@ class FinetuneConfig:
     batch_size: int = 8
     patch: int = 128
     lr: float = 1e-3
-    backbone_lr_factor: float = 1.0
+    backbone_lr_factor: float | None = None
     transfer: str = "all"
     warmup_steps: int = 0
     shrink: float = 1.0
@@ -106,6 +113,8 @@ class FinetuneConfig:
             raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} for {self.steps} steps")
         if not (self.shrink > 0 and self.perturb >= 0):
             raise ValueError(f"need shrink > 0 and perturb >= 0, got {self.shrink} and {self.perturb}")
+        if self.backbone_lr_factor is not None and self.backbone_lr_factor < 0:
+            raise ValueError(f"backbone_lr_factor must be >= 0, got {self.backbone_lr_factor}")
         unknown = sorted(set(self.reinit) - set(ENCODER_STAGES + DECODER_STAGES))
         if unknown:
             raise ValueError(f"reinit names U-Net stages ({', '.join(ENCODER_STAGES + DECODER_STAGES)}), got {unknown}")

@@ -15,7 +15,7 @@ from lrc.io import Volume, read_nifti, read_volume
 from lrc.io.labels import LabelTable
 from lrc.models.store import read_card
 from lrc.train.finetune import finetune, fixed_split
-from lrc.train.finetune_config import FinetuneConfig
+from lrc.train.finetune_config import SELF_SUPERVISED_LR_FACTOR, FinetuneConfig
 from lrc.train.pretrain import PretrainConfig, pretrain
 
 SMALL = (8, 8, 16, 16, 32, 8)
@@ -257,6 +257,26 @@ def test_transfer_gives_the_chosen_layers(pretrained: Path, subject_a, tmp_path:
         assert same == name.startswith(kept), name
     written = read_card(model).training["config"]
     assert (written["transfer"], written["reinit"]) == (transfer, list(reinit))
+
+
+def test_the_rate_of_transferred_layers_defaults_by_the_kind_of_base(pretrained: Path, subject_a, tmp_path: Path):
+    """3x the rate from a self-supervised model (bench/REPORT.md), 1x from a segmentation model or scratch;
+    the card records the factor used, and a given factor wins."""
+    config = FinetuneConfig(steps=2, batch_size=2, patch=48)
+    assert config.backbone_lr_factor is None
+
+    def factor(name: str, init: Path | None, **changes: object) -> float:
+        model = finetune(
+            [subject_a], LABELS, tmp_path / name, replace(config, **changes), validation=[], init=init, device="cpu"
+        )
+        return float(read_card(model).training["config"]["backbone_lr_factor"])
+
+    assert factor("from-pretrained", pretrained) == SELF_SUPERVISED_LR_FACTOR == 3.0
+    assert factor("given", pretrained, backbone_lr_factor=0.5) == 0.5
+    assert factor("from-segmentation", tmp_path / "from-pretrained") == 1.0
+    assert factor("scratch", None, canvas=64, spacing=6.0, features=SMALL) == 1.0
+    with pytest.raises(ValueError, match="backbone_lr_factor must be >= 0"):
+        FinetuneConfig(backbone_lr_factor=-1.0)
 
 
 def test_scratch_ignores_transfer_settings(subject_a, tmp_path: Path):
