@@ -28,6 +28,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from tiles_real import subjects
+
 HERE = Path(__file__).resolve().parent
 ORGANS = {5: "liver", 1: "spleen", 6: "stomach", 52: "aorta", 63: "inferior_vena_cava"}
 FEATURES = (16, 16, 32, 64, 128, 16)
@@ -54,20 +56,13 @@ def main() -> None:
 
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
-    from lrc.io import read_nifti, read_volume
     from lrc.io.labels import LabelTable
     from lrc.train.finetune import finetune
     from lrc.train.finetune_config import FinetuneConfig
     from lrc.train.pretrain import PretrainConfig, pretrain
     from lrc.views import SPEC_INTENSITY, ViewConfig
 
-    data = args.shared_data
-    subject_a = (
-        read_nifti(data / "nifti/totalseg_ct_abdomen/example_ct.nii.gz", modality="CT"),
-        read_nifti(data / "nifti/totalseg_ct_abdomen/example_seg_fast_force_split.nii.gz"),
-    )
-    folder_c = data / "dicom/ct_series_totalseg"
-    subject_c = (read_volume(sorted(folder_c.glob("CT.*"))), read_nifti(folder_c / "example_seg_dicom.nii.gz"))
+    subject_a, subject_c = subjects(args.shared_data).values()
     table = LabelTable.from_names(ORGANS)
     work = HERE / "out" / "ablation"
     base = PretrainConfig(
