@@ -49,8 +49,8 @@ class FinetuneConfig:
             ``SELF_SUPERVISED_LR_FACTOR`` (3) from a self-supervised (``pretrained``) model, 1 from a
             segmentation model. Pre-trained features have to move further than a segmentation
             model's: on the synthetic cohort the best MoCo+LRC recipe fine-tuned at 1x the rate is
-            0.05-0.07 mean Dice behind the same weights at 3x, at k = 1 and 2 (3/3 seeds,
-            ``bench/REPORT.md``, eighth CPU session).
+            0.05-0.07 mean Dice behind scratch and 0.07-0.10 behind the same weights at 3x, at
+            k = 1 and 2 (3 seeds, ``bench/REPORT.md``, eighth CPU session); 5x is worse than 3x.
         transfer: what a pre-trained init gives: ``all`` (encoder and decoder) or ``encoder``.
         warmup_steps: steps during which the transferred layers stay frozen (their cosine
             schedule runs over the remaining steps).
