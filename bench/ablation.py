@@ -115,6 +115,7 @@ def main() -> None:
                     features=FEATURES,
                     seed=seed,
                     backbone_lr_factor=args.backbone_lr_factor,
+                    tile="slice",  # every arm scored on whole slices, as in ABLATION.md
                 )
                 model = finetune(
                     [train],

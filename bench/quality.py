@@ -169,7 +169,7 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
         progress=lambda _, metrics: losses.append(metrics["loss"]),
     )
     finetune_seconds = time.perf_counter() - started
-    predictor = Predictor.from_dir(model, device=args.device)
+    predictor = Predictor.from_dir(model, device=args.device, tile="slice")
     # how well it fits the volumes it learnt from: a low test Dice with a high one here is overfitting
     fitted = [evaluate(predictor.predict(image), labels, ORGANS, distances=False) for image, labels in train]
     fit = {
@@ -231,6 +231,7 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         augment_scale=tuple(args.augment_scale or (1.0, 1.0)),
         augment_rotate=args.augment_rotate,
         flip=args.flip,
+        tile="slice",  # scored on whole slices as every earlier run; inference_fov.py scores tiles
         seed=seed,
     )
 
@@ -279,6 +280,7 @@ _TUNING_DEFAULTS = {
     "augment_scale": [1.0, 1.0],
     "augment_rotate": 0.0,
     "flip": True,
+    "tile": "slice",
 }
 _RECIPE_DEFAULTS = {
     "decorrelation_weight": 0.0,

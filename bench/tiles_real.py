@@ -60,7 +60,7 @@ def score(model: Path, cases: dict[str, tuple[Any, Any]], data: Path, tile: int 
     names = {value: label.name for value, label in card.labels.items()}
     silver = silver_values(data, names)
     predictors = {
-        "whole": Predictor.from_dir(model, device="cpu"),
+        "whole": Predictor.from_dir(model, device="cpu", tile="slice"),
         "tiles": Predictor.from_dir(model, device="cpu", tile=tile or "patch"),
     }
     records = []

@@ -137,6 +137,8 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "--augment-rotate",
             "10",
             "--flip",
+            "--tile",
+            "32",
             "--device",
             "cpu",
             "--json",
@@ -144,10 +146,12 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.stdout)["metrics"]["dice"]) == {"liver"}
+    assert json.loads(result.stdout)["inference_tile"] == 32  # a given tile wins over the pre-trained base's 'patch'
     config = json.loads((tmp_path / "seg" / "model.json").read_text())["training"]["config"]
     assert (config["transfer"], config["warmup_steps"], config["shrink"], config["perturb"]) == ("encoder", 1, 0.8, 0.2)
     assert config["reinit"] == ["down_3", "down_4"]
     assert (config["augment_scale"], config["augment_rotate"], config["flip"]) == ([0.8, 1.25], 10.0, True)
+    assert config["tile"] == 32
 
     out = tmp_path / "out.nii.gz"
     result = runner.invoke(
@@ -265,18 +269,20 @@ def test_pretrain_3d(shared_data: Path, tmp_path: Path):
 
 
 def test_segment_by_tiles_of_the_training_patch(shared_data: Path, tmp_path: Path):
-    """``--tile patch`` runs the shipped starter model over tiles of its 128-pixel training patch."""
+    """``--tile patch`` runs the shipped starter model over tiles of its 128-pixel training patch; by
+    default (``model``) it runs whole slices, as its card says (trained from scratch)."""
     assert read_card(STARTER).training["patch"] == [128, 128]
     ct = str(shared_data / "dicom" / "seg_dcmqi" / "ct-3slice")
     common = ["segment", ct, "--model", str(STARTER), "--device", "cpu"]
     arrays = {}
-    for tile in ("slice", "patch", "128"):
+    for tile in ("slice", "patch", "128", "model"):
         result = runner.invoke(app, [*common, "--out", str(tmp_path / f"{tile}.nii.gz"), "--tile", tile])
         assert result.exit_code == 0, result.output
         arrays[tile] = read_nifti(tmp_path / f"{tile}.nii.gz").array
     assert np.array_equal(arrays["patch"], arrays["128"])
+    assert np.array_equal(arrays["model"], arrays["slice"])
     assert not np.array_equal(arrays["patch"], arrays["slice"])
-    for bad, message in (("tiles", "'slice', 'patch' or a side"), ("100", "multiple of 16")):
+    for bad, message in (("tiles", "'model', 'slice', 'patch' or a side"), ("100", "multiple of 16")):
         result = runner.invoke(app, [*common, "--out", str(tmp_path / "x.nii.gz"), "--tile", bad])
         assert result.exit_code != 0
         assert message in result.output

@@ -78,11 +78,12 @@ class SegmentationIn(BaseModel):
     model: str | None = Field(
         default=None, description="'name' (its production version), 'name:version', or the default"
     )
-    tiles: bool = Field(
-        default=False,
+    tiles: bool | None = Field(
+        default=None,
         description=(
-            "2D models: run over half-overlapping tiles of the model's training patch, as nnU-Net predicts, "
-            "instead of whole slices: often better Dice, about 3x the model time (bench/REPORT.md)"
+            "2D models: true runs over half-overlapping tiles of the model's training patch, as nnU-Net predicts, "
+            "false over whole slices; none: as the model's card says (tiles for models fine-tuned from pre-trained "
+            "weights). Tiles: often better Dice, about 3x the model time (bench/REPORT.md)"
         ),
     )
 
@@ -105,7 +106,8 @@ class SegmentationOut(BaseModel):
     id: str
     series_id: str
     model: dict[str, Any]
-    tiles: bool
+    tiles: bool | None = Field(description="as requested (none: as the model's card says)")
+    tile: int | None = Field(description="tile side the model ran with (none: whole slices, or not done yet)")
     job_id: str
     state: str
     export_job_id: str | None
@@ -149,6 +151,12 @@ class FinetuneOptions(BaseModel):
     flip: bool = Field(
         default=False,
         description="mirror half of the patches left-right (hides the side: only without left/right labels)",
+    )
+    tile: Literal["slice", "patch"] | int | None = Field(
+        default=None,
+        description="how the model predicts unless a request says otherwise, and in validation: 'slice' (whole "
+        "slices), 'patch' (tiles of the training patch) or a tile side; none: 'patch' from a pre-trained "
+        "(self-supervised) model, else 'slice'",
     )
     patience: int = Field(default=5, ge=1)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)

@@ -42,10 +42,11 @@ def create(
     created_by: str | None,
     project: str,
     request_key: str | None = None,
-    tiles: bool = False,
+    tiles: bool | None = None,
 ) -> tuple[Segmentation, Job]:
     """Queue the segmentation of a series of ``project`` by a model it sees (``name``, ``name:version`` or the
-    production model); ``tiles``: a 2D model runs over tiles of its training patch, not whole slices.
+    production model); ``tiles``: a 2D model runs over tiles of its training patch (True) or whole slices
+    (False); None: as its card says (``Predictor``'s ``tile="model"``).
 
     With a ``request_key`` (the ``Idempotency-Key`` header) the first request of that key in ``project``
     is carried out and every repetition returns its segmentation and job, creating nothing. Requests
@@ -90,7 +91,7 @@ def create(
 
 
 def _by_request_key(
-    session: Session, project: str, request_key: str, series_id: str, model: str | None, tiles: bool
+    session: Session, project: str, request_key: str, series_id: str, model: str | None, tiles: bool | None
 ) -> tuple[Segmentation, Job] | None:
     """The segmentation (and job) that ``request_key`` made in ``project``; None when it made none."""
     seg = session.scalar(
@@ -99,7 +100,7 @@ def _by_request_key(
     if seg is None:
         return None
     job = job_records.get_job(session, seg.job_id, project)
-    asked, tiled = job.payload.get("model"), bool(job.payload.get("tiles", False))
+    asked, tiled = job.payload.get("model"), job.payload.get("tiles")
     if seg.series_id != series_id or asked != model or tiled != tiles:
         raise IdempotencyKeyReused(
             f"this Idempotency-Key was used for another request (series {seg.series_id!r}, model "
@@ -129,7 +130,8 @@ def view(ctx: Context, segmentation_id: str, project: str) -> dict[str, Any]:
         "id": seg.id,
         "series_id": seg.series_id,
         "model": {"name": version.name, "version": version.version},
-        "tiles": bool(job.payload.get("tiles", False)),
+        "tiles": job.payload.get("tiles"),
+        "tile": job.result.get("tile") if job.state == "succeeded" else None,
         "job_id": job.id,
         "state": job.state,
         "export_job_id": export.id if export else None,

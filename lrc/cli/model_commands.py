@@ -20,22 +20,28 @@ CanvasOption = Annotated[int, typer.Option(help="Slice canvas side at that spaci
 TileOption = Annotated[
     str,
     typer.Option(
-        help="2D models: 'slice' runs whole slices; 'patch' half-overlapping tiles of the training patch, as "
-        "nnU-Net predicts (often better Dice, ~3x the model time); or a tile side in pixels (multiple of 16)."
+        help="2D models: 'model' as its card says (tiles for models fine-tuned from pre-trained weights); 'slice' "
+        "whole slices; 'patch' half-overlapping tiles of the training patch, as nnU-Net predicts (often better "
+        "Dice, ~3x the model time); or a tile side in pixels (multiple of 16)."
+    ),
+]
+FinetuneTileOption = Annotated[
+    str | None,
+    typer.Option(
+        help="How the model predicts unless told otherwise, and in validation: 'slice', 'patch' (tiles of the "
+        "training patch) or a tile side [default: 'patch' from a pre-trained model, else 'slice']."
     ),
 ]
 
 
 def _tile(option: str) -> int | str | None:
-    """``--tile`` as :class:`lrc.infer.Predictor` takes it."""
-    if option == "slice":
-        return None
-    if option == "patch":
+    """``--tile`` as :class:`lrc.infer.Predictor` and ``FinetuneConfig`` take it."""
+    if option in ("model", "slice", "patch"):
         return option
     try:
         return int(option)
     except ValueError:
-        raise ValueError(f"--tile must be 'slice', 'patch' or a side in pixels, got {option!r}") from None
+        raise ValueError(f"--tile must be 'model', 'slice', 'patch' or a side in pixels, got {option!r}") from None
 
 
 class Method(StrEnum):
@@ -197,6 +203,7 @@ def finetune(
         bool,
         typer.Option(help="Mirror half of the patches left-right (hides the side: only without left/right labels)."),
     ] = False,
+    tile: FinetuneTileOption = None,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
@@ -228,6 +235,7 @@ def finetune(
             augment_scale=augment_scale,
             augment_rotate=augment_rotate,
             flip=flip,
+            tile=None if tile is None else _tile(tile),
             seed=seed,
         )
         with _progress(steps, "finetune", as_json) as progress:
@@ -245,10 +253,12 @@ def finetune(
         fail(exc, as_json)
     card = json.loads((written / "model.json").read_text())
     metrics = card.get("metrics") or {}
+    tile = card.get("inference_tile")
     _report(
-        {"model": str(written), "metrics": metrics},
+        {"model": str(written), "metrics": metrics, "inference_tile": tile},
         as_json,
-        f"wrote {written}; held-out mean Dice {metrics.get('mean_dice', 'n/a (no held-out case)')}",
+        f"wrote {written}; held-out mean Dice {metrics.get('mean_dice', 'n/a (no held-out case)')}, predicted "
+        + (f"over tiles of {tile} pixels" if tile else "on whole slices"),
     )
 
 
@@ -259,7 +269,7 @@ def segment(
     out: Annotated[Path, typer.Option(help="Output file.")],
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.nifti,
     device: DeviceOption = "auto",
-    tile: TileOption = "slice",
+    tile: TileOption = "model",
     as_json: JsonFlag = False,
 ) -> None:
     """Segment one scan; write NIfTI, DICOM SEG or RTSTRUCT on the scan's exact grid."""
@@ -294,7 +304,7 @@ def evaluate(
     model: Annotated[Path, typer.Option(help="Segmentation model directory.")],
     data: Annotated[Path, typer.Option(help="Manifest JSON with the labelled cases to score.")],
     device: DeviceOption = "auto",
-    tile: TileOption = "slice",
+    tile: TileOption = "model",
     as_json: JsonFlag = False,
 ) -> None:
     """Dice and HD95 per label on labelled cases (the manifest's test, else validation, else train)."""

@@ -57,8 +57,10 @@ class Predictor:
             (:mod:`lrc.infer.cpu`; the same arithmetic, ~1.3x faster); ``net`` itself is left as it is.
         tile: run a 2D network over half-overlapping ``tile x tile`` windows of each slice (model
             grid) instead of the whole slice (:mod:`lrc.infer.tiles`); ``"patch"``: tiles of the
-            model's training patch, as nnU-Net predicts; ``None``: whole slices. 3D networks always
-            run over windows of their training patch (``"patch"`` is accepted, a size is not).
+            model's training patch, as nnU-Net predicts; ``None`` or ``"slice"``: whole slices;
+            ``"model"`` (the default): as the card says (``inference_tile``: fine-tuning sets tiles
+            for models from self-supervised weights, see ``FinetuneConfig.tile``). 3D networks
+            always run over windows of their training patch (``"patch"`` is accepted, a size is not).
     """
 
     def __init__(
@@ -69,7 +71,7 @@ class Predictor:
         batch_size: int | None = None,
         bf16: bool = True,
         fast_cpu: bool = True,
-        tile: int | str | None = None,
+        tile: int | str | None = "model",
     ) -> None:
         if card.kind != "segmentation" or card.labels is None:
             raise ValueError(f"a segmentation model is needed, got a {card.kind} model")
@@ -93,7 +95,7 @@ class Predictor:
         directory: str | os.PathLike[str],
         device: str | torch.device = "auto",
         batch_size: int | None = None,
-        tile: int | str | None = None,
+        tile: int | str | None = "model",
     ) -> Predictor:
         """Load a segmentation model directory (checked against its card)."""
         resolved = resolve_device(device)
@@ -109,6 +111,8 @@ class Predictor:
     def _tile_side(self, tile: int | str | None) -> int | None:
         """The tile side that ``tile`` asks for on this model (``None``: whole slices, or a 3D model)."""
         dims = int(self.card.arguments["spatial_dims"])
+        if tile == "model":
+            return None if dims == 3 else self.card.inference_tile  # the card checked it
         if tile == "patch":
             if dims == 3:
                 return None
@@ -116,10 +120,10 @@ class Predictor:
             if not patch:
                 raise ValueError("the model card records no training patch: give the tile side")
             return int(patch[0])
-        if tile is None:
+        if tile is None or tile == "slice":
             return None
         if isinstance(tile, str):
-            raise ValueError(f"tile must be 'patch', a side or None, got {tile!r}")
+            raise ValueError(f"tile must be 'model', 'patch', 'slice', a side or None, got {tile!r}")
         if dims == 3:
             raise ValueError("a 3D model always runs over windows of its training patch: tile can only be 'patch'")
         if tile < MULTIPLE or tile % MULTIPLE:

@@ -56,6 +56,8 @@ class ModelCard:
         parent: the model this one was initialised from (path and weights sha256), if any.
         training: method, configuration, data hashes, split, seeds, steps.
         metrics: held-out metrics (``validation``), ``None`` when there was no held-out set.
+        inference_tile: 2D segmentation models: the side of the tiles it predicts over unless told
+            otherwise (:class:`lrc.infer.Predictor`); ``None``: whole slices.
         software: versions of what produced it.
         created: ISO time.
         weights_sha256: hash of ``weights.safetensors``.
@@ -71,6 +73,7 @@ class ModelCard:
     parent: dict[str, Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None
+    inference_tile: int | None = None
     software: dict[str, str] = field(default_factory=software_versions)
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     weights_sha256: str = ""
@@ -78,6 +81,11 @@ class ModelCard:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ModelCardError(f"model kind must be one of {KINDS}, got {self.kind!r}")
+        if self.inference_tile is not None:
+            if self.inference_tile < 16 or self.inference_tile % 16:
+                raise ModelCardError(f"inference_tile must be a positive multiple of 16, got {self.inference_tile}")
+            if self.arguments.get("spatial_dims") != 2:
+                raise ModelCardError("inference_tile is for 2D networks (3D ones predict over windows of their patch)")
         if self.kind == "segmentation":
             if not self.labels:
                 raise ModelCardError("a segmentation model needs a label table")
@@ -126,6 +134,7 @@ class ModelCard:
                 parent=data.get("parent"),
                 training=dict(data.get("training") or {}),
                 metrics=data.get("metrics"),
+                inference_tile=None if data.get("inference_tile") is None else int(data["inference_tile"]),
                 software=dict(data.get("software") or {}),
                 created=str(data.get("created", "")),
                 weights_sha256=str(data.get("weights_sha256", "")),

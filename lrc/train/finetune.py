@@ -14,7 +14,8 @@ the deepest ones are the most specific to the pre-training task, as the top laye
 few-sample fine-tuning of language models (Zhang et al., "Revisiting few-sample BERT fine-tuning",
 ICLR 2021).
 
-Validation runs the real predictor on whole held-out volumes, on their own grids, and reports
+Validation runs the real predictor on whole held-out volumes, on their own grids, as the model
+will predict (whole slices or tiles: ``FinetuneConfig.tile``, recorded in the card), and reports
 Dice per label; the best weights (mean Dice) are kept and training stops after ``patience``
 validations without improvement. The train/validation split is fixed by the content hashes of the
 cases (never re-shuffled between runs) and stored in the card.
@@ -124,6 +125,8 @@ def finetune(
         shrink_perturb(net, fresh, transferred, config.shrink, config.perturb)
         if config.backbone_lr_factor is None:
             config.backbone_lr_factor = SELF_SUPERVISED_LR_FACTOR if parent_card.kind == "pretrained" else 1.0
+        if config.tile is None and dims == 2:
+            config.tile = "patch" if parent_card.kind == "pretrained" else "slice"
         parent = {
             "path": str(init),
             "kind": parent_card.kind,
@@ -132,6 +135,8 @@ def finetune(
         }
     if config.backbone_lr_factor is None:
         config.backbone_lr_factor = 1.0  # nothing transferred: recorded as the plain rate
+    if config.tile is None:
+        config.tile = "slice"
     net = net.to(device)
     rng = np.random.default_rng(config.seed)
     spacing: tuple[float, float, float | None] = (config.spacing, config.spacing, None)
@@ -154,6 +159,7 @@ def finetune(
         volumes = build_volumes(train, window, spacing_3d, class_of)
         shape = (config.patch, config.patch, config.patch_depth)
         sampler = VolumePatchSampler(volumes, shape, config.batch_size, config.foreground_fraction, rng, config.flip)
+    tile = {"slice": None, "patch": sampler.shape[0]}.get(config.tile) if isinstance(config.tile, str) else config.tile
     card = ModelCard(
         kind="segmentation",
         architecture="",
@@ -163,6 +169,7 @@ def finetune(
         canvas=config.canvas,
         labels=labels,
         parent=parent,
+        inference_tile=tile,  # validation predicts this way too
         training={
             "method": "finetune",
             "init": "scratch" if init is None else "pretrained",

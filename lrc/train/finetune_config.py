@@ -10,6 +10,7 @@ from lrc.nets.stages import DECODER_STAGES, DEFAULT_FEATURES, ENCODER_STAGES
 TRANSFERS = ("all", "encoder")
 MAX_SCALE = 4.0  # widest field of view of an augmented patch, in patches
 SELF_SUPERVISED_LR_FACTOR = 3.0  # backbone_lr_factor's default from a self-supervised model
+TILES = ("slice", "patch")  # a model's inference: whole slices or tiles of its training patch (or a side)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,15 @@ class FinetuneConfig:
             scratch fine-tuning on the synthetic cohort gains 0.07-0.12 mean Dice at k = 1 and 2
             (3/3 seeds, bench/REPORT.md), as TotalSegmentator trains without mirroring. Turn it
             on for label sets without left/right pairs, where it is plain augmentation.
+        tile: how the model predicts unless told otherwise, recorded in its card
+            (``inference_tile``), and how validation predicts: ``"slice"`` (whole slices),
+            ``"patch"`` (half-overlapping tiles of the training patch, as nnU-Net predicts) or a tile
+            side in pixels; 2D only. ``None`` (the default): ``"patch"`` from a self-supervised
+            (``pretrained``) model, ``"slice"`` otherwise. Fine-tuned on patches, models from
+            self-supervised weights fit their own training volumes at 0.69-0.81 mean Dice on whole
+            slices and 0.92-0.94 tile by tile, and score 0.01-0.12 higher tile by tile on held-out
+            volumes, where scratch moves by -0.01 to +0.04 (``bench/REPORT.md``, eighth CPU
+            session); tiles cost ~3x the model time.
         spacing, canvas: model grid (taken from the pre-trained card when there is one).
         spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
             at ``spacing x spacing x spacing_z`` mm, ``spacing_z`` defaulting to ``spacing``).
@@ -92,6 +102,7 @@ class FinetuneConfig:
     augment_scale: tuple[float, float] = (1.0, 1.0)
     augment_rotate: float = 0.0
     flip: bool = False
+    tile: str | int | None = None
     spacing: float = 1.5
     canvas: int = 256
     spatial_dims: int = 2
@@ -127,6 +138,12 @@ class FinetuneConfig:
             raise ValueError("rotation and scaling of training patches (augment_scale, augment_rotate) are 2D only")
         if self.spatial_dims == 3 and self.patch_depth % 16:
             raise ValueError(f"patch_depth must be a multiple of 16, got {self.patch_depth}")
+        if isinstance(self.tile, str) and self.tile not in TILES:
+            raise ValueError(f"tile must be one of {TILES}, a side in pixels or None, got {self.tile!r}")
+        if isinstance(self.tile, int) and (self.tile < 16 or self.tile % 16):
+            raise ValueError(f"tile must be a positive multiple of 16, got {self.tile}")
+        if self.tile not in (None, "slice") and self.spatial_dims == 3:
+            raise ValueError("a 3D model always predicts over windows of its training patch: tile is 2D only")
         if self.patch % 16 or self.canvas % 16 or self.patch > self.canvas:
             raise ValueError(
                 f"patch and canvas must be multiples of 16 with patch <= canvas, got {self.patch}, {self.canvas}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -78,8 +79,18 @@ def test_tile_patch_is_the_training_patch_and_with_tile_shares_the_network():
     assert np.array_equal(tiled.predict(volume).array, direct.predict(volume).array)
     with pytest.raises(ValueError, match="no training patch"):
         Predictor(net, card_for(net, (2.0, 2.0, None)), "cpu", tile="patch")
-    with pytest.raises(ValueError, match="'patch', a side or None"):
+    with pytest.raises(ValueError, match="'slice', a side or None"):
         predictor.with_tile("slices")
+
+
+def test_by_default_a_predictor_runs_as_its_card_says():
+    """``tile="model"`` (the default): the card's ``inference_tile``; ``"slice"`` or None: whole slices."""
+    net = UNet(2, 1, 2, (4, 4, 8, 8, 16, 4)).eval()
+    card = replace(card_for(net, (2.0, 2.0, None), patch=[32, 32]), inference_tile=32)
+    predictor = Predictor(net, card, "cpu")
+    assert (predictor.tile, predictor.with_tile("slice").tile, predictor.with_tile(None).tile) == (32, None, None)
+    assert predictor.with_tile("slice").with_tile("model").tile == 32
+    assert Predictor(net, replace(card, inference_tile=None), "cpu").tile is None
 
 
 def test_a_3d_model_takes_tile_patch_only():

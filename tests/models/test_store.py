@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,22 @@ def test_refuses_label_count_mismatch():
             canvas=128,
             labels=LabelTable.from_names(["liver"]),
         )
+
+
+def test_inference_tile_round_trip_and_refusals(saved):
+    """The card's default field of view (``Predictor(tile="model")``): kept, and checked on load."""
+    directory, net = saved
+    assert load_model(directory)[1].inference_tile is None  # whole slices, as cards before the field
+    save_model(directory, net, replace(segmentation_card(net), inference_tile=64))
+    assert load_model(directory)[1].inference_tile == 64
+    card = json.loads((directory / "model.json").read_text())
+    for bad, message in ((40, "multiple of 16"), ("patch", "incomplete or invalid")):
+        (directory / "model.json").write_text(json.dumps(card | {"inference_tile": bad}))
+        with pytest.raises(ModelCardError, match=message):
+            load_model(directory)
+    net3d = UNet(3, 1, 3, SMALL)
+    with pytest.raises(ModelCardError, match="for 2D networks"):
+        replace(segmentation_card(net3d), inference_tile=64)
 
 
 def test_not_a_model_directory(tmp_path: Path):

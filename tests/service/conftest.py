@@ -36,16 +36,23 @@ def ct_nifti(shared_data: Path) -> tuple[Path, Path]:
     return folder / "example_ct_sm.nii.gz", folder / "example_seg.nii.gz"
 
 
-@pytest.fixture(scope="session")
-def tiny_model(ct_nifti: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2D segmentation model trained for 3 steps on the real CT (seconds on a CPU)."""
+def train_tiny(ct_nifti: tuple[Path, Path], out: Path, tile: str | None = None) -> Path:
+    """A 2D segmentation model trained for 3 steps on the real CT (seconds on a CPU), 48-pixel patches
+    of 64-pixel slices; ``tile``: how its card says it predicts (``FinetuneConfig.tile``)."""
     from lrc.train.finetune import finetune
     from lrc.train.finetune_config import FinetuneConfig
 
     case = (read_nifti(ct_nifti[0], modality="CT"), read_nifti(ct_nifti[1]))
-    config = FinetuneConfig(steps=3, batch_size=2, patch=48, spacing=6.0, canvas=64, features=SMALL, validate_every=100)
-    out = tmp_path_factory.mktemp("models") / "tiny"
+    config = FinetuneConfig(
+        steps=3, batch_size=2, patch=48, spacing=6.0, canvas=64, features=SMALL, validate_every=100, tile=tile
+    )
     return finetune([case], LabelTable.from_names(LABELS), out, config, validation=[], device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(ct_nifti: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`train_tiny`, whole slices by default (as from scratch)."""
+    return train_tiny(ct_nifti, tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+from lrc.evaluate import evaluate, mean_dice
 from lrc.infer import Predictor
 from lrc.io import Volume, read_nifti, read_volume
 from lrc.io.labels import LabelTable
@@ -277,6 +278,43 @@ def test_the_rate_of_transferred_layers_defaults_by_the_kind_of_base(pretrained:
     assert factor("scratch", None, canvas=64, spacing=6.0, features=SMALL) == 1.0
     with pytest.raises(ValueError, match="backbone_lr_factor must be >= 0"):
         FinetuneConfig(backbone_lr_factor=-1.0)
+
+
+def test_the_inference_defaults_by_the_kind_of_base(pretrained: Path, subject_a, tmp_path: Path):
+    """Tiles of the training patch from a self-supervised model (bench/REPORT.md), whole slices from a
+    segmentation model or scratch, a given tile wins; the card records it and validation and the
+    predictor follow it."""
+    config = FinetuneConfig(steps=2, batch_size=2, patch=48)
+
+    def tuned(name: str, init: Path | None, **changes: object) -> Path:
+        held_out = changes.pop("validation", [])
+        tuning = replace(config, **changes)
+        return finetune([subject_a], LABELS, tmp_path / name, tuning, validation=held_out, init=init, device="cpu")
+
+    model = tuned("from-pretrained", pretrained, validation=[subject_a], validate_every=1)
+    card = read_card(model)
+    assert (card.inference_tile, card.training["config"]["tile"]) == (48, "patch")
+    predictor = Predictor.from_dir(model, device="cpu")
+    assert (predictor.tile, predictor.with_tile("slice").tile, predictor.with_tile("model").tile) == (48, None, 48)
+    names = {value: LABELS[value].name for value in LABELS}
+    tiles, whole = (
+        mean_dice(evaluate(p.predict(subject_a[0]), subject_a[1], names, distances=False))
+        for p in (predictor, predictor.with_tile(None))
+    )
+    assert card.metrics is not None
+    assert card.metrics["mean_dice"] == pytest.approx(tiles)  # validation predicted over tiles
+    assert tiles != pytest.approx(whole)
+
+    assert read_card(tuned("given", pretrained, tile="slice")).inference_tile is None
+    assert read_card(tuned("from-segmentation", model)).inference_tile is None
+    scratch = {"canvas": 64, "spacing": 6.0, "features": SMALL}
+    assert read_card(tuned("scratch", None, **scratch)).inference_tile is None
+    assert read_card(tuned("scratch-32", None, tile=32, **scratch)).inference_tile == 32
+    for bad, message in (("tiles", "tile must be one of"), (40, "multiple of 16")):
+        with pytest.raises(ValueError, match=message):
+            FinetuneConfig(tile=bad)
+    with pytest.raises(ValueError, match="2D only"):
+        FinetuneConfig(spatial_dims=3, tile="patch")
 
 
 def test_scratch_ignores_transfer_settings(subject_a, tmp_path: Path):

@@ -76,7 +76,7 @@ def test_upload_segment_view_download(page: Page, service: Service, dicom_ct: li
     expect(canvas).to_have_attribute("data-loaded", "labels", timeout=60_000)
     assert page.locator("#segment-job").get_attribute("data-state") == "succeeded"
     expect(page.locator("#legend")).to_contain_text("liver")
-    expect(page.locator("#viewer-title")).not_to_contain_text("(tiles)")
+    expect(page.locator("#viewer-title")).not_to_contain_text("(tiles")  # the starter: whole slices, as its card says
 
     colour = liver_colour(service)
     page.fill("#opacity", "1")
@@ -103,10 +103,10 @@ def test_drop_dicom_then_download_seg_and_rtstruct(page: Page, shared_data: Path
     dropped = page.evaluate_handle(DATA_TRANSFER, files)
     page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
     expect(page.locator("#upload-notes")).to_contain_text("1 series", timeout=60_000)
-    page.check("#tiles-check")  # over tiles of the model's training patch; the viewer's title says so
+    page.select_option("#inference-select", "tiles")  # tiles of the model's training patch; the title says so
     page.locator("#series-table tbody tr").first.get_by_role("button", name="Segment").click()
     expect(page.locator("#slice-canvas")).to_have_attribute("data-loaded", "labels", timeout=60_000)
-    expect(page.locator("#viewer-title")).to_contain_text("(tiles)")
+    expect(page.locator("#viewer-title")).to_contain_text("(tiles of 128)")
     for fmt, sop_class in (("dicom-seg", SEG_STORAGE), ("rtstruct", RTSTRUCT_STORAGE)):
         button = page.locator(f"#downloads button[data-format={fmt}]")
         expect(button).to_be_enabled(timeout=60_000)

@@ -28,8 +28,11 @@ def segment(ctx: Context, job: Job, report: Reporter, predictors: PredictorCache
         version = session.get(ModelVersion, seg.model_version_id)
         assert version is not None
     report(0.05, "loading model")
-    # tiles of the training patch (a request's option): the cached network, another field of view
-    predictor = predictors.get(version.id, Path(version.path)).with_tile("patch" if job.payload.get("tiles") else None)
+    # the request's field of view (None: the card's), on the cached network
+    tiles = job.payload.get("tiles")
+    predictor = predictors.get(version.id, Path(version.path)).with_tile(
+        "model" if tiles is None else "patch" if tiles else "slice"
+    )
     table = predictor.card.labels
     assert table is not None
     export: Job | None = None
@@ -61,4 +64,4 @@ def segment(ctx: Context, job: Job, report: Reporter, predictors: PredictorCache
                 seg.export_job_id = export.id
     if export is not None:
         dispatch(ctx, export.id, export.kind, export.dispatch_token)
-    return {"segmentation_id": segmentation_id, "formats": ["nifti"], "voxels": voxels}
+    return {"segmentation_id": segmentation_id, "formats": ["nifti"], "voxels": voxels, "tile": predictor.tile}

@@ -10,10 +10,12 @@ import pydicom
 import pytest
 from numpy.testing import assert_allclose
 
+from app.records.projects import DEFAULT
+from app.services.models import register_directory
 from lrc.io import read_nifti, read_volume
 from lrc.io.seg import read_seg
 from tests.io.test_seg import dciodvfy_errors
-from tests.service.conftest import MODEL
+from tests.service.conftest import MODEL, train_tiny
 from tests.service.harness import Service
 from tests.service.helpers import multipart, series_with_uids
 
@@ -101,23 +103,31 @@ def test_segment_nifti_with_production_model(service: Service, ct_nifti: tuple[P
 
 
 def test_segment_by_tiles_of_the_training_patch(service: Service, ct_nifti: tuple[Path, Path], tmp_path: Path):
-    """``tiles``: the worker's cached model runs over 48-pixel tiles (its training patch) of the 64-pixel slices."""
+    """``tiles``: the worker's cached model runs over 48-pixel tiles (its training patch) of the 64-pixel slices
+    when asked (true) or, unasked (null), when its card says so; false: whole slices."""
+    tiled = "ct-tiled"  # the same training (same weights) as MODEL, its card saying tiles
+    register_directory(service.ctx, tiled, train_tiny(ct_nifti, tmp_path / "tiled", tile="patch"), DEFAULT)
     series_id = _upload(service, [ct_nifti[0]])
-    arrays, views = {}, {}
-    for tiles in (False, True):
+    asked = [(MODEL, False), (MODEL, True), (MODEL, None), (tiled, None), (tiled, False)]
+    arrays, views = [], []
+    for model, tiles in asked:
         with service.client("submitter") as client:
             accepted = client.post(
-                "/v1/segmentations", json={"series_id": series_id, "model": f"{MODEL}:1", "tiles": tiles}
+                "/v1/segmentations", json={"series_id": series_id, "model": f"{model}:1", "tiles": tiles}
             ).json()
         assert service.wait_job(accepted["job_id"])["state"] == "succeeded"
-        out = tmp_path / f"tiles-{tiles}.nii.gz"
+        out = tmp_path / f"{model}-{tiles}.nii.gz"
         out.write_bytes(_result(service, accepted["id"], "nifti"))
-        arrays[tiles] = read_nifti(out).array
+        arrays.append(read_nifti(out).array)
         with service.client("viewer") as client:
-            views[tiles] = client.get(f"/v1/segmentations/{accepted['id']}").json()
-    assert (views[False]["tiles"], views[True]["tiles"]) == (False, True)
-    assert arrays[True].shape == arrays[False].shape == (122, 101, 30)
-    assert not np.array_equal(arrays[True], arrays[False])
+            views.append(client.get(f"/v1/segmentations/{accepted['id']}").json())
+    shown = [(v["tiles"], v["tile"]) for v in views]
+    assert shown == [(False, None), (True, 48), (None, None), (None, 48), (False, None)]
+    assert all(a.shape == (122, 101, 30) for a in arrays)
+    whole, tiles = arrays[0], arrays[1]
+    assert not np.array_equal(tiles, whole)
+    for array, expected in zip(arrays[2:], (whole, tiles, whole), strict=True):
+        np.testing.assert_array_equal(array, expected)
     with service.client("submitter") as client:
         refused = client.post("/v1/segmentations", json={"series_id": series_id, "tiles": "yes please"})
     assert refused.status_code == 422

@@ -32,6 +32,7 @@ TRANSFER = {
     "augment_scale": [0.8, 1.25],
     "augment_rotate": 10.0,
     "flip": True,
+    "tile": 32,
 }
 
 
@@ -133,6 +134,7 @@ def test_finetune_makes_a_candidate_then_gate_and_rollback(service: Service, dat
         assert card["card"]["metrics"]["cases"] == 1
         assert card["card"]["parent"] is not None
         assert {k: card["card"]["training"]["config"][k] for k in TRANSFER} == TRANSFER  # reached the training
+        assert card["card"]["inference_tile"] == 32
         comparison = card["comparison"]
         assert comparison["production_version"] == 1
         assert comparison["cases"] == 1
@@ -289,6 +291,9 @@ def test_dataset_with_a_dicom_seg_label(service: Service, shared_data: Path):
         ({"augment_scale": [0.7]}, "augment_scale"),
         ({"augment_rotate": 200}, "augment_rotate"),
         ({"spatial_dims": 3, "augment_rotate": 10}, "2D only"),
+        ({"tile": 40}, "multiple of 16"),
+        ({"tile": "tiles"}, "tile"),
+        ({"spatial_dims": 3, "tile": "patch"}, "tile is 2D only"),
     ],
 )
 def test_bad_transfer_options_refused_before_a_job(service: Service, dataset_id: str, options, needle):

@@ -87,7 +87,8 @@ function showStudy(study) {
 
 async function startSegmentation(series) {
   const model = $("#model-select").value || null;
-  const tiles = $("#tiles-check").checked;
+  const inference = $("#inference-select").value; // "": as the model's card says
+  const tiles = inference ? inference === "tiles" : null;
   const accepted = await postJson("/v1/segmentations", { series_id: series.id, model, tiles });
   say("");
   const job = await followJob($("#segment-job"), accepted.job_id, `Segmenting ${series.description || series.id.slice(0, 8)}`);

@@ -98,7 +98,7 @@ export async function openViewer(series, segmentationId) {
   if (busiest >= 0) viewer.setSlice(busiest);
   canvas.dataset.loaded = "labels";
   $("#viewer-title").textContent +=
-    ` · ${segmentation.model.name} v${segmentation.model.version}${segmentation.tiles ? " (tiles)" : ""}, ` +
+    ` · ${segmentation.model.name} v${segmentation.model.version}${segmentation.tile ? ` (tiles of ${segmentation.tile})` : ""}, ` +
     `segmentation ${segmentationId.slice(0, 8)}`;
   await showDownloads(segmentation);
 }
