@@ -28,6 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +86,13 @@ def finetune(
         train: labelled cases (all of them, when ``validation`` is ``None``: a fixed split is drawn).
         labels: label table; its values are the label-map values to learn.
         out: model directory to write.
-        config: settings.
+        config: settings (not changed: the card records them as resolved).
         validation: held-out cases, or ``None``.
         init: a ``pretrained`` (or ``segmentation``) model directory, or ``None`` for scratch.
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         progress: called as ``progress(step, metrics)``.
     """
-    config = config or FinetuneConfig()
+    config = replace(config) if config else FinetuneConfig()  # settings resolved below on this copy only
     device = resolve_device(device)
     if device.type == "cpu":
         tune_cpu_allocator()
