@@ -55,6 +55,7 @@ def create(
 
     Raises:
         IdempotencyKeyReused: the key made a segmentation of another series or model request.
+        InvalidRequest: tiles asked of a 2D model whose card records no training patch.
     """
     if request_key is not None:
         with ctx.db.session() as session:
@@ -65,6 +66,12 @@ def create(
         with ctx.db.session() as session:
             get_series(session, series_id, project)
             version = registry.resolve(session, project, model)
+            card = version.card
+            if tiles and card["arguments"]["spatial_dims"] == 2 and not card.get("training", {}).get("patch"):
+                raise InvalidRequest(
+                    f"model {version.name}:{version.version} records no training patch, so it has no tiles: "
+                    "send tiles false (whole slices)"
+                )
             job = job_records.create_job(session, "segment", {}, created_by, project)
             seg = Segmentation(
                 series_id=series_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,21 @@ def test_segment_by_tiles_of_the_training_patch(service: Service, ct_nifti: tupl
     with service.client("submitter") as client:
         refused = client.post("/v1/segmentations", json={"series_id": series_id, "tiles": "yes please"})
     assert refused.status_code == 422
+    # A card without a training patch (made elsewhere) has no tiles: refused at the request, no job made.
+    patchless = tmp_path / "patchless"
+    shutil.copytree(train_tiny(ct_nifti, tmp_path / "plain"), patchless)
+    card = json.loads((patchless / "model.json").read_text())
+    del card["training"]["patch"]
+    (patchless / "model.json").write_text(json.dumps(card))
+    register_directory(service.ctx, "ct-patchless", patchless, DEFAULT)
+    with service.client("submitter") as client:
+        jobs = len(client.get("/v1/jobs", params={"limit": 500}).json())
+        body = {"series_id": series_id, "model": "ct-patchless:1"}
+        refused = client.post("/v1/segmentations", json=body | {"tiles": True})
+        assert refused.status_code == 422
+        assert "records no training patch" in refused.json()["detail"]
+        assert len(client.get("/v1/jobs", params={"limit": 500}).json()) == jobs
+        assert client.post("/v1/segmentations", json=body).status_code == 202  # whole slices: fine
 
 
 def test_job_events_stream(service: Service, ct_nifti: tuple[Path, Path]):
