@@ -156,7 +156,7 @@ class FinetuneOptions(BaseModel):
         default=None,
         description="how the model predicts unless a request says otherwise, and in validation: 'slice' (whole "
         "slices), 'patch' (tiles of the training patch) or a tile side; none: 'patch' from a pre-trained "
-        "(self-supervised) model, else 'slice'",
+        "(self-supervised) model, as the base model predicts from a segmentation model, 'slice' from scratch",
     )
     patience: int = Field(default=5, ge=1)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)

@@ -29,7 +29,8 @@ FinetuneTileOption = Annotated[
     str | None,
     typer.Option(
         help="How the model predicts unless told otherwise, and in validation: 'slice', 'patch' (tiles of the "
-        "training patch) or a tile side [default: 'patch' from a pre-trained model, else 'slice']."
+        "training patch) or a tile side [default: 'patch' from a pre-trained model, as --init predicts from a "
+        "segmentation model, 'slice' from scratch]."
     ),
 ]
 

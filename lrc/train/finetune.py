@@ -126,8 +126,8 @@ def finetune(
         shrink_perturb(net, fresh, transferred, config.shrink, config.perturb)
         if config.backbone_lr_factor is None:
             config.backbone_lr_factor = SELF_SUPERVISED_LR_FACTOR if parent_card.kind == "pretrained" else 1.0
-        if config.tile is None and dims == 2:
-            config.tile = "patch" if parent_card.kind == "pretrained" else "slice"
+        if config.tile is None and dims == 2:  # self-supervised: tiles; a segmentation model: as it predicts
+            config.tile = "patch" if parent_card.kind == "pretrained" or parent_card.inference_tile else "slice"
         parent = {
             "path": str(init),
             "kind": parent_card.kind,

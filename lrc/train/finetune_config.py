@@ -73,7 +73,8 @@ class FinetuneConfig:
             (``inference_tile``), and how validation predicts: ``"slice"`` (whole slices),
             ``"patch"`` (half-overlapping tiles of the training patch, as nnU-Net predicts) or a tile
             side in pixels; 2D only. ``None`` (the default): ``"patch"`` from a self-supervised
-            (``pretrained``) model, ``"slice"`` otherwise. Fine-tuned on patches, models from
+            (``pretrained``) model or from a segmentation model that predicts by tiles, ``"slice"``
+            from scratch or from a segmentation model that predicts whole slices. Fine-tuned on patches, models from
             self-supervised weights fit their own training volumes at 0.69-0.81 mean Dice on whole
             slices and 0.92-0.94 tile by tile, and score 0.01-0.12 higher tile by tile on held-out
             volumes, where scratch moves by -0.01 to +0.04 (``bench/REPORT.md``, eighth CPU

@@ -281,8 +281,8 @@ def test_the_rate_of_transferred_layers_defaults_by_the_kind_of_base(pretrained:
 
 
 def test_the_inference_defaults_by_the_kind_of_base(pretrained: Path, subject_a, tmp_path: Path):
-    """Tiles of the training patch from a self-supervised model (bench/REPORT.md), whole slices from a
-    segmentation model or scratch, a given tile wins; the card records it and validation and the
+    """Tiles of the training patch from a self-supervised model (bench/REPORT.md), whole slices from
+    scratch, from a segmentation model as it predicts; a given tile wins; the card records it and validation and the
     predictor follow it."""
     config = FinetuneConfig(steps=2, batch_size=2, patch=48)
 
@@ -306,9 +306,11 @@ def test_the_inference_defaults_by_the_kind_of_base(pretrained: Path, subject_a,
     assert tiles != pytest.approx(whole)
 
     assert read_card(tuned("given", pretrained, tile="slice")).inference_tile is None
-    assert read_card(tuned("from-segmentation", model)).inference_tile is None
+    assert read_card(tuned("from-segmentation", model)).inference_tile == 48  # as its base predicts
     scratch = {"canvas": 64, "spacing": 6.0, "features": SMALL}
-    assert read_card(tuned("scratch", None, **scratch)).inference_tile is None
+    from_scratch = tuned("scratch", None, **scratch)
+    assert read_card(from_scratch).inference_tile is None
+    assert read_card(tuned("from-scratch-model", from_scratch)).inference_tile is None
     assert read_card(tuned("scratch-32", None, tile=32, **scratch)).inference_tile == 32
     for bad, message in (("tiles", "tile must be one of"), (40, "multiple of 16")):
         with pytest.raises(ValueError, match=message):
