@@ -169,7 +169,7 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
         progress=lambda _, metrics: losses.append(metrics["loss"]),
     )
     finetune_seconds = time.perf_counter() - started
-    predictor = Predictor.from_dir(model, device=args.device, tile="slice")
+    predictor = Predictor.from_dir(model, device=args.device)  # whole slices: tuning() says so
     # how well it fits the volumes it learnt from: a low test Dice with a high one here is overfitting
     fitted = [evaluate(predictor.predict(image), labels, ORGANS, distances=False) for image, labels in train]
     fit = {

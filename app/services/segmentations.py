@@ -17,6 +17,7 @@ from app.records import registry
 from app.records.models import Job, ModelVersion, Segmentation
 from app.records.studies import get_series
 from app.services.jobs import dispatch, utc
+from lrc.models.card import ModelCard
 
 FORMATS = {
     "nifti": ("application/gzip", "segmentation.nii.gz"),
@@ -66,12 +67,10 @@ def create(
         with ctx.db.session() as session:
             get_series(session, series_id, project)
             version = registry.resolve(session, project, model)
-            card = version.card
-            if tiles and card["arguments"]["spatial_dims"] == 2 and not card.get("training", {}).get("patch"):
-                raise InvalidRequest(
-                    f"model {version.name}:{version.version} records no training patch, so it has no tiles: "
-                    "send tiles false (whole slices)"
-                )
+            try:  # the worker's own check, before a job is made
+                ModelCard.from_json(version.card).tile_side(tile_option(tiles))
+            except ValueError as exc:
+                raise InvalidRequest(f"model {version.name}:{version.version}: {exc}; send tiles false") from None
             job = job_records.create_job(session, "segment", {}, created_by, project)
             seg = Segmentation(
                 series_id=series_id,
@@ -95,6 +94,11 @@ def create(
         return found
     dispatch(ctx, job.id, job.kind, job.dispatch_token)
     return seg, job
+
+
+def tile_option(tiles: bool | None) -> str:
+    """A request's ``tiles`` as :meth:`lrc.models.card.ModelCard.tile_side` takes it (None: the card's)."""
+    return "model" if tiles is None else "patch" if tiles else "slice"
 
 
 def _by_request_key(

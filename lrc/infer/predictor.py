@@ -35,12 +35,12 @@ from lrc.infer.cpu import channels_last, for_cpu
 from lrc.infer.stages import NoTimes, StageTimes
 from lrc.infer.tiles import tiled_forward
 from lrc.io.volume import Volume
-from lrc.models.card import ModelCard
+from lrc.models.card import TILE_MULTIPLE, ModelCard
 from lrc.models.store import load_model
 from lrc.nets.unet import UNet
 from lrc.runtime import tune_cpu_allocator
 
-MULTIPLE = 16  # BasicUNet halves the size four times
+MULTIPLE = TILE_MULTIPLE  # BasicUNet halves the size four times
 
 
 class Predictor:
@@ -109,26 +109,8 @@ class Predictor:
         return other
 
     def _tile_side(self, tile: int | str | None) -> int | None:
-        """The tile side that ``tile`` asks for on this model (``None``: whole slices, or a 3D model)."""
-        dims = int(self.card.arguments["spatial_dims"])
-        if tile == "model":
-            return None if dims == 3 else self.card.inference_tile  # the card checked it
-        if tile == "patch":
-            if dims == 3:
-                return None
-            patch = self.card.training.get("patch")
-            if not patch:
-                raise ValueError("the model card records no training patch: give the tile side")
-            return int(patch[0])
-        if tile is None or tile == "slice":
-            return None
-        if isinstance(tile, str):
-            raise ValueError(f"tile must be 'model', 'patch', 'slice', a side or None, got {tile!r}")
-        if dims == 3:
-            raise ValueError("a 3D model always runs over windows of its training patch: tile can only be 'patch'")
-        if tile < MULTIPLE or tile % MULTIPLE:
-            raise ValueError(f"tile must be a positive multiple of {MULTIPLE}, got {tile}")
-        return tile
+        """The tile side that ``tile`` asks for on this model (:meth:`ModelCard.tile_side`)."""
+        return self.card.tile_side(tile)
 
     @torch.inference_mode()
     def predict(self, volume: Volume, times: StageTimes | None = None) -> Volume:

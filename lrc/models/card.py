@@ -17,6 +17,7 @@ from lrc.io.labels import LabelTable
 
 FORMAT = "lrc-model/1"
 KINDS = ("pretrained", "segmentation")
+TILE_MULTIPLE = 16  # BasicUNet halves the size four times
 
 
 class ModelCardError(ValueError):
@@ -82,7 +83,7 @@ class ModelCard:
         if self.kind not in KINDS:
             raise ModelCardError(f"model kind must be one of {KINDS}, got {self.kind!r}")
         if self.inference_tile is not None:
-            if self.inference_tile < 16 or self.inference_tile % 16:
+            if self.inference_tile < TILE_MULTIPLE or self.inference_tile % TILE_MULTIPLE:
                 raise ModelCardError(f"inference_tile must be a positive multiple of 16, got {self.inference_tile}")
             if self.arguments.get("spatial_dims") != 2:
                 raise ModelCardError("inference_tile is for 2D networks (3D ones predict over windows of their patch)")
@@ -94,6 +95,35 @@ class ModelCard:
                     f"the network has {self.arguments.get('out_channels')} output channels but the "
                     f"label table {len(self.labels)} labels (+ background)"
                 )
+
+    def tile_side(self, tile: int | str | None) -> int | None:
+        """The tile side that ``tile`` asks for on this model (``None``: whole slices, or a 3D model).
+
+        ``"model"``: ``inference_tile``; ``"patch"``: the training patch; ``"slice"`` or ``None``:
+        whole slices; a side: checked against the network (multiple of 16, 2D only).
+
+        Raises:
+            ValueError: a tile this model cannot run.
+        """
+        dims = int(self.arguments["spatial_dims"])
+        if tile == "model":
+            return None if dims == 3 else self.inference_tile  # checked when the card was made
+        if tile == "patch":
+            if dims == 3:
+                return None
+            patch = self.training.get("patch")
+            if not patch:
+                raise ValueError("the model card records no training patch: give the tile side")
+            return int(patch[0])
+        if tile is None or tile == "slice":
+            return None
+        if isinstance(tile, str):
+            raise ValueError(f"tile must be 'model', 'patch', 'slice', a side or None, got {tile!r}")
+        if dims == 3:
+            raise ValueError("a 3D model always runs over windows of its training patch: tile can only be 'patch'")
+        if tile < TILE_MULTIPLE or tile % TILE_MULTIPLE:
+            raise ValueError(f"tile must be a positive multiple of {TILE_MULTIPLE}, got {tile}")
+        return tile
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (``model.json``)."""

@@ -160,7 +160,6 @@ def finetune(
         volumes = build_volumes(train, window, spacing_3d, class_of)
         shape = (config.patch, config.patch, config.patch_depth)
         sampler = VolumePatchSampler(volumes, shape, config.batch_size, config.foreground_fraction, rng, config.flip)
-    tile = {"slice": None, "patch": sampler.shape[0]}.get(config.tile) if isinstance(config.tile, str) else config.tile
     card = ModelCard(
         kind="segmentation",
         architecture="",
@@ -170,7 +169,6 @@ def finetune(
         canvas=config.canvas,
         labels=labels,
         parent=parent,
-        inference_tile=tile,  # validation predicts this way too
         training={
             "method": "finetune",
             "init": "scratch" if init is None else "pretrained",
@@ -185,6 +183,7 @@ def finetune(
             "patch": list(sampler.shape),
         },
     )
+    card.inference_tile = card.tile_side(config.tile)  # validation predicts this way too
     best = _train(net, card, sampler, validation, config, device, progress, transferred)
     card.training["seconds"] = round(time.perf_counter() - started, 1)
     card.training["steps"] = best["steps"]

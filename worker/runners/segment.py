@@ -11,6 +11,7 @@ from app.records.models import Job, ModelVersion, Segmentation
 from app.records.studies import get_series
 from app.services import blobs
 from app.services.jobs import dispatch
+from app.services.segmentations import tile_option
 from lrc.io import write_nifti
 from worker.execution import Reporter
 from worker.predictors import PredictorCache
@@ -29,10 +30,7 @@ def segment(ctx: Context, job: Job, report: Reporter, predictors: PredictorCache
         assert version is not None
     report(0.05, "loading model")
     # the request's field of view (None: the card's), on the cached network
-    tiles = job.payload.get("tiles")
-    predictor = predictors.get(version.id, Path(version.path)).with_tile(
-        "model" if tiles is None else "patch" if tiles else "slice"
-    )
+    predictor = predictors.get(version.id, Path(version.path)).with_tile(tile_option(job.payload.get("tiles")))
     table = predictor.card.labels
     assert table is not None
     export: Job | None = None
