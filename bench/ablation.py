@@ -13,7 +13,9 @@ A third fold, ``A/10->A``, is in-distribution and label-scarce: fine-tune on eve
 
 Arms: scratch; moco; lrc (the specification: one geometric transform for both views);
 lrc_indep (independent crops/flips/rotations per view, regions matched by super-pixel id);
-moco+lrc_indep. Seeds: ``--seeds`` (pre-training and fine-tuning seeded alike).
+moco+lrc_indep; combined (the synthetic cohort's best recipe, bench/REPORT.md). Seeds: ``--seeds``
+(pre-training and fine-tuning seeded alike). ``--tile patch`` scores by tiles of the fine-tuning
+patch instead of whole slices; ``--backbone-lr-factor`` sets the pre-trained layers' rate.
 
 Usage: ``python bench/ablation.py [--seeds 0 1 2] [--pretrain-steps 300] [--finetune-steps 200]``
 Writes ``bench/results/ablation.json`` (every run) and prints a summary table.
@@ -33,11 +35,21 @@ from tiles_real import subjects
 HERE = Path(__file__).resolve().parent
 ORGANS = {5: "liver", 1: "spleen", 6: "stomach", 52: "aorta", 63: "inferior_vena_cava"}
 FEATURES = (16, 16, 32, 64, 128, 16)
-ARMS = {
+ARMS: dict[str, dict] = {
     "moco": {"method": "moco", "independent": False},
     "lrc": {"method": "lrc", "independent": False},
     "lrc_indep": {"method": "lrc", "independent": True},
     "moco+lrc_indep": {"method": "moco+lrc", "independent": True},
+    # bench/REPORT.md's best recipe on the synthetic cohort: no intensity change between the views,
+    # momentum 0.99, intensity-alike regions no negatives, coarser super-pixels.
+    "combined": {
+        "method": "moco+lrc",
+        "independent": False,
+        "weak": True,
+        "momentum": 0.99,
+        "margin": 0.05,
+        "scale": 200,
+    },
 }
 
 
@@ -50,6 +62,7 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--arms", nargs="+", default=["scratch", *ARMS])
     parser.add_argument("--backbone-lr-factor", type=float, default=1.0)
+    parser.add_argument("--tile", choices=["slice", "patch"], default="slice", help="Inference: whole slices or tiles.")
     parser.add_argument("--folds", nargs="+", default=["A->C", "C->A"], choices=["A->C", "C->A", "A/10->A"])
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ablation.json")
     args = parser.parse_args()
@@ -57,6 +70,7 @@ def main() -> None:
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
     from lrc.io.labels import LabelTable
+    from lrc.superpixels import SuperpixelParams
     from lrc.train.finetune import finetune
     from lrc.train.finetune_config import FinetuneConfig
     from lrc.train.pretrain import PretrainConfig, pretrain
@@ -75,7 +89,7 @@ def main() -> None:
         queue_size=1024,
     )
     runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
-    done = {(r["arm"], r["fold"], r["seed"], r.get("backbone_lr_factor", 1.0)) for r in runs}
+    done = {_key(r) for r in runs}
     for seed in args.seeds:
         for arm in args.arms:
             init = None
@@ -86,7 +100,12 @@ def main() -> None:
                     base,
                     method=spec["method"],
                     seed=seed,
-                    views=ViewConfig(independent_geometry=spec["independent"], **SPEC_INTENSITY),
+                    momentum=spec.get("momentum", base.momentum),
+                    negative_margin=spec.get("margin", base.negative_margin),
+                    superpixels=SuperpixelParams(scale=spec.get("scale", SuperpixelParams().scale)),
+                    views=ViewConfig(
+                        independent_geometry=spec["independent"], **({} if spec.get("weak") else SPEC_INTENSITY)
+                    ),
                 )
                 init = work / f"{arm}-s{seed}"
                 if not _reusable(init, config.to_json()):
@@ -102,7 +121,7 @@ def main() -> None:
             }
             for fold in args.folds:
                 train, test = folds[fold]
-                key = (arm, fold, seed, args.backbone_lr_factor)
+                key = (arm, fold, seed, args.backbone_lr_factor, args.tile)
                 if key in done:
                     continue
                 started = time.perf_counter()
@@ -115,7 +134,7 @@ def main() -> None:
                     features=FEATURES,
                     seed=seed,
                     backbone_lr_factor=args.backbone_lr_factor,
-                    tile="slice",  # every arm scored on whole slices, as in ABLATION.md
+                    tile=args.tile,  # whole slices unless asked (ABLATION.md's first tables)
                 )
                 model = finetune(
                     [train],
@@ -132,6 +151,7 @@ def main() -> None:
                     "fold": fold,
                     "seed": seed,
                     "backbone_lr_factor": args.backbone_lr_factor,
+                    "tile": args.tile,
                     "dice": {k: v["dice"] for k, v in scores.items()},
                     "mean_dice": mean_dice(scores),
                     "finetune_seconds": round(time.perf_counter() - started, 1),
@@ -166,6 +186,11 @@ def every_tenth(case: tuple, start: int) -> tuple:
     )
 
 
+def _key(run: dict) -> tuple:
+    """(arm, fold, seed, rate factor, inference) of a run; runs before the options were whole slices at 1x."""
+    return (run["arm"], run["fold"], run["seed"], run.get("backbone_lr_factor", 1.0), run.get("tile", "slice"))
+
+
 def _reusable(directory: Path, config: dict) -> bool:
     """True when ``directory`` holds a pre-trained model made with exactly this configuration."""
     card = directory / "model.json"
@@ -176,20 +201,25 @@ def _reusable(directory: Path, config: dict) -> bool:
 
 
 def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
-    """Mean and spread of mean Dice per arm and fold; a plot of every run when ``plot_path`` is given."""
-    keys = sorted({(r["arm"], r.get("backbone_lr_factor", 1.0)) for r in runs})
+    """Mean and spread of mean Dice per arm (with its rate and inference) and fold; a plot of every run
+    when ``plot_path`` is given."""
+    keys = sorted({(r["arm"], *_key(r)[3:]) for r in runs})  # (arm, rate factor, inference)
     folds = [f for f in ("A->C", "C->A", "A/10->A") if any(r["fold"] == f for r in runs)]
-    for arm, factor in keys:
-        line = [f"{arm:16s} lr x{factor:<4}"]
+
+    def values(arm_key: tuple, fold: str) -> list[float]:
+        return [r["mean_dice"] for r in runs if r["fold"] == fold and (r["arm"], *_key(r)[3:]) == arm_key]
+
+    def label(arm_key: tuple, sep: str) -> str:
+        arm, factor, tile = arm_key
+        return sep.join([arm, *([f"lr x{factor}"] if factor != 1.0 else []), *(["tiles"] if tile != "slice" else [])])
+
+    for arm_key in keys:
+        line = [f"{label(arm_key, ' '):28s}"]
         for fold in folds:
-            values = [
-                r["mean_dice"]
-                for r in runs
-                if r["arm"] == arm and r["fold"] == fold and r.get("backbone_lr_factor", 1.0) == factor
-            ]
-            if values:
-                spread = statistics.stdev(values) if len(values) > 1 else 0.0
-                line.append(f"{fold} {statistics.mean(values):.3f} +- {spread:.3f} (n={len(values)})")
+            found = values(arm_key, fold)
+            if found:
+                spread = statistics.stdev(found) if len(found) > 1 else 0.0
+                line.append(f"{fold} {statistics.mean(found):.3f} +- {spread:.3f} (n={len(found)})")
         print("  ".join(line))
     if plot_path is None:
         return
@@ -200,17 +230,13 @@ def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
 
     fig, axes = plt.subplots(1, len(folds), figsize=(4.5 * len(folds), 3.8), squeeze=False)
     for axis, fold in zip(axes[0], folds, strict=True):
-        for position, (arm, factor) in enumerate(keys):
-            values = [
-                r["mean_dice"]
-                for r in runs
-                if r["arm"] == arm and r["fold"] == fold and r.get("backbone_lr_factor", 1.0) == factor
-            ]
-            if values:
-                axis.scatter([position] * len(values), values, color="#2a7", s=18)
-                axis.hlines(statistics.mean(values), position - 0.3, position + 0.3, color="black")
+        for position, arm_key in enumerate(keys):
+            found = values(arm_key, fold)
+            if found:
+                axis.scatter([position] * len(found), found, color="#2a7", s=18)
+                axis.hlines(statistics.mean(found), position - 0.3, position + 0.3, color="black")
         axis.set_xticks(range(len(keys)))
-        axis.set_xticklabels([a if f == 1.0 else f"{a}\nlr x{f}" for a, f in keys], rotation=30, fontsize=8)
+        axis.set_xticklabels([label(k, "\n") for k in keys], rotation=30, fontsize=8)
         axis.set_title(fold)
         axis.set_ylabel("mean Dice, 5 organs (dots: seeds)")
     fig.tight_layout()

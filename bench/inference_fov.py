@@ -101,7 +101,7 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
         axis.set_yticks([i + 0.2 for i in range(len(tags))], tags, fontsize=7)
         axis.set_xlim(0.4, 0.7)
         axis.set_title(f"{name}, k = {k}")
-        axis.set_xlabel("mean Dice (3 seeds)")
+        axis.set_xlabel(f"mean Dice ({len({r['seed'] for r in runs})} seeds)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -390,10 +390,20 @@ def summarize(runs: list[dict[str, Any]], test: str = "dev", against: str | None
 
 
 def _paired_gap(group: list[dict[str, Any]], reference: list[dict[str, Any]]) -> str:
-    """Mean Dice gap of ``group`` to ``reference`` over the seeds both ran, with the seeds ahead."""
+    """Mean Dice gap of ``group`` to ``reference`` over the seeds both ran, its 95% confidence interval
+    (Student's t over the per-seed gaps; from 3 seeds) and the seeds ahead."""
     by_seed = {r["seed"]: r["mean_dice"] for r in reference}
     gaps = [g["mean_dice"] - by_seed[g["seed"]] for g in group if g["seed"] in by_seed]
-    return f"{statistics.mean(gaps):+.3f} ({sum(x > 0 for x in gaps)}/{len(gaps)} seeds ahead)" if gaps else ""
+    if not gaps:
+        return ""
+    mean = statistics.mean(gaps)
+    interval = ""
+    if len(gaps) >= 3:
+        from scipy.stats import t
+
+        half = t.ppf(0.975, len(gaps) - 1) * statistics.stdev(gaps) / len(gaps) ** 0.5
+        interval = f" [{mean - half:+.3f}, {mean + half:+.3f}]"
+    return f"{mean:+.3f}{interval} ({sum(x > 0 for x in gaps)}/{len(gaps)} seeds ahead)"
 
 
 def plot(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> None:
