@@ -45,6 +45,11 @@ class SuperpixelParams:
     background_level: float = 0.02
     background_fraction: float = 0.5
 
+    def __post_init__(self) -> None:
+        if self.scale <= 0 or self.sigma < 0 or self.min_size < 1:
+            got = f"{self.scale}, {self.sigma} and {self.min_size}"
+            raise ValueError(f"need scale > 0, sigma >= 0 and min_size >= 1, got {got}")
+
     def key(self) -> str:
         """Stable text of the parameters, part of the cache key."""
         return json.dumps(asdict(self), sort_keys=True)

@@ -48,6 +48,8 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "0.05",
             "--momentum",
             "0.99",
+            "--superpixel-scale",
+            "200",
             *small,
             "--json",
         ],
@@ -56,7 +58,7 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
     training = json.loads(result.stdout)["card"]["training"]
     assert (training["method"], training["config"]["decorrelation_weight"]) == ("lrc", 0.5)
     assert (training["config"]["local_negatives"], training["config"]["negative_margin"]) == ("image", 0.05)
-    assert training["config"]["momentum"] == 0.99
+    assert (training["config"]["momentum"], training["config"]["superpixels"]["scale"]) == (0.99, 200.0)
     assert "correlation" in training["final"]
 
     manifest = tmp_path / "manifest.json"

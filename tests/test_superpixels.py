@@ -62,3 +62,9 @@ def test_cache_computes_once(ct_slice: np.ndarray, tmp_path: Path):
 def test_refuses_3d():
     with pytest.raises(ValueError, match="2D slice"):
         superpixels(np.zeros((4, 4, 4)))
+
+
+@pytest.mark.parametrize("params", [{"scale": 0}, {"scale": -5}, {"sigma": -1}, {"min_size": 0}])
+def test_refuses_meaningless_parameters(params: dict):
+    with pytest.raises(ValueError, match="scale > 0"):
+        SuperpixelParams(**params)

@@ -203,6 +203,9 @@ class PretrainOptions(BaseModel):
         default=0.0, ge=0, le=1, description="LRC: regions closer than this in mean intensity (0-1) are no negatives"
     )
     momentum: float = Field(default=0.999, ge=0, lt=1, description="MoCo key-encoder momentum")
+    superpixel_scale: float = Field(
+        default=100.0, gt=0, le=10_000, description="Felzenszwalb scale of LRC's super-pixels (larger: coarser)"
+    )
     seed: int = 0
 
 

@@ -126,12 +126,16 @@ def pretrain(
         float, typer.Option(help="LRC: regions closer than this in mean intensity (0-1) are no negatives.")
     ] = 0.0,
     momentum: Annotated[float, typer.Option(help="MoCo key-encoder momentum, in [0, 1).")] = 0.999,
+    superpixel_scale: Annotated[
+        float, typer.Option(help="Felzenszwalb scale of LRC's super-pixels at a 256-pixel slice (larger: coarser).")
+    ] = 100.0,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     as_json: JsonFlag = False,
 ) -> None:
     """Self-supervised pre-training (MoCo v2, LRC or both) on unlabeled scans."""
     from lrc.io import ImageIOError, read_images
+    from lrc.superpixels import SuperpixelParams
     from lrc.train.pretrain import PretrainConfig
     from lrc.train.pretrain import pretrain as run
 
@@ -154,6 +158,7 @@ def pretrain(
             local_negatives=local_negatives.value,
             negative_margin=negative_margin,
             momentum=momentum,
+            superpixels=SuperpixelParams(scale=superpixel_scale),
             seed=seed,
         )
         with _progress(steps, f"pretrain {method.value}", as_json) as progress:

@@ -166,6 +166,7 @@ def _card_json(directory: Path) -> dict[str, Any]:
 
 def pretrain(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     """Self-supervised pre-training on stored series; register a ``pretrained`` candidate."""
+    from lrc.superpixels import SuperpixelParams
     from lrc.train.pretrain import PretrainConfig
     from lrc.train.pretrain import pretrain as run
 
@@ -175,6 +176,8 @@ def pretrain(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     options = dict(payload.get("options") or {})
     if "features" in options:
         options["features"] = tuple(options["features"])
+    if "superpixel_scale" in options:  # jobs queued before the option have none: PretrainConfig's default
+        options["superpixels"] = SuperpixelParams(scale=options.pop("superpixel_scale"))
     config = PretrainConfig(method=payload["method"], **options)
     out = model_folder(ctx.settings, job.project, payload["name"], job.id)
     try:

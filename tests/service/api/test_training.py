@@ -238,6 +238,7 @@ def test_pretrain_registers_a_backbone_that_cannot_be_promoted(service: Service,
         "local_negatives": "image",
         "negative_margin": 0.05,
         "momentum": 0.99,
+        "superpixel_scale": 200.0,
     }
     body = {"series_ids": [stored_series_id], "method": "moco+lrc", "name": "backbone", "options": options}
     with service.client("submitter") as client:
@@ -250,7 +251,8 @@ def test_pretrain_registers_a_backbone_that_cannot_be_promoted(service: Service,
         assert card["card"]["training"]["method"] == "moco+lrc"
         config = card["card"]["training"]["config"]
         reached = (config["decorrelation_weight"], config["local_negatives"], config["negative_margin"])
-        assert (*reached, config["momentum"]) == (0.5, "image", 0.05, 0.99)  # reached the training
+        reached += (config["momentum"], config["superpixels"]["scale"])
+        assert reached == (0.5, "image", 0.05, 0.99, 200.0)  # reached the training
     with service.client("admin") as admin:
         refused = admin.post("/v1/models/backbone/versions/1/promote", json={})
         assert refused.status_code == 409
