@@ -61,7 +61,12 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=300)
     parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--arms", nargs="+", default=["scratch", *ARMS])
-    parser.add_argument("--backbone-lr-factor", type=float, default=1.0)
+    parser.add_argument(
+        "--backbone-lr-factor",
+        type=float,
+        default=None,
+        help="Rate of the pre-trained layers [default: the product's, 3 (1 before 2026-12-03's runs)].",
+    )
     parser.add_argument("--tile", choices=["slice", "patch"], default="slice", help="Inference: whole slices or tiles.")
     parser.add_argument("--folds", nargs="+", default=["A->C", "C->A"], choices=["A->C", "C->A", "A/10->A"])
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ablation.json")
@@ -72,7 +77,7 @@ def main() -> None:
     from lrc.io.labels import LabelTable
     from lrc.superpixels import SuperpixelParams
     from lrc.train.finetune import finetune
-    from lrc.train.finetune_config import FinetuneConfig
+    from lrc.train.finetune_config import SELF_SUPERVISED_LR_FACTOR, FinetuneConfig
     from lrc.train.pretrain import PretrainConfig, pretrain
     from lrc.views import SPEC_INTENSITY, ViewConfig
 
@@ -121,7 +126,12 @@ def main() -> None:
             }
             for fold in args.folds:
                 train, test = folds[fold]
-                key = (arm, fold, seed, args.backbone_lr_factor, args.tile)
+                factor = args.backbone_lr_factor
+                if arm == "scratch":
+                    factor = 1.0  # nothing transferred: the plain rate, whatever was asked
+                elif factor is None:
+                    factor = SELF_SUPERVISED_LR_FACTOR
+                key = (arm, fold, seed, factor, args.tile)
                 if key in done:
                     continue
                 started = time.perf_counter()
@@ -133,7 +143,7 @@ def main() -> None:
                     canvas=128,
                     features=FEATURES,
                     seed=seed,
-                    backbone_lr_factor=args.backbone_lr_factor,
+                    backbone_lr_factor=factor,
                     tile=args.tile,  # whole slices unless asked (ABLATION.md's first tables)
                 )
                 model = finetune(
@@ -150,7 +160,7 @@ def main() -> None:
                     "arm": arm,
                     "fold": fold,
                     "seed": seed,
-                    "backbone_lr_factor": args.backbone_lr_factor,
+                    "backbone_lr_factor": factor,
                     "tile": args.tile,
                     "dice": {k: v["dice"] for k, v in scores.items()},
                     "mean_dice": mean_dice(scores),
