@@ -1,11 +1,12 @@
 """The page in a real Chromium: sign in, upload a real DICOM CT, segment it with the starter model,
 see the label overlay on the canvas, download NIfTI / DICOM SEG / RTSTRUCT; fine-tune and watch the
-curves; promote and roll back."""
+curves; promote and roll back; pre-train and fine-tune from the backbone."""
 
 from __future__ import annotations
 
 import base64
 import gzip
+import json
 from pathlib import Path
 
 import pydicom
@@ -182,6 +183,51 @@ def test_finetune_curve_and_promotion(page: Page, service: Service, shared_data:
 
     page.goto(f"{service.url}/ui/#jobs")
     expect(page.locator("#job-table tbody")).to_contain_text("finetune")
+
+
+def test_pretrain_then_finetune_from_the_backbone(page: Page, service: Service, shared_data: Path) -> None:
+    """LRC from the page: pre-train on an uploaded study, then fine-tune from the backbone it made."""
+    folder = shared_data / "nifti" / "totalseg_ct_abdomen"
+    page.set_input_files("#file-input", str(folder / "example_ct_sm.nii.gz"))
+    expect(page.locator("#upload-notes")).to_contain_text("1 series", timeout=60_000)
+    page.goto(f"{service.url}/ui/#training")
+    studies = page.locator("#pretrain-form select[name=study_ids] option")
+    expect(studies.first).to_be_attached()
+    page.click("#pretrain-form button[type=submit]")  # nothing chosen: the page says what is missing
+    expect(page.locator("#message")).to_contain_text("choose the studies")
+
+    page.select_option("#pretrain-form select[name=study_ids]", index=studies.count() - 1)
+    page.fill("#pretrain-form input[name=name]", "web-backbone")
+    page.fill("#pretrain-form input[name=steps]", "3")
+    tiny = {"batch_size": 2, "spacing": 6.0, "canvas": 64, "view_size": 48, "features": [8, 8, 16, 16, 32, 8]}
+    options = {**tiny, "queue_size": 16, "regions_per_image": 4, "pixels_per_region": 4, "superpixel_scale": 200}
+    page.fill("#pretrain-form textarea[name=options]", json.dumps(options))
+    page.click("#pretrain-form button[type=submit]")
+    expect(page.locator("#pretrain-result")).to_contain_text("Pre-trained web-backbone v1", timeout=120_000)
+    assert page.locator("#pretrain-job").get_attribute("data-state") == "succeeded"
+    base = page.locator("#finetune-form select[name=base_model]")
+    expect(base).to_have_value("web-backbone:1")  # chosen for the next fine-tuning
+    expect(base.locator("option[value='web-backbone:1']")).to_have_text("web-backbone v1 (pre-trained)")
+    with service.client() as client:
+        card = client.get("/v1/models/web-backbone/versions/1").json()["card"]
+    assert (card["kind"], card["training"]["config"]["superpixels"]["scale"]) == ("pretrained", 200.0)
+
+    page.fill("#dataset-form input[name=name]", "web-one-case")
+    page.fill("#dataset-form input[name=labels]", "5=liver, 1=spleen")
+    page.locator(".case-image").first.set_input_files(str(folder / "example_ct_sm.nii.gz"))
+    page.locator(".case-label").first.set_input_files(str(folder / "example_seg.nii.gz"))
+    page.click("#dataset-form button[type=submit]")
+    expect(page.locator("#dataset-result")).to_contain_text("1 case(s)", timeout=60_000)
+    page.fill("#finetune-form input[name=name]", "web-from-backbone")
+    page.fill("#finetune-form input[name=steps]", "4")
+    page.fill("#finetune-form input[name=validate_every]", "2")
+    page.fill("#finetune-form textarea[name=options]", '{"batch_size": 2, "patch": 48, "validation_fraction": 0.5}')
+    page.click("#finetune-form button[type=submit]")
+    expect(page.locator("#finetune-result")).to_contain_text("Candidate web-from-backbone v1", timeout=120_000)
+    with service.client() as client:
+        card = client.get("/v1/models/web-from-backbone/versions/1").json()["card"]
+    assert (card["parent"]["kind"], Path(card["parent"]["path"]).parent.name) == ("pretrained", "web-backbone")
+    assert card["training"]["config"]["backbone_lr_factor"] == 3.0  # the self-supervised base's rate
 
 
 def test_viewer_key_sees_but_cannot_upload(browser: Browser, service: Service, shared_data: Path) -> None:

@@ -80,9 +80,18 @@ export async function refreshModels() {
   const previous = select.value;
   select.replaceChildren(...choices.map((c) => el("option", { value: c.value, textContent: c.text, selected: c.production })));
   if (choices.some((c) => c.value === previous)) select.value = previous;
+  // Fine-tuning starts from scratch, a segmentation model or a self-supervised (pre-trained) backbone.
+  const backbones = models.flatMap((m) =>
+    m.versions
+      .filter((v) => v.kind === "pretrained")
+      .map((v) => ({ value: `${m.name}:${v.version}`, text: `${m.name} v${v.version} (pre-trained)` })),
+  );
   const base = $("#finetune-form").elements.base_model;
   const chosen = base.value;
-  base.replaceChildren(el("option", { value: "", textContent: "scratch" }), ...choices.map((c) => el("option", { value: c.value, textContent: c.text })));
+  base.replaceChildren(
+    el("option", { value: "", textContent: "scratch" }),
+    ...[...backbones, ...choices].map((c) => el("option", { value: c.value, textContent: c.text })),
+  );
   base.value = chosen;
 }
 

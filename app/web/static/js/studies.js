@@ -39,15 +39,31 @@ async function send(files) {
   }
 }
 
+/** Short name of a study: its id and the end of its UID. */
+const studyName = (study) =>
+  study.study_instance_uid ? `${study.id.slice(0, 8)} · ${study.study_instance_uid.slice(-12)}` : study.id.slice(0, 8);
+
+/** The pre-training form's study choice: every stored study, keeping what was chosen. */
+function fillStudyChoice(studies) {
+  const select = $("#pretrain-form").elements.study_ids;
+  const chosen = new Set([...select.selectedOptions].map((o) => o.value));
+  select.replaceChildren(
+    ...studies.map((study) =>
+      el("option", { value: study.id, selected: chosen.has(study.id), textContent: `${studyName(study)} (${study.series.length} series)` }),
+    ),
+  );
+}
+
 export async function refreshStudies() {
   const studies = await getJson("/v1/studies");
+  fillStudyChoice(studies);
   const body = $("#study-table tbody");
   body.replaceChildren(
     ...studies.map((study) => {
       const row = el(
         "tr",
         { className: study.id === currentStudy?.id ? "selected" : "" },
-        el("td", {}, study.study_instance_uid ? `${study.id.slice(0, 8)} · ${study.study_instance_uid.slice(-12)}` : study.id.slice(0, 8)),
+        el("td", {}, studyName(study)),
         el("td", {}, String(study.series.length)),
         el("td", {}, study.created_at ? new Date(study.created_at).toLocaleString() : ""),
       );

@@ -1,4 +1,5 @@
-// Fine-tuning tab: a dataset from uploaded images and label maps, a fine-tune job with its loss and
+// Training tab: self-supervised pre-training on stored studies; a dataset from uploaded images and label
+// maps, a fine-tune job (from scratch, a segmentation model or a pre-trained backbone) with its loss and
 // validation Dice curves drawn as progress arrives, and the candidate's per-organ Dice beside production's.
 
 import { getJson, postJson, upload } from "./api.js";
@@ -84,10 +85,45 @@ async function showResult(result) {
   );
 }
 
+/** Options of a form: its JSON box, then the fields it shows. */
+function formOptions(form) {
+  const text = form.elements.options.value.trim();
+  let options;
+  try {
+    options = text ? JSON.parse(text) : {};
+  } catch (error) {
+    throw new Error(`more options: not JSON (${error.message})`);
+  }
+  options.steps = Number(form.elements.steps.value);
+  return options;
+}
+
+async function startPretrain(form) {
+  const f = form.elements;
+  const study_ids = [...f.study_ids.selectedOptions].map((o) => o.value);
+  if (!study_ids.length) throw new Error("choose the studies to pre-train on (upload them on the Studies tab)");
+  const body = { study_ids, method: f.method.value, name: f.name.value.trim(), options: formOptions(form) };
+  const accepted = await postJson("/v1/pretrains", body);
+  say("");
+  $("#pretrain-result").textContent = "";
+  const job = await followJob($("#pretrain-job"), accepted.job_id, "Pre-training", (update) => {
+    const m = update.progress.metrics ?? {};
+    if (typeof m.loss === "number") $("#pretrain-result").textContent = `step ${m.step} of ${m.steps}: loss ${m.loss.toFixed(3)}`;
+  });
+  if (job.state !== "succeeded") {
+    say(`Pre-training ${job.state}: ${job.error ?? "no reason recorded"}`);
+    return;
+  }
+  await refreshModels();
+  const base = `${job.result.model}:${job.result.version}`;
+  $("#finetune-form").elements.base_model.value = base;
+  $("#pretrain-result").textContent =
+    `Pre-trained ${job.result.model} v${job.result.version}: chosen under "Start from"; fine-tune it on a labelled dataset.`;
+}
+
 async function startFinetune(form) {
   const f = form.elements;
-  const options = f.options.value.trim() ? JSON.parse(f.options.value) : {};
-  options.steps = Number(f.steps.value);
+  const options = formOptions(form);
   options.validate_every = Number(f.validate_every.value);
   const body = { dataset_id: f.dataset_id.value.trim(), options };
   if (f.base_model.value) body.base_model = f.base_model.value;
@@ -121,6 +157,10 @@ export function initTraining() {
   $("#dataset-form").addEventListener("submit", (event) => {
     event.preventDefault();
     attempt(() => createDataset(event.target));
+  });
+  $("#pretrain-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    attempt(() => startPretrain(event.target));
   });
   $("#finetune-form").addEventListener("submit", (event) => {
     event.preventDefault();
