@@ -16,7 +16,9 @@ pre-trains on the ``k`` labelled volumes themselves (Dice + cross-entropy plus `
 on the pre-training's views), then fine-tunes on them as the other methods do.
 
 Presets: ``reduced`` (CPU, small U-Net) and ``full`` (one GPU). Recipe options (``--lambda-local``,
-``--independent``, ...) change the pre-training and name the row with ``--tag``.
+``--independent``, ...) change the pre-training and name the row with ``--tag``. ``--dims 3`` runs
+the issue's 2D-vs-3D row: pre-training on blocks and fine-tuning on patches of 32 slices, paired
+with scratch in 3D (``scratch...-3d``); on a GPU (a 2-core CPU takes hours).
 
     python bench/quality.py --preset reduced --seeds 0 1 2 --k 1 2 4 --tag spec
     python bench/quality.py --summary            # tables and plots from bench/results/quality.json
@@ -98,6 +100,7 @@ def recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
     base = PretrainConfig()
     return PretrainConfig(
         method=method,
+        **_volume_settings(args, "pretrain"),
         steps=args.pretrain_steps or preset["pretrain_steps"],
         batch_size=preset["pretrain_batch"],
         spacing=preset["spacing"],
@@ -215,6 +218,7 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
 
     pretrained = method != "scratch"
     return FinetuneConfig(
+        **_volume_settings(args, "finetune"),
         steps=args.finetune_steps or preset["finetune_steps"],
         batch_size=preset["finetune_batch"],
         patch=args.patch or preset["patch"],
@@ -234,6 +238,19 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         tile="slice",  # scored on whole slices as every earlier run; inference_fov.py scores tiles
         seed=seed,
     )
+
+
+SPACING_Z = 4.0  # the phantoms' slice spacing (lrc.synthetic.PhantomConfig): 3D runs keep it
+BLOCK_DEPTH = 32  # 3D: pre-training views and fine-tuning patches span 32 slices (128 mm) of the 48
+
+
+def _volume_settings(args: argparse.Namespace, stage: str) -> dict[str, Any]:
+    """2D (the default: nothing to add) or 3D settings of a pre-training or fine-tuning configuration."""
+    if args.dims == 2:
+        return {}
+    if stage == "pretrain":
+        return {"spatial_dims": 3, "spacing_z": SPACING_Z, "depth": 48, "view_depth": BLOCK_DEPTH}
+    return {"spatial_dims": 3, "spacing_z": SPACING_Z, "patch_depth": BLOCK_DEPTH}
 
 
 def warm_superpixels(preset: dict[str, Any], unlabeled: int, sp_scale: float | None, workers: int) -> None:
@@ -511,14 +528,14 @@ def _tag(args: argparse.Namespace, method: str) -> str:
 
     tuned = {"lr": args.finetune_lr or FinetuneConfig.lr, "augment_scale": args.augment_scale or [1.0, 1.0]}
     patch = args.patch or PRESETS[args.preset]["patch"]
-    tuned |= {"augment_rotate": args.augment_rotate, "flip": args.flip, "patch": patch}
+    tuned |= {"augment_rotate": args.augment_rotate, "flip": args.flip, "patch": patch, "spatial_dims": args.dims}
     return _scratch_tag(tuned, args.preset)
 
 
 def _scratch_tag(tuned: dict[str, Any], preset: str) -> str:
     """The scratch row a run is paired with: ``scratch``, or with a suffix for another fine-tuning
     learning rate (``-lr0.003``), patch augmentation (``-aug0.7-1.4-r15``: scale range, degrees),
-    patches never mirrored (``-noflip``) or another patch side than the preset's (``-p96``)."""
+    patches never mirrored (``-noflip``), another patch side than the preset's (``-p96``) or 3D (``-3d``)."""
     from lrc.train.finetune_config import FinetuneConfig
 
     tag = "scratch" if tuned["lr"] == FinetuneConfig.lr else f"scratch-lr{tuned['lr']:g}"
@@ -529,6 +546,8 @@ def _scratch_tag(tuned: dict[str, Any], preset: str) -> str:
         tag += "-noflip"
     if tuned.get("patch", PRESETS[preset]["patch"]) != PRESETS[preset]["patch"]:
         tag += f"-p{tuned['patch']}"
+    if tuned.get("spatial_dims", 2) == 3:
+        tag += "-3d"
     return tag
 
 
@@ -561,6 +580,13 @@ def main() -> None:
         "--augment-scale", type=float, nargs=2, default=None, help="Fine-tuning patches' field of view (min max)."
     )
     parser.add_argument("--patch", type=int, default=None, help="Fine-tuning patch side (the canvas: whole slices).")
+    parser.add_argument(
+        "--dims",
+        type=int,
+        choices=[2, 3],
+        default=2,
+        help="3: blocks of 32 slices in pre-training and fine-tuning (a GPU's work); sliding-window inference.",
+    )
     parser.add_argument("--augment-rotate", type=float, default=0.0, help="Fine-tuning patches' rotation, degrees.")
     parser.add_argument(
         "--flip",
