@@ -240,17 +240,20 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
     )
 
 
-SPACING_Z = 4.0  # the phantoms' slice spacing (lrc.synthetic.PhantomConfig): 3D runs keep it
-BLOCK_DEPTH = 32  # 3D: pre-training views and fine-tuning patches span 32 slices (128 mm) of the 48
+BLOCK_DEPTH = 32  # 3D: pre-training views and fine-tuning patches span 32 slices of the phantoms' 48
 
 
 def _volume_settings(args: argparse.Namespace, stage: str) -> dict[str, Any]:
-    """2D (the default: nothing to add) or 3D settings of a pre-training or fine-tuning configuration."""
+    """2D (the default: nothing to add) or 3D settings of a pre-training or fine-tuning configuration:
+    the phantoms' own slice spacing, pre-training blocks of a whole phantom."""
+    from lrc.synthetic.config import DEFAULT_CONFIG
+
     if args.dims == 2:
         return {}
+    grid = {"spatial_dims": 3, "spacing_z": DEFAULT_CONFIG.spacing[2]}
     if stage == "pretrain":
-        return {"spatial_dims": 3, "spacing_z": SPACING_Z, "depth": 48, "view_depth": BLOCK_DEPTH}
-    return {"spatial_dims": 3, "spacing_z": SPACING_Z, "patch_depth": BLOCK_DEPTH}
+        return grid | {"depth": DEFAULT_CONFIG.shape[2], "view_depth": BLOCK_DEPTH}
+    return grid | {"patch_depth": BLOCK_DEPTH}
 
 
 def warm_superpixels(preset: dict[str, Any], unlabeled: int, sp_scale: float | None, workers: int) -> None:

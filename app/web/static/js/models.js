@@ -71,21 +71,20 @@ export async function refreshModels() {
       return box;
     }),
   );
-  const choices = models.flatMap((m) =>
-    m.versions
-      .filter((v) => v.kind === "segmentation")
-      .map((v) => ({ value: `${m.name}:${v.version}`, text: `${m.name} v${v.version} (${v.status})`, production: v.status === "production" })),
-  );
+  /** Versions of one kind as choices ``name:version``, labelled "name vN (what)". */
+  const versions = (kind, what) =>
+    models.flatMap((m) =>
+      m.versions
+        .filter((v) => v.kind === kind)
+        .map((v) => ({ value: `${m.name}:${v.version}`, text: `${m.name} v${v.version} (${what(v)})`, production: v.status === "production" })),
+    );
+  const choices = versions("segmentation", (v) => v.status);
   const select = $("#model-select");
   const previous = select.value;
   select.replaceChildren(...choices.map((c) => el("option", { value: c.value, textContent: c.text, selected: c.production })));
   if (choices.some((c) => c.value === previous)) select.value = previous;
   // Fine-tuning starts from scratch, a segmentation model or a self-supervised (pre-trained) backbone.
-  const backbones = models.flatMap((m) =>
-    m.versions
-      .filter((v) => v.kind === "pretrained")
-      .map((v) => ({ value: `${m.name}:${v.version}`, text: `${m.name} v${v.version} (pre-trained)` })),
-  );
+  const backbones = versions("pretrained", () => "pre-trained");
   const base = $("#finetune-form").elements.base_model;
   const chosen = base.value;
   base.replaceChildren(
