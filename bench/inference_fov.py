@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from quality import PRESETS, TEST_SEEDS, WORK, _paired_gap, _panels, phantom, save
+from quality import PRESETS, TEST_SEEDS, WORK, _paired_gap, _panels, confidence, phantom, save
 
 NAME = re.compile(r"ft-(?P<tag>.+)-(?P<method>scratch|moco\+lrc|moco|lrc|supervised\+lrc)-k(?P<k>\d+)-s(?P<seed>\d+)$")
 MODES = ("whole", "tiles")
@@ -111,8 +111,6 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 def plot_gaps(runs: list[dict[str, Any]], scratch: str, path: Path, target: float = 0.03) -> None:
     """Per-seed gaps to ``scratch`` by tiles (dots), their mean and 95% confidence interval (bar), one
     panel per test set and k, with the issue's target as a dashed line."""
-    from scipy.stats import t
-
     panels = sorted({(r["set"], r["k"]) for r in runs if r["set"] != "train"})
     tags = sorted({r["tag"] for r in runs} - {scratch})
     fig, axes = _panels(len(panels))
@@ -127,8 +125,7 @@ def plot_gaps(runs: list[dict[str, Any]], scratch: str, path: Path, target: floa
             gaps = [dice - reference[seed] for seed, dice in sorted(tiled(tag).items()) if seed in reference]
             if len(gaps) < 2:
                 continue
-            mean = statistics.mean(gaps)
-            half = t.ppf(0.975, len(gaps) - 1) * statistics.stdev(gaps) / len(gaps) ** 0.5
+            mean, half = confidence(gaps)
             axis.scatter(gaps, [row] * len(gaps), color="#2a7", s=14, alpha=0.7)
             axis.errorbar([mean], [row], xerr=[half], color="black", capsize=4, marker="|", markersize=14)
             axis.annotate(f"n={len(gaps)}", (mean, row + 0.2), fontsize=7, ha="center")

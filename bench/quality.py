@@ -416,14 +416,17 @@ def _paired_gap(group: list[dict[str, Any]], reference: list[dict[str, Any]]) ->
     gaps = [g["mean_dice"] - by_seed[g["seed"]] for g in group if g["seed"] in by_seed]
     if not gaps:
         return ""
-    mean = statistics.mean(gaps)
-    interval = ""
-    if len(gaps) >= 3:
-        from scipy.stats import t
-
-        half = t.ppf(0.975, len(gaps) - 1) * statistics.stdev(gaps) / len(gaps) ** 0.5
-        interval = f" [{mean - half:+.3f}, {mean + half:+.3f}]"
+    mean, half = confidence(gaps)
+    interval = f" [{mean - half:+.3f}, {mean + half:+.3f}]" if len(gaps) >= 3 else ""
     return f"{mean:+.3f}{interval} ({sum(x > 0 for x in gaps)}/{len(gaps)} seeds ahead)"
+
+
+def confidence(gaps: list[float]) -> tuple[float, float]:
+    """Mean of per-seed gaps and the half-width of its 95% confidence interval (Student's t; 2+ gaps)."""
+    from scipy.stats import t
+
+    mean = statistics.mean(gaps)
+    return mean, float(t.ppf(0.975, len(gaps) - 1) * statistics.stdev(gaps) / len(gaps) ** 0.5)
 
 
 def plot(runs: list[dict[str, Any]], path: Path, test: str = "dev") -> None:
