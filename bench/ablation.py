@@ -13,7 +13,8 @@ A third fold, ``A/10->A``, is in-distribution and label-scarce: fine-tune on eve
 
 Arms: scratch; moco; lrc (the specification: one geometric transform for both views);
 lrc_indep (independent crops/flips/rotations per view, regions matched by super-pixel id);
-moco+lrc_indep; combined (the synthetic cohort's best recipe, bench/REPORT.md). Seeds: ``--seeds``
+moco+lrc_indep; default (what ``lrc pretrain`` does unless told otherwise); combined (the
+synthetic cohort's best recipe, bench/REPORT.md). Seeds: ``--seeds``
 (pre-training and fine-tuning seeded alike). ``--tile patch`` scores by tiles of the fine-tuning
 patch instead of whole slices; ``--backbone-lr-factor`` sets the pre-trained layers' rate.
 
@@ -40,6 +41,8 @@ ARMS: dict[str, dict] = {
     "lrc": {"method": "lrc", "independent": False},
     "lrc_indep": {"method": "lrc", "independent": True},
     "moco+lrc_indep": {"method": "moco+lrc", "independent": True},
+    # what `lrc pretrain` does by default: MoCo+LRC, shared geometry, no intensity change between the views
+    "default": {"method": "moco+lrc", "independent": False, "weak": True},
     # bench/REPORT.md's best recipe on the synthetic cohort: no intensity change between the views,
     # momentum 0.99, intensity-alike regions no negatives, coarser super-pixels.
     "combined": {
@@ -70,7 +73,16 @@ def main() -> None:
     parser.add_argument("--tile", choices=["slice", "patch"], default="slice", help="Inference: whole slices or tiles.")
     parser.add_argument("--folds", nargs="+", default=["A->C", "C->A"], choices=["A->C", "C->A", "A/10->A"])
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ablation.json")
+    parser.add_argument(
+        "--summarize",
+        type=Path,
+        nargs="+",
+        help="Run nothing: summarize the runs of these result files together (plot: --out's .png).",
+    )
     args = parser.parse_args()
+    if args.summarize:
+        summarize([r for path in args.summarize for r in _load(path)], args.out.with_suffix(".png"))
+        return
 
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
@@ -93,7 +105,7 @@ def main() -> None:
         features=FEATURES,
         queue_size=1024,
     )
-    runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
+    runs = _load(args.out) if args.out.exists() else []
     done = {_key(r) for r in runs}
     for seed in args.seeds:
         for arm in args.arms:
@@ -131,7 +143,7 @@ def main() -> None:
                     factor = 1.0  # nothing transferred: the plain rate, whatever was asked
                 elif factor is None:
                     factor = SELF_SUPERVISED_LR_FACTOR
-                key = (arm, fold, seed, factor, args.tile)
+                key = (arm, factor, args.tile, args.finetune_steps, fold, seed)
                 if key in done:
                     continue
                 started = time.perf_counter()
@@ -162,6 +174,7 @@ def main() -> None:
                     "seed": seed,
                     "backbone_lr_factor": factor,
                     "tile": args.tile,
+                    "finetune_steps": args.finetune_steps,
                     "dice": {k: v["dice"] for k, v in scores.items()},
                     "mean_dice": mean_dice(scores),
                     "finetune_seconds": round(time.perf_counter() - started, 1),
@@ -196,9 +209,20 @@ def every_tenth(case: tuple, start: int) -> tuple:
     )
 
 
+def _load(path: Path) -> list[dict]:
+    """The runs of a result file, each with its fine-tuning steps (older files hold them once, in the config)."""
+    found = json.loads(path.read_text())
+    return [{"finetune_steps": found["config"]["finetune_steps"], **run} for run in found["runs"]]
+
+
+def _arm_key(run: dict) -> tuple:
+    """(arm, rate factor, inference, fine-tuning steps); runs before the options were whole slices at 1x."""
+    return (run["arm"], run.get("backbone_lr_factor", 1.0), run.get("tile", "slice"), run["finetune_steps"])
+
+
 def _key(run: dict) -> tuple:
-    """(arm, fold, seed, rate factor, inference) of a run; runs before the options were whole slices at 1x."""
-    return (run["arm"], run["fold"], run["seed"], run.get("backbone_lr_factor", 1.0), run.get("tile", "slice"))
+    """What makes a run: its arm key, fold and seed."""
+    return (*_arm_key(run), run["fold"], run["seed"])
 
 
 def _reusable(directory: Path, config: dict) -> bool:
@@ -210,18 +234,35 @@ def _reusable(directory: Path, config: dict) -> bool:
     return bool(made_with == json.loads(json.dumps(config)))
 
 
+def _paired(runs: list[dict], fold: str, arm_key: tuple, baseline: tuple) -> list[tuple[float, float]]:
+    """(arm, baseline) mean Dice of the seeds both ran in ``fold``, in seed order."""
+
+    def by_seed(key: tuple) -> dict[int, float]:
+        return {r["seed"]: r["mean_dice"] for r in runs if r["fold"] == fold and _arm_key(r) == key}
+
+    ours, theirs = by_seed(arm_key), by_seed(baseline)
+    return [(ours[seed], theirs[seed]) for seed in sorted(ours.keys() & theirs.keys())]
+
+
 def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
     """Mean and spread of mean Dice per arm (with its rate and inference) and fold; a plot of every run
     when ``plot_path`` is given."""
-    keys = sorted({(r["arm"], *_key(r)[3:]) for r in runs})  # (arm, rate factor, inference)
+    keys = sorted({_arm_key(r) for r in runs})
     folds = [f for f in ("A->C", "C->A", "A/10->A") if any(r["fold"] == f for r in runs)]
 
     def values(arm_key: tuple, fold: str) -> list[float]:
-        return [r["mean_dice"] for r in runs if r["fold"] == fold and (r["arm"], *_key(r)[3:]) == arm_key]
+        return [r["mean_dice"] for r in runs if r["fold"] == fold and _arm_key(r) == arm_key]
 
     def label(arm_key: tuple, sep: str) -> str:
-        arm, factor, tile = arm_key
-        return sep.join([arm, *([f"lr x{factor}"] if factor != 1.0 else []), *(["tiles"] if tile != "slice" else [])])
+        arm, factor, tile, steps = arm_key
+        return sep.join(
+            [
+                arm,
+                *([f"lr x{factor}"] if factor != 1.0 else []),
+                *(["tiles"] if tile != "slice" else []),
+                f"{steps} steps",
+            ]
+        )
 
     for arm_key in keys:
         line = [f"{label(arm_key, ' '):28s}"]
@@ -231,6 +272,27 @@ def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
                 spread = statistics.stdev(found) if len(found) > 1 else 0.0
                 line.append(f"{fold} {statistics.mean(found):.3f} +- {spread:.3f} (n={len(found)})")
         print("  ".join(line))
+        for fold in folds:
+            organs = [r["dice"] for r in runs if r["fold"] == fold and _arm_key(r) == arm_key]
+            if organs:
+                means = {organ: statistics.mean(o[organ] for o in organs) for organ in organs[0]}
+                print(f"    {fold}: " + ", ".join(f"{organ} {value:.2f}" for organ, value in means.items()))
+    from quality import confidence
+
+    for arm_key in keys:
+        baseline = ("scratch", 1.0, *arm_key[2:])
+        if arm_key == baseline or baseline not in keys:
+            continue
+        for fold in folds:
+            pairs = _paired(runs, fold, arm_key, baseline)
+            if len(pairs) > 1:
+                gaps = [ours - theirs for ours, theirs in pairs]
+                mean, half = confidence(gaps)
+                ahead = sum(gap > 0 for gap in gaps)
+                print(
+                    f"{label(arm_key, ' ')} - scratch, {fold}: {mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
+                    f" ({ahead}/{len(gaps)} seeds ahead)"
+                )
     if plot_path is None:
         return
     import matplotlib
@@ -240,6 +302,14 @@ def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
 
     fig, axes = plt.subplots(1, len(folds), figsize=(4.5 * len(folds), 3.8), squeeze=False)
     for axis, fold in zip(axes[0], folds, strict=True):
+        for seed in sorted({r["seed"] for r in runs if r["fold"] == fold}):  # one grey line per seed
+            points = [
+                (position, r["mean_dice"])
+                for position, arm_key in enumerate(keys)
+                for r in runs
+                if r["fold"] == fold and r["seed"] == seed and _arm_key(r) == arm_key
+            ]
+            axis.plot(*zip(*points, strict=True), color="0.8", linewidth=0.8, zorder=0)
         for position, arm_key in enumerate(keys):
             found = values(arm_key, fold)
             if found:
