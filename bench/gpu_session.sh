@@ -2,7 +2,9 @@
 # One lent GPU session (bench/GPU.md): two device calls on the same warm machine.
 #
 #   bash bench/gpu_session.sh check                 # ~5 min: bf16 check, step times, speed, quality calibration
-#   bash bench/gpu_session.sh quality STEPS SECONDS # the quality grid, pre-training STEPS, within SECONDS
+#   bash bench/gpu_session.sh quality STEPS SECONDS [PLAN [SEEDS...]]  # quality_grid.py's PLAN (gpu), pre-training
+#                                                   # STEPS, within SECONDS; plan gpu3x also scores tiles
+#   bash bench/gpu_session.sh e2e                   # ~2 min: lrc segment's stages (no nnU-Net), import times
 #
 # Carry bench/out/whl_speed (wheels: `bash bench/gpu_wheels.sh speed`) and .gpudata (a copy of
 # ../shared/data). Every part has its own time limit, so one failing part leaves the others'
@@ -12,8 +14,8 @@ cd "$(dirname "$0")/.."
 mode=${1:-check}
 out=$(mktemp -d)
 trap 'tar czf "${OUT:-bench/out}/$mode.tar.gz" -C "$out" .' EXIT
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    bench/out/whl_speed/*.whl || exit 1
+[ -d /tmp/site/monai ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site bench/out/whl_speed/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 part() {  # part NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log, say how it ended
     local name=$1 limit=$2 start=$SECONDS
@@ -36,9 +38,29 @@ check)
 quality)
     steps=${2:-3000}
     seconds=${3:-400}
-    part quality "$seconds" python3 bench/quality_grid.py --preset full --device cuda --warm 14 \
-        --pretrain-steps "$steps" --workers 9 --deadline $((seconds - 45)) --results "$out/quality_gpu.json" \
-        --overlay "$out/quality_overlay.png"
+    plan=${4:-gpu}
+    seeds=("${@:5}")
+    [ ${#seeds[@]} -gt 0 ] || seeds=(0 1 2)
+    workers=$((${#seeds[@]} * 3))
+    part quality "$seconds" python3 bench/quality_grid.py --preset full --device cuda --warm 14 --plan "$plan" \
+        --seeds "${seeds[@]}" --pretrain-steps "$steps" --workers $((workers < 14 ? workers : 14)) \
+        --deadline $((seconds - 30)) --results "$out/quality_gpu_$plan.json" --overlay "$out/quality_overlay.png"
     tail -40 "$out/quality.log"
+    if [ "$plan" = gpu3x ]; then  # the same models by tiles of their patch (whole slices above)
+        part fov 60 python3 bench/inference_fov.py --preset full --device cuda --no-plot \
+            --results "$out/quality_gpu_fov.json" \
+            --tags scratch-noflip weak-ftnoflip-combined weak-ftnoflip-lr3
+        tail -30 "$out/fov.log"
+    fi
+    ;;
+e2e)
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$out/nvidia.txt"
+    # Where a cold start's seconds go: the first import on a fresh machine, then again.
+    for pass in first second; do
+        part "importtime_$pass" 30 python3 -X importtime -c "import lrc.cli, lrc.infer, lrc.io.seg"
+    done
+    part e2e 100 python3 bench/speed_e2e.py --device cuda --slices 300 --repeats 1 --warm 3 \
+        --shared-data .gpudata/data --work /tmp/lrc-speed --out "$out/speed_e2e_cuda.json"
+    tail -25 "$out/e2e.log"
     ;;
 esac

@@ -25,7 +25,7 @@ NAME = re.compile(r"ft-(?P<tag>.+)-(?P<method>scratch|moco\+lrc|moco|lrc|supervi
 MODES = ("whole", "tiles")
 
 
-def score(model: Path, preset: dict[str, Any], tests: list[str]) -> list[dict[str, Any]]:
+def score(model: Path, preset: dict[str, Any], tests: list[str], device: str = "cpu") -> list[dict[str, Any]]:
     """Mean Dice of one fine-tuned model, whole slices and tiles, on its training and test volumes."""
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
@@ -41,7 +41,7 @@ def score(model: Path, preset: dict[str, Any], tests: list[str]) -> list[dict[st
     records = []
     for mode in MODES:
         tile = int(training["patch"][0]) if mode == "tiles" else None
-        predictor = Predictor.from_dir(model, device="cpu", tile=tile)
+        predictor = Predictor.from_dir(model, device=device, tile=tile)
         for name, cases in sets.items():
             dice = [mean_dice(evaluate(predictor.predict(i), lab, ORGANS, distances=False)) for i, lab in cases]
             records.append(
@@ -148,6 +148,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--summary", action="store_true", help="Only print the table (and draw the plot).")
     parser.add_argument("--no-plot", action="store_true", help="Skip the PNG.")
+    parser.add_argument("--device", default="cpu", help="Where the models predict (cpu, cuda).")
     args = parser.parse_args()
     runs: list[dict[str, Any]] = json.loads(args.results.read_text())["runs"] if args.results.exists() else []
     if not args.summary:
@@ -158,7 +159,7 @@ def main() -> None:
                 continue
             if (found["tag"], found["method"], int(found["k"]), int(found["seed"])) in done:
                 continue
-            runs.extend(score(model, PRESETS[args.preset], args.test))
+            runs.extend(score(model, PRESETS[args.preset], args.test, args.device))
             save(runs, args.results)
             print(model.name, flush=True)
     print(summarize(runs, args.scratch))

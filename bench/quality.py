@@ -31,6 +31,7 @@ import argparse
 import functools
 import hashlib
 import json
+import math
 import platform
 import statistics
 import time
@@ -422,10 +423,13 @@ def _paired_gap(group: list[dict[str, Any]], reference: list[dict[str, Any]]) ->
 
 
 def confidence(gaps: list[float]) -> tuple[float, float]:
-    """Mean of per-seed gaps and the half-width of its 95% confidence interval (Student's t; 2+ gaps)."""
+    """Mean of per-seed gaps and the half-width of its 95% confidence interval (Student's t; NaN below
+    2 gaps: one seed has no spread)."""
     from scipy.stats import t
 
     mean = statistics.mean(gaps)
+    if len(gaps) < 2:
+        return mean, math.nan
     return mean, float(t.ppf(0.975, len(gaps) - 1) * statistics.stdev(gaps) / len(gaps) ** 0.5)
 
 
