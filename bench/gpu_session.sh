@@ -47,7 +47,7 @@ quality)
         --deadline $((seconds - 30)) --results "$out/quality_gpu_$plan.json" --overlay "$out/quality_overlay.png"
     tail -40 "$out/quality.log"
     if [ "$plan" = gpu3x ]; then  # the same models by tiles of their patch (whole slices above)
-        part fov 60 python3 bench/inference_fov.py --preset full --device cuda --no-plot \
+        part fov 100 python3 bench/inference_fov.py --preset full --device cuda --no-plot \
             --results "$out/quality_gpu_fov.json" \
             --tags scratch-noflip weak-ftnoflip-combined weak-ftnoflip-lr3
         tail -30 "$out/fov.log"
