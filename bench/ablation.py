@@ -31,6 +31,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from speed_env import machine
 from tiles_real import subjects
 
 HERE = Path(__file__).resolve().parent
@@ -107,6 +108,10 @@ def main() -> None:
     )
     runs = _load(args.out) if args.out.exists() else []
     done = {_key(r) for r in runs}
+    import torch
+
+    where = machine("cuda" if torch.cuda.is_available() else "cpu")
+    processor = where.get("card", where["cpu"])  # per run: CPU training reproduces on one processor kind only
     for seed in args.seeds:
         for arm in args.arms:
             init = None
@@ -179,6 +184,7 @@ def main() -> None:
                     "mean_dice": mean_dice(scores),
                     "finetune_seconds": round(time.perf_counter() - started, 1),
                     "pretrain_seconds": round(pretrain_seconds, 1),
+                    "processor": processor,
                 }
                 runs.append(run)
                 print(json.dumps(run), flush=True)
