@@ -252,7 +252,8 @@ def _paired(runs: list[dict], fold: str, arm_key: tuple, baseline: tuple) -> lis
 
 def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
     """Mean and spread of mean Dice per arm (with its rate and inference) and fold; a plot of every run
-    when ``plot_path`` is given."""
+    when ``plot_path`` is given (per fold: Dice against fine-tuning steps, one colour per arm, line through
+    the means)."""
     keys = sorted({_arm_key(r) for r in runs})
     folds = [f for f in ("A->C", "C->A", "A/10->A") if any(r["fold"] == f for r in runs)]
 
@@ -306,25 +307,28 @@ def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    series = sorted({arm_key[:3] for arm_key in keys})  # arm, rate, inference; x: fine-tuning steps
+    lengths = sorted({arm_key[3] for arm_key in keys})
+    colors = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, len(folds), figsize=(4.5 * len(folds), 3.8), squeeze=False)
     for axis, fold in zip(axes[0], folds, strict=True):
-        for seed in sorted({r["seed"] for r in runs if r["fold"] == fold}):  # one grey line per seed
-            points = [
-                (position, r["mean_dice"])
-                for position, arm_key in enumerate(keys)
-                for r in runs
-                if r["fold"] == fold and r["seed"] == seed and _arm_key(r) == arm_key
-            ]
-            axis.plot(*zip(*points, strict=True), color="0.8", linewidth=0.8, zorder=0)
-        for position, arm_key in enumerate(keys):
-            found = values(arm_key, fold)
-            if found:
-                axis.scatter([position] * len(found), found, color="#2a7", s=18)
-                axis.hlines(statistics.mean(found), position - 0.3, position + 0.3, color="black")
-        axis.set_xticks(range(len(keys)))
-        axis.set_xticklabels([label(k, "\n") for k in keys], rotation=30, fontsize=8)
+        for number, arm in enumerate(series):
+            offset = (number - (len(series) - 1) / 2) * 0.6 / len(series)
+            centres, means = [], []
+            for position, steps in enumerate(lengths):
+                found = values((*arm, steps), fold)
+                if found:
+                    axis.scatter([position + offset] * len(found), found, color=colors(number), s=12, alpha=0.6)
+                    centres.append(position + offset)
+                    means.append(statistics.mean(found))
+            if centres:
+                name = label((*arm, 0), " ").removesuffix(" 0 steps")
+                axis.plot(centres, means, color=colors(number), marker="_", markersize=16, label=name)
+        axis.set_xticks(range(len(lengths)), [str(steps) for steps in lengths])
+        axis.set_xlabel("fine-tuning steps")
         axis.set_title(fold)
         axis.set_ylabel("mean Dice, 5 organs (dots: seeds)")
+        axis.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(plot_path, dpi=110)
 
