@@ -41,7 +41,7 @@ quality)
     plan=${4:-gpu}
     seeds=("${@:5}")
     [ ${#seeds[@]} -gt 0 ] || seeds=(0 1 2)
-    workers=$((${#seeds[@]} * 3))
+    workers=$((${#seeds[@]} * 3))  # three a seed (gpu3x's arms; the gpu plan's earlier nine for three seeds)
     part quality "$seconds" python3 bench/quality_grid.py --preset full --device cuda --warm 14 --plan "$plan" \
         --seeds "${seeds[@]}" --pretrain-steps "$steps" --workers $((workers < 14 ? workers : 14)) \
         --deadline $((seconds - 30)) --results "$out/quality_gpu_$plan.json" --overlay "$out/quality_overlay.png"
@@ -59,8 +59,7 @@ e2e)
     for pass in first second; do
         part "importtime_$pass" 30 python3 -X importtime -c "import lrc.cli, lrc.infer, lrc.io.seg"
     done
-    part e2e 100 python3 bench/speed_e2e.py --device cuda --slices 300 --repeats 1 --warm 3 \
-        --shared-data .gpudata/data --work /tmp/lrc-speed --out "$out/speed_e2e_cuda.json"
+    part e2e 100 env OUT="$out" SKIP_NNUNET=1 bash bench/speed_gpu.sh cuda
     tail -25 "$out/e2e.log"
     ;;
 esac

@@ -8,7 +8,7 @@
 #
 # Settings (environment): SHARED_DATA (folder holding dicom/ct_series_totalseg; default .gpudata/data
 # when present, else ../shared/data), SLICES (300), CROP (0: whole slices; an in-plane crop for the
-# nnU-Net run, for CPU dry runs), REPEATS (3), PYTHON (python3).
+# nnU-Net run, for CPU dry runs), REPEATS (3), PYTHON (python3), SKIP_NNUNET (set: lrc segment only).
 # On the GPU machine, first: pip install the wheels of `bash bench/gpu_wheels.sh speed` (bench/SPEED.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,7 @@ PY
 $py bench/speed_e2e.py --device "$device" --slices "$slices" --repeats 1 --warm "$repeats" \
     --shared-data "$data" --work "$work" --out "$out/speed_e2e_$device.json"
 echo "e2e done after $(( $(date +%s) - start )) s"
+[ -n "${SKIP_NNUNET:-}" ] && exit 0
 # The model stage against nnU-Net's predictor (TotalSegmentator 3d_fullres), same volume and device.
 $py bench/speed_peers.py nnunet --device "$device" --slices "$slices" --crop "${CROP:-0}" --repeats "$repeats" \
     --shared-data "$data" --work "$work" --out "$out/speed_nnunet_$device.json"
