@@ -31,7 +31,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from speed_env import machine
+from speed_env import cpu_name
 from tiles_real import subjects
 
 HERE = Path(__file__).resolve().parent
@@ -110,8 +110,8 @@ def main() -> None:
     done = {_key(r) for r in runs}
     import torch
 
-    where = machine("cuda" if torch.cuda.is_available() else "cpu")
-    processor = where.get("card", where["cpu"])  # per run: CPU training reproduces on one processor kind only
+    # per run: CPU training reproduces on one processor kind only
+    processor = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_name()
     for seed in args.seeds:
         for arm in args.arms:
             init = None
@@ -260,19 +260,20 @@ def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
     def values(arm_key: tuple, fold: str) -> list[float]:
         return [r["mean_dice"] for r in runs if r["fold"] == fold and _arm_key(r) == arm_key]
 
-    def label(arm_key: tuple, sep: str) -> str:
-        arm, factor, tile, steps = arm_key
-        return sep.join(
+    def label(arm_key: tuple) -> str:
+        """``arm [lr xF] [tiles] [N steps]``: an arm key, or its first three fields (no length)."""
+        arm, factor, tile, *steps = arm_key
+        return " ".join(
             [
                 arm,
                 *([f"lr x{factor}"] if factor != 1.0 else []),
                 *(["tiles"] if tile != "slice" else []),
-                f"{steps} steps",
+                *(f"{n} steps" for n in steps),
             ]
         )
 
     for arm_key in keys:
-        line = [f"{label(arm_key, ' '):28s}"]
+        line = [f"{label(arm_key):28s}"]
         for fold in folds:
             found = values(arm_key, fold)
             if found:
@@ -297,7 +298,7 @@ def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
                 mean, half = confidence(gaps)
                 ahead = sum(gap > 0 for gap in gaps)
                 print(
-                    f"{label(arm_key, ' ')} - scratch, {fold}: {mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
+                    f"{label(arm_key)} - scratch, {fold}: {mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
                     f" ({ahead}/{len(gaps)} seeds ahead)"
                 )
     if plot_path is None:
@@ -322,8 +323,7 @@ def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
                     centres.append(position + offset)
                     means.append(statistics.mean(found))
             if centres:
-                name = label((*arm, 0), " ").removesuffix(" 0 steps")
-                axis.plot(centres, means, color=colors(number), marker="_", markersize=16, label=name)
+                axis.plot(centres, means, color=colors(number), marker="_", markersize=16, label=label(arm))
         axis.set_xticks(range(len(lengths)), [str(steps) for steps in lengths])
         axis.set_xlabel("fine-tuning steps")
         axis.set_title(fold)
