@@ -1,82 +1,112 @@
-"""DICOM SEG writing, before and after issue 9: ``write_seg`` on a 512x512x300 CT and a real prediction.
+"""DICOM SEG writing across versions of ``lrc``: ``write_seg`` on a 512x512x300 CT and a real prediction.
 
-The series is ``bench/make_series.py``'s; the label map is the starter model's prediction on it
-(computed once, kept in ``--work``). "Before" is ``lrc/io/seg.py`` at ``--before`` (git), loaded as
-its own module; "after" is the working tree's. Each repeat times before and after back to back for
-both SEG types, so that both see the same load on this shared machine; the report gives every
-time, the median and the best, the process CPU seconds, and the load averages around the run.
+The series is ``bench/make_series.py``'s; the label map is the starter model's prediction on it,
+in the predictor's memory layout (computed once, kept in ``--work``). Each version is a commit's
+``lrc`` package (``git archive``) or ``work`` (this working tree), run in its own child process so
+that every module it uses (label alignment, the writer, the DICOM encoder) is that version's. The
+children take turns, ``--rounds`` times, so all versions see the same load on this shared machine;
+each child writes one untimed SEG per type (imports, highdicom's caches), then times one per type.
+The report gives every time, the median and the best, process CPU seconds, load averages, and
+speed-ups against the first version.
 
-Usage: ``python bench/seg_write.py [--repeats 5] [--before d3d4986]``
+Usage: ``python bench/seg_write.py [--versions d3d4986 609b038 work] [--rounds 5]``
 Writes ``bench/results/seg_write_cpu.json`` (``--out`` elsewhere).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tarfile
 import time
 import warnings
+from io import BytesIO
 from pathlib import Path
-from types import ModuleType
-from typing import Any
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 STARTER = HERE.parent / "lrc" / "assets" / "starter_ct_abdomen"
 KINDS = ("binary", "labelmap")
 
 
-def old_writer(commit: str, work: Path) -> ModuleType:
-    """``lrc/io/seg.py`` as it was at ``commit``, importable beside the current one."""
-    source = subprocess.run(
-        ["git", "show", f"{commit}:lrc/io/seg.py"], capture_output=True, text=True, check=True, cwd=HERE.parent
-    ).stdout
-    path = work / f"seg_{commit}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(f"seg_{commit}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
+def package(version: str, work: Path) -> Path:
+    """A folder whose ``lrc`` is ``version``'s (``work``: this tree's)."""
+    if version == "work":
+        return HERE.parent
+    folder = work / f"lrc_{version}"
+    if not (folder / "lrc").is_dir():
+        archive = subprocess.run(["git", "archive", version, "lrc"], capture_output=True, check=True, cwd=HERE.parent)
+        with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+            tar.extractall(folder, filter="data")
+    return folder
 
 
-def prediction(series: Path, work: Path) -> np.ndarray:
-    """The starter model's label map on the series (``X x Y x Z``), cached in ``work``."""
+def prediction(series: Path, work: Path) -> Path:
+    """The starter model's label map on the series (``X x Y x Z``, as the predictor lays it out), cached."""
     cache = work / "labels.npy"
-    if cache.exists():
-        return np.load(cache)
+    if not cache.exists():
+        import numpy as np
+
+        from lrc.infer import Predictor
+        from lrc.io import read_volume
+
+        np.save(cache, Predictor.from_dir(STARTER, device="cpu").predict(read_volume(series)).array)
+    return cache
+
+
+def child(series: Path, labels: Path, out: Path, root: Path) -> dict[str, list[float]]:
+    """In the child: this ``lrc``'s ``write_seg``, one warm-up and one timed write per SEG type."""
+    import numpy as np
+
+    import lrc
     from lrc.infer import Predictor
     from lrc.io import read_volume
+    from lrc.io.seg import write_seg
 
-    labels = Predictor.from_dir(STARTER, device="cpu").predict(read_volume(series)).array
-    np.save(cache, labels)
-    return labels
+    assert Path(lrc.__file__).resolve().is_relative_to(root.resolve()), f"{lrc.__file__} is not {root}'s"
+    image = read_volume(series)
+    mask = image.with_array(np.load(labels))
+    table = Predictor.from_dir(STARTER, device="cpu").card.labels
+    times = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # highdicom's person-name warnings, once per call
+        for kind in KINDS:
+            write_seg(mask, image, table, out / f"{kind}.dcm", segmentation_type=kind)
+        for kind in KINDS:
+            wall, cpu = time.perf_counter(), time.process_time()
+            write_seg(mask, image, table, out / f"{kind}.dcm", segmentation_type=kind)
+            times[kind] = [round(time.perf_counter() - wall, 4), round(time.process_time() - cpu, 4)]
+    return times
 
 
-def timed(call: Any) -> tuple[float, float]:
-    """Wall and process CPU seconds of ``call()``."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    call()
-    return time.perf_counter() - wall, time.process_time() - cpu
+def run_child(version: str, root: Path, series: Path, labels: Path, out: Path) -> dict[str, list[float]]:
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    argv = [sys.executable, __file__, "--child", str(series), str(labels), str(out), str(root)]
+    result = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
+    return json.loads(result.stdout.splitlines()[-1])
 
 
-def _speedups(summary: dict[str, Any]) -> dict[str, float]:
-    return {k: round(summary["before"][k]["median_s"] / summary["after"][k]["median_s"], 2) for k in KINDS}
+def summarise(runs: list[list[float]]) -> dict[str, float]:
+    return {
+        "median_s": round(statistics.median(r[0] for r in runs), 3),
+        "best_s": round(min(r[0] for r in runs), 3),
+        "median_cpu_s": round(statistics.median(r[1] for r in runs), 3),
+    }
 
 
 def main() -> None:
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        print(json.dumps(child(*(Path(a) for a in sys.argv[2:]))))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared-data", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--slices", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--before", default="d3d4986", help="commit whose lrc/io/seg.py is 'before'")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--versions", nargs="+", default=["d3d4986", "609b038", "work"])
     parser.add_argument("--work", type=Path, default=HERE / "out")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "seg_write_cpu.json")
     args = parser.parse_args()
@@ -84,63 +114,41 @@ def main() -> None:
     from make_series import build
     from speed_env import machine
 
-    from lrc.infer import Predictor
-    from lrc.io import read_volume
-    from lrc.io import seg as after
-
     series = build(args.shared_data, args.work / f"ct{args.slices}", args.slices)
     scratch = args.work / "seg_write"
     scratch.mkdir(parents=True, exist_ok=True)
-    before = old_writer(args.before, scratch)
-    image = read_volume(series)
-    labels = image.with_array(prediction(series, scratch))
-    table = Predictor.from_dir(STARTER, device="cpu").card.labels
-    assert table is not None
+    labels = prediction(series, scratch)
+    roots = {v: package(v, scratch) for v in args.versions}
     start = machine()
-    writers = {"before": before.write_seg, "after": after.write_seg}
-    times: dict[str, dict[str, list[list[float]]]] = {w: {k: [] for k in KINDS} for w in writers}
-    frames: dict[str, int] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # highdicom's person-name warnings, once per call
-        for kind in KINDS:  # one untimed call each: imports and highdicom's caches
-            for name, write in writers.items():
-                write(labels, image, table, scratch / f"{name}_{kind}.dcm", segmentation_type=kind)
-        for repeat in range(args.repeats):
-            for kind in KINDS:
-                for name, write in writers.items():
-                    out = scratch / f"{name}_{kind}.dcm"
-                    wall, cpu = timed(lambda w=write, k=kind, o=out: w(labels, image, table, o, segmentation_type=k))
-                    times[name][kind].append([round(wall, 4), round(cpu, 4)])
-            print(repeat, json.dumps({n: {k: v[-1] for k, v in t.items()} for n, t in times.items()}), flush=True)
+    times: dict[str, dict[str, list[list[float]]]] = {v: {k: [] for k in KINDS} for v in args.versions}
+    for repeat in range(args.rounds):
+        for version, root in roots.items():
+            for kind, run in run_child(version, root, series, labels, scratch / f"out_{version}").items():
+                times[version][kind].append(run)
+        print(repeat, json.dumps({v: {k: r[-1] for k, r in t.items()} for v, t in times.items()}), flush=True)
     import pydicom
 
-    for kind in KINDS:
-        frames[kind] = int(pydicom.dcmread(scratch / f"after_{kind}.dcm", stop_before_pixels=True).NumberOfFrames)
-    summary = {
-        name: {
-            kind: {
-                "median_s": round(statistics.median(t[0] for t in runs), 3),
-                "best_s": round(min(t[0] for t in runs), 3),
-                "median_cpu_s": round(statistics.median(t[1] for t in runs), 3),
-            }
-            for kind, runs in per_kind.items()
-        }
-        for name, per_kind in times.items()
-    }
+    last = scratch / f"out_{args.versions[-1]}"
+    frames = {k: int(pydicom.dcmread(last / f"{k}.dcm", stop_before_pixels=True).NumberOfFrames) for k in KINDS}
+    summary = {v: {k: summarise(runs) for k, runs in per_kind.items()} for v, per_kind in times.items()}
+    first = args.versions[0]
     report = {
         "benchmark": "seg_write",
-        "series": {"shape": list(image.shape), "labelled_voxels": int((labels.array > 0).sum()), "frames": frames},
-        "before_commit": args.before,
-        "repeats": args.repeats,
+        "series": {"shape": [512, 512, args.slices], "frames": frames},
+        "versions": args.versions,
+        "rounds": args.rounds,
         "machine": start,
         "loadavg_after": machine()["loadavg_1_5_15"],
         "summary": summary,
-        "speedup_median": _speedups(summary),
+        "speedup_median_vs_first": {
+            v: {k: round(summary[first][k]["median_s"] / summary[v][k]["median_s"], 2) for k in KINDS}
+            for v in args.versions
+        },
         "runs_wall_cpu_s": times,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({"summary": summary, "speedup_median": report["speedup_median"]}, indent=2))
+    print(json.dumps({"summary": summary, "speedup_median_vs_first": report["speedup_median_vs_first"]}, indent=2))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pydicom
 
+from lrc.io.dicom_encode import presized
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
@@ -35,7 +37,11 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
 
 
 def write_dataset(dataset: pydicom.Dataset, path: str | os.PathLike[str]) -> Path:
-    """Save a DICOM dataset (with its file meta) atomically; return the path."""
+    """Save a DICOM dataset (with its file meta) atomically; return the path.
+
+    The bytes are pydicom's; large sequences of plain items are encoded in one pass first.
+    """
+    dataset = presized(dataset)
     with atomic_path(path, ".dcm") as tmp:
         dataset.save_as(tmp, enforce_file_format=True)
     return Path(path)
