@@ -37,6 +37,21 @@ def test_align_permuted_axes():
     assert same_grid(reference.affine, reference.shape, reference.affine, reference.shape)
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_align_keeps_the_layout_on_the_same_grid_and_copies_reoriented_views(order: str):
+    array = np.asarray(np.arange(60, dtype=np.uint8).reshape(3, 4, 5), order=order)
+    reference = Volume(np.zeros((3, 4, 5)), np.diag([1.0, 2.0, 3.0, 1.0]))
+    same = align_to(Volume(array, reference.affine), reference).array
+    assert np.shares_memory(same, array)  # no copy: the predictor's Fortran-ordered map is 78 MB at 512x512x300
+    assert same.flags.c_contiguous == (order == "C")
+    assert same.flags.f_contiguous == (order == "F")
+    flipped = reference.affine @ np.array([[-1.0, 0, 0, 2], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    back = align_to(Volume(array[::-1].copy(order=order), flipped), reference).array
+    assert_array_equal(back, array)
+    assert back.flags.c_contiguous
+    assert all(stride > 0 for stride in back.strides)
+
+
 def test_align_refuses_other_spacing():
     reference = Volume(np.zeros((4, 4, 4)), np.eye(4))
     with pytest.raises(LabelGeometryMismatch, match="mm apart"):

@@ -117,6 +117,18 @@ def test_write_read_round_trip_on_real_slices(shared_data: Path, ct3: Volume, tm
         assert dciodvfy_errors(path) == []
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_label_map_layouts_and_the_source_headers_left_as_they_were(shared_data: Path, tmp_path: Path, order: str):
+    image = read_volume(shared_data / "dicom" / "seg_dcmqi" / "ct-3slice")
+    for header in image.source.headers:  # type: ignore[union-attr]
+        header.SpecificCharacterSet = ""  # the default repertoire; highdicom wants it absent
+    labels = read_seg(shared_data / "dicom" / "seg_dcmqi" / "liver.dcm", image).label_map()
+    array = np.asarray(labels.array, order=order)  # the predictor hands over Fortran order
+    path = write_seg(labels.with_array(array), image, LabelTable.from_names({1: "liver"}), tmp_path / "seg.dcm")
+    assert_array_equal(read_seg(path, image).label_map().array, labels.array)
+    assert all("SpecificCharacterSet" in h for h in image.source.headers)  # type: ignore[union-attr]
+
+
 def test_multi_label_with_gaps_in_values(make_series, tmp_path: Path):
     image = read_volume(make_series(line(6)))
     array = np.zeros(image.shape, dtype=np.uint8)
