@@ -21,11 +21,14 @@ from skimage import measure
 
 import lrc
 from lrc.io.atomic import write_dataset
+from lrc.io.dicom_encode import decimal_strings
 from lrc.io.dicom_scan import RTSTRUCT_SOP_CLASS
 from lrc.io.errors import SegmentationFormatError
 from lrc.io.geometry import align_to
 from lrc.io.labels import LabelTable
 from lrc.io.volume import COPIED_ATTRIBUTES, Volume
+
+CONTOUR_DATA = 0x30060050
 
 
 def write_rtstruct(
@@ -37,7 +40,7 @@ def write_rtstruct(
     structure_set_label: str = "LRC",
     series_description: str = "LRC structures",
     series_number: int = 902,
-    tolerance_voxels: float = 0.2,
+    tolerance_voxels: float = 0.0,
 ) -> Path:
     """Write a label map as an RTSTRUCT that references ``image``'s source series.
 
@@ -46,7 +49,10 @@ def write_rtstruct(
         image: the volume read from DICOM that the labels were drawn on.
         table: label value -> name and colour; labels absent from the map are left out.
         path: output file, written atomically.
-        tolerance_voxels: contour simplification tolerance (Douglas-Peucker), in voxels.
+        tolerance_voxels: 0 (default) keeps every vertex where an outline turns, which loses nothing
+            (marching squares' points between them are collinear); above 0, Douglas-Peucker
+            simplification at that many voxels (fewer points, ~10x slower; below ~0.35 voxels it
+            removes almost nothing more, as a pixel staircase's corners are that far apart).
 
     Raises:
         SegmentationFormatError: the image has no complete DICOM source, or a label is unknown.
@@ -59,7 +65,7 @@ def write_rtstruct(
             "(read from NIfTI, tilt-corrected, multi-frame or without UIDs)"
         )
     labels = align_to(labels, image)
-    present = [int(v) for v in np.unique(labels.array) if v != 0]
+    present = [int(v) for v in np.unique(labels.array.reshape(-1, order="A")) if v != 0]  # no C-order copy
     unknown = [v for v in present if v not in table]
     if unknown:
         raise SegmentationFormatError(f"label values {unknown} are not in the label table (known: {list(table)})")
@@ -100,10 +106,14 @@ def _contours(
 ) -> list[Dataset]:
     items = []
     for k in np.flatnonzero(mask.any(axis=(0, 1))):
-        # Pad so that outlines touching the border close.
-        plane = np.pad(mask[:, :, k].astype(np.float32), 1)
-        for outline in measure.find_contours(plane, 0.5):
-            points = measure.approximate_polygon(outline, tolerance)[:-1] - 1.0  # N x 2 (i, j), closed
+        # Marching squares over the label's bounding box only (its time is the area it scans), padded
+        # so that outlines touching the border close.
+        rows, columns = np.flatnonzero(mask[:, :, k].any(axis=1)), np.flatnonzero(mask[:, :, k].any(axis=0))
+        box = mask[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1, k]
+        offset = np.array([rows[0] - 1.0, columns[0] - 1.0])  # padded box -> slice (i, j)
+        for outline in measure.find_contours(np.pad(box.astype(np.float32), 1), 0.5):
+            closed = measure.approximate_polygon(outline, tolerance) if tolerance > 0 else outline
+            points = _turns(closed[:-1]) + offset  # N x 2 (i, j), the first point not repeated
             if len(points) < 3:
                 continue
             voxels = np.column_stack([points, np.full(len(points), k), np.ones(len(points))])  # N x 4
@@ -115,9 +125,18 @@ def _contours(
             item.ContourImageSequence = Sequence([image_ref])
             item.ContourGeometricType = "CLOSED_PLANAR"
             item.NumberOfContourPoints = len(world)
-            item.ContourData = [f"{v:.4f}" for v in world.ravel()]
+            item[CONTOUR_DATA] = decimal_strings(CONTOUR_DATA, [f"{v:.4f}" for v in world.ravel()])
             items.append(item)
     return items
+
+
+def _turns(points: np.ndarray) -> np.ndarray:
+    """The vertices of a closed polygon (``N x 2``, first point not repeated) where it changes direction."""
+    points = points[np.any(points != np.roll(points, 1, axis=0), axis=1)]  # repeated points: no direction
+    before = points - np.roll(points, 1, axis=0)  # step into each vertex
+    after = np.roll(points, -1, axis=0) - points  # step out of it
+    turn = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    return points[np.abs(turn) > 1e-9]
 
 
 def _header(image: Volume, structure_set_label: str, series_description: str, series_number: int) -> Dataset:

@@ -22,7 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate
 
 from lrc.io import read_volume
 from lrc.io.atomic import write_dataset
-from lrc.io.dicom_encode import presized
+from lrc.io.dicom_encode import decimal_strings, presized
 from lrc.io.labels import LabelTable
 from lrc.io.rtstruct import write_rtstruct
 from lrc.io.seg import read_seg, write_seg
@@ -195,3 +195,37 @@ def test_other_datasets_pass_through(shared_data: Path, tmp_path: Path):
     assert presized(implicit) is implicit
     path = write_dataset(generated(), tmp_path / "x.dcm")
     assert len(pydicom.dcmread(path).PerFrameFunctionalGroupsSequence) == 5
+
+
+CONTOUR_DATA = 0x30060050
+
+
+@pytest.mark.parametrize(
+    "texts", [["1.0000", "-2.5000", "300.1250"], ["7"], ["1e5", ".5", "+3", "-0.25E-3"]], ids=["odd", "one", "forms"]
+)
+def test_decimal_strings_save_as_pydicom_writes_the_same_strings(texts: list[str]):
+    given = generated()
+    raw = copy.deepcopy(given)
+    for a, b in zip(given.PerFrameFunctionalGroupsSequence, raw.PerFrameFunctionalGroupsSequence, strict=True):
+        a.ContourData = texts
+        b[CONTOUR_DATA] = decimal_strings(CONTOUR_DATA, texts)
+    expected = saved(given)
+    fast = presized(raw)
+    assert encoded_tags(fast) == {FRAMES}
+    assert saved(fast) == expected
+    assert saved(copy.deepcopy(raw)) == expected  # pydicom alone converts the raw value back: same bytes
+    back = raw.PerFrameFunctionalGroupsSequence[0].ContourData  # the raw value decoded on access
+    assert [float(v) for v in (back if len(texts) > 1 else [back])] == [float(t) for t in texts]
+
+
+@pytest.mark.parametrize("texts", [["1.2.3"], ["1 "], ["nan"], []])
+def test_decimal_strings_refuse_what_is_not_a_decimal_string(texts: list[str]):
+    with pytest.raises(ValueError, match="not decimal strings"):
+        decimal_strings(CONTOUR_DATA, texts)
+
+
+def test_raw_elements_pydicom_would_rewrite_are_left_to_it():
+    ds = generated()
+    item = ds.PerFrameFunctionalGroupsSequence[0]
+    item[CONTOUR_DATA] = RawDataElement(pydicom.tag.Tag(CONTOUR_DATA), "DS", 8, b" 1.5\\2 ", 0, False, True)  # spaces
+    assert isinstance(presized(ds).get_item(FRAMES), DataElement)
