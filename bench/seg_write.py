@@ -1,15 +1,16 @@
-"""DICOM SEG writing across versions of ``lrc``: ``write_seg`` on a 512x512x300 CT and a real prediction.
+"""DICOM SEG (and RTSTRUCT) writing across versions of ``lrc``, on a 512x512x300 CT and a real prediction.
 
 The series is ``bench/make_series.py``'s; the label map is the starter model's prediction on it,
 in the predictor's memory layout (computed once, kept in ``--work``). Each version is a commit's
 ``lrc`` package (``git archive``) or ``work`` (this working tree), run in its own child process so
 that every module it uses (label alignment, the writer, the DICOM encoder) is that version's. The
 children take turns, ``--rounds`` times, so all versions see the same load on this shared machine;
-each child writes one untimed SEG per type (imports, highdicom's caches), then times one per type.
+each child writes one untimed file per kind (imports, highdicom's caches), then times one per kind.
+Kinds: ``binary`` and ``labelmap`` SEGs (``write_seg``), ``rtstruct`` (``write_rtstruct``).
 The report gives every time, the median and the best, process CPU seconds, load averages, and
 speed-ups against the first version.
 
-Usage: ``python bench/seg_write.py [--versions d3d4986 609b038 work] [--rounds 5]``
+Usage: ``python bench/seg_write.py [--versions d3d4986 609b038 work] [--kinds binary labelmap] [--rounds 5]``
 Writes ``bench/results/seg_write_cpu.json`` (``--out`` elsewhere).
 """
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 STARTER = HERE.parent / "lrc" / "assets" / "starter_ct_abdomen"
-KINDS = ("binary", "labelmap")
+KINDS = ("binary", "labelmap", "rtstruct")
 
 
 def package(version: str, work: Path) -> Path:
@@ -57,35 +58,45 @@ def prediction(series: Path, work: Path) -> Path:
     return cache
 
 
-def child(series: Path, labels: Path, out: Path, root: Path) -> dict[str, list[float]]:
-    """In the child: this ``lrc``'s ``write_seg``, one warm-up and one timed write per SEG type."""
+def child(series: Path, labels: Path, out: Path, root: Path, kinds: list[str]) -> dict[str, list[float]]:
+    """In the child: this ``lrc``'s writers, one warm-up and one timed write per kind."""
     import numpy as np
 
     import lrc
     from lrc.infer import Predictor
     from lrc.io import read_volume
+    from lrc.io.rtstruct import write_rtstruct
     from lrc.io.seg import write_seg
 
     assert Path(lrc.__file__).resolve().is_relative_to(root.resolve()), f"{lrc.__file__} is not {root}'s"
     image = read_volume(series)
     mask = image.with_array(np.load(labels))
     table = Predictor.from_dir(STARTER, device="cpu").card.labels
+
+    def write(kind: str) -> None:
+        if kind == "rtstruct":
+            write_rtstruct(mask, image, table, out / "rtstruct.dcm")
+        else:
+            write_seg(mask, image, table, out / f"{kind}.dcm", segmentation_type=kind)
+
     times = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # highdicom's person-name warnings, once per call
-        for kind in KINDS:
-            write_seg(mask, image, table, out / f"{kind}.dcm", segmentation_type=kind)
-        for kind in KINDS:
+        for kind in kinds:
+            write(kind)
+        for kind in kinds:
             wall, cpu = time.perf_counter(), time.process_time()
-            write_seg(mask, image, table, out / f"{kind}.dcm", segmentation_type=kind)
+            write(kind)
             times[kind] = [round(time.perf_counter() - wall, 4), round(time.process_time() - cpu, 4)]
     return times
 
 
-def run_child(version: str, root: Path, series: Path, labels: Path, out: Path) -> dict[str, list[float]]:
+def run_child(
+    version: str, root: Path, series: Path, labels: Path, out: Path, kinds: list[str]
+) -> dict[str, list[float]]:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(root)}
-    argv = [sys.executable, __file__, "--child", str(series), str(labels), str(out), str(root)]
+    argv = [sys.executable, __file__, "--child", str(series), str(labels), str(out), str(root), ",".join(kinds)]
     result = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -99,14 +110,16 @@ def summarise(runs: list[list[float]]) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 6 and sys.argv[1] == "--child":
-        print(json.dumps(child(*(Path(a) for a in sys.argv[2:]))))
+    if len(sys.argv) == 7 and sys.argv[1] == "--child":
+        series, labels, out, root = (Path(a) for a in sys.argv[2:6])
+        print(json.dumps(child(series, labels, out, root, sys.argv[6].split(","))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared-data", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--versions", nargs="+", default=["d3d4986", "609b038", "work"])
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=["binary", "labelmap"])
     parser.add_argument("--work", type=Path, default=HERE / "out")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "seg_write_cpu.json")
     args = parser.parse_args()
@@ -120,16 +133,20 @@ def main() -> None:
     labels = prediction(series, scratch)
     roots = {v: package(v, scratch) for v in args.versions}
     start = machine()
-    times: dict[str, dict[str, list[list[float]]]] = {v: {k: [] for k in KINDS} for v in args.versions}
+    times: dict[str, dict[str, list[list[float]]]] = {v: {k: [] for k in args.kinds} for v in args.versions}
     for repeat in range(args.rounds):
         for version, root in roots.items():
-            for kind, run in run_child(version, root, series, labels, scratch / f"out_{version}").items():
+            for kind, run in run_child(version, root, series, labels, scratch / f"out_{version}", args.kinds).items():
                 times[version][kind].append(run)
         print(repeat, json.dumps({v: {k: r[-1] for k, r in t.items()} for v, t in times.items()}), flush=True)
     import pydicom
 
     last = scratch / f"out_{args.versions[-1]}"
-    frames = {k: int(pydicom.dcmread(last / f"{k}.dcm", stop_before_pixels=True).NumberOfFrames) for k in KINDS}
+    frames = {
+        k: int(pydicom.dcmread(last / f"{k}.dcm", stop_before_pixels=True).NumberOfFrames)
+        for k in args.kinds
+        if k != "rtstruct"
+    }
     summary = {v: {k: summarise(runs) for k, runs in per_kind.items()} for v, per_kind in times.items()}
     first = args.versions[0]
     report = {
@@ -141,7 +158,7 @@ def main() -> None:
         "loadavg_after": machine()["loadavg_1_5_15"],
         "summary": summary,
         "speedup_median_vs_first": {
-            v: {k: round(summary[first][k]["median_s"] / summary[v][k]["median_s"], 2) for k in KINDS}
+            v: {k: round(summary[first][k]["median_s"] / summary[v][k]["median_s"], 2) for k in args.kinds}
             for v in args.versions
         },
         "runs_wall_cpu_s": times,
