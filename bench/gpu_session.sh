@@ -5,6 +5,9 @@
 #   bash bench/gpu_session.sh quality STEPS SECONDS [PLAN [SEEDS...]]  # quality_grid.py's PLAN (gpu), pre-training
 #                                                   # STEPS, within SECONDS; plan gpu3x also scores tiles
 #   bash bench/gpu_session.sh e2e                   # ~2 min: lrc segment's stages (no nnU-Net), import times
+#   bash bench/gpu_session.sh api [BATCH]           # ~4 min: lrc serve with GPU workers: upload -> SEG ready,
+#                                                   # a batch with one infer worker, then with two
+#   (api carries bench/out/whl_api instead: `bash bench/gpu_wheels.sh api`; untested on a device so far)
 #
 # Carry bench/out/whl_speed (wheels: `bash bench/gpu_wheels.sh speed`) and .gpudata (a copy of
 # ../shared/data). Every part has its own time limit, so one failing part leaves the others'
@@ -14,9 +17,16 @@ cd "$(dirname "$0")/.."
 mode=${1:-check}
 out=$(mktemp -d)
 trap 'tar czf "${OUT:-bench/out}/$mode.tar.gz" -C "$out" .' EXIT
-[ -d /tmp/site/monai ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site bench/out/whl_speed/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+if [ "$mode" = api ]; then  # lrc serve starts its workers as processes: a venv with the project installed
+    [ -x /tmp/venv/bin/lrc ] || { python3 -m venv --system-site-packages /tmp/venv &&
+        /tmp/venv/bin/python -m pip install -q --no-index --no-deps --no-compile bench/out/whl_api/*.whl &&
+        /tmp/venv/bin/python -m pip install -q --no-index --no-deps --no-build-isolation -e .; } || exit 1
+    export PYTHONUNBUFFERED=1
+else
+    [ -d /tmp/site/monai ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site bench/out/whl_speed/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+fi
 part() {  # part NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log, say how it ended
     local name=$1 limit=$2 start=$SECONDS
     shift 2
@@ -61,5 +71,12 @@ e2e)
     done
     part e2e 100 env OUT="$out" SKIP_NNUNET=1 bash bench/speed_gpu.sh cuda
     tail -25 "$out/e2e.log"
+    ;;
+api)
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$out/nvidia.txt"
+    part api 300 /tmp/venv/bin/python bench/speed_api.py e2e --device cuda --shared-data .gpudata/data \
+        --batch "${2:-6}" --work "$out/work" --out "$out/speed_api_e2e_cuda.json"
+    tail -20 "$out/api.log"
+    rm -rf "$out/work"  # the series and the service's data folder: not worth bringing back
     ;;
 esac

@@ -11,7 +11,7 @@ httpx load generator (wrk and locust are not installed here; the generator runs 
 the same 2 cores as the API, so the numbers are a floor), ``--concurrent`` uploads at once, and the
 API process's resident memory, sampled every 20 ms from ``/proc``, while one 1 GB file is uploaded.
 
-Usage: ``python bench/speed_api.py e2e|load [--batch 3] [--concurrency 16] [--seconds 10]``
+Usage: ``python bench/speed_api.py e2e|load [--batch 3] [--device cpu|cuda] [--concurrency 16] [--seconds 10]``
 Writes ``bench/results/speed_api_<what>[_tag].json``.
 """
 
@@ -43,7 +43,9 @@ from tests.service.harness import ADMIN_KEY, lrc_serve  # noqa: E402
 
 
 @contextlib.contextmanager
-def served(work: Path, log_name: str) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client, float, dict[str, str]]]:
+def served(
+    work: Path, log_name: str, device: str = "cpu"
+) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client, float, dict[str, str]]]:
     """``lrc serve`` on a fresh data folder; yields the process, an admin client, start-up seconds, env."""
     import shutil
 
@@ -51,7 +53,7 @@ def served(work: Path, log_name: str) -> Iterator[tuple[subprocess.Popen[bytes],
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LRC_")}
-    env.update(LRC_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY, LRC_DEVICE="cpu", LRC_DATA_DIR=str(data))
+    env.update(LRC_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY, LRC_DEVICE=device, LRC_DATA_DIR=str(data))
     begin = time.perf_counter()
     with lrc_serve(data, env, work / f"{log_name}.log", frozenset({"infer"})) as (process, client):
         client.timeout = httpx.Timeout(600)
@@ -113,7 +115,7 @@ def e2e(args: argparse.Namespace) -> dict[str, Any]:
 
     series = build(args.shared_data, args.work / f"ct{args.slices}", args.slices)
     report: dict[str, Any] = {"runs": []}
-    with served(args.work, "speed-api-e2e") as (_process, client, startup, env):
+    with served(args.work, "speed-api-e2e", args.device) as (_process, client, startup, env):
         report["serve_startup_s"] = round(startup, 2)
         series_id, upload_s = upload(client, series)
         for attempt in ("cold", *["warm"] * args.warm):
@@ -288,10 +290,11 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=4)
     parser.add_argument("--upload-mb", type=int, default=1024)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--device", default="cpu", help="The workers' LRC_DEVICE (e2e): cpu, cuda.")
     parser.add_argument("--work", type=Path, default=HERE / "out")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    info = machine("cpu")
+    info = machine(args.device)  # the card's name and CUDA version when the workers use one
     result = e2e(args) if args.what == "e2e" else load(args)
     report = {"benchmark": f"speed_api_{args.what}", "machine": info, "loadavg_after": list(os.getloadavg()), **result}
     path = args.out or HERE / "results" / f"speed_api_{args.what}{'_' + args.tag if args.tag else ''}.json"
