@@ -78,6 +78,7 @@ def plot(table: dict[tuple[str, int, int, str], dict[int, float]], path: Path) -
             for step, seeds in points:
                 axis.scatter([step] * len(seeds), list(seeds.values()), s=8, color=colour, alpha=0.4)
         axis.set_xscale("log")
+        axis.minorticks_off()
         axis.set_xticks(sorted({key[1] for key in table}), [str(s) for s in sorted({key[1] for key in table})])
         axis.set_title(f"k = {k}, {test} volumes (tiles)", fontsize=9)
         axis.set_xlabel("fine-tuning steps")
