@@ -2,10 +2,11 @@
 
 A 300-slice BINARY SEG holds up to 1200 per-frame functional group items of ~15 elements each;
 pydicom writes every element through a buffer, a VR table and an ambiguous-VR check per item
-(~0.75 s on one core: more than the whole model stage on a GPU). The items hold only plain values (UIDs, codes, numbers),
-and Explicit VR Little Endian encodes those in a few well-defined ways (PS3.5 section 7), so
-:func:`presized` encodes such sequences here and hands pydicom raw elements, which it writes as
-they are (:meth:`pydicom.dataset.Dataset.set_original_encoding` is pydicom's door for this).
+(~0.75 s on one core: more than the whole model stage on a GPU). The items hold only plain values
+(UIDs, codes, numbers), and Explicit VR Little Endian encodes those in a few well-defined ways
+(PS3.5 section 7), so :func:`presized` encodes such sequences here and hands pydicom raw elements,
+which it writes as they are (:meth:`pydicom.dataset.Dataset.set_original_encoding` is pydicom's
+door for this).
 
 Anything outside that plain subset (another VR, an ambiguous VR, non-ASCII text, bytes values, a
 raw element other than plain decimal strings, as :func:`decimal_strings` makes) leaves its
