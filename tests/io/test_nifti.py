@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import struct
+import tracemalloc
 from pathlib import Path
 
 import nibabel as nib
@@ -57,6 +60,40 @@ def test_random_bytes_refused(tmp_path: Path):
     path.write_bytes(np.random.default_rng(0).bytes(2048))
     with pytest.raises(UnsupportedInput, match="broken.nii.gz: not a readable NIfTI"):
         read_nifti(path)
+
+
+def crafted(tmp_path: Path, suffix: str, side: int) -> Path:
+    """A real 4x4x4 NIfTI whose header claims ``side``^3 int16 voxels (the data stays 128 bytes)."""
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), tmp_path / "small.nii")
+    raw = bytearray((tmp_path / "small.nii").read_bytes())
+    raw[40:56] = struct.pack("<8h", 3, side, side, side, 1, 1, 1, 1)  # dim
+    path = tmp_path / f"crafted{suffix}"
+    path.write_bytes(gzip.compress(bytes(raw)) if suffix.endswith(".gz") else bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize(("suffix", "room"), [(".nii", "the file holds 128"), (".nii.gz", "inflates to")])
+def test_header_claiming_more_than_the_file_holds_is_refused_before_reading(tmp_path: Path, suffix: str, room: str):
+    path = crafted(tmp_path, suffix, 1000)  # 2 GB claimed by a file of a few hundred bytes
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsupportedInput, match=f"claims 2000000000 bytes of voxels .*{room}"):
+            read_nifti(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 1024**2  # nibabel would have allocated the 2 GB it was told to fill
+
+
+def test_memory_limit_and_the_most_compressible_real_file(tmp_path: Path):
+    zeros = Volume(np.zeros((256, 256, 256), np.uint8), np.eye(4))  # 16 MB of zeros, gzip -9: deflate's best
+    plain = write_nifti(zeros, tmp_path / "zeros.nii")
+    path = tmp_path / "zeros.nii.gz"
+    path.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=9))
+    assert path.stat().st_size * 1000 < 256**3  # within 3 % of the 1032:1 bound, and read
+    assert read_nifti(path, max_bytes=256**3).shape == (256, 256, 256)
+    with pytest.raises(UnsupportedInput, match="needs 16777216 bytes in memory, over the limit of 16777215"):
+        read_nifti(path, max_bytes=256**3 - 1)
 
 
 def test_nan_refused(tmp_path: Path):

@@ -9,6 +9,7 @@ Each case says what is sent where; the test sends it and expects a 4xx problem d
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import random
@@ -299,6 +300,7 @@ def nifti_cases(ct: Path) -> list[BadInput]:
         ("dims-zero", header(dim=[3, 0, 32, 8, 1, 1, 1, 1])),
         ("dims-negative", header(dim=[3, -32, 32, 8, 1, 1, 1, 1])),
         ("dims-memory-bomb", header(dim=[3, 30000, 30000, 30000, 1, 1, 1, 1])),
+        ("dims-claim-2gb", header(dim=[3, 1000, 1000, 1000, 1, 1, 1, 1])),  # would fit in memory: refused unread
         ("datatype-unknown", header(datatype=255)),
         ("sform-singular", header(sform_code=1, qform_code=0, srow_x=[0, 0, 0, 0], srow_y=[0, 0, 0, 0])),
         ("nans", image(nan)),
@@ -310,6 +312,8 @@ def nifti_cases(ct: Path) -> list[BadInput]:
     uploads = [upload("nifti-bad", name, [("image.nii", content)]) for name, content in cases]
     gz = ct.read_bytes()
     uploads.append(upload("nifti-bad", "gzip-cut", [("image.nii.gz", gz[: len(gz) // 3])]))
+    claim = gzip.compress(header(dim=[3, 1000, 1000, 1000, 1, 1, 1, 1]))
+    uploads.append(upload("nifti-bad", "gzip-claim-2gb", [("image.nii.gz", claim)]))
     return uploads
 
 
