@@ -22,7 +22,7 @@ from lrc.io.archive import ArchiveLimits, collect_files
 from lrc.io.dicom_pixels import read_planes
 from lrc.io.dicom_scan import Plane, Skipped, scan_file
 from lrc.io.dicom_stack import Stack, assemble
-from lrc.io.errors import ImageIOError, InvalidDicom, NoImageData
+from lrc.io.errors import ImageIOError, InvalidDicom, NoImageData, UnsupportedInput
 from lrc.io.geometry import affine_from_dicom
 from lrc.io.volume import COPIED_ATTRIBUTES, DicomSource, Volume
 
@@ -38,12 +38,17 @@ class ReadOptions:
         workers: processes for decoding compressed pixel data (``None``: all CPUs).
         limits: zip archive limits.
         extract_dir: where zip archives are unpacked; a temporary folder when ``None``.
+        max_voxels: largest series (rows x columns x planes) decoded. Compressed pixel data
+            inflates without bound: 168 bytes of JPEG 2000 hold a 4096x4096 slice, so a small
+            upload could claim tens of GB. The default, 2^30 voxels (4 GB as float32), is 13x a
+            512x512x1000 CT.
     """
 
     correct_tilt: bool = False
     workers: int | None = None
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
     extract_dir: Path | None = None
+    max_voxels: int = 1 << 30
 
 
 @dataclass
@@ -145,10 +150,16 @@ def _split_geometry(planes: list[Plane]) -> list[list[Plane]]:
 
 def _build(planes: list[Plane], options: ReadOptions) -> Volume:
     stack = assemble(planes, correct_tilt=options.correct_tilt)
+    first = stack.planes[0]
+    voxels = len(stack.planes) * first.rows * first.columns
+    if voxels > options.max_voxels:  # checked before decoding allocates it
+        raise UnsupportedInput(
+            f"series of {len(stack.planes)} planes of {first.rows}x{first.columns}: {voxels} voxels, over the "
+            f"reader's limit of {options.max_voxels}"
+        )
     values = read_planes(stack.planes, options.workers)  # Z x rows x columns
     # A view, no copy: X x Y x Z in Fortran order, the layout NIfTI stores.
     array = values.transpose(2, 1, 0)
-    first = stack.planes[0]
     affine = affine_from_dicom(
         np.asarray(first.orientation[:3]),
         np.asarray(first.orientation[3:]),

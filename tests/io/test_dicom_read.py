@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import SimpleITK as sitk
 from numpy.testing import assert_allclose, assert_array_equal
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from lrc.io import ReadOptions, read_images, read_nifti, read_volume
+from lrc.io import ReadOptions, UnsupportedInput, read_images, read_nifti, read_volume
 from lrc.io.geometry import align_to, axis_codes
 from lrc.io.volume import LPS_TO_RAS
 from tests.dicom_factory import line
@@ -98,6 +99,21 @@ def test_compressed_series_equal_uncompressed(make_series, syntax: str):
     coded = read_volume(make_series(line(4), folder="coded", transfer_syntax=syntax))
     assert_array_equal(coded.array, plain.array)
     assert_allclose(coded.affine, plain.affine)
+
+
+def test_series_over_the_voxel_limit_refused_before_decoding(make_series):
+    """Compressed data inflates without bound (168 bytes of JPEG 2000 hold a 4096x4096 slice): the size
+    the headers give is checked before anything is decoded or allocated."""
+    folder = make_series(line(40), size=512, transfer_syntax=JPEG2000Lossless)  # 10.5 M voxels
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsupportedInput, match="40 planes of 512x512: 10485760 voxels, over the reader's limit"):
+            read_volume(folder, ReadOptions(max_voxels=10_485_759, workers=1))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024**2  # decoding would have allocated 42 MB (float32) and more
+    assert read_volume(folder, ReadOptions(max_voxels=10_485_760, workers=1)).shape == (512, 512, 40)
 
 
 @pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm"])

@@ -22,9 +22,11 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+import openjpeg
 import pydicom
 import pydicom.config
 from pydicom.dataelem import RawDataElement
+from pydicom.encaps import encapsulate
 from pydicom.filewriter import write_file_meta_info
 from pydicom.tag import Tag
 from pydicom.uid import (
@@ -197,6 +199,7 @@ def dicom_cases(shared_data: Path, folder: Path) -> list[BadInput]:
         "bits-allocated-64": _set(BitsAllocated=64, BitsStored=64, HighBit=63),
     }.items():
         cases.append(upload("dicom-memory-bomb", name, [("slice.dcm", _edited(path, edit))]))
+    cases.append(upload("dicom-memory-bomb", "jpeg2000-inflates", _inflating_series(path)))
     seg = shared_data / "dicom" / "seg_highdicom"
     for name, source in {
         "seg-highdicom": seg / "seg_image_ct_binary.dcm",
@@ -206,6 +209,25 @@ def dicom_cases(shared_data: Path, folder: Path) -> list[BadInput]:
         cases.append(upload("dicom-not-an-image", name, [(source.name, source.read_bytes())]))
     cases.append(upload("dicom-not-an-image", "sr-from-ct-header", [("report.dcm", _edited(path, _as_report))]))
     return cases
+
+
+def _inflating_series(template: Path, planes: int = 5, side: int = 16384) -> list[tuple[str, bytes]]:
+    """``planes`` real slices whose JPEG 2000 data (~200 bytes each) decode to ``side`` x ``side`` zeros:
+    1.3 G voxels from a few kB, what only the reader's voxel limit stops before decoding."""
+    code = openjpeg.encode(np.zeros((side, side), np.uint16))
+    files = []
+    for k in range(planes):
+        with _unvalidated():
+            ds = pydicom.dcmread(template)
+            ds.Rows = ds.Columns = side
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+            ds.ImagePositionPatient = [0.0, 0.0, float(k)]
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.10.1.{k + 1}"
+            ds.PixelData = encapsulate([code])
+            ds["PixelData"].VR = "OB"
+            ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+            files.append((f"slice{k}.dcm", _encode(ds)))
+    return files
 
 
 # --- archives ------------------------------------------------------------------------------------
