@@ -199,7 +199,6 @@ def dicom_cases(shared_data: Path, folder: Path) -> list[BadInput]:
         "bits-allocated-64": _set(BitsAllocated=64, BitsStored=64, HighBit=63),
     }.items():
         cases.append(upload("dicom-memory-bomb", name, [("slice.dcm", _edited(path, edit))]))
-    cases.append(upload("dicom-memory-bomb", "jpeg2000-inflates", _inflating_series(path)))
     seg = shared_data / "dicom" / "seg_highdicom"
     for name, source in {
         "seg-highdicom": seg / "seg_image_ct_binary.dcm",
@@ -211,9 +210,16 @@ def dicom_cases(shared_data: Path, folder: Path) -> list[BadInput]:
     return cases
 
 
+def inflation_cases(shared_data: Path, folder: Path) -> list[BadInput]:
+    """A series whose compressed slices each look fine but together decode to more than the reader's
+    voxel limit (uploads only: C-STORE and STOW tests send one instance per case)."""
+    path = _slice(shared_data, folder / "slice")
+    return [upload("dicom-memory-bomb", "jpeg2000-inflates", _inflating_series(path))]
+
+
 def _inflating_series(template: Path, planes: int = 5, side: int = 16384) -> list[tuple[str, bytes]]:
-    """``planes`` real slices whose JPEG 2000 data (~200 bytes each) decode to ``side`` x ``side`` zeros:
-    1.3 G voxels from a few kB, what only the reader's voxel limit stops before decoding."""
+    """``planes`` real slices whose JPEG 2000 data (2.6 kB each) decode to ``side`` x ``side`` zeros:
+    1.3 G voxels from 13 kB, what only the reader's voxel limit stops before decoding."""
     code = openjpeg.encode(np.zeros((side, side), np.uint16))
     files = []
     for k in range(planes):

@@ -28,6 +28,7 @@ def bad_inputs(
     big_labels = shared_data / "nifti" / "totalseg_ct_abdomen" / "example_seg_fast_force_split.nii.gz"
     return [
         *corpus.dicom_cases(shared_data, folder),
+        *corpus.inflation_cases(shared_data, folder / "inflation"),
         *corpus.archive_cases(shared_data, folder),
         *corpus.nifti_cases(ct_nifti[0]),
         *corpus.dataset_cases(series_id, ct_nifti[1], big_labels),
