@@ -91,9 +91,8 @@ def child(series: Path, labels: Path, out: Path, root: Path, kinds: list[str]) -
     return times
 
 
-def run_child(
-    version: str, root: Path, series: Path, labels: Path, out: Path, kinds: list[str]
-) -> dict[str, list[float]]:
+def run_child(root: Path, series: Path, labels: Path, out: Path, kinds: list[str]) -> dict[str, list[float]]:
+    """One child process with ``root``'s ``lrc`` first on the path; its times per kind."""
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(root)}
     argv = [sys.executable, __file__, "--child", str(series), str(labels), str(out), str(root), ",".join(kinds)]
@@ -136,7 +135,7 @@ def main() -> None:
     times: dict[str, dict[str, list[list[float]]]] = {v: {k: [] for k in args.kinds} for v in args.versions}
     for repeat in range(args.rounds):
         for version, root in roots.items():
-            for kind, run in run_child(version, root, series, labels, scratch / f"out_{version}", args.kinds).items():
+            for kind, run in run_child(root, series, labels, scratch / f"out_{version}", args.kinds).items():
                 times[version][kind].append(run)
         print(repeat, json.dumps({v: {k: r[-1] for k, r in t.items()} for v, t in times.items()}), flush=True)
     import pydicom
