@@ -51,7 +51,7 @@ def read_upload(paths: list[Path], folder: Path, limit: int) -> tuple[list[tuple
     dicom = [f for f in collected.files if not is_nifti_path(f)]
     for path in nifti:
         try:
-            found.append((read_nifti(path, max_bytes=limits.max_total_bytes), path))
+            found.append((read_nifti(path), path))
         except ImageIOError as exc:
             errors.append(exc)
     if dicom:

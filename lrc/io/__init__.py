@@ -67,7 +67,7 @@ def read_images(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | 
         result = SeriesResult(notes=list(collected.notes))
         for path in nifti:
             try:
-                result.volumes.append(read_nifti(path))
+                result.volumes.append(read_nifti(path, max_voxels=options.max_voxels))
             except ImageIOError as exc:
                 result.errors.append(exc)
         if dicom:

@@ -24,7 +24,7 @@ from lrc.io.dicom_scan import Plane, Skipped, scan_file
 from lrc.io.dicom_stack import Stack, assemble
 from lrc.io.errors import ImageIOError, InvalidDicom, NoImageData, UnsupportedInput
 from lrc.io.geometry import affine_from_dicom
-from lrc.io.volume import COPIED_ATTRIBUTES, DicomSource, Volume
+from lrc.io.volume import COPIED_ATTRIBUTES, MAX_VOXELS, DicomSource, Volume
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,15 @@ class ReadOptions:
         workers: processes for decoding compressed pixel data (``None``: all CPUs).
         limits: zip archive limits.
         extract_dir: where zip archives are unpacked; a temporary folder when ``None``.
-        max_voxels: largest series (rows x columns x planes) decoded. Compressed pixel data
-            inflates without bound: 168 bytes of JPEG 2000 hold a 4096x4096 slice, so a small
-            upload could claim tens of GB. The default, 2^30 voxels (4 GB as float32), is 13x a
-            512x512x1000 CT.
+        max_voxels: largest image decoded (rows x columns x planes; NIfTI files too). Compressed
+            pixel data inflates without bound: 168 bytes of JPEG 2000 hold a 4096x4096 slice.
     """
 
     correct_tilt: bool = False
     workers: int | None = None
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
     extract_dir: Path | None = None
-    max_voxels: int = 1 << 30
+    max_voxels: int = MAX_VOXELS
 
 
 @dataclass

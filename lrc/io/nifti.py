@@ -16,7 +16,7 @@ import numpy as np
 
 from lrc.io.atomic import atomic_path
 from lrc.io.errors import ImageIOError, UnsupportedInput
-from lrc.io.volume import Volume
+from lrc.io.volume import MAX_VOXELS, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DEFLATE_MAX_RATIO = 1032  # deflate inflates at most 258 bytes per 2 bits of code (RFC 1951)
@@ -27,7 +27,7 @@ def is_nifti_path(path: str | os.PathLike[str]) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
-def read_nifti(path: str | os.PathLike[str], modality: str | None = None, max_bytes: int | None = None) -> Volume:
+def read_nifti(path: str | os.PathLike[str], modality: str | None = None, max_voxels: int = MAX_VOXELS) -> Volume:
     """Read a 3D NIfTI image (a 4D file with one volume is accepted).
 
     Stored integers stay integers when the file applies no scaling (label maps keep their dtype).
@@ -37,18 +37,18 @@ def read_nifti(path: str | os.PathLike[str], modality: str | None = None, max_by
 
     The header's size is checked before any voxel is read: nibabel allocates what the header claims,
     so a 400-byte file claiming 2000^3 voxels would cost 16 GB. The claim must fit the file (its
-    bytes after the header; gzip: deflate's largest ratio, ~1032:1) and ``max_bytes``, if given.
+    bytes after the header; gzip: deflate's largest ratio, ~1032:1) and ``max_voxels``.
 
     Raises:
         UnsupportedInput: not a readable NIfTI, a header claiming more voxels than the file or
-            ``max_bytes`` holds, not 3D, non-finite voxels or a singular affine.
+            ``max_voxels`` holds, not 3D, non-finite voxels or a singular affine.
     """
     path = Path(path)
     try:
         image = nib.load(path)
         if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
             raise UnsupportedInput(f"{path.name}: not a NIfTI image ({type(image).__name__})")
-        _check_claimed_size(path, image, max_bytes)
+        _check_claimed_size(path, image, max_voxels)
         data = np.asanyarray(image.dataobj)
     except ImageIOError:
         raise
@@ -74,22 +74,20 @@ def read_nifti(path: str | os.PathLike[str], modality: str | None = None, max_by
     return Volume(array=np.ascontiguousarray(data), affine=affine, modality=modality, warnings=warnings)
 
 
-def _check_claimed_size(path: Path, image: nib.Nifti1Image | nib.Nifti2Image, max_bytes: int | None) -> None:
-    header = image.header
-    shape = [int(d) for d in header.get_data_shape()]
-    stored = math.prod(shape) * header.get_data_dtype().itemsize  # bytes in the file, decompressed
-    slope, inter = header.get_slope_inter()
-    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
-    loaded = math.prod(shape) * (8 if scaled else header.get_data_dtype().itemsize)  # float64 when scaled
+def _check_claimed_size(path: Path, image: nib.Nifti1Image | nib.Nifti2Image, max_voxels: int) -> None:
+    shape = [int(d) for d in image.header.get_data_shape()]
+    dtype = image.header.get_data_dtype()
+    voxels = math.prod(shape)
+    stored = voxels * dtype.itemsize  # bytes in the file, decompressed
     size = path.stat().st_size
     gzipped = path.name.lower().endswith(".gz")
     holds = size * DEFLATE_MAX_RATIO if gzipped else size - int(getattr(image.dataobj, "offset", 0))
-    what = f"{stored} bytes of voxels ({'x'.join(map(str, shape))} {header.get_data_dtype()})"
     if stored > holds:
         room = f"a {size}-byte gzip file inflates to {holds} bytes at most" if gzipped else f"the file holds {holds}"
+        what = f"{stored} bytes of voxels ({'x'.join(map(str, shape))} {dtype})"
         raise UnsupportedInput(f"{path.name}: the header claims {what}; {room}: truncated or crafted")
-    if max_bytes is not None and loaded > max_bytes:
-        raise UnsupportedInput(f"{path.name}: the image needs {loaded} bytes in memory, over the limit of {max_bytes}")
+    if voxels > max_voxels:
+        raise UnsupportedInput(f"{path.name}: {voxels} voxels, over the reader's limit of {max_voxels}")
 
 
 def write_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:

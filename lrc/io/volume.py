@@ -20,6 +20,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+# The largest image the readers decode, in voxels (4 GB as float32; 13x a 512x512x1000 CT). Headers
+# can claim any size in a few bytes (compressed DICOM, NIfTI): the claim is checked before allocating.
+MAX_VOXELS = 1 << 30
 
 # Patient and study attributes a derived object (DICOM SEG, RTSTRUCT) copies from its source.
 COPIED_ATTRIBUTES = (

@@ -85,15 +85,15 @@ def test_header_claiming_more_than_the_file_holds_is_refused_before_reading(tmp_
     assert peak < 20 * 1024**2  # nibabel would have allocated the 2 GB it was told to fill
 
 
-def test_memory_limit_and_the_most_compressible_real_file(tmp_path: Path):
+def test_voxel_limit_and_the_most_compressible_real_file(tmp_path: Path):
     zeros = Volume(np.zeros((256, 256, 256), np.uint8), np.eye(4))  # 16 MB of zeros, gzip -9: deflate's best
     plain = write_nifti(zeros, tmp_path / "zeros.nii")
     path = tmp_path / "zeros.nii.gz"
     path.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=9))
     assert path.stat().st_size * 1000 < 256**3  # within 3 % of the 1032:1 bound, and read
-    assert read_nifti(path, max_bytes=256**3).shape == (256, 256, 256)
-    with pytest.raises(UnsupportedInput, match="needs 16777216 bytes in memory, over the limit of 16777215"):
-        read_nifti(path, max_bytes=256**3 - 1)
+    assert read_nifti(path, max_voxels=256**3).shape == (256, 256, 256)
+    with pytest.raises(UnsupportedInput, match="16777216 voxels, over the reader's limit of 16777215"):
+        read_nifti(path, max_voxels=256**3 - 1)
 
 
 def test_nan_refused(tmp_path: Path):
