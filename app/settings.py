@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lrc.io.volume import MAX_VOXELS
+
 MIN_KEY_LENGTH = 16
 
 
@@ -31,6 +33,12 @@ class Settings(BaseSettings):
     broker_url: str = Field(default="", description="Celery broker; default sqla+sqlite:///<data_dir>/broker.sqlite.")
     max_upload_bytes: int = Field(
         default=2 * 1024**3, gt=0, description="Largest request body accepted by upload routes."
+    )
+    max_voxels: int = Field(
+        default=MAX_VOXELS,
+        gt=0,
+        description="Largest image an upload may hold (voxels), checked before it is decoded: a few hundred"
+        " bytes of compressed DICOM or gzip NIfTI can claim gigabytes.",
     )
     bootstrap_admin_key: str | None = Field(
         default=None, description="Creates an admin API key with this value on start."

@@ -18,6 +18,7 @@ from lrc.io import ArchiveLimits, ImageIOError, ReadOptions, UnsupportedInput, V
 from lrc.io.archive import collect_files
 from lrc.io.dicom_read import read_dicom
 from lrc.io.nifti import is_nifti_path, read_nifti
+from lrc.io.volume import MAX_VOXELS
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,12 @@ def upload_key(uploads: list[Upload]) -> str:
     return hashlib.sha256("\n".join(sorted(u.sha256 for u in uploads)).encode()).hexdigest()
 
 
-def read_upload(paths: list[Path], folder: Path, limit: int) -> tuple[list[tuple[Volume, Path | None]], list[str]]:
+def read_upload(
+    paths: list[Path], folder: Path, limit: int, max_voxels: int = MAX_VOXELS
+) -> tuple[list[tuple[Volume, Path | None]], list[str]]:
     """Every volume in files and zips, each with its NIfTI file (``None`` for DICOM); plus notes.
+
+    ``limit`` bounds what zips may extract (4x, at least 1 GiB), ``max_voxels`` each image, before decoding.
 
     Raises:
         ImageIOError: nothing readable (the reader's message says why).
@@ -51,12 +56,12 @@ def read_upload(paths: list[Path], folder: Path, limit: int) -> tuple[list[tuple
     dicom = [f for f in collected.files if not is_nifti_path(f)]
     for path in nifti:
         try:
-            found.append((read_nifti(path), path))
+            found.append((read_nifti(path, max_voxels=max_voxels), path))
         except ImageIOError as exc:
             errors.append(exc)
     if dicom:
         try:
-            result = read_dicom(dicom, ReadOptions(extract_dir=folder / "dicom", limits=limits))
+            result = read_dicom(dicom, ReadOptions(extract_dir=folder / "dicom", limits=limits, max_voxels=max_voxels))
         except ImageIOError as exc:
             if not nifti:
                 raise
@@ -123,7 +128,8 @@ def stage(ctx: Context, uploads: list[Upload], folder: Path, created_by: str | N
         existing = records.find_upload(session, key, project)
         if existing is not None:
             return Staged(existing, new=False)
-    volumes, notes = read_upload([u.path for u in uploads], folder, ctx.settings.max_upload_bytes)
+    settings = ctx.settings
+    volumes, notes = read_upload([u.path for u in uploads], folder, settings.max_upload_bytes, settings.max_voxels)
     study = Study(
         id=new_id(),
         upload_key=key,

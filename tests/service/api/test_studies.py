@@ -133,3 +133,32 @@ def test_no_files(service: Service):
         response = client.post("/v1/studies", files=[("other", ("x.txt", b"x", "text/plain"))])
     assert response.status_code == 422
     assert "'files'" in response.json()["detail"]
+
+
+def test_images_over_the_voxel_limit_are_refused_before_decoding(
+    service: Service, shared_data: Path, ct_nifti: tuple[Path, Path], tmp_path: Path
+):
+    """``LRC_MAX_VOXELS`` bounds each uploaded image (DICOM through the API; NIfTI through the same reader)."""
+    from app.services.studies import read_upload
+    from lrc.io import UnsupportedInput
+
+    paths = series_with_uids(shared_data, tmp_path / "s", count=6)  # 64 x 64 x 6 = 24576 voxels, never uploaded
+    default = service.ctx.settings.max_voxels
+    service.ctx.settings.max_voxels = 24575
+    try:
+        with service.client("submitter") as client:
+            refused = client.post("/v1/studies", files=multipart(paths))
+    finally:
+        service.ctx.settings.max_voxels = default
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == PROBLEM
+    assert "24576 voxels, over the reader's limit of 24575" in refused.json()["detail"]
+    with service.client("submitter") as client:
+        assert client.post("/v1/studies", files=multipart(paths)).status_code == 201  # nothing kept of the refusal
+
+    limit = 1 << 30
+    with pytest.raises(UnsupportedInput, match="over the reader's limit of 1000"):
+        read_upload([ct_nifti[0]], tmp_path / "nifti", limit, max_voxels=1000)
+    (volume, path), *_ = read_upload([ct_nifti[0]], tmp_path / "nifti-ok", limit)[0]
+    assert path == ct_nifti[0]
+    assert volume.array.size > 1000  # read under the default limit
