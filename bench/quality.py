@@ -161,6 +161,7 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
             pretrain_seconds = time.perf_counter() - started
     started = time.perf_counter()
     tune = tuning(args, preset, method, seed)
+    contrast = _contrast_data(args, preset, method, seed) if args.contrast_weight else None
     losses: list[float] = []
     model = finetune(
         train,
@@ -171,6 +172,7 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
         init=init,
         device=args.device,
         progress=lambda _, metrics: losses.append(metrics["loss"]),
+        unlabeled=contrast,
     )
     finetune_seconds = time.perf_counter() - started
     predictor = Predictor.from_dir(model, device=args.device)  # whole slices: tuning() says so
@@ -202,10 +204,23 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
                 "recipe": recipe(args, preset, method, seed).to_json() if method != "scratch" else None,
                 "unlabeled": _unlabeled(args, preset, method),
                 "finetune": tune.to_json(),
+                "contrast": contrast.config.to_json() if contrast else None,
                 **fit,
             }
         )
     return records
+
+
+def _contrast_data(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int) -> Any:
+    """The unlabeled pool and the pre-training objective fine-tuning keeps on (``--contrast-weight``):
+    the run's own recipe, MoCo+LRC with the recipe's settings for scratch."""
+    from lrc.train.contrast_term import Unlabeled
+
+    if method == SUPERVISED:
+        raise SystemExit("--contrast-weight: supervised+lrc has no unlabeled pool")
+    pool = [phantom(1000 + i)[0] for i in range(int(args.unlabeled or preset["unlabeled"]))]
+    objective = recipe(args, preset, "moco+lrc" if method == "scratch" else method, seed)
+    return Unlabeled(pool, objective, WORK / "superpixel-cache")
 
 
 def _unlabeled(args: argparse.Namespace, preset: dict[str, Any], method: str) -> int:
@@ -236,6 +251,8 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         augment_scale=tuple(args.augment_scale or (1.0, 1.0)),
         augment_rotate=args.augment_rotate,
         flip=args.flip,
+        contrast_weight=args.contrast_weight,
+        contrast_every=args.contrast_every,
         tile="slice",  # scored on whole slices as every earlier run; inference_fov.py scores tiles
         seed=seed,
     )
@@ -539,6 +556,7 @@ def _tag(args: argparse.Namespace, method: str) -> str:
     tuned = {"lr": args.finetune_lr or FinetuneConfig.lr, "augment_scale": args.augment_scale or [1.0, 1.0]}
     patch = args.patch or PRESETS[args.preset]["patch"]
     tuned |= {"augment_rotate": args.augment_rotate, "flip": args.flip, "patch": patch, "spatial_dims": args.dims}
+    tuned |= {"contrast_weight": args.contrast_weight, "contrast_every": args.contrast_every}
     return _scratch_tag(tuned, args.preset)
 
 
@@ -558,6 +576,8 @@ def _scratch_tag(tuned: dict[str, Any], preset: str) -> str:
         tag += f"-p{tuned['patch']}"
     if tuned.get("spatial_dims", 2) == 3:
         tag += "-3d"
+    if tuned.get("contrast_weight", 0.0):
+        tag += f"-contrast{tuned['contrast_weight']:g}e{tuned['contrast_every']}"
     return tag
 
 
@@ -597,6 +617,14 @@ def main() -> None:
         default=2,
         help="3: blocks of 32 slices in pre-training and fine-tuning (a GPU's work); sliding-window inference.",
     )
+    parser.add_argument(
+        "--contrast-weight",
+        type=float,
+        default=0.0,
+        help="Keep the pre-training loss on during fine-tuning, at this weight, on the unlabeled pool"
+        " (scratch: MoCo+LRC with the recipe's settings; row 'scratch...-contrastW' + 'eN').",
+    )
+    parser.add_argument("--contrast-every", type=int, default=1, help="Fine-tuning steps per contrast batch.")
     parser.add_argument("--augment-rotate", type=float, default=0.0, help="Fine-tuning patches' rotation, degrees.")
     parser.add_argument(
         "--flip",

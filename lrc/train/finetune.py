@@ -47,8 +47,11 @@ from lrc.models.store import load_model, save_model
 from lrc.nets.stages import ENCODER_STAGES
 from lrc.nets.unet import UNet
 from lrc.runtime import tune_cpu_allocator
+from lrc.superpixels import SuperpixelCache
+from lrc.train.contrast_term import ContrastTerm, Unlabeled
 from lrc.train.finetune_config import SELF_SUPERVISED_LR_FACTOR, FinetuneConfig
 from lrc.train.patches import PatchSampler, SlicePatchSampler, VolumePatchSampler, build_volumes
+from lrc.train.pretrain import PretrainConfig
 from lrc.train.slices import build_slices, volume_sha256
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,7 @@ def finetune(
     init: str | Path | None = None,
     device: str | torch.device = "auto",
     progress: Progress | None = None,
+    unlabeled: Unlabeled | None = None,
 ) -> Path:
     """Fine-tune and write a ``segmentation`` model directory.
 
@@ -91,8 +95,11 @@ def finetune(
         init: a ``pretrained`` (or ``segmentation``) model directory, or ``None`` for scratch.
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         progress: called as ``progress(step, metrics)``.
+        unlabeled: volumes for the contrast term (``config.contrast_weight > 0``), with its settings.
     """
     config = replace(config) if config else FinetuneConfig()  # settings resolved below on this copy only
+    if config.contrast_weight > 0 and not (unlabeled and unlabeled.images):
+        raise ValueError("contrast_weight > 0 needs unlabeled volumes")
     device = resolve_device(device)
     if device.type == "cpu":
         tune_cpu_allocator()
@@ -103,7 +110,7 @@ def finetune(
         train, validation = [train[i] for i in train_index], [train[i] for i in validation_index]
     class_of = {value: index for index, value in enumerate(labels, start=1)}
     window = IntensityWindow.for_modality(train[0][0].modality)
-    parent = None
+    parent = parent_card = None
     transferred: set[str] = set()  # parameter names initialised from ``init``
     dims = config.spatial_dims
     net = UNet(dims, 1, len(labels) + 1, config.features)
@@ -139,6 +146,10 @@ def finetune(
     if config.tile is None:
         config.tile = "slice"
     net = net.to(device)
+    contrast = None
+    if config.contrast_weight > 0:
+        assert unlabeled is not None
+        contrast = _contrast_term(net, config, unlabeled, parent_card, window, Path(out), device)
     rng = np.random.default_rng(config.seed)
     spacing: tuple[float, float, float | None] = (config.spacing, config.spacing, None)
     sampler: PatchSampler
@@ -183,8 +194,10 @@ def finetune(
             "patch": list(sampler.shape),
         },
     )
+    if contrast is not None:
+        card.training["contrast"] = {"config": contrast.config.to_json(), "data": contrast.data}
     card.inference_tile = card.tile_side(config.tile)  # validation predicts this way too
-    best = _train(net, card, sampler, validation, config, device, progress, transferred)
+    best = _train(net, card, sampler, validation, config, device, progress, transferred, contrast)
     card.training["seconds"] = round(time.perf_counter() - started, 1)
     card.training["steps"] = best["steps"]
     card.training["best_step"] = best["step"]
@@ -202,13 +215,15 @@ def _train(
     device: torch.device,
     progress: Progress | None,
     transferred: set[str],
+    contrast: ContrastTerm | None = None,
 ) -> dict[str, Any]:
     factor = config.backbone_lr_factor
     assert factor is not None  # resolved by finetune()
     old = [p for n, p in net.named_parameters() if n in transferred]
     new = [p for n, p in net.named_parameters() if n not in transferred]
+    heads = contrast.heads() if contrast else []
     optimizer = torch.optim.AdamW(
-        [{"params": old, "lr": config.lr * factor}, {"params": new, "lr": config.lr}],
+        [{"params": old, "lr": config.lr * factor}, {"params": new + heads, "lr": config.lr}],
         weight_decay=config.weight_decay,
     )
     warmup = config.warmup_steps if transferred else 0
@@ -224,11 +239,15 @@ def _train(
         images, targets = sampler.batch(device)  # B x 1 x P x P[ x D], B x 1 x P x P[ x D]
         with autocast(device):
             loss = loss_fn(net(images).float(), targets)
+        metrics = {"loss": float(loss.detach())}
+        if contrast is not None and step % config.contrast_every == 0:
+            term, parts = contrast.loss()
+            loss = loss + config.contrast_weight * term
+            metrics |= {"contrast": float(term.detach())} | {f"contrast_{k}": v for k, v in parts.items()}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        metrics = {"loss": float(loss.detach())}
         best["steps"] = step
         last = step == config.steps
         if validation and (step % config.validate_every == 0 or last):
@@ -247,6 +266,32 @@ def _train(
     if not validation:
         best.update(step=best["steps"], state=_copy_state(net))
     return best
+
+
+def _contrast_term(
+    net: UNet,
+    config: FinetuneConfig,
+    unlabeled: Unlabeled,
+    parent: ModelCard | None,
+    window: IntensityWindow,
+    out: Path,
+    device: torch.device,
+) -> ContrastTerm:
+    """The contrast term: ``unlabeled.config``, else the ``pretrained`` parent's, else the defaults on this grid."""
+    if unlabeled.config is not None:
+        settings = unlabeled.config
+    elif parent is not None and parent.kind == "pretrained":
+        settings = PretrainConfig.from_json(parent.training["config"])
+    else:
+        view = min(PretrainConfig.view_size, config.canvas)
+        settings = PretrainConfig(
+            spacing=config.spacing, canvas=config.canvas, view_size=view, features=config.features, seed=config.seed
+        )
+    if (settings.spacing, settings.canvas) != (config.spacing, config.canvas):
+        theirs, ours = f"{settings.spacing} mm, {settings.canvas} px", f"{config.spacing} mm, {config.canvas} px"
+        raise ValueError(f"the contrast term's grid ({theirs}) is not the fine-tuning's ({ours})")
+    cache = SuperpixelCache(unlabeled.cache_dir or out.parent / ".superpixel-cache", settings.superpixels)
+    return ContrastTerm(net, settings, unlabeled.images, window, cache, device, config.seed)
 
 
 def validate(net: UNet, card: ModelCard, cases: list[Case], device: torch.device) -> dict[str, Any]:

@@ -83,6 +83,11 @@ class FinetuneConfig:
         spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
             at ``spacing x spacing x spacing_z`` mm, ``spacing_z`` defaulting to ``spacing``).
         features: U-Net features (scratch only; a pre-trained init fixes them).
+        contrast_weight: weight of a self-supervised loss on unlabeled slices kept on during
+            fine-tuning (:mod:`lrc.train.contrast_term`; 0, the default: off). Needs unlabeled
+            volumes; 2D only.
+        contrast_every: fine-tuning steps per batch of that loss (a MoCo+LRC batch costs several
+            fine-tuning steps).
         validate_every: steps between validations. patience: validations without improvement before stopping.
         validation_fraction: share of cases held out when no validation set is given.
         foreground_fraction: share of patches centred on labelled voxels.
@@ -110,6 +115,8 @@ class FinetuneConfig:
     patch_depth: int = 32
     spacing_z: float | None = None
     features: tuple[int, ...] = DEFAULT_FEATURES
+    contrast_weight: float = 0.0
+    contrast_every: int = 1
     validate_every: int = 100
     patience: int = 5
     validation_fraction: float = 0.2
@@ -145,6 +152,11 @@ class FinetuneConfig:
             raise ValueError(f"tile must be a positive multiple of 16, got {self.tile}")
         if self.tile not in (None, "slice") and self.spatial_dims == 3:
             raise ValueError("a 3D model always predicts over windows of its training patch: tile is 2D only")
+        if self.contrast_weight < 0 or self.contrast_every < 1:
+            weight, every = self.contrast_weight, self.contrast_every
+            raise ValueError(f"need contrast_weight >= 0 and contrast_every >= 1, got {weight} and {every}")
+        if self.contrast_weight > 0 and self.spatial_dims == 3:
+            raise ValueError("the contrast term of fine-tuning (contrast_weight) is 2D only")
         if self.patch % 16 or self.canvas % 16 or self.patch > self.canvas:
             raise ValueError(
                 f"patch and canvas must be multiples of 16 with patch <= canvas, got {self.patch}, {self.canvas}"

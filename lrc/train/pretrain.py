@@ -144,6 +144,17 @@ class PretrainConfig:
         data["features"] = list(self.features)
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PretrainConfig:
+        """The configuration :meth:`to_json` recorded (a card's ``training["config"]``)."""
+        views: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data["views"].items()}
+        settings: dict[str, Any] = dict(data) | {
+            "features": tuple(data["features"]),
+            "views": ViewConfig(**views),
+            "superpixels": SuperpixelParams(**data["superpixels"]),
+        }
+        return cls(**settings)
+
 
 class Pretrainer:
     """One pre-training run: networks, losses, optimiser and the step function.
@@ -152,15 +163,25 @@ class Pretrainer:
         config: settings.
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         classes: output classes for ``supervised+lrc`` (background included).
+        backbone: an existing network to train (on ``device``; torch is then not re-seeded), as
+            fine-tuning does when it keeps this objective on (:mod:`lrc.train.contrast_term`);
+            ``None``: a new one from ``config`` and ``classes``.
     """
 
-    def __init__(self, config: PretrainConfig, device: str | torch.device = "auto", classes: int = 2) -> None:
+    def __init__(
+        self,
+        config: PretrainConfig,
+        device: str | torch.device = "auto",
+        classes: int = 2,
+        backbone: UNet | None = None,
+    ) -> None:
         self.config = config
         self.device = resolve_device(device)
         if self.device.type == "cpu":
             tune_cpu_allocator()
-        torch.manual_seed(config.seed)
-        backbone = UNet(spatial_dims=config.spatial_dims, in_channels=1, out_channels=classes, features=config.features)
+        if backbone is None:
+            torch.manual_seed(config.seed)
+            backbone = UNet(config.spatial_dims, in_channels=1, out_channels=classes, features=config.features)
         self.restores = config.restore_weight > 0
         self.online = ContrastiveUNet(backbone, config.embedding_dim, restore=self.restores).to(self.device)
         self.uses_moco = config.method in ("moco", "moco+lrc")
@@ -186,6 +207,18 @@ class Pretrainer:
 
     def step(self, images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
         """One optimisation step on ``B1CC[D]`` slices or blocks, their ``BCC[D]`` super-pixels (and labels)."""
+        loss, metrics = self.objective(images, maps, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        metrics["loss"] = float(loss.detach())
+        return metrics
+
+    def objective(
+        self, images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one batch (views drawn, key encoder and queue advanced) and its terms, without a step."""
         config = self.config
         size = config.view_size if config.spatial_dims == 2 else (config.view_size, config.view_size, config.view_depth)
         self.online.train()
@@ -251,12 +284,7 @@ class Pretrainer:
                 supervised = self.supervised(logits.float(), target_1)
                 loss = loss + supervised
                 metrics["supervised"] = float(supervised.detach())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.schedule.step()
-        metrics["loss"] = float(loss.detach())
-        return metrics
+        return loss, metrics
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:

@@ -24,16 +24,6 @@ LABELS = LabelTable.from_names({5: "liver", 1: "spleen"})
 
 
 @pytest.fixture(scope="module")
-def subject_a(shared_data: Path) -> tuple[Volume, Volume]:
-    """TotalSegmentator's abdominal CT (3 mm, RAS NIfTI) and its label map."""
-    folder = shared_data / "nifti" / "totalseg_ct_abdomen"
-    return (
-        read_nifti(folder / "example_ct.nii.gz", modality="CT"),
-        read_nifti(folder / "example_seg_fast_force_split.nii.gz"),
-    )
-
-
-@pytest.fixture(scope="module")
 def subject_c(shared_data: Path) -> tuple[Volume, Volume]:
     """The Siemens JPEG 2000 DICOM CT (LPS) and its label map (LAS NIfTI)."""
     folder = shared_data / "dicom" / "ct_series_totalseg"
