@@ -213,13 +213,13 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
 
 def _contrast_data(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int) -> Any:
     """The unlabeled pool and the pre-training objective fine-tuning keeps on (``--contrast-weight``):
-    the run's own recipe, MoCo+LRC with the recipe's settings for scratch."""
+    the run's own recipe (MoCo+LRC for scratch), or its settings with ``--contrast-method``."""
     from lrc.train.contrast_term import Unlabeled
 
     if method == SUPERVISED:
         raise SystemExit("--contrast-weight: supervised+lrc has no unlabeled pool")
     pool = [phantom(1000 + i)[0] for i in range(int(args.unlabeled or preset["unlabeled"]))]
-    objective = recipe(args, preset, "moco+lrc" if method == "scratch" else method, seed)
+    objective = recipe(args, preset, args.contrast_method or ("moco+lrc" if method == "scratch" else method), seed)
     return Unlabeled(pool, objective, WORK / "superpixel-cache")
 
 
@@ -557,7 +557,8 @@ def _tag(args: argparse.Namespace, method: str) -> str:
     patch = args.patch or PRESETS[args.preset]["patch"]
     tuned |= {"augment_rotate": args.augment_rotate, "flip": args.flip, "patch": patch, "spatial_dims": args.dims}
     tuned |= {"contrast_weight": args.contrast_weight, "contrast_every": args.contrast_every}
-    return _scratch_tag(tuned, args.preset)
+    other = args.contrast_weight and args.contrast_method not in (None, "moco+lrc")
+    return _scratch_tag(tuned, args.preset) + (f"-{args.contrast_method}" if other else "")
 
 
 def _scratch_tag(tuned: dict[str, Any], preset: str) -> str:
@@ -625,6 +626,9 @@ def main() -> None:
         " (scratch: MoCo+LRC with the recipe's settings; row 'scratch...-contrastW' + 'eN').",
     )
     parser.add_argument("--contrast-every", type=int, default=1, help="Fine-tuning steps per contrast batch.")
+    parser.add_argument(
+        "--contrast-method", choices=["moco", "lrc", "moco+lrc"], help="The contrast term's method (default: the run's)"
+    )
     parser.add_argument("--augment-rotate", type=float, default=0.0, help="Fine-tuning patches' rotation, degrees.")
     parser.add_argument(
         "--flip",

@@ -171,7 +171,8 @@ def source_header(header: pydicom.Dataset) -> pydicom.Dataset:
     Real files carry an empty SpecificCharacterSet (meaning the default repertoire), which
     highdicom rejects; the attribute is dropped in the copy.
     """
-    copy = pydicom.Dataset({elem.tag: elem for elem in header.elements()})  # Dataset(header) would share its dict
+    # Dataset(header) would share its dict; items() gives the elements as read (raw ones not decoded)
+    copy = pydicom.Dataset(dict(header.items()))
     copy.file_meta = header.file_meta if hasattr(header, "file_meta") else pydicom.dataset.FileMetaDataset()
     if "SpecificCharacterSet" in copy and not copy.SpecificCharacterSet:
         del copy.SpecificCharacterSet
