@@ -85,7 +85,11 @@ class FinetuneConfig:
         features: U-Net features (scratch only; a pre-trained init fixes them).
         contrast_weight: weight of a self-supervised loss on unlabeled slices kept on during
             fine-tuning (:mod:`lrc.train.contrast_term`; 0, the default: off). Needs unlabeled
-            volumes; 2D only.
+            volumes; 2D only. On the synthetic cohort it did not help: the best recipe with a
+            MoCo+LRC or MoCo term at 0.1 every 4th step is -0.026 to +0.003 mean Dice against the
+            same recipe without it (3 seeds, k = 1 and 2), 0.5 keeps the model from fitting its
+            training volumes, and from scratch it costs up to 0.06 (``bench/REPORT.md``, thirteenth
+            session); an ablation tool, not offered by the CLI or the API.
         contrast_every: fine-tuning steps per batch of that loss (a MoCo+LRC batch costs several
             fine-tuning steps).
         validate_every: steps between validations. patience: validations without improvement before stopping.
