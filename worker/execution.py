@@ -17,6 +17,7 @@ from app.context import Context
 from app.errors import ServiceError
 from app.records import jobs as records
 from app.records.models import Job
+from worker.threads import MODEL_KINDS, lend_idle_cpus
 
 log = logging.getLogger(__name__)
 Runner = Callable[[Context, Job, "Reporter"], dict[str, Any]]
@@ -75,6 +76,11 @@ def _heartbeat(ctx: Context, reporter: Reporter, done: threading.Event) -> None:
             reporter.stopped.set()
 
 
+def _competing(ctx: Context, worker: str) -> int:
+    with ctx.db.session() as session:
+        return records.competing(session, worker, MODEL_KINDS)
+
+
 def run_job(ctx: Context, job_id: str, token: str, worker: str, runner: Runner) -> str:
     """Claim and run one job delivery; return what happened (``skipped`` or the final state)."""
     with ctx.db.session() as session:
@@ -89,6 +95,10 @@ def run_job(ctx: Context, job_id: str, token: str, worker: str, runner: Runner) 
     state, result, error = "succeeded", None, None
     try:
         log.info("job %s (%s) started on %s, attempt %d", job_id, job.kind, worker, job.attempts)
+        if job.kind in MODEL_KINDS:
+            threads = lend_idle_cpus(lambda: _competing(ctx, worker))
+            if threads is not None:
+                log.info("job %s: %d torch threads", job_id, threads)
         result = runner(ctx, job, reporter)
     except JobCancelled:
         log.info("job %s stopped: cancelled, or handed to another delivery by the recovery sweep", job_id)

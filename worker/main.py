@@ -25,7 +25,7 @@ from worker import runtime
 from worker.broker_watch import RECONNECTIONS, BrokerWatch, ReconnectStep
 from worker.celery_app import QUEUE_OF, make_celery
 from worker.tasks import register_tasks
-from worker.threads import apply_torch_threads, available_cpus, torch_threads
+from worker.threads import apply_torch_threads, available_cpus, lend_when_idle, torch_threads
 
 log = logging.getLogger(__name__)
 get_settings().prepare()  # the embedded broker's folder must exist before Celery opens it
@@ -98,6 +98,7 @@ def _warm_up(**_: Any) -> None:
         settings.worker_torch_threads, len(EMBEDDED_WORKERS), available_cpus(), os.environ.get("OMP_NUM_THREADS")
     )
     intra, inter = apply_torch_threads(count)
+    lend_when_idle(count if settings.worker_torch_threads is None else None, available_cpus())
     log.info(
         "torch threads in pool process %d: %d intra-op, %d inter-op (LRC_WORKER_TORCH_THREADS=%s)",
         os.getpid(),

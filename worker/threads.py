@@ -3,13 +3,17 @@
 Torch starts one thread per core in every process. Two workers (and the API) on one machine then
 spin against each other: on a shared 2-core machine a fine-tuning step was about 10x slower than
 with one thread per worker. The default shares the CPUs among the worker processes ``lrc serve``
-starts.
+starts, and lends a model job every CPU when no other model job runs on the machine or waits
+(:func:`lend_idle_cpus`): a segmentation of 300 slices took 27-30 s on one thread of a 2-core
+machine and 18-21 s on two (``bench/SPEED.md``). Queued jobs count: a batch submitted at once
+would otherwise give its first job every CPU and the next, on another worker, one more.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +56,36 @@ def apply_torch_threads(count: int | None) -> tuple[int, int]:
         except RuntimeError as exc:  # only possible before the first parallel work of the process
             log.warning("torch inter-op threads left at %d: %s", torch.get_num_interop_threads(), exc)
     return torch.get_num_threads(), torch.get_num_interop_threads()
+
+
+MODEL_KINDS = ("segment", "finetune", "pretrain")  # jobs that run torch
+_lending: tuple[int, int] | None = None  # (share, CPUs) under the default policy; None: fixed threads
+
+
+def lend_when_idle(share: int | None, cpus: int) -> None:
+    """Let :func:`lend_idle_cpus` size each model job (``share``: the default policy's threads;
+    ``None``, a fixed setting or ``OMP_NUM_THREADS``: keep the threads as they are)."""
+    global _lending
+    _lending = None if share is None or share >= cpus else (share, cpus)
+
+
+def threads_for_job(share: int, cpus: int, competing: int) -> int:
+    """Every CPU when no other model job competes for the machine, the share otherwise."""
+    return cpus if competing == 0 else share
+
+
+def lend_idle_cpus(count_competing: Callable[[], int]) -> int | None:
+    """Size torch's intra-op pool for the model job about to run (``count_competing``: model jobs
+    running on the machine's other workers or queued); returns the threads set, ``None`` when the
+    policy is fixed.
+
+    A job that starts beside a running one takes the share; one already running keeps what it had
+    until it ends (an oversubscription for that long).
+    """
+    if _lending is None:
+        return None
+    import torch
+
+    count = threads_for_job(*_lending, count_competing())
+    torch.set_num_threads(count)
+    return count

@@ -192,3 +192,12 @@ def running_on(session: Session, worker: str, started_before: dt.datetime) -> li
     """Jobs recorded as running on ``worker`` that started before ``started_before``."""
     query = select(Job).where(Job.state == "running", Job.worker == worker, Job.started_at < started_before)
     return list(session.scalars(query))
+
+
+def competing(session: Session, worker: str, kinds: tuple[str, ...]) -> int:
+    """Jobs of ``kinds`` that compete with ``worker``'s for its machine's CPUs: those running on its other
+    workers (Celery names ``name@host``) and those queued (a worker may take one any moment)."""
+    host = worker.partition("@")[2] or worker
+    beside = (Job.state == "running") & (Job.worker != worker) & Job.worker.like(f"%@{host}")
+    query = select(Job.id).where(Job.kind.in_(kinds), beside | (Job.state == "queued"))
+    return len(session.scalars(query).all())

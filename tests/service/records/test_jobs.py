@@ -102,3 +102,40 @@ def test_sweep_at_start_resends_queued_jobs_but_not_running_ones(ctx: Context):
     assert [s[0] for s in ctx.queue.sent] == [queued_id]  # type: ignore[attr-defined]
     with ctx.db.session() as session:
         assert records.get_job(session, running_id, "default").dispatch_token == running_token
+
+
+def test_model_jobs_competing_with_a_worker_for_its_machine(ctx: Context):
+    """What lets a worker lend idle CPUs to its model job (worker.threads.lend_idle_cpus)."""
+    kinds = ("segment", "finetune", "pretrain")
+
+    def create(kind: str) -> tuple[str, str]:
+        with ctx.db.session() as session:
+            job = records.create_job(session, kind, {}, None, "default")
+            return job.id, job.dispatch_token
+
+    def start(kind: str, worker: str) -> tuple[str, str]:
+        job_id, token = create(kind)
+        with ctx.db.session() as session:
+            assert records.claim(session, job_id, token, worker) is not None
+        return job_id, token
+
+    def competing(worker: str) -> int:
+        with ctx.db.session() as session:
+            return records.competing(session, worker, kinds)
+
+    assert competing("infer@node-a") == 0
+    start("segment", "infer@node-a")  # its own job does not count
+    start("export", "train@node-a")  # not a model job
+    start("finetune", "train@node-b")  # another machine
+    assert competing("infer@node-a") == 0
+    job_id, token = start("pretrain", "train@node-a")
+    assert competing("infer@node-a") == 1
+    assert competing("train@node-a") == 1  # the segmentation beside it
+    with ctx.db.session() as session:
+        assert records.finish(session, job_id, token, "succeeded")
+    assert competing("infer@node-a") == 0
+    create("export")
+    assert competing("infer@node-a") == 0
+    create("segment")  # queued: any worker may take it next
+    assert competing("infer@node-a") == 1
+    assert competing("infer@node-b") == 2  # and the fine-tuning on its machine

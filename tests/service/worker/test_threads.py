@@ -14,6 +14,7 @@ from app.settings import Settings
 from lrc.cli.service_commands import EMBEDDED_WORKERS, worker_command
 from tests.reliability.processes import children
 from tests.service.harness import FAST, service_env
+from worker import threads
 from worker.threads import available_cpus, torch_threads
 
 REPORT = re.compile(r"torch threads in pool process (\d+): (\d+) intra-op, (\d+) inter-op")
@@ -69,3 +70,22 @@ def test_a_started_worker_shares_the_cpus_by_default(tmp_path: Path):
     _, intra, inter, _ = _pool_report(tmp_path, {})
     expected = max(1, available_cpus() // len(EMBEDDED_WORKERS))
     assert (intra, inter) == (expected, expected)
+
+
+def test_a_model_job_gets_every_cpu_while_no_other_worker_runs_one():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        threads.lend_when_idle(1, 4)  # the default policy: 1 thread each, 4 CPUs
+        assert threads.lend_idle_cpus(lambda: 0) == 4
+        assert torch.get_num_threads() == 4
+        assert threads.lend_idle_cpus(lambda: 1) == 1  # a training runs beside it: the share
+        assert torch.get_num_threads() == 1
+        for fixed in ((None, 4), (2, 2)):  # a setting or OMP_NUM_THREADS, or nothing to lend
+            threads.lend_when_idle(*fixed)
+            assert threads.lend_idle_cpus(lambda: 0) is None
+            assert torch.get_num_threads() == 1
+    finally:
+        threads.lend_when_idle(None, 1)
+        torch.set_num_threads(before)
