@@ -104,23 +104,23 @@ def test_sweep_at_start_resends_queued_jobs_but_not_running_ones(ctx: Context):
         assert records.get_job(session, running_id, "default").dispatch_token == running_token
 
 
-def test_model_jobs_competing_with_a_worker_for_its_machine(ctx: Context):
-    """What lets a worker lend idle CPUs to its model job (worker.threads.lend_idle_cpus)."""
+def test_model_jobs_competing_with_a_worker_for_its_machine(db: Database):
+    """What lets a worker lend idle CPUs to its model job (worker.threads.lend_idle_cpus), on both databases."""
     kinds = ("segment", "finetune", "pretrain")
 
     def create(kind: str) -> tuple[str, str]:
-        with ctx.db.session() as session:
+        with db.session() as session:
             job = records.create_job(session, kind, {}, None, "default")
             return job.id, job.dispatch_token
 
     def start(kind: str, worker: str) -> tuple[str, str]:
         job_id, token = create(kind)
-        with ctx.db.session() as session:
+        with db.session() as session:
             assert records.claim(session, job_id, token, worker) is not None
         return job_id, token
 
     def competing(worker: str) -> int:
-        with ctx.db.session() as session:
+        with db.session() as session:
             return records.competing(session, worker, kinds)
 
     assert competing("infer@node-a") == 0
@@ -131,7 +131,7 @@ def test_model_jobs_competing_with_a_worker_for_its_machine(ctx: Context):
     job_id, token = start("pretrain", "train@node-a")
     assert competing("infer@node-a") == 1
     assert competing("train@node-a") == 1  # the segmentation beside it
-    with ctx.db.session() as session:
+    with db.session() as session:
         assert records.finish(session, job_id, token, "succeeded")
     assert competing("infer@node-a") == 0
     create("export")

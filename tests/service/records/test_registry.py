@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,24 +11,10 @@ from sqlalchemy import select
 from app.records import Database, registry
 from app.records.models import ModelVersion
 from app.records.projects import DEFAULT, SHARED
-from tests.service.postgres import database_url
 
 CARD = {"kind": "segmentation"}
 RACERS = 4  # fine-tunings of one model finishing together
 ROUNDS = 5  # one round can miss the race on the old code; five in a row do not
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A fresh database of each kind with the current tables."""
-    with database_url(request.param) as url:
-        database = Database(url or f"sqlite:///{tmp_path / 'lrc.db'}")
-        database.create_schema()
-        assert database.engine.dialect.name == request.param
-        try:
-            yield database
-        finally:
-            database.engine.dispose()
 
 
 def _register_together(db: Database, name: str, project: str) -> list[int]:
