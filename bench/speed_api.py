@@ -44,9 +44,10 @@ from tests.service.harness import ADMIN_KEY, lrc_serve  # noqa: E402
 
 @contextlib.contextmanager
 def served(
-    work: Path, log_name: str, device: str = "cpu"
+    work: Path, log_name: str, device: str = "cpu", torch_threads: int | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client, float, dict[str, str]]]:
-    """``lrc serve`` on a fresh data folder; yields the process, an admin client, start-up seconds, env."""
+    """``lrc serve`` on a fresh data folder; yields the process, an admin client, start-up seconds, env.
+    ``torch_threads``: the workers' ``LRC_WORKER_TORCH_THREADS`` (``None``: the default policy)."""
     import shutil
 
     data = work / f"api-{log_name}"
@@ -54,6 +55,8 @@ def served(
     data.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LRC_")}
     env.update(LRC_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY, LRC_DEVICE=device, LRC_DATA_DIR=str(data))
+    if torch_threads is not None:
+        env["LRC_WORKER_TORCH_THREADS"] = str(torch_threads)
     begin = time.perf_counter()
     with lrc_serve(data, env, work / f"{log_name}.log", frozenset({"infer"})) as (process, client):
         client.timeout = httpx.Timeout(600)
@@ -114,8 +117,8 @@ def e2e(args: argparse.Namespace) -> dict[str, Any]:
     from make_series import build
 
     series = build(args.shared_data, args.work / f"ct{args.slices}", args.slices)
-    report: dict[str, Any] = {"runs": []}
-    with served(args.work, "speed-api-e2e", args.device) as (_process, client, startup, env):
+    report: dict[str, Any] = {"runs": [], "worker_torch_threads": args.torch_threads or "default policy"}
+    with served(args.work, "speed-api-e2e", args.device, args.torch_threads) as (_process, client, startup, env):
         report["serve_startup_s"] = round(startup, 2)
         series_id, upload_s = upload(client, series)
         for attempt in ("cold", *["warm"] * args.warm):
@@ -290,6 +293,9 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=4)
     parser.add_argument("--upload-mb", type=int, default=1024)
     parser.add_argument("--tag", default="")
+    parser.add_argument(
+        "--torch-threads", type=int, help="e2e: the workers' LRC_WORKER_TORCH_THREADS (default: the default policy)."
+    )
     parser.add_argument("--device", default="cpu", help="The workers' LRC_DEVICE (e2e): cpu, cuda.")
     parser.add_argument("--work", type=Path, default=HERE / "out")
     parser.add_argument("--out", type=Path)

@@ -7,6 +7,7 @@ heartbeat and stops the runner with :class:`JobCancelled`.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -16,7 +17,8 @@ from typing import Any
 from app.context import Context
 from app.errors import ServiceError
 from app.records import jobs as records
-from app.records.models import Job
+from app.records.models import Job, now
+from worker.celery_app import QUEUE_OF
 from worker.threads import MODEL_KINDS, lend_idle_cpus
 
 log = logging.getLogger(__name__)
@@ -77,8 +79,9 @@ def _heartbeat(ctx: Context, reporter: Reporter, done: threading.Event) -> None:
 
 
 def _competing(ctx: Context, worker: str) -> int:
+    seen_after = now() - dt.timedelta(seconds=ctx.settings.stale_after_s)
     with ctx.db.session() as session:
-        return records.competing(session, worker, MODEL_KINDS)
+        return records.competing(session, worker, {kind: QUEUE_OF[kind] for kind in MODEL_KINDS}, seen_after)
 
 
 def run_job(ctx: Context, job_id: str, token: str, worker: str, runner: Runner) -> str:

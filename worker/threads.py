@@ -3,10 +3,11 @@
 Torch starts one thread per core in every process. Two workers (and the API) on one machine then
 spin against each other: on a shared 2-core machine a fine-tuning step was about 10x slower than
 with one thread per worker. The default shares the CPUs among the worker processes ``lrc serve``
-starts, and lends a model job every CPU when no other model job runs on the machine or waits
-(:func:`lend_idle_cpus`): a segmentation of 300 slices took 27-30 s on one thread of a 2-core
-machine and 18-21 s on two (``bench/SPEED.md``). Queued jobs count: a batch submitted at once
-would otherwise give its first job every CPU and the next, on another worker, one more.
+starts, and lends a model job every CPU when no other model job runs on the machine's other
+workers or waits for one of them (:func:`lend_idle_cpus`): a segmentation of 300 slices took 27-30 s
+on one thread of a 2-core machine and 18-21 s on two (``bench/SPEED.md``). Queued jobs that another
+worker of the machine could take count: a batch submitted to two infer workers at once would
+otherwise give the first job every CPU and the second one more.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def threads_for_job(share: int, cpus: int, competing: int) -> int:
 
 def lend_idle_cpus(count_competing: Callable[[], int]) -> int | None:
     """Size torch's intra-op pool for the model job about to run (``count_competing``: model jobs
-    running on the machine's other workers or queued); returns the threads set, ``None`` when the
-    policy is fixed.
+    running on the machine's other workers or queued for them); returns the threads set, ``None``
+    when the policy is fixed.
 
     A job that starts beside a running one takes the share; one already running keeps what it had
     until it ends (an oversubscription for that long).

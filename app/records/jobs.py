@@ -194,10 +194,19 @@ def running_on(session: Session, worker: str, started_before: dt.datetime) -> li
     return list(session.scalars(query))
 
 
-def competing(session: Session, worker: str, kinds: tuple[str, ...]) -> int:
-    """Jobs of ``kinds`` that compete with ``worker``'s for its machine's CPUs: those running on its other
-    workers (Celery names ``name@host``) and those queued (a worker may take one any moment)."""
-    host = worker.partition("@")[2] or worker
+def competing(session: Session, worker: str, queue_of: dict[str, str], seen_after: dt.datetime) -> int:
+    """Jobs of the kinds of ``queue_of`` (kind -> queue) that compete with ``worker``'s for its machine's
+    CPUs: those running on its machine's other workers (Celery names ``name@host``), and those queued
+    on a queue one of these workers (seen since ``seen_after``) consumes: it may take one any moment."""
+    host = _host(worker)
     beside = (Job.state == "running") & (Job.worker != worker) & Job.worker.like(f"%@{host}")
-    query = select(Job.id).where(Job.kind.in_(kinds), beside | (Job.state == "queued"))
-    return len(session.scalars(query).all())
+    running = session.scalars(select(Job.id).where(Job.kind.in_(list(queue_of)), beside)).all()
+    others = [w for w in live_workers(session, seen_after) if w.hostname != worker and _host(w.hostname) == host]
+    served = {queue for w in others for queue in w.queues.split(",")}
+    takeable = [kind for kind, queue in queue_of.items() if queue in served]
+    queued = session.scalars(select(Job.id).where(Job.state == "queued", Job.kind.in_(takeable))).all()
+    return len(running) + len(queued)
+
+
+def _host(worker: str) -> str:
+    return worker.partition("@")[2] or worker

@@ -106,7 +106,11 @@ def test_sweep_at_start_resends_queued_jobs_but_not_running_ones(ctx: Context):
 
 def test_model_jobs_competing_with_a_worker_for_its_machine(db: Database):
     """What lets a worker lend idle CPUs to its model job (worker.threads.lend_idle_cpus), on both databases."""
-    kinds = ("segment", "finetune", "pretrain")
+    queue_of = {"segment": "infer", "finetune": "train", "pretrain": "train"}
+    seen_after = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    with db.session() as session:
+        for worker, queues in (("infer@node-a", "infer,io"), ("train@node-a", "train"), ("train@node-b", "train")):
+            records.beat(session, worker, queues)
 
     def create(kind: str) -> tuple[str, str]:
         with db.session() as session:
@@ -121,7 +125,7 @@ def test_model_jobs_competing_with_a_worker_for_its_machine(db: Database):
 
     def competing(worker: str) -> int:
         with db.session() as session:
-            return records.competing(session, worker, kinds)
+            return records.competing(session, worker, queue_of, seen_after)
 
     assert competing("infer@node-a") == 0
     start("segment", "infer@node-a")  # its own job does not count
@@ -134,8 +138,11 @@ def test_model_jobs_competing_with_a_worker_for_its_machine(db: Database):
     with db.session() as session:
         assert records.finish(session, job_id, token, "succeeded")
     assert competing("infer@node-a") == 0
-    create("export")
+    create("segment")  # queued for infer: only this machine's infer worker takes it, itself
     assert competing("infer@node-a") == 0
-    create("segment")  # queued: any worker may take it next
+    assert competing("train@node-a") == 2  # the running segmentation and the one its worker takes next
+    create("finetune")  # queued for train: the machine's train worker may take it beside a segmentation
     assert competing("infer@node-a") == 1
-    assert competing("infer@node-b") == 2  # and the fine-tuning on its machine
+    with db.session() as session:
+        records.beat(session, "infer2@node-a", "infer")  # a second infer worker: the queued segmentation counts
+    assert competing("infer@node-a") == 2
