@@ -199,7 +199,7 @@ def competing(session: Session, worker: str, queue_of: dict[str, str], seen_afte
     CPUs: those running on its machine's other workers (Celery names ``name@host``), and those queued
     on a queue one of these workers (seen since ``seen_after``) consumes: it may take one any moment."""
     host = _host(worker)
-    beside = (Job.state == "running") & (Job.worker != worker) & Job.worker.like(f"%@{host}")
+    beside = (Job.state == "running") & (Job.worker != worker) & Job.worker.endswith(f"@{host}", autoescape=True)
     running = session.scalars(select(Job.id).where(Job.kind.in_(list(queue_of)), beside)).all()
     others = [w for w in live_workers(session, seen_after) if w.hostname != worker and _host(w.hostname) == host]
     served = {queue for w in others for queue in w.queues.split(",")}

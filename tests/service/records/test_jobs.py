@@ -146,3 +146,5 @@ def test_model_jobs_competing_with_a_worker_for_its_machine(db: Database):
     with db.session() as session:
         records.beat(session, "infer2@node-a", "infer")  # a second infer worker: the queued segmentation counts
     assert competing("infer@node-a") == 2
+    start("pretrain", "train@nodeXa")
+    assert competing("infer@node_a") == 0  # the host is matched exactly, not as a LIKE pattern
