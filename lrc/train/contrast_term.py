@@ -73,7 +73,7 @@ class ContrastTerm:
             raise ValueError("the contrast term needs unlabeled volumes")
         slices = build_slices(images, window, config.spacing, config.canvas, cache=cache)
         self.sampler = SliceSampler(slices, config.batch_size, np.random.default_rng(seed))
-        self.trainer = Pretrainer(config, device, backbone=net)  # its own optimiser stays unused
+        self.trainer = Pretrainer(config, device, backbone=net)  # fine-tuning's optimiser takes the heads
         self.config = config
         self.data = [volume_sha256(image) for image in images]
 

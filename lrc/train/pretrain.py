@@ -179,6 +179,7 @@ class Pretrainer:
         self.device = resolve_device(device)
         if self.device.type == "cpu":
             tune_cpu_allocator()
+        self.optimises = backbone is None  # a given backbone is optimised by its owner: objective() only
         if backbone is None:
             torch.manual_seed(config.seed)
             backbone = UNet(config.spatial_dims, in_channels=1, out_channels=classes, features=config.features)
@@ -194,11 +195,12 @@ class Pretrainer:
         self.local_loss = LocalRegionContrastLoss(
             config.temperature_local, config.local_negatives, config.negative_margin
         )
-        self.optimizer = torch.optim.AdamW(self.online.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        warmup = max(1, config.steps // 20)
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: warmup_cosine(step, warmup, config.steps)
-        )
+        if self.optimises:
+            self.optimizer = torch.optim.AdamW(self.online.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+            warmup = max(1, config.steps // 20)
+            self.schedule = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda step: warmup_cosine(step, warmup, config.steps)
+            )
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         if config.method == "supervised+lrc":
             from monai.losses import DiceCELoss
@@ -207,6 +209,8 @@ class Pretrainer:
 
     def step(self, images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
         """One optimisation step on ``B1CC[D]`` slices or blocks, their ``BCC[D]`` super-pixels (and labels)."""
+        if not self.optimises:
+            raise RuntimeError("this Pretrainer computes the objective of a network optimised elsewhere")
         loss, metrics = self.objective(images, maps, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

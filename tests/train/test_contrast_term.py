@@ -14,7 +14,7 @@ from lrc.superpixels import SuperpixelParams
 from lrc.train.contrast_term import Unlabeled
 from lrc.train.finetune import finetune
 from lrc.train.finetune_config import FinetuneConfig
-from lrc.train.pretrain import PretrainConfig, pretrain
+from lrc.train.pretrain import PretrainConfig, Pretrainer, pretrain
 from lrc.views import ViewConfig
 
 SMALL = (8, 8, 16, 16, 32, 8)
@@ -66,6 +66,10 @@ def test_fine_tuning_keeps_the_parents_objective_on(pretrained: Path, subject_a,
     assert card.training["contrast"]["config"] == read_card(pretrained).training["config"]
     assert card.training["contrast"]["data"] == read_card(pretrained).training["data"]
     assert card.training["config"]["contrast_weight"] == 0.5
+    with pytest.raises(RuntimeError, match="optimised elsewhere"):  # the term never steps on its own
+        Pretrainer(small(), "cpu", backbone=load_model(model)[0]).step(
+            torch.zeros(4, 1, 64, 64), torch.zeros(4, 64, 64)
+        )
 
     plain = finetune([subject_a], LABELS, tmp_path / "plain", TUNE, validation=[], init=pretrained, device="cpu")
     joint_net, plain_net = load_model(model)[0], load_model(plain)[0]
