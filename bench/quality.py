@@ -211,16 +211,22 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
     return records
 
 
-def _contrast_data(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int) -> Any:
-    """The unlabeled pool and the pre-training objective fine-tuning keeps on (``--contrast-weight``):
-    the run's own recipe (MoCo+LRC for scratch), or its settings with ``--contrast-method``."""
-    from lrc.train.contrast_term import Unlabeled
-
+def _contrast_recipe(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int) -> Any:
+    """The pre-training objective fine-tuning keeps on (``--contrast-weight``; ``None`` without): the
+    run's own recipe (MoCo+LRC for scratch), or its settings with ``--contrast-method``."""
+    if not args.contrast_weight:
+        return None
     if method == SUPERVISED:
         raise SystemExit("--contrast-weight: supervised+lrc has no unlabeled pool")
+    return recipe(args, preset, args.contrast_method or ("moco+lrc" if method == "scratch" else method), seed)
+
+
+def _contrast_data(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: int) -> Any:
+    """The unlabeled pool with :func:`_contrast_recipe`'s objective."""
+    from lrc.train.contrast_term import Unlabeled
+
     pool = [phantom(1000 + i)[0] for i in range(int(args.unlabeled or preset["unlabeled"]))]
-    objective = recipe(args, preset, args.contrast_method or ("moco+lrc" if method == "scratch" else method), seed)
-    return Unlabeled(pool, objective, WORK / "superpixel-cache")
+    return Unlabeled(pool, _contrast_recipe(args, preset, method, seed), WORK / "superpixel-cache")
 
 
 def _unlabeled(args: argparse.Namespace, preset: dict[str, Any], method: str) -> int:
@@ -319,6 +325,8 @@ _TUNING_DEFAULTS = {
     "augment_rotate": 0.0,
     "flip": True,
     "tile": "slice",
+    "contrast_weight": 0.0,
+    "contrast_every": 1,
 }
 _RECIPE_DEFAULTS = {
     "decorrelation_weight": 0.0,
@@ -345,6 +353,7 @@ def _key(run: dict[str, Any]) -> tuple[Any, ...]:
         run["unlabeled"] if pretrained else 0,
         _digest({k: v for k, v in {**_RECIPE_DEFAULTS, **made}.items() if k != "seed"} if made else {}),
         _digest({k: v for k, v in tuned.items() if k != "seed"}),
+        _digest({k: v for k, v in (run.get("contrast") or {}).items() if k != "seed"}),  # the term's objective
         run["method"],
         run["k"],
         run["seed"],
@@ -364,6 +373,7 @@ def _planned(
             "unlabeled": _unlabeled(args, preset, method),
             "recipe": recipe(args, preset, method, seed).to_json() if pretrained else None,
             "finetune": tuning(args, preset, method, seed).to_json(),
+            "contrast": contrast.to_json() if (contrast := _contrast_recipe(args, preset, method, seed)) else None,
             "method": method,
             "k": k,
             "seed": seed,

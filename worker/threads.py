@@ -70,11 +70,6 @@ def lend_when_idle(share: int | None, cpus: int) -> None:
     _lending = None if share is None or share >= cpus else (share, cpus)
 
 
-def threads_for_job(share: int, cpus: int, competing: int) -> int:
-    """Every CPU when no other model job competes for the machine, the share otherwise."""
-    return cpus if competing == 0 else share
-
-
 def lend_idle_cpus(count_competing: Callable[[], int]) -> int | None:
     """Size torch's intra-op pool for the model job about to run (``count_competing``: model jobs
     running on the machine's other workers or queued for them); returns the threads set, ``None``
@@ -87,6 +82,7 @@ def lend_idle_cpus(count_competing: Callable[[], int]) -> int | None:
         return None
     import torch
 
-    count = threads_for_job(*_lending, count_competing())
+    share, cpus = _lending
+    count = cpus if count_competing() == 0 else share
     torch.set_num_threads(count)
     return count

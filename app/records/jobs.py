@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound
@@ -200,12 +200,11 @@ def competing(session: Session, worker: str, queue_of: dict[str, str], seen_afte
     on a queue one of these workers (seen since ``seen_after``) consumes: it may take one any moment."""
     host = _host(worker)
     beside = (Job.state == "running") & (Job.worker != worker) & Job.worker.endswith(f"@{host}", autoescape=True)
-    running = session.scalars(select(Job.id).where(Job.kind.in_(list(queue_of)), beside)).all()
     others = [w for w in live_workers(session, seen_after) if w.hostname != worker and _host(w.hostname) == host]
     served = {queue for w in others for queue in w.queues.split(",")}
     takeable = [kind for kind, queue in queue_of.items() if queue in served]
-    queued = session.scalars(select(Job.id).where(Job.state == "queued", Job.kind.in_(takeable))).all()
-    return len(running) + len(queued)
+    waiting = (Job.state == "queued") & Job.kind.in_(takeable)
+    return session.scalar(select(func.count()).where(Job.kind.in_(list(queue_of)), beside | waiting)) or 0
 
 
 def _host(worker: str) -> str:
