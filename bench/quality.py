@@ -253,6 +253,7 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         warmup_steps=args.warmup_steps if pretrained else 0,
         shrink=args.shrink if pretrained else 1.0,
         perturb=args.perturb if pretrained else 0.0,
+        anchor_weight=args.anchor_weight if pretrained else 0.0,
         reinit=tuple(args.reinit) if pretrained else (),
         augment_scale=tuple(args.augment_scale or (1.0, 1.0)),
         augment_rotate=args.augment_rotate,
@@ -327,6 +328,7 @@ _TUNING_DEFAULTS = {
     "tile": "slice",
     "contrast_weight": 0.0,
     "contrast_every": 1,
+    "anchor_weight": 0.0,
 }
 _RECIPE_DEFAULTS = {
     "decorrelation_weight": 0.0,
@@ -616,6 +618,12 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=0, help="Steps with the pre-trained layers frozen.")
     parser.add_argument("--shrink", type=float, default=1.0, help="Shrink and perturb: pre-trained factor.")
     parser.add_argument("--perturb", type=float, default=0.0, help="Shrink and perturb: a fresh init's factor.")
+    parser.add_argument(
+        "--anchor-weight",
+        type=float,
+        default=0.0,
+        help="L2-SP: decoupled decay of the pre-trained layers towards their pre-trained values.",
+    )
     parser.add_argument("--reinit", nargs="+", default=[], help="U-Net stages that start fresh (down_4 upcat_4 ...).")
     parser.add_argument(
         "--augment-scale", type=float, nargs=2, default=None, help="Fine-tuning patches' field of view (min max)."

@@ -12,7 +12,8 @@ shrunk towards a fresh initialisation first (``shrink``, ``perturb``: Ash and Ad
 warm-starting neural network training", NeurIPS 2020). Named stages may start fresh (``reinit``):
 the deepest ones are the most specific to the pre-training task, as the top layers are in
 few-sample fine-tuning of language models (Zhang et al., "Revisiting few-sample BERT fine-tuning",
-ICLR 2021).
+ICLR 2021). Or the transferred layers may be held near their pre-trained values (``anchor_weight``:
+L2-SP as a decoupled weight decay).
 
 Validation runs the real predictor on whole held-out volumes, on their own grids, as the model
 will predict (whole slices or tiles: ``FinetuneConfig.tile``, recorded in the card), and reports
@@ -27,7 +28,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -222,8 +223,17 @@ def _train(
     old = [p for n, p in net.named_parameters() if n in transferred]
     new = [p for n, p in net.named_parameters() if n not in transferred]
     heads = contrast.heads() if contrast else []
+    anchors = [p.detach().clone() for p in old] if config.anchor_weight > 0 else []
+    if anchors and config.lr * factor * config.anchor_weight > 1:
+        raise ValueError(
+            f"anchor_weight {config.anchor_weight:g} x the transferred layers' rate {config.lr * factor:g} exceeds 1: "
+            "each step would move the weights past their pre-trained values"
+        )
     optimizer = torch.optim.AdamW(
-        [{"params": old, "lr": config.lr * factor}, {"params": new + heads, "lr": config.lr}],
+        [
+            {"params": old, "lr": config.lr * factor, "weight_decay": 0.0 if anchors else config.weight_decay},
+            {"params": new + heads, "lr": config.lr},
+        ],
         weight_decay=config.weight_decay,
     )
     warmup = config.warmup_steps if transferred else 0
@@ -247,6 +257,8 @@ def _train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if anchors:  # L2-SP, decoupled: back towards the pre-trained values at this step's rate
+            pull_towards(old, anchors, optimizer.param_groups[0]["lr"] * config.anchor_weight)
         schedule.step()
         best["steps"] = step
         last = step == config.steps
@@ -319,6 +331,14 @@ def _given(name: str, config: FinetuneConfig) -> bool:
 
 
 @torch.no_grad()
+def pull_towards(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], rate: float) -> None:
+    """Move each parameter ``rate`` of the way to its anchor, in place (``rate`` 0: no change)."""
+    if rate > 0:
+        with torch.no_grad():
+            for param, anchor in zip(params, anchors, strict=True):
+                param.lerp_(anchor, rate)
+
+
 def shrink_perturb(
     net: torch.nn.Module, fresh: dict[str, torch.Tensor], names: set[str], shrink: float, perturb: float
 ) -> None:

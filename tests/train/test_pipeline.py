@@ -385,6 +385,34 @@ def test_shrink_and_perturb_start_from_a_mix_of_pretrained_and_fresh_weights(
         assert_allclose(runs["mixed"][name], 0.5 * before[name] + 0.5, rtol=1e-6)
 
 
+def test_anchor_weight_holds_transferred_layers_near_their_pretrained_values(
+    pretrained: Path, subject_a, tmp_path: Path
+):
+    """L2-SP as a decoupled decay: at rate x weight = 1 a step ends on the pre-trained values; at 0.5 the
+    layers end nearer them than without the anchor (same seed, same batches)."""
+    base = FinetuneConfig(steps=3, batch_size=2, patch=48, lr=1e-3, backbone_lr_factor=1.0)
+
+    def distance(name: str, **changes: object) -> tuple[float, dict[str, np.ndarray]]:
+        run = finetune([subject_a], LABELS, tmp_path / name, replace(base, **changes), validation=[], init=pretrained)
+        after = _weights(run, ENCODER + DECODER)
+        weights = [n for n in before if not n.endswith(("running_mean", "running_var"))]
+        return sum(float(np.sum((after[n] - before[n]) ** 2)) for n in weights), after
+
+    before = _weights(pretrained, ENCODER + DECODER)
+    plain, _ = distance("plain")
+    held, _ = distance("held", anchor_weight=500.0)  # the first step's rate 1e-3: lerp 0.5
+    assert 0 < held < plain
+    _, pinned = distance("pinned", steps=1, anchor_weight=1000.0)
+    for name, value in before.items():
+        assert_allclose(pinned[name], value, rtol=1e-6, atol=1e-8)
+    assert read_card(tmp_path / "held").training["config"]["anchor_weight"] == 500.0
+    over = replace(base, anchor_weight=2000.0)
+    with pytest.raises(ValueError, match="exceeds 1"):
+        finetune([subject_a], LABELS, tmp_path / "over", over, validation=[], init=pretrained)
+    with pytest.raises(ValueError, match="anchor_weight must be >= 0"):
+        FinetuneConfig(anchor_weight=-1.0)
+
+
 @pytest.mark.parametrize("changes", [{"shrink": 0.0}, {"shrink": -1.0}, {"perturb": -0.1}])
 def test_finetune_config_refuses_bad_shrink_and_perturb(changes):
     with pytest.raises(ValueError, match="shrink > 0 and perturb >= 0"):
