@@ -11,7 +11,9 @@ The report gives every time, the median and the best, process CPU seconds, load 
 speed-ups against the first version.
 
 Usage: ``python bench/seg_write.py [--versions d3d4986 609b038 work] [--kinds binary labelmap] [--rounds 5]``
-Writes ``bench/results/seg_write_cpu.json`` (``--out`` elsewhere).
+Writes ``bench/results/seg_write_cpu.json`` (``--out`` elsewhere). ``--first`` times instead a fresh
+process's first BINARY SEG (this tree), without and with ``lrc.io.seg.warm_up`` (what an io worker
+runs at its start), pairs of processes taking turns.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 import warnings
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 STARTER = HERE.parent / "lrc" / "assets" / "starter_ct_abdomen"
@@ -91,6 +94,44 @@ def child(series: Path, labels: Path, out: Path, root: Path, kinds: list[str]) -
     return times
 
 
+def child_first(series: Path, labels: Path, out: Path, warmed: bool) -> dict[str, float]:
+    """In the child: the process's first BINARY SEG, after ``lrc.io.seg.warm_up`` (as an io worker
+    starts) or not; both times."""
+    import numpy as np
+
+    from lrc.infer import Predictor
+    from lrc.io import read_volume
+    from lrc.io.seg import warm_up, write_seg
+
+    image = read_volume(series)
+    mask = image.with_array(np.load(labels))
+    table = Predictor.from_dir(STARTER, device="cpu").card.labels
+    times = {"warm_up": 0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if warmed:
+            start = time.perf_counter()
+            warm_up()
+            times["warm_up"] = round(time.perf_counter() - start, 4)
+        start = time.perf_counter()
+        write_seg(mask, image, table, out / "first.dcm")
+        times["first_seg"] = round(time.perf_counter() - start, 4)
+    return times
+
+
+def first_writes(series: Path, labels: Path, out: Path, rounds: int) -> dict[str, Any]:
+    """``rounds`` pairs of fresh processes (this tree's ``lrc``), without and with the warm-up."""
+    out.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, list[dict[str, float]]] = {"cold": [], "warmed": []}
+    for _ in range(rounds):
+        for name in runs:
+            argv = [sys.executable, __file__, "--child-first", str(series), str(labels), str(out), name]
+            result = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=HERE.parent)
+            runs[name].append(json.loads(result.stdout.splitlines()[-1]))
+    median = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in runs.items()}
+    return {"runs": runs, "median_s": median}
+
+
 def run_child(root: Path, series: Path, labels: Path, out: Path, kinds: list[str]) -> dict[str, list[float]]:
     """One child process with ``root``'s ``lrc`` first on the path; its times per kind."""
     out.mkdir(parents=True, exist_ok=True)
@@ -113,6 +154,10 @@ def main() -> None:
         series, labels, out, root = (Path(a) for a in sys.argv[2:6])
         print(json.dumps(child(series, labels, out, root, sys.argv[6].split(","))))
         return
+    if len(sys.argv) == 6 and sys.argv[1] == "--child-first":
+        series, labels, out = (Path(a) for a in sys.argv[2:5])
+        print(json.dumps(child_first(series, labels, out, sys.argv[5] == "warmed")))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared-data", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--slices", type=int, default=300)
@@ -121,6 +166,9 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=["binary", "labelmap"])
     parser.add_argument("--work", type=Path, default=HERE / "out")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "seg_write_cpu.json")
+    parser.add_argument(
+        "--first", action="store_true", help="Time a process's first BINARY SEG, with and without lrc.io.seg.warm_up."
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     from make_series import build
@@ -130,6 +178,14 @@ def main() -> None:
     scratch = args.work / "seg_write"
     scratch.mkdir(parents=True, exist_ok=True)
     labels = prediction(series, scratch)
+    if args.first:
+        report = {"benchmark": "seg_write_first", "machine": machine(), "rounds": args.rounds}
+        report |= first_writes(series, labels, scratch / "out_first", args.rounds)
+        report["loadavg_after"] = machine()["loadavg_1_5_15"]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report["median_s"], indent=2))
+        return
     roots = {v: package(v, scratch) for v in args.versions}
     start = machine()
     times: dict[str, dict[str, list[list[float]]]] = {v: {k: [] for k in args.kinds} for v in args.versions}

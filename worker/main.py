@@ -90,7 +90,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
 @worker_process_init.connect
 def _warm_up(**_: Any) -> None:
     """Size torch's thread pools before any work; model workers also import torch and MONAI (seconds)
-    when they start, not in their first job."""
+    when they start, not in their first job, and io workers load the DICOM SEG writer's tables."""
     from lrc.cli.service_commands import EMBEDDED_WORKERS
 
     settings = get_settings()
@@ -110,6 +110,15 @@ def _warm_up(**_: Any) -> None:
     if queues & {"infer", "train"}:
         import lrc.infer
         import lrc.train.finetune  # noqa: F401
+    if "io" in queues:  # exports: highdicom's tables now, not in the first SEG (lrc.io.seg.warm_up)
+        try:
+            from lrc.io.seg import warm_up
+
+            started = time.perf_counter()
+            warm_up()
+            log.info("DICOM SEG writer warmed up in %.2f s", time.perf_counter() - started)
+        except Exception as exc:  # a warm-up must never keep a worker from serving
+            log.warning("DICOM SEG writer warm-up failed: %s", exc)
 
 
 @worker_shutdown.connect

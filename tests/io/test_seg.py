@@ -234,3 +234,15 @@ def test_huge_label_value_is_refused_without_a_table_of_its_size(make_series, tm
     table = LabelTable.from_names({1: "liver"})
     with pytest.raises(SegmentationFormatError, match=r"\[1099511627776\] are not in the label table"):
         write_seg(image.with_array(array), image, table, tmp_path / "seg.dcm")
+
+
+def test_warm_up_builds_a_real_seg(tmp_path: Path):
+    """The io worker's warm-up makes a complete SEG (highdicom's whole path), not a partial one."""
+    from lrc.io.atomic import write_dataset
+    from lrc.io.seg import warm_up
+
+    seg = warm_up()
+    masks = read_seg(write_dataset(seg, tmp_path / "warm.dcm"))
+    assert [label.name for label in masks.table.values()] == ["liver"]
+    assert masks.masks.shape[0] == 1
+    assert int(masks.masks.sum()) == 16
