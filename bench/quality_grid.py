@@ -48,6 +48,12 @@ PLANS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("weak-ftnoflip-combined", "moco+lrc", [*RECIPE, "--backbone-lr-factor", "3"]),
         ("weak-ftnoflip-lr3", "moco+lrc", ["--intensity", "weak", "--backbone-lr-factor", "3"]),
     ],
+    # The 2D-vs-3D row (~10 hours on 2 CPU cores, REPORT.md fourteenth session): the same two
+    # arms on blocks of 32 slices; scratch's tag gets "-3d" from quality.py.
+    "gpu3d": [
+        ("scratch-noflip", "scratch", ["--dims", "3"]),
+        ("weak-ftnoflip-combined-3d", "moco+lrc", [*RECIPE, "--backbone-lr-factor", "3", "--dims", "3"]),
+    ],
 }
 
 
