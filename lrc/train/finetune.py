@@ -334,11 +334,11 @@ def _given(name: str, config: FinetuneConfig) -> bool:
 def pull_towards(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], rate: float) -> None:
     """Move each parameter ``rate`` of the way to its anchor, in place (``rate`` 0: no change)."""
     if rate > 0:
-        with torch.no_grad():
-            for param, anchor in zip(params, anchors, strict=True):
-                param.lerp_(anchor, rate)
+        for param, anchor in zip(params, anchors, strict=True):
+            param.lerp_(anchor, rate)
 
 
+@torch.no_grad()
 def shrink_perturb(
     net: torch.nn.Module, fresh: dict[str, torch.Tensor], names: set[str], shrink: float, perturb: float
 ) -> None:
