@@ -66,11 +66,11 @@ class FinetuneConfig:
             for transfer learning with convolutional networks", ICML 2018, in AdamW's decoupled form):
             after each step, every transferred weight moves ``lr * anchor_weight`` of the way back to
             where it started (0, the default: off; nothing to do from scratch). On the synthetic
-            cohort it did not raise the end point: the best recipe with weight 1 is -0.009 / +0.001
-            mean Dice at k = 1 and +0.018 / +0.024 at k = 2 (dev / final) against the same recipe
-            without it, +0.003 to +0.021 against scratch (3 seeds); 10 and above hold the weights so
-            near their start that the model no longer fits its training volumes (``bench/REPORT.md``,
-            fourteenth session). An ablation tool, not offered by the CLI or the API.
+            cohort the best recipe with weight 1 is level with the same recipe without it at k = 1
+            and +0.020 / +0.018 mean Dice ahead at k = 2 (dev / final, 5 seeds), -0.010 to +0.023
+            against scratch; 10 and above hold the weights so near their start that the model no
+            longer fits its training volumes (``bench/REPORT.md``, fourteenth session). An ablation
+            tool, not offered by the CLI or the API until the k = 2 gain is confirmed at a larger size.
         augment_scale, augment_rotate: 2D patches cut with a field of view of ``augment_scale``
             (min, max) times the patch and rotated by up to +-``augment_rotate`` degrees
             (:class:`SpatialAugment`; the defaults change nothing).
