@@ -129,6 +129,8 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
             "0.8",
             "--perturb",
             "0.2",
+            "--anchor-weight",
+            "2",
             "--reinit",
             "down_3",
             "--reinit",
@@ -154,6 +156,7 @@ def test_pretrain_finetune_segment_evaluate(shared_data: Path, tmp_path: Path):
     assert config["reinit"] == ["down_3", "down_4"]
     assert (config["augment_scale"], config["augment_rotate"], config["flip"]) == ([0.8, 1.25], 10.0, True)
     assert config["tile"] == 32
+    assert config["anchor_weight"] == 2.0
 
     out = tmp_path / "out.nii.gz"
     result = runner.invoke(

@@ -143,6 +143,13 @@ class FinetuneOptions(BaseModel):
     warmup_steps: int = Field(default=0, ge=0, description="steps with the pre-trained layers frozen (< steps)")
     shrink: float = Field(default=1.0, gt=0, le=10, description="shrink and perturb: pre-trained factor")
     perturb: float = Field(default=0.0, ge=0, le=10, description="shrink and perturb: fresh-init factor")
+    anchor_weight: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="L2-SP: decay of the base model's layers towards their starting values instead of towards 0 "
+        "(an experiment: +0.02 mean Dice at k = 2, none at k = 1 on the synthetic cohort)",
+    )
     reinit: list[Stage] = Field(default=[], max_length=9, description="U-Net stages of the base model that start fresh")
     augment_scale: tuple[float, float] = Field(
         default=(1.0, 1.0), description="2D patches' field of view as a multiple of the patch (min, max)"

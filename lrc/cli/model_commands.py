@@ -198,6 +198,9 @@ def finetune(
         float, typer.Option(help="The --init layers start as shrink * pre-trained + perturb * fresh init.")
     ] = 1.0,
     perturb: Annotated[float, typer.Option(help="Weight of a fresh initialisation mixed in (see --shrink).")] = 0.0,
+    anchor_weight: Annotated[
+        float, typer.Option(help="L2-SP: decay of the --init layers towards their starting values (0: off).")
+    ] = 0.0,
     reinit: Annotated[
         list[str] | None, typer.Option(help="A U-Net stage of --init that starts fresh (down_4, upcat_4, ...); repeat.")
     ] = None,
@@ -237,6 +240,7 @@ def finetune(
             backbone_lr_factor=backbone_lr_factor,
             shrink=shrink,
             perturb=perturb,
+            anchor_weight=anchor_weight,
             reinit=tuple(reinit or ()),
             augment_scale=augment_scale,
             augment_rotate=augment_rotate,

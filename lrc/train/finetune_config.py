@@ -69,8 +69,9 @@ class FinetuneConfig:
             cohort the best recipe with weight 1 is level with the same recipe without it at k = 1
             and +0.020 / +0.018 mean Dice ahead at k = 2 (dev / final, 5 seeds), -0.010 to +0.023
             against scratch; 10 and above hold the weights so near their start that the model no
-            longer fits its training volumes (``bench/REPORT.md``, fourteenth session). An ablation
-            tool, not offered by the CLI or the API until the k = 2 gain is confirmed at a larger size.
+            longer fits its training volumes (``bench/REPORT.md``, fourteenth session). Offered by the
+            CLI and the API for experiments; off by default until the k = 2 gain is confirmed at a
+            larger size.
         augment_scale, augment_rotate: 2D patches cut with a field of view of ``augment_scale``
             (min, max) times the patch and rotated by up to +-``augment_rotate`` degrees
             (:class:`SpatialAugment`; the defaults change nothing).

@@ -28,6 +28,7 @@ TRANSFER = {
     "backbone_lr_factor": 0.5,
     "shrink": 0.8,
     "perturb": 0.2,
+    "anchor_weight": 5.0,
     "reinit": ["down_4"],
     "augment_scale": [0.8, 1.25],
     "augment_rotate": 10.0,
