@@ -148,7 +148,7 @@ class FinetuneOptions(BaseModel):
         ge=0,
         le=1000,
         description="L2-SP: decay of the base model's layers towards their starting values instead of towards 0 "
-        "(an experiment: +0.02 mean Dice at k = 2, none at k = 1 on the synthetic cohort)",
+        "(an experiment, off by default: bench/REPORT.md); lr x their rate factor x this at most 1",
     )
     reinit: list[Stage] = Field(default=[], max_length=9, description="U-Net stages of the base model that start fresh")
     augment_scale: tuple[float, float] = Field(

@@ -223,12 +223,7 @@ def _train(
     old = [p for n, p in net.named_parameters() if n in transferred]
     new = [p for n, p in net.named_parameters() if n not in transferred]
     heads = contrast.heads() if contrast else []
-    anchors = [p.detach().clone() for p in old] if config.anchor_weight > 0 else []
-    if anchors and config.lr * factor * config.anchor_weight > 1:
-        raise ValueError(
-            f"anchor_weight {config.anchor_weight:g} x the transferred layers' rate {config.lr * factor:g} exceeds 1: "
-            "each step would move the weights past their pre-trained values"
-        )
+    anchors = [p.detach().clone() for p in old] if config.anchor_weight > 0 else []  # rate checked by the config
     optimizer = torch.optim.AdamW(
         [
             {"params": old, "lr": config.lr * factor, "weight_decay": 0.0 if anchors else config.weight_decay},

@@ -150,6 +150,12 @@ class FinetuneConfig:
             raise ValueError(f"need shrink > 0 and perturb >= 0, got {self.shrink} and {self.perturb}")
         if self.anchor_weight < 0:
             raise ValueError(f"anchor_weight must be >= 0, got {self.anchor_weight}")
+        rate = self.lr * (SELF_SUPERVISED_LR_FACTOR if self.backbone_lr_factor is None else self.backbone_lr_factor)
+        if rate * self.anchor_weight > 1:  # the default factor counted at its largest (a self-supervised base)
+            raise ValueError(
+                f"anchor_weight {self.anchor_weight:g} x the transferred layers' rate {rate:g} exceeds 1: "
+                "each step would move the weights past their pre-trained values"
+            )
         if self.backbone_lr_factor is not None and self.backbone_lr_factor < 0:
             raise ValueError(f"backbone_lr_factor must be >= 0, got {self.backbone_lr_factor}")
         unknown = sorted(set(self.reinit) - set(ENCODER_STAGES + DECODER_STAGES))

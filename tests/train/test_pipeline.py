@@ -406,9 +406,10 @@ def test_anchor_weight_holds_transferred_layers_near_their_pretrained_values(
     for name, value in before.items():
         assert_allclose(pinned[name], value, rtol=1e-6, atol=1e-8)
     assert read_card(tmp_path / "held").training["config"]["anchor_weight"] == 500.0
-    over = replace(base, anchor_weight=2000.0)
     with pytest.raises(ValueError, match="exceeds 1"):
-        finetune([subject_a], LABELS, tmp_path / "over", over, validation=[], init=pretrained)
+        replace(base, anchor_weight=2000.0)
+    with pytest.raises(ValueError, match="exceeds 1"):  # the default factor counts at 3 (a self-supervised base)
+        FinetuneConfig(lr=1e-3, anchor_weight=400.0)
     with pytest.raises(ValueError, match="anchor_weight must be >= 0"):
         FinetuneConfig(anchor_weight=-1.0)
 

@@ -285,6 +285,7 @@ def test_dataset_with_a_dicom_seg_label(service: Service, shared_data: Path):
         ({"backbone_lr_factor": -1}, "backbone_lr_factor"),
         ({"shrink": 0}, "shrink"),
         ({"perturb": -0.5}, "perturb"),
+        ({"anchor_weight": 500}, "anchor_weight 500 x the transferred layers' rate 0.003 exceeds 1"),
         ({"reinit": ["down_5"]}, "reinit"),
         ({"augment_scale": [1.4, 0.7]}, "augment_scale must be 0 < min <= max <= 4"),
         ({"augment_scale": [1.0, 5.0]}, "augment_scale must be 0 < min <= max <= 4"),
