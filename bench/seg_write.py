@@ -61,20 +61,25 @@ def prediction(series: Path, work: Path) -> Path:
     return cache
 
 
-def child(series: Path, labels: Path, out: Path, root: Path, kinds: list[str]) -> dict[str, list[float]]:
-    """In the child: this ``lrc``'s writers, one warm-up and one timed write per kind."""
+def inputs(series: Path, labels: Path) -> tuple[Any, Any, Any]:
+    """In a child: the series, the label map on it and the starter model's label table."""
     import numpy as np
 
-    import lrc
     from lrc.infer import Predictor
     from lrc.io import read_volume
+
+    image = read_volume(series)
+    return image, image.with_array(np.load(labels)), Predictor.from_dir(STARTER, device="cpu").card.labels
+
+
+def child(series: Path, labels: Path, out: Path, root: Path, kinds: list[str]) -> dict[str, list[float]]:
+    """In the child: this ``lrc``'s writers, one warm-up and one timed write per kind."""
+    import lrc
     from lrc.io.rtstruct import write_rtstruct
     from lrc.io.seg import write_seg
 
     assert Path(lrc.__file__).resolve().is_relative_to(root.resolve()), f"{lrc.__file__} is not {root}'s"
-    image = read_volume(series)
-    mask = image.with_array(np.load(labels))
-    table = Predictor.from_dir(STARTER, device="cpu").card.labels
+    image, mask, table = inputs(series, labels)
 
     def write(kind: str) -> None:
         if kind == "rtstruct":
@@ -97,15 +102,9 @@ def child(series: Path, labels: Path, out: Path, root: Path, kinds: list[str]) -
 def child_first(series: Path, labels: Path, out: Path, warmed: bool) -> dict[str, float]:
     """In the child: the process's first BINARY SEG, after ``lrc.io.seg.warm_up`` (as an io worker
     starts) or not; both times."""
-    import numpy as np
-
-    from lrc.infer import Predictor
-    from lrc.io import read_volume
     from lrc.io.seg import warm_up, write_seg
 
-    image = read_volume(series)
-    mask = image.with_array(np.load(labels))
-    table = Predictor.from_dir(STARTER, device="cpu").card.labels
+    image, mask, table = inputs(series, labels)
     times = {"warm_up": 0.0}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -41,8 +41,11 @@ def drift(directory: Path, reference: Path | None = None, start: Path | None = N
     net, card = load_model(directory)
     torch.manual_seed(int(card.training["seeds"]["torch"]))
     arguments = net.arguments
-    fresh = UNet(arguments["spatial_dims"], 1, arguments["out_channels"], arguments["features"])
-    initial = dict((load_model(start)[0] if start else fresh).named_modules())
+    if start:
+        began = load_model(start)[0]
+    else:
+        began = UNet(arguments["spatial_dims"], 1, arguments["out_channels"], arguments["features"])
+    initial = dict(began.named_modules())
     other = dict(load_model(reference)[0].named_modules()) if reference else {}
     layers = {}
     for name, module in net.named_modules():
