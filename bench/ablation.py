@@ -88,6 +88,7 @@ def main() -> None:
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
     from lrc.io.labels import LabelTable
+    from lrc.label_match import match_labels
     from lrc.superpixels import SuperpixelParams
     from lrc.train.finetune import finetune
     from lrc.train.finetune_config import SELF_SUPERVISED_LR_FACTOR, FinetuneConfig
@@ -172,7 +173,10 @@ def main() -> None:
                     init=init,
                     device="auto",
                 )
-                scores = evaluate(Predictor.from_dir(model).predict(test[0]), test[1], ORGANS)
+                predictor = Predictor.from_dir(model)
+                assert predictor.card.labels is not None
+                organs = match_labels(predictor.card.labels, LabelTable.from_names(ORGANS))
+                scores = evaluate(predictor.predict(test[0]), test[1], organs)
                 run = {
                     "arm": arm,
                     "fold": fold,

@@ -34,6 +34,7 @@ def correctness(shared: Path, device: torch.device, steps: int, work: Path) -> d
     from lrc.infer import Predictor
     from lrc.io import read_nifti, read_volume
     from lrc.io.labels import LabelTable
+    from lrc.label_match import match_labels
     from lrc.train.finetune import finetune
     from lrc.train.finetune_config import FinetuneConfig
 
@@ -57,12 +58,14 @@ def correctness(shared: Path, device: torch.device, steps: int, work: Path) -> d
     predictor = Predictor.from_dir(model, device=device)
     bf16 = predictor.predict(c_image)
     fp32 = Predictor(predictor.net, predictor.card, device, bf16=False).predict(c_image)
+    assert predictor.card.labels is not None
+    matched = match_labels(predictor.card.labels, LabelTable.from_names(organs))
     return {
         "finetune_steps": steps,
         "finetune_seconds": round(seconds, 1),
         "agreement_bf16_fp32": float((bf16.array == fp32.array).mean()),
-        "dice_bf16": mean_dice(evaluate(bf16, c_label, organs)),
-        "dice_fp32": mean_dice(evaluate(fp32, c_label, organs)),
+        "dice_bf16": mean_dice(evaluate(bf16, c_label, matched)),
+        "dice_fp32": mean_dice(evaluate(fp32, c_label, matched)),
     }
 
 

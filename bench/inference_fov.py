@@ -29,8 +29,9 @@ def score(model: Path, preset: dict[str, Any], tests: list[str], device: str = "
     """Mean Dice of one fine-tuned model, whole slices and tiles, on its training and test volumes."""
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
+    from lrc.label_match import match_labels
     from lrc.models.store import read_card
-    from lrc.synthetic import ORGANS
+    from lrc.synthetic import label_table
 
     found = NAME.match(model.name)
     assert found is not None
@@ -42,8 +43,10 @@ def score(model: Path, preset: dict[str, Any], tests: list[str], device: str = "
     for mode in MODES:
         tile = int(training["patch"][0]) if mode == "tiles" else None
         predictor = Predictor.from_dir(model, device=device, tile=tile)
+        assert predictor.card.labels is not None
+        organs = match_labels(predictor.card.labels, label_table())
         for name, cases in sets.items():
-            dice = [mean_dice(evaluate(predictor.predict(i), lab, ORGANS, distances=False)) for i, lab in cases]
+            dice = [mean_dice(evaluate(predictor.predict(i), lab, organs, distances=False)) or 0.0 for i, lab in cases]
             records.append(
                 {
                     "tag": found["tag"],

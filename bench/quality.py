@@ -135,6 +135,7 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
     """Pre-train (or reuse), fine-tune on ``k`` labelled phantoms, score on each test set (one record each)."""
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
+    from lrc.label_match import match_labels
     from lrc.synthetic import ORGANS, label_table
     from lrc.train.finetune import finetune
     from lrc.train.pretrain import pretrain
@@ -176,10 +177,12 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
     )
     finetune_seconds = time.perf_counter() - started
     predictor = Predictor.from_dir(model, device=args.device)  # whole slices: tuning() says so
+    assert predictor.card.labels is not None
+    organs = match_labels(predictor.card.labels, label_table())  # by name, as everywhere a model meets labels
     # how well it fits the volumes it learnt from: a low test Dice with a high one here is overfitting
-    fitted = [evaluate(predictor.predict(image), labels, ORGANS, distances=False) for image, labels in train]
+    fitted = [evaluate(predictor.predict(image), labels, organs, distances=False) for image, labels in train]
     fit = {
-        "train_dice": statistics.mean(mean_dice(c) for c in fitted),
+        "train_dice": statistics.mean(mean_dice(c) or 0.0 for c in fitted),
         "loss_curve": [
             round(statistics.mean(losses[i : i + LOSS_WINDOW]), 4) for i in range(0, len(losses), LOSS_WINDOW)
         ],
@@ -187,8 +190,8 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
     records = []
     for test in args.test:
         tests = [phantom(TEST_SEEDS[test] + i) for i in range(preset["tests"])]
-        per_case = [evaluate(predictor.predict(image), labels, ORGANS, distances=False) for image, labels in tests]
-        organs = {name: statistics.mean(float(c[name]["dice"] or 0.0) for c in per_case) for name in ORGANS.values()}
+        per_case = [evaluate(predictor.predict(image), labels, organs, distances=False) for image, labels in tests]
+        dice = {name: statistics.mean(float(c[name]["dice"] or 0.0) for c in per_case) for name in ORGANS.values()}
         records.append(
             {
                 "tag": args.tag,
@@ -197,8 +200,8 @@ def run_one(args: argparse.Namespace, preset: dict[str, Any], method: str, seed:
                 "k": k,
                 "seed": seed,
                 "test": test,
-                "dice": organs,
-                "mean_dice": statistics.mean(mean_dice(c) for c in per_case),
+                "dice": dice,
+                "mean_dice": statistics.mean(mean_dice(c) or 0.0 for c in per_case),
                 "pretrain_seconds": round(pretrain_seconds, 1),
                 "finetune_seconds": round(finetune_seconds, 1),
                 "recipe": recipe(args, preset, method, seed).to_json() if method != "scratch" else None,

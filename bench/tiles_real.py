@@ -39,36 +39,30 @@ def subjects(data: Path) -> dict[str, tuple[Any, Any]]:
     }
 
 
-def silver_values(data: Path, names: dict[int, str]) -> dict[int, int]:
-    """``{model label value: TotalSegmentator value}`` for the model's labels that TotalSegmentator names."""
+def silver_table(data: Path) -> Any:
+    """TotalSegmentator's ``total`` label table (its values as its label maps write them)."""
+    from lrc.io.labels import LabelTable
+
     table = json.loads((data / "nifti/totalsegmentator_class_map.json").read_text())["total"]
-    by_name = {name: int(value) for value, name in table.items()}
-    return {value: by_name[name] for value, name in names.items() if name in by_name}
+    return LabelTable.from_names({int(value): name for value, name in table.items()})
 
 
 def score(model: Path, cases: dict[str, tuple[Any, Any]], data: Path, tile: int | None, repeats: int) -> list[dict]:
     """One record per case and inference mode: Dice per organ, mean Dice, model-stage seconds (best of ``repeats``)."""
-    import numpy as np
-
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
     from lrc.infer.stages import StageTimes
-    from lrc.io import Volume
+    from lrc.label_match import match_labels
     from lrc.models.store import read_card
 
     card = read_card(model)
-    names = {value: label.name for value, label in card.labels.items()}
-    silver = silver_values(data, names)
+    silver = match_labels(card.labels, silver_table(data))  # the model's organs in TotalSegmentator's values
     predictors = {
         "whole": Predictor.from_dir(model, device="cpu", tile="slice"),
         "tiles": Predictor.from_dir(model, device="cpu", tile=tile or "patch"),
     }
     records = []
-    for case, (image, labels) in cases.items():
-        remapped = np.zeros(labels.array.shape, dtype=np.uint16)
-        for value, theirs in silver.items():
-            remapped[labels.array == theirs] = value
-        reference = Volume(remapped, labels.affine, labels.modality)
+    for case, (image, reference) in cases.items():
         seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
         predictions = {}
         for _ in range(repeats):  # the modes interleaved: a shared machine's load swings within a minute
@@ -77,7 +71,7 @@ def score(model: Path, cases: dict[str, tuple[Any, Any]], data: Path, tile: int 
                 predictions[mode] = predictors[mode].predict(image, times)
                 seconds[mode].append(times.seconds["model"])
         for mode in MODES:
-            metrics = evaluate(predictions[mode], reference, {v: names[v] for v in silver}, distances=False)
+            metrics = evaluate(predictions[mode], reference, silver, distances=False)
             records.append(
                 {
                     "model": model.name,

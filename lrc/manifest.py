@@ -57,8 +57,17 @@ def read_label(path: Path, image: Volume) -> Volume:
     return label
 
 
-def load_manifest(path: str | os.PathLike[str], parts: tuple[str, ...] = ("train", "validation", "test")) -> Manifest:
+def load_manifest(
+    path: str | os.PathLike[str],
+    parts: tuple[str, ...] = ("train", "validation", "test"),
+    required: str | None = "train",
+) -> Manifest:
     """Read a manifest and the images and label maps it names.
+
+    Args:
+        path: the manifest.
+        parts: the parts to read (others are not opened).
+        required: the part that must list cases; ``None``: any of ``parts`` will do.
 
     Raises:
         ManifestError: malformed JSON, missing keys, or missing files.
@@ -86,6 +95,8 @@ def load_manifest(path: str | os.PathLike[str], parts: tuple[str, ...] = ("train
             image = read_volume(image_path)
             cases.append((image, read_label(label_path, image)))
         result[part] = cases
-    if not result.get("train") and "train" in parts:
-        raise ManifestError(f"{path}: 'train' lists no cases")
+    if required is not None and not result.get(required):
+        raise ManifestError(f"{path}: {required!r} lists no cases")
+    if not any(result.values()):
+        raise ManifestError(f"{path}: none of {', '.join(repr(p) for p in parts)} lists a case")
     return Manifest(labels, result)

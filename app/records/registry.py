@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, Forbidden, InvalidRequest, NotFound, PromotionRefused
 from app.records.models import ModelVersion, Promotion
 from app.records.projects import SHARED
+from lrc.io.labels import LabelTable
+from lrc.label_match import describe_changes
+from lrc.label_match import label_changes as changes_between
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # a folder name, and free of the ':' of 'name:version'
 MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
@@ -200,6 +203,10 @@ def promote(
     verdict = gate(candidate, current)
     if verdict and not override:
         raise PromotionRefused(verdict)
+    if verdict and label_changes(candidate, current) and not reason.strip():
+        raise InvalidRequest(
+            f"{candidate.name}:{candidate.version} changes what the model's labels mean: an override needs a reason"
+        )
     if current is not None and current.project == project:
         current.status = "archived"  # a shared one stays production for the other projects
     candidate.status = "production"
@@ -219,25 +226,47 @@ def promote(
 
 
 def gate(candidate: ModelVersion, current: ModelVersion | None) -> str | None:
-    """Why the gate refuses ``candidate`` against ``current`` (``None``: it passes)."""
+    """Why the gate refuses ``candidate`` against ``current`` (``None``: it passes).
+
+    It refuses a candidate whose labels differ from production's in names or values (a model name
+    keeps one meaning), one not compared with ``current`` on the same held-out data, and one that
+    scored lower there.
+    """
     if current is None:
         return None
+    verdicts = []
+    if changes := label_changes(candidate, current):
+        verdicts.append(
+            f"{candidate.name}:{candidate.version} {describe_changes(changes)} against production "
+            f"{current.name}:{current.version}: a model name keeps one meaning (fine-tune under a new name, "
+            "or override with a reason)"
+        )
     comparison = candidate.comparison or {}
+    mine, theirs = comparison.get("candidate_score"), comparison.get("production_score")
     if comparison.get("production_id") != current.id:
-        return (
+        verdicts.append(
             f"{candidate.name}:{candidate.version} was not compared with the current production version "
             f"{current.name}:{current.version} on the same held-out data"
         )
-    mine, theirs = comparison.get("candidate_score"), comparison.get("production_score")
-    if mine is None or theirs is None:
-        return f"no held-out score to compare ({comparison.get('note', 'no held-out cases')})"
-    if mine < theirs:
-        return (
+    elif mine is None or theirs is None:
+        verdicts.append(f"no held-out score to compare ({comparison.get('note', 'no held-out cases')})")
+    elif mine < theirs:
+        verdicts.append(
             f"held-out mean Dice {mine:.4f} of {candidate.name}:{candidate.version} is below "
             f"{theirs:.4f} of production {current.name}:{current.version} on the same "
             f"{comparison.get('cases', '?')} case(s)"
         )
-    return None
+    return "; ".join(verdicts) or None
+
+
+def label_changes(candidate: ModelVersion, current: ModelVersion | None) -> dict[str, Any]:
+    """How ``candidate``'s label table differs from ``current``'s (:func:`lrc.label_match.label_changes`)."""
+    if current is None or candidate.kind != "segmentation" or current.kind != "segmentation":
+        return {}
+    mine, theirs = candidate.card.get("labels"), current.card.get("labels")
+    if not mine or not theirs:
+        return {}
+    return changes_between(LabelTable.from_dict(mine), LabelTable.from_dict(theirs))
 
 
 def rollback(session: Session, project: str, name: str, by: str | None, reason: str) -> Promotion:

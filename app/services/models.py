@@ -20,8 +20,11 @@ from app.services.jobs import utc
 log = logging.getLogger(__name__)
 
 
-def version_view(version: ModelVersion, status: str, with_card: bool = False) -> dict[str, Any]:
-    """The public form of a model version, with its ``status`` as the caller's project sees it."""
+def version_view(
+    version: ModelVersion, status: str, current: ModelVersion | None, with_card: bool = False
+) -> dict[str, Any]:
+    """The public form of a model version, with its ``status`` as the caller's project sees it and how
+    its labels differ from those of ``current``, the production version (``label_changes``, ``{}``: none)."""
     metrics = version.card.get("metrics") or {}
     data: dict[str, Any] = {
         "name": version.name,
@@ -31,6 +34,7 @@ def version_view(version: ModelVersion, status: str, with_card: bool = False) ->
         "shared": version.project == SHARED,
         "held_out_mean_dice": metrics.get("mean_dice"),
         "comparison": version.comparison,
+        "label_changes": registry.label_changes(version, current) if current and current.id != version.id else {},
         "created_at": utc(version.created_at),
     }
     if with_card:
@@ -42,10 +46,13 @@ def list_models(ctx: Context, project: str) -> list[dict[str, Any]]:
     """Each model ``project`` sees (its own and the shared ones) with its versions and production version."""
     models: dict[str, dict[str, Any]] = {}
     with ctx.db.session() as session:
+        current: dict[str, ModelVersion | None] = {}
         for version in registry.versions(session, project):
             entry = models.setdefault(version.name, {"name": version.name, "production_version": None, "versions": []})
+            if version.name not in current:
+                current[version.name] = registry.production(session, project, version.name)
             status = registry.status_in(session, project, version)
-            entry["versions"].append(version_view(version, status))
+            entry["versions"].append(version_view(version, status, current[version.name]))
             if status == "production":
                 entry["production_version"] = version.version
     return list(models.values())
@@ -55,7 +62,8 @@ def card(ctx: Context, project: str, name: str, number: int) -> dict[str, Any]:
     """One version ``project`` sees, with its card."""
     with ctx.db.session() as session:
         version = registry.get_version(session, project, name, number)
-        return version_view(version, registry.status_in(session, project, version), with_card=True)
+        current = registry.production(session, project, name)
+        return version_view(version, registry.status_in(session, project, version), current, with_card=True)
 
 
 def promotion_view(record: Promotion) -> dict[str, Any]:

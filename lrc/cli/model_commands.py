@@ -317,38 +317,54 @@ def evaluate(
     tile: TileOption = "model",
     as_json: JsonFlag = False,
 ) -> None:
-    """Dice and HD95 per label on labelled cases (the manifest's test, else validation, else train)."""
+    """Dice and HD95 per structure on labelled cases (the manifest's test, else validation, else train).
+
+    The model's labels and the manifest's are matched by name (or SNOMED CT code), whatever values
+    each side uses; structures only one side has are listed, not scored.
+    """
     from lrc.evaluate import evaluate as score
-    from lrc.evaluate import mean_dice
+    from lrc.evaluate import mean_dice, summarize
     from lrc.infer import Predictor
     from lrc.io import ImageIOError
+    from lrc.label_match import match_labels
     from lrc.manifest import load_manifest
     from lrc.models import ModelCardError
 
     try:
         predictor = Predictor.from_dir(model, device=device, tile=_tile(tile))
-        manifest = load_manifest(data)
-        cases = manifest.parts.get("test") or manifest.parts.get("validation") or manifest.parts["train"]
+        manifest = load_manifest(data, parts=("test", "validation", "train"), required=None)
+        cases = manifest.parts["test"] or manifest.parts["validation"] or manifest.parts["train"]
         assert predictor.card.labels is not None
-        names = {v: predictor.card.labels[v].name for v in predictor.card.labels}
-        per_case = [score(predictor.predict(image), label, names) for image, label in cases]
+        labels = match_labels(predictor.card.labels, manifest.labels)
+        per_case = [score(predictor.predict(image), label, labels) for image, label in cases]
     except (ImageIOError, ModelCardError, ValueError) as exc:
         fail(exc, as_json)
-    summary = {
-        name: {"dice": _mean([c[name]["dice"] for c in per_case]), "hd95": _mean([c[name]["hd95"] for c in per_case])}
-        for name in names.values()
+    summary = summarize(per_case)
+    matched = labels.to_json()
+    report = {
+        "cases": len(per_case),
+        "labels": summary,
+        "mean_dice": mean_dice(summary),
+        "per_case": per_case,
+        "matched": matched["matched"],
+        "not_scored": {"model_only": matched["model_only"], "reference_only": matched["reference_only"]},
     }
-    report = {"cases": len(per_case), "labels": summary, "mean_dice": mean_dice(summary), "per_case": per_case}
-    text = "\n".join(
-        f"{name:24s} Dice {m['dice']:.3f}  HD95 {m['hd95'] if m['hd95'] is None else round(m['hd95'], 1)}"
-        for name, m in summary.items()
-    )
-    _report(report, as_json, f"{len(per_case)} case(s)\n{text}\nmean Dice {report['mean_dice']:.3f}")
+    lines = [f"{len(per_case)} case(s)"]
+    for name, m in summary.items():
+        pair = matched["matched"][name]
+        lines.append(
+            f"{name:24s} Dice {_number(m['dice'], 3)}  HD95 {_number(m['hd95'], 1)}"
+            f"  (model {pair['model']}, reference {pair['reference']})"
+        )
+    lines.append(f"mean Dice {_number(report['mean_dice'], 3)}")
+    for side, names in (("the model only", labels.model_only), ("the reference only", labels.reference_only)):
+        if names:
+            lines.append(f"not scored, in {side}: {', '.join(names)}")
+    _report(report, as_json, "\n".join(lines))
 
 
-def _mean(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return float(sum(present) / len(present)) if present else None
+def _number(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _report(payload: dict[str, Any], as_json: bool, text: str) -> None:

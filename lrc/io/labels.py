@@ -77,6 +77,12 @@ PALETTE = (
 )
 
 
+def normalized_name(name: str) -> str:
+    """A structure's name as names are compared: lower case, ``_`` for spaces and hyphens, aliases resolved."""
+    key = name.strip().lower().replace(" ", "_").replace("-", "_")
+    return _ALIASES.get(key, key)
+
+
 @dataclass(frozen=True)
 class Label:
     """One label value and what it means.
@@ -95,8 +101,7 @@ class Label:
         """A label coded from its name when the name is a known structure."""
         if value <= 0:
             raise ValueError(f"label values start at 1 (0 is background), got {value} for {name!r}")
-        key = name.strip().lower().replace(" ", "_").replace("-", "_")
-        key = _ALIASES.get(key, key)
+        key = normalized_name(name)
         colour = color or PALETTE[(value - 1) % len(PALETTE)]
         if key in KNOWN_STRUCTURES:
             code, meaning = KNOWN_STRUCTURES[key]
@@ -132,23 +137,44 @@ class LabelTable(Mapping[int, Label]):
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> LabelTable:
-        """Read ``{"1": "liver", ...}`` or ``{"1": {"name": ..., "color": [r, g, b]}, ...}``."""
-        data = json.loads(Path(path).read_text())
+        """Read a JSON file in the form :meth:`from_dict` takes.
+
+        Raises:
+            ValueError: the file is no JSON object of label value -> name or entry (the message names
+                the file and the key).
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a readable JSON label table ({exc})") from exc
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LabelTable:
+        """From ``{"1": "liver", ...}`` or ``{"1": {"name": ..., "color": [r, g, b], ...}, ...}`` (:meth:`to_json`).
+
+        Raises:
+            ValueError: not an object of label value (a whole number from 1) -> name or entry; the
+                message names the offending key.
+        """
+        if not isinstance(data, dict) or not data:
+            raise ValueError('a label table is a JSON object of label value -> name, e.g. {"1": "liver"}')
         labels = []
         for key, entry in data.items():
-            if isinstance(entry, str):
-                labels.append(Label.named(int(key), entry))
-            else:
-                label = Label.named(int(key), entry["name"], _color(entry.get("color")))
-                if "type" in entry:
-                    label = Label(
-                        label.value,
-                        label.name,
-                        label.color,
-                        tuple(entry.get("category", label.category)),
-                        tuple(entry["type"]),
-                    )
-                labels.append(label)
+            try:
+                value = int(key)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f'key {key!r} is no label value: keys are the whole numbers of the label map, e.g. {{"1": "liver"}}'
+                ) from None
+            try:
+                labels.append(_entry(value, entry))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"label {key!r}: {exc}") from None
         return cls(labels)
 
     def to_json(self) -> dict[str, Any]:
@@ -159,8 +185,26 @@ class LabelTable(Mapping[int, Label]):
         }
 
 
+def _entry(value: int, entry: Any) -> Label:
+    """One label from a name or an entry ``{"name", "color"?, "category"?, "type"?}``."""
+    if isinstance(entry, str):
+        return Label.named(value, entry)
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise ValueError(f"a label is a name or an object with a 'name', got {entry!r:.80}")
+    label = Label.named(value, entry["name"], _color(entry.get("color")))
+    if "type" not in entry:
+        return label
+    category, kind = tuple(entry.get("category", label.category)), tuple(entry["type"])
+    if len(category) != 3 or len(kind) != 3 or not all(isinstance(part, str) for part in (*category, *kind)):
+        raise ValueError("'category' and 'type' are [coding scheme, code value, code meaning]")
+    coded = (category[0], category[1], category[2]), (kind[0], kind[1], kind[2])
+    return Label(label.value, label.name, label.color, *coded)
+
+
 def _color(value: Any) -> tuple[int, int, int] | None:
     if value is None:
         return None
     r, g, b = (int(c) for c in value)
+    if not all(0 <= c <= 255 for c in (r, g, b)):
+        raise ValueError(f"a colour is [r, g, b] in 0-255, got {list(value)}")
     return (r, g, b)

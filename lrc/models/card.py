@@ -144,14 +144,7 @@ class ModelCard:
         if data.get("format") != FORMAT:
             raise ModelCardError(f"unknown model format {data.get('format')!r}; this lrc reads {FORMAT!r}")
         try:
-            labels = None
-            if data.get("labels"):
-                from lrc.io.labels import Label
-
-                labels = LabelTable(
-                    Label(int(k), v["name"], tuple(v["color"]), tuple(v["category"]), tuple(v["type"]))
-                    for k, v in data["labels"].items()
-                )
+            labels = LabelTable.from_dict(data["labels"]) if data.get("labels") else None
             spacing = data["spacing"]
             return cls(
                 kind=data["kind"],

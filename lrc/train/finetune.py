@@ -5,8 +5,9 @@ Dice + cross-entropy (MONAI ``DiceCELoss``), AdamW with a cosine schedule, rando
 them centred on labelled voxels, with flips and mild intensity changes, and in 2D optionally
 rotated and scaled (``augment_scale``, ``augment_rotate``). The pre-trained backbone
 initialises encoder and decoder (``transfer="all"``) or the encoder only (``"encoder"``: the decoder
-starts random); the 1x1 output layer is always new (it has one channel per class). Transferred
-layers may learn more slowly (``backbone_lr_factor``) and may stay frozen for the first
+starts random). The 1x1 output layer has one channel per structure: from a segmentation model, the
+channel of each structure it segments starts from its channel of that name, the rest start random.
+Transferred layers may learn more slowly (``backbone_lr_factor``) and may stay frozen for the first
 ``warmup_steps`` while the new layers fit them (linear probing, then fine-tuning), and may be
 shrunk towards a fresh initialisation first (``shrink``, ``perturb``: Ash and Adams, "On
 warm-starting neural network training", NeurIPS 2020). Named stages may start fresh (``reinit``):
@@ -17,9 +18,9 @@ L2-SP as a decoupled weight decay).
 
 Validation runs the real predictor on whole held-out volumes, on their own grids, as the model
 will predict (whole slices or tiles: ``FinetuneConfig.tile``, recorded in the card), and reports
-Dice per label; the best weights (mean Dice) are kept and training stops after ``patience``
-validations without improvement. The train/validation split is fixed by the content hashes of the
-cases (never re-shuffled between runs) and stored in the card.
+Dice per structure, matched to the reference labels by name; the best weights (mean Dice) are kept
+and training stops after ``patience`` validations without improvement. The train/validation split
+is fixed by the content hashes of the cases (never re-shuffled between runs) and stored in the card.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ import torch
 from monai.losses import DiceCELoss
 
 from lrc.device import autocast, resolve_device
-from lrc.evaluate import evaluate, mean_dice
+from lrc.evaluate import evaluate, mean_dice, summarize
 from lrc.infer.predictor import Predictor
 from lrc.intensity import IntensityWindow
 from lrc.io.labels import LabelTable
 from lrc.io.volume import Volume
+from lrc.label_match import LabelMismatch, match_labels, number_labels
 from lrc.models.card import ModelCard
 from lrc.models.store import load_model, save_model
 from lrc.nets.stages import ENCODER_STAGES
@@ -84,12 +86,20 @@ def finetune(
     device: str | torch.device = "auto",
     progress: Progress | None = None,
     unlabeled: Unlabeled | None = None,
+    numbering: LabelTable | None = None,
 ) -> Path:
     """Fine-tune and write a ``segmentation`` model directory.
 
+    The model learns the structures of ``labels``. The values it writes (its card's label table)
+    are those ``numbering`` gives the same structures (by name or SNOMED CT code), else the
+    segmentation model ``init``'s, else those of ``labels``; new structures keep their value where
+    it is free (:func:`lrc.label_match.number_labels`). From a segmentation model, the output
+    layer's channel of each structure the base segments starts from the base's channel of that
+    structure (the weights follow the name, not the position); new structures get new channels.
+
     Args:
         train: labelled cases (all of them, when ``validation`` is ``None``: a fixed split is drawn).
-        labels: label table; its values are the label-map values to learn.
+        labels: label table of the cases' label maps (value in the map -> structure).
         out: model directory to write.
         config: settings (not changed: the card records them as resolved).
         validation: held-out cases, or ``None``.
@@ -97,6 +107,11 @@ def finetune(
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         progress: called as ``progress(step, metrics)``.
         unlabeled: volumes for the contrast term (``config.contrast_weight > 0``), with its settings.
+        numbering: the label table whose values the model keeps for the structures it shares (the
+            production version of the model name this one joins), or ``None``.
+
+    Raises:
+        LabelMismatch: a structure of ``labels`` matches several of the numbering, or two match one.
     """
     config = replace(config) if config else FinetuneConfig()  # settings resolved below on this copy only
     if config.contrast_weight > 0 and not (unlabeled and unlabeled.images):
@@ -109,20 +124,25 @@ def finetune(
     if validation is None:
         train_index, validation_index = fixed_split(train, config.validation_fraction)
         train, validation = [train[i] for i in train_index], [train[i] for i in validation_index]
-    class_of = {value: index for index, value in enumerate(labels, start=1)}
     window = IntensityWindow.for_modality(train[0][0].modality)
     parent = parent_card = None
     transferred: set[str] = set()  # parameter names initialised from ``init``
+    head: dict[int, int] = {}  # output channel -> the base's channel of the same structure
     dims = config.spatial_dims
-    net = UNet(dims, 1, len(labels) + 1, config.features)
+    source: UNet | None = None
     if init is not None:
         source, parent_card = load_model(init)
+    base_labels = parent_card.labels if parent_card is not None and parent_card.kind == "segmentation" else None
+    output = number_labels(labels, numbering if numbering is not None else base_labels)
+    class_of = _classes(output, labels)
+    net = UNet(dims, 1, len(output) + 1, config.features)
+    if source is not None and parent_card is not None:
         if source.arguments["spatial_dims"] != dims:
             raise ValueError(f"{init} is a {source.arguments['spatial_dims']}D network; this fine-tuning is {dims}D")
         window, config.spacing, config.canvas = parent_card.window, parent_card.spacing[0], parent_card.canvas
         config.spacing_z = parent_card.spacing[2] if dims == 3 else None
         config.patch = min(config.patch, config.canvas)
-        net = UNet(dims, 1, len(labels) + 1, source.arguments["features"])
+        net = UNet(dims, 1, len(output) + 1, source.arguments["features"])
         weights = {k: v for k, v in source.state_dict().items() if _given(k, config)}
         mixing = (config.shrink, config.perturb) != (1.0, 0.0)
         fresh = {k: v.detach().clone() for k, v in net.state_dict().items()} if mixing else {}
@@ -132,6 +152,9 @@ def finetune(
             raise ValueError(f"{init}: weights do not fit this network (missing {missing}, unexpected {unexpected})")
         transferred = set(weights)
         shrink_perturb(net, fresh, transferred, config.shrink, config.perturb)
+        if base_labels is not None:
+            head = _head_channels(output, base_labels)
+            copy_channels(net.final_conv, source.final_conv, head)
         if config.backbone_lr_factor is None:
             config.backbone_lr_factor = SELF_SUPERVISED_LR_FACTOR if parent_card.kind == "pretrained" else 1.0
         if config.tile is None and dims == 2:  # self-supervised: tiles; a segmentation model: as it predicts
@@ -179,12 +202,14 @@ def finetune(
         window=window,
         spacing=spacing,
         canvas=config.canvas,
-        labels=labels,
+        labels=output,
         parent=parent,
         training={
             "method": "finetune",
             "init": "scratch" if init is None else "pretrained",
             "config": config.to_json(),
+            "dataset_labels": {str(v): labels[v].name for v in labels},
+            "head_from_base": sorted(output[v].name for v in _values(output, head)),
             "split": {
                 "train": [volume_sha256(c[0]) for c in train],
                 "validation": [volume_sha256(c[0]) for c in validation],
@@ -198,7 +223,7 @@ def finetune(
     if contrast is not None:
         card.training["contrast"] = {"config": contrast.config.to_json(), "data": contrast.data}
     card.inference_tile = card.tile_side(config.tile)  # validation predicts this way too
-    best = _train(net, card, sampler, validation, config, device, progress, transferred, contrast)
+    best = _train(net, card, labels, sampler, validation, config, device, progress, transferred, contrast)
     card.training["seconds"] = round(time.perf_counter() - started, 1)
     card.training["steps"] = best["steps"]
     card.training["best_step"] = best["step"]
@@ -210,6 +235,7 @@ def finetune(
 def _train(
     net: UNet,
     card: ModelCard,
+    reference: LabelTable,
     sampler: PatchSampler,
     validation: list[Case],
     config: FinetuneConfig,
@@ -258,9 +284,10 @@ def _train(
         best["steps"] = step
         last = step == config.steps
         if validation and (step % config.validate_every == 0 or last):
-            scores = validate(net, card, validation, device)
-            metrics["val_mean_dice"] = scores["mean_dice"]
-            if scores["mean_dice"] > best["score"]:
+            scores = validate(net, card, validation, device, reference)
+            if scores["mean_dice"] is not None:
+                metrics["val_mean_dice"] = scores["mean_dice"]
+            if scores["mean_dice"] is not None and scores["mean_dice"] > best["score"]:
                 best.update(score=scores["mean_dice"], step=step, state=_copy_state(net), metrics=scores)
                 waited = 0
             else:
@@ -301,21 +328,62 @@ def _contrast_term(
     return ContrastTerm(net, settings, unlabeled.images, window, cache, device, config.seed)
 
 
-def validate(net: UNet, card: ModelCard, cases: list[Case], device: torch.device) -> dict[str, Any]:
-    """Dice and HD95 per label on whole held-out volumes, through the real predictor."""
-    predictor = Predictor(net, card, device)
+def validate(
+    net: UNet, card: ModelCard, cases: list[Case], device: torch.device, reference: LabelTable
+) -> dict[str, Any]:
+    """Dice and HD95 per structure on whole held-out volumes, through the real predictor.
+
+    ``reference`` numbers the cases' label maps; structures are matched to the model's by name or
+    code (:func:`lrc.label_match.match_labels`), and those only one side has are listed apart.
+
+    Raises:
+        LabelMismatch: the model and the reference share no structure.
+    """
     assert card.labels is not None
-    names = {value: card.labels[value].name for value in card.labels}
-    per_case = [evaluate(predictor.predict(image), label, names) for image, label in cases]
-    per_label: dict[str, dict[str, float | None]] = {
-        name: {"dice": float(np.mean([c[name]["dice"] or 0.0 for c in per_case]))} for name in names.values()
-    }
+    labels = match_labels(card.labels, reference)
+    predictor = Predictor(net, card, device)
+    per_case = [evaluate(predictor.predict(image), label, labels) for image, label in cases]
+    per_label = summarize(per_case)
     return {
-        "dice": {k: v["dice"] for k, v in per_label.items()},
+        "dice": {name: m["dice"] for name, m in per_label.items()},
+        "hd95": {name: m["hd95"] for name, m in per_label.items()},
         "mean_dice": mean_dice(per_label),
         "cases": len(cases),
         "per_case": per_case,
+        "labels": labels.to_json(),
     }
+
+
+def _classes(output: LabelTable, labels: LabelTable) -> dict[int, int]:
+    """Value in the cases' label maps -> the model's class index (1-based position in ``output``)."""
+    index = {value: position for position, value in enumerate(output, start=1)}
+    return {pair.reference: index[pair.model] for pair in match_labels(output, labels).pairs}
+
+
+def _head_channels(output: LabelTable, base: LabelTable) -> dict[int, int]:
+    """Output channel -> the base's channel of the same structure (background 0 -> 0)."""
+    mine = {value: position for position, value in enumerate(output, start=1)}
+    theirs = {value: position for position, value in enumerate(base, start=1)}
+    try:
+        shared = match_labels(output, base).pairs
+    except LabelMismatch:  # nothing in common: only the background channel carries over
+        shared = ()
+    return {0: 0} | {mine[pair.model]: theirs[pair.reference] for pair in shared}
+
+
+def _values(table: LabelTable, channels: dict[int, int]) -> list[int]:
+    """The label values of the (non-background) output channels in ``channels``."""
+    values = list(table)
+    return [values[channel - 1] for channel in channels if channel > 0]
+
+
+@torch.no_grad()
+def copy_channels(target: torch.nn.Module, source: torch.nn.Module, channels: dict[int, int]) -> None:
+    """Copy output channels of a convolution: ``target``'s channel ``c`` takes ``source``'s ``channels[c]``."""
+    given = dict(source.named_parameters())
+    for name, param in target.named_parameters():
+        for mine, theirs in channels.items():
+            param[mine] = given[name][theirs].to(param.device, param.dtype)
 
 
 def _given(name: str, config: FinetuneConfig) -> bool:

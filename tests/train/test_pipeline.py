@@ -14,6 +14,7 @@ from lrc.evaluate import evaluate, mean_dice
 from lrc.infer import Predictor
 from lrc.io import Volume, read_nifti, read_volume
 from lrc.io.labels import LabelTable
+from lrc.label_match import LabelMatch
 from lrc.models.store import read_card
 from lrc.train.finetune import finetune, fixed_split
 from lrc.train.finetune_config import SELF_SUPERVISED_LR_FACTOR, FinetuneConfig
@@ -286,9 +287,8 @@ def test_the_inference_defaults_by_the_kind_of_base(pretrained: Path, subject_a,
     assert (card.inference_tile, card.training["config"]["tile"]) == (48, "patch")
     predictor = Predictor.from_dir(model, device="cpu")
     assert (predictor.tile, predictor.with_tile("slice").tile, predictor.with_tile("model").tile) == (48, None, 48)
-    names = {value: LABELS[value].name for value in LABELS}
     tiles, whole = (
-        mean_dice(evaluate(p.predict(subject_a[0]), subject_a[1], names, distances=False))
+        mean_dice(evaluate(p.predict(subject_a[0]), subject_a[1], LabelMatch.identity(LABELS), distances=False))
         for p in (predictor, predictor.with_tile(None))
     )
     assert card.metrics is not None

@@ -84,6 +84,9 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
         options["features"] = tuple(options["features"])
     config = FinetuneConfig(**options)
     out = model_folder(ctx.settings, job.project, payload["name"], job.id)
+    with ctx.db.session() as session:
+        current = registry.production(session, job.project, payload["name"])
+        numbering = _label_table(current.card) if current is not None else None
     try:
         with scratch(ctx, f"finetune-{job.id}-") as folder:
             report(0.0, "reading data")
@@ -101,11 +104,10 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
                 init=Path(base.path) if base else None,
                 device=ctx.settings.device,
                 progress=_progress(report, config.steps, 0.05, 0.85, "training"),
+                numbering=numbering,
             )
             card = read_card(written)
             report(0.92, "comparing with production")
-            with ctx.db.session() as session:
-                current = registry.production(session, job.project, payload["name"])
             _, held_out = fixed_split(cases, config.validation_fraction)
             comparison = _compare(ctx, card.metrics, current, [cases[i] for i in held_out], table)
     finally:
@@ -132,7 +134,14 @@ def _compare(
     held_out: list[Any],
     table: LabelTable,
 ) -> dict[str, Any]:
-    """Scores of the candidate and of the production version on the candidate's held-out cases."""
+    """Scores of the candidate and of the production version on the candidate's held-out cases.
+
+    Both are scored on the structures they share with each other and with the dataset, each
+    matched to the dataset's labels by name or code (never by value), so that a production
+    version numbering its labels otherwise is scored on what it really segments.
+    """
+    from lrc.device import resolve_device
+    from lrc.label_match import LabelMismatch
     from lrc.models.store import load_model
     from lrc.train.finetune import validate
 
@@ -142,19 +151,47 @@ def _compare(
     if not held_out or metrics is None:
         return {**comparison, "note": "no held-out cases (the dataset needs at least 2 cases)"}
     net, card = load_model(current.path, kind="segmentation")
-    production_labels = {card.labels[v].name for v in card.labels} if card.labels else set()
-    if production_labels != {table[v].name for v in table}:
-        return {**comparison, "note": f"production segments other labels ({sorted(production_labels)})"}
-    from lrc.device import resolve_device
-
-    scores = validate(net.to(resolve_device(ctx.settings.device)), card, held_out, resolve_device(ctx.settings.device))
-    return {
+    device = resolve_device(ctx.settings.device)
+    try:
+        scores = validate(net.to(device), card, held_out, device, table)
+    except LabelMismatch as exc:
+        return {**comparison, "note": f"production segments none of the dataset's structures ({exc})"}
+    candidate = _by_reference(metrics)
+    production = _by_reference(scores)
+    common = [value for value in candidate if value in production]
+    names = {str(v): table[v].name for v in table}
+    per_label = {names[v]: {"candidate": candidate[v], "production": production[v]} for v in common}
+    result = {
         **comparison,
-        "candidate_score": metrics["mean_dice"],
-        "production_score": scores["mean_dice"],
         "cases": len(held_out),
-        "metric": "mean Dice over labels, held-out cases of the candidate's fixed split",
+        "metric": "mean Dice over the structures both segment, held-out cases of the candidate's fixed split",
+        "per_label": per_label,
+        "candidate_only": [names[v] for v in candidate if v not in production],
+        "production_only": [names[v] for v in production if v not in candidate],
     }
+    mine = _mean([d["candidate"] for d in per_label.values()])
+    theirs = _mean([d["production"] for d in per_label.values()])
+    if mine is None or theirs is None:
+        return {**result, "note": "the candidate and production share no structure scored on these cases"}
+    return {**result, "candidate_score": mine, "production_score": theirs}
+
+
+def _by_reference(scores: dict[str, Any]) -> dict[str, float | None]:
+    """Dice per structure keyed by the dataset's label value (as text), from :func:`validate`'s result."""
+    matched = scores["labels"]["matched"]
+    return {str(matched[name]["reference"]): dice for name, dice in scores["dice"].items()}
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _label_table(card: dict[str, Any]) -> LabelTable | None:
+    """The label table of a registered version's card (``None`` for a backbone)."""
+    from lrc.models.card import ModelCard
+
+    return ModelCard.from_json(card).labels if card.get("labels") else None
 
 
 def _card_json(directory: Path) -> dict[str, Any]:
