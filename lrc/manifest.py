@@ -7,8 +7,11 @@ A JSON file::
      "validation": [...], "test": [...]}
 
 Paths are relative to the manifest's folder (or absolute); images may be DICOM folders/zips or
-NIfTI; labels NIfTI label maps or DICOM SEG files (read onto their image). ``validation`` and
-``test`` are optional. Every label map is checked against its image's grid when read.
+NIfTI; labels NIfTI label maps or DICOM SEG files (read onto their image). An image that holds
+several series names one with ``"series"``: its index as ``lrc info`` lists it, or its
+SeriesInstanceUID. ``validation`` and ``test`` are optional. Every label map is checked against its
+image's grid when read. ``labels`` names the structures of the label maps' values; a model meets
+them by name (or SNOMED CT code), so the values need not be the model's.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ def load_manifest(
     path: str | os.PathLike[str],
     parts: tuple[str, ...] = ("train", "validation", "test"),
     required: str | None = "train",
+    series: int | str | None = None,
 ) -> Manifest:
     """Read a manifest and the images and label maps it names.
 
@@ -68,6 +72,7 @@ def load_manifest(
         path: the manifest.
         parts: the parts to read (others are not opened).
         required: the part that must list cases; ``None``: any of ``parts`` will do.
+        series: the series of each image that names none (see :func:`lrc.io.read_volume`).
 
     Raises:
         ManifestError: malformed JSON, missing keys, or missing files.
@@ -92,7 +97,10 @@ def load_manifest(
             for item in (image_path, label_path):
                 if not item.exists():
                     raise ManifestError(f"{path}: {part}[{number}]: {item} does not exist")
-            image = read_volume(image_path)
+            chosen = entry.get("series", series)
+            if not (chosen is None or isinstance(chosen, int | str)) or isinstance(chosen, bool):
+                raise ManifestError(f"{path}: {part}[{number}]: 'series' is an index or a SeriesInstanceUID")
+            image = read_volume(image_path, series=chosen)
             cases.append((image, read_label(label_path, image)))
         result[part] = cases
     if required is not None and not result.get(required):

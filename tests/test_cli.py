@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from typer.testing import CliRunner
 
@@ -139,3 +140,70 @@ def test_convert_label_map_to_seg_and_rtstruct(shared_data: Path, tmp_path: Path
         assert result.exit_code == 0, result.output
     image = read_volume(folder / "ct-3slice")
     assert read_seg(tmp_path / "seg.dcm", image).table[1].type[1] == "10200004"
+
+
+def test_info_lists_series_and_convert_picks_one_by_index_or_uid(make_series, shared_data: Path, tmp_path: Path):
+    source = shared_data / "dicom" / "ct_series_totalseg"  # a DICOM CT and a NIfTI label map in one folder
+    report = json.loads(runner.invoke(app, ["info", "--json", str(source)]).stdout)
+    assert [(s["index"], s["shape"]) for s in report["series"]] == [(0, [512, 512, 20]), (1, [512, 512, 20])]
+    assert [s["modality"] for s in report["series"]] == ["OT", "CT"]  # the NIfTI first, then the DICOM series
+    result = runner.invoke(app, ["convert", str(source), str(tmp_path / "ct.nii.gz")])
+    assert result.exit_code == 2
+    assert "--series N" in result.output
+    assert "[1] CT" in result.output
+    result = runner.invoke(app, ["convert", str(source), str(tmp_path / "ct.nii.gz"), "--series", "1"])
+    assert result.exit_code == 0, result.output
+    assert nib.load(tmp_path / "ct.nii.gz").shape == (512, 512, 20)
+    result = runner.invoke(app, ["convert", str(source), str(tmp_path / "x.nii.gz"), "--series", "5"])
+    assert result.exit_code == 2
+    assert "no series [5]" in result.output
+
+    line = [(-25.0, -25.0, 2.0 * k) for k in range(3)]
+    make_series(line, folder="two/a", series_uid="1.2.826.0.1.3680043.10.999.1")
+    make_series(line[:2], folder="two/b", series_uid="1.2.826.0.1.3680043.10.999.2")
+    both = str(tmp_path / "two")
+    result = runner.invoke(
+        app, ["convert", both, str(tmp_path / "b.nii.gz"), "--series", "1.2.826.0.1.3680043.10.999.2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert nib.load(tmp_path / "b.nii.gz").shape == (64, 64, 2)
+    result = runner.invoke(app, ["convert", both, str(tmp_path / "c.nii.gz"), "--series", "1.2.3.4"])
+    assert result.exit_code == 2
+    assert "no series with SeriesInstanceUID 1.2.3.4" in result.output
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        ('{"liver": 5}', "key 'liver' is no label value"),  # TotalSegmentator's class map, name -> value
+        ("not json", "not a readable JSON label table"),
+    ],
+)
+def test_a_malformed_labels_table_is_one_line(shared_data: Path, tmp_path: Path, table: str, needle: str):
+    labels = tmp_path / "labels.json"
+    labels.write_text(table)
+    folder = shared_data / "dicom" / "seg_dcmqi"
+    seg = tmp_path / "liver.nii.gz"
+    assert (
+        runner.invoke(
+            app, ["convert", str(folder / "liver.dcm"), str(seg), "--reference", str(folder / "ct-3slice")]
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            str(seg),
+            str(tmp_path / "o.dcm"),
+            "--reference",
+            str(folder / "ct-3slice"),
+            "--labels",
+            str(labels),
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    (line,) = result.output.strip().splitlines()
+    assert needle in line
+    assert str(labels) in line

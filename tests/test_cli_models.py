@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from typer.testing import CliRunner
 
 from lrc.cli import app
@@ -291,3 +292,35 @@ def test_segment_by_tiles_of_the_training_patch(shared_data: Path, tmp_path: Pat
         result = runner.invoke(app, [*common, "--out", str(tmp_path / "x.nii.gz"), "--tile", bad])
         assert result.exit_code != 0
         assert message in result.output
+
+
+def test_evaluate_meets_labels_by_name_not_number(shared_data: Path, tmp_path: Path):
+    """The starter model (liver 1, spleen 2, stomach 3, aorta 4) on the real DICOM CT, whose label map has
+    TotalSegmentator's values (liver 5, spleen 1, ...): its card's held-out Dice, not that of matching values."""
+    folder = shared_data / "dicom" / "ct_series_totalseg"  # the CT (series 1) and its label map (series 0)
+    labels = {"5": "liver", "1": "spleen", "6": "stomach", "52": "aorta", "2": "kidney_right"}
+    case = {"image": str(folder), "series": 1, "label": str(folder / "example_seg_dicom.nii.gz")}
+    manifest = tmp_path / "test-only.json"
+    manifest.write_text(json.dumps({"labels": labels, "test": [case]}))  # no train part: evaluation only
+    common = ["evaluate", "--model", str(STARTER), "--data", str(manifest), "--device", "cpu"]
+    result = runner.invoke(app, [*common, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    card = read_card(STARTER)
+    assert card.metrics is not None
+    assert report["cases"] == 1
+    for name, dice in card.metrics["dice"].items():  # the card's held-out case is this CT
+        assert report["labels"][name]["dice"] == pytest.approx(dice, abs=1e-9)
+    assert report["labels"]["liver"]["dice"] > 0.8
+    assert report["mean_dice"] == pytest.approx(card.metrics["mean_dice"], abs=1e-9)
+    assert report["matched"]["liver"] == {"model": 1, "reference": 5}
+    assert report["not_scored"] == {"model_only": [], "reference_only": ["kidney_right"]}
+    text = runner.invoke(app, common)
+    assert text.exit_code == 0, text.output
+    assert "not scored, in the reference only: kidney_right" in text.output
+    assert "(model 1, reference 5)" in text.output
+
+    manifest.write_text(json.dumps({"labels": {"77": "femur_left"}, "test": [case]}))
+    result = runner.invoke(app, common)
+    assert result.exit_code == 2
+    assert "share no structure" in result.output

@@ -13,6 +13,20 @@ app = typer.Typer()
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 TiltFlag = Annotated[bool, typer.Option("--correct-tilt", help="Resample gantry-tilted stacks instead of refusing.")]
+SeriesOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Which series of the input: its index as 'lrc info' lists it, or its SeriesInstanceUID "
+        "[default: the input must hold one series]."
+    ),
+]
+
+
+def series_choice(text: str | None) -> int | str | None:
+    """``--series``: an index (digits only) or a SeriesInstanceUID."""
+    if text is None:
+        return None
+    return int(text) if text.strip().isdigit() else text.strip()
 
 
 class Overlap(StrEnum):
@@ -37,7 +51,7 @@ def info(
     as_json: JsonFlag = False,
     correct_tilt: TiltFlag = False,
 ) -> None:
-    """Describe every series found: modality, shape, spacing, geometry, UIDs and warnings."""
+    """Describe every series found: its index (for --series), modality, shape, spacing, geometry, UIDs, warnings."""
     from lrc.io import ImageIOError, ReadOptions, read_images
 
     try:
@@ -47,7 +61,7 @@ def info(
     from lrc.io.summary import summarize
 
     report = {
-        "series": [summarize(v) for v in result.volumes],
+        "series": [{"index": i, **summarize(v)} for i, v in enumerate(result.volumes)],
         "errors": [error_json(e) for e in result.errors],
         "notes": result.notes,
     }
@@ -69,19 +83,24 @@ def convert(
         Overlap, typer.Option(help="Overlapping SEG segments: refuse, or lower/higher number wins.")
     ] = Overlap.error,
     fmt: Annotated[LabelFormat, typer.Option("--format", help="DICOM output object.")] = LabelFormat.seg,
+    series: SeriesOption = None,
     correct_tilt: TiltFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Convert a DICOM series (or a DICOM SEG with --reference) to NIfTI, or a label map to DICOM SEG/RTSTRUCT."""
-    from lrc.io import ImageIOError, ReadOptions, read_volume, write_nifti
+    """Convert a DICOM series (or a DICOM SEG with --reference) to NIfTI, or a label map to DICOM SEG/RTSTRUCT.
+
+    ``--series`` picks the image series: of SOURCE when it is an image, else of ``--reference``.
+    """
+    from lrc.io import ReadOptions, read_volume, write_nifti
     from lrc.io.labels import LabelTable
     from lrc.io.nifti import is_nifti_path
     from lrc.io.seg import is_seg_file
 
     options = ReadOptions(correct_tilt=correct_tilt)
+    chosen = series_choice(series)
     try:
         if is_nifti_path(output):
-            image_ref = read_volume(reference, options) if reference else None
+            image_ref = read_volume(reference, options, chosen) if reference else None
             if is_seg_file(source):
                 from lrc.io.seg import read_seg
 
@@ -90,12 +109,12 @@ def convert(
                 sidecar = _sidecar(output)
                 sidecar.write_text(json.dumps(masks.table.to_json(), indent=2))
             else:
-                volume = read_volume(source, options)
+                volume = read_volume(source, options, chosen)
             written = write_nifti(volume, output)
         elif output.suffix.lower() == ".dcm":
             if reference is None:
                 raise typer.BadParameter("a DICOM SEG/RTSTRUCT needs --reference (the image series)")
-            image_ref = read_volume(reference, options)
+            image_ref = read_volume(reference, options, chosen)
             label_map = read_volume(source)
             table = (
                 LabelTable.from_json(labels)
@@ -121,7 +140,7 @@ def convert(
             volume = label_map
         else:
             raise typer.BadParameter(f"{output.name}: output must end in .nii, .nii.gz or .dcm")
-    except ImageIOError as exc:
+    except (ValueError, OSError) as exc:  # ImageIOError, a bad --labels table, an output that cannot be written
         fail(exc, as_json)
     from lrc.io.summary import summarize
 
@@ -155,8 +174,8 @@ def fail(exc: Exception, as_json: bool) -> NoReturn:
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    for index, series in enumerate(report["series"]):
-        typer.echo(f"[{index}] {series['modality']} {series.get('description') or ''}".rstrip())
+    for series in report["series"]:
+        typer.echo(f"[{series['index']}] {series['modality']} {series.get('description') or ''}".rstrip())
         typer.echo(
             f"    shape {series['shape']}  spacing {[round(s, 4) for s in series['spacing']]} mm  "
             f"orientation {series['orientation']}"

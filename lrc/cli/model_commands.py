@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lrc.cli.io_commands import JsonFlag, error_json, fail
+from lrc.cli.io_commands import JsonFlag, SeriesOption, error_json, fail, series_choice
 
 app = typer.Typer()
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")]
@@ -278,6 +278,7 @@ def segment(
     model: Annotated[Path, typer.Option(help="Segmentation model directory.")],
     out: Annotated[Path, typer.Option(help="Output file.")],
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.nifti,
+    series: SeriesOption = None,
     device: DeviceOption = "auto",
     tile: TileOption = "model",
     as_json: JsonFlag = False,
@@ -289,7 +290,7 @@ def segment(
 
     try:
         predictor = Predictor.from_dir(model, device=device, tile=_tile(tile))
-        image = read_volume(source)
+        image = read_volume(source, series=series_choice(series))
         labels = predictor.predict(image)
         table = predictor.card.labels
         assert table is not None
@@ -313,6 +314,7 @@ def segment(
 def evaluate(
     model: Annotated[Path, typer.Option(help="Segmentation model directory.")],
     data: Annotated[Path, typer.Option(help="Manifest JSON with the labelled cases to score.")],
+    series: SeriesOption = None,
     device: DeviceOption = "auto",
     tile: TileOption = "model",
     as_json: JsonFlag = False,
@@ -320,7 +322,8 @@ def evaluate(
     """Dice and HD95 per structure on labelled cases (the manifest's test, else validation, else train).
 
     The model's labels and the manifest's are matched by name (or SNOMED CT code), whatever values
-    each side uses; structures only one side has are listed, not scored.
+    each side uses; structures only one side has are listed, not scored. ``--series`` picks the
+    series of every image whose manifest entry names none.
     """
     from lrc.evaluate import evaluate as score
     from lrc.evaluate import mean_dice, summarize
@@ -332,7 +335,9 @@ def evaluate(
 
     try:
         predictor = Predictor.from_dir(model, device=device, tile=_tile(tile))
-        manifest = load_manifest(data, parts=("test", "validation", "train"), required=None)
+        manifest = load_manifest(
+            data, parts=("test", "validation", "train"), required=None, series=series_choice(series)
+        )
         cases = manifest.parts["test"] or manifest.parts["validation"] or manifest.parts["train"]
         assert predictor.card.labels is not None
         labels = match_labels(predictor.card.labels, manifest.labels)

@@ -85,22 +85,58 @@ def read_images(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | 
 
 
 def read_volume(
-    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], options: ReadOptions | None = None
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    options: ReadOptions | None = None,
+    series: int | str | None = None,
 ) -> Volume:
-    """Read exactly one image (DICOM series or NIfTI file).
+    """Read one image (DICOM series or NIfTI file): the only one, or the one ``series`` picks.
+
+    Args:
+        paths: files, folders, zips.
+        options: reader options.
+        series: the index of the series in :func:`read_images`' order (what ``lrc info`` lists),
+            or a SeriesInstanceUID; ``None``: the input must hold exactly one series.
 
     Raises:
-        MultipleSeries: the input holds more than one series (the message lists them).
-        ImageIOError: the image could not be read (see :func:`read_images`).
+        MultipleSeries: the input holds several series and ``series`` picks none (the message lists
+            them and says how to pick one), or a UID names several stacks.
+        ImageIOError: the image could not be read (see :func:`read_images`), or ``series`` names no
+            series of the input.
     """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     result = read_images(paths, options)
-    if len(result.volumes) + len(result.errors) > 1:
-        described = [describe(v) for v in result.volumes] + [f"unreadable series ({e})" for e in result.errors]
-        raise MultipleSeries(f"the input holds {len(described)} series; pass one: " + "; ".join(described))
-    if result.errors:
-        raise result.errors[0]
-    volume = result.volumes[0]
+    if series is None:
+        if len(result.volumes) + len(result.errors) > 1:
+            raise MultipleSeries(
+                f"the input holds {len(result.volumes) + len(result.errors)} series: {_listing(result)}; "
+                "pick one by its index or SeriesInstanceUID (the command line: --series N or --series UID; "
+                "lrc info lists them), or pass the files of one series"
+            )
+        if result.errors:
+            raise result.errors[0]
+        volume = result.volumes[0]
+    else:
+        volume = _pick(result, series)
     volume.warnings = volume.warnings + tuple(result.notes)
     return volume
+
+
+def _listing(result: SeriesResult) -> str:
+    described = [f"[{i}] {describe(v)}" for i, v in enumerate(result.volumes)]
+    return "; ".join(described + [f"unreadable series ({e})" for e in result.errors])
+
+
+def _pick(result: SeriesResult, series: int | str) -> Volume:
+    if isinstance(series, int):
+        if not 0 <= series < len(result.volumes):
+            raise UnsupportedInput(
+                f"no series [{series}]: the input holds {len(result.volumes)} readable series ({_listing(result)})"
+            )
+        return result.volumes[series]
+    found = [v for v in result.volumes if v.source is not None and v.source.series_instance_uid == series]
+    if not found:
+        raise UnsupportedInput(f"no series with SeriesInstanceUID {series} in the input ({_listing(result)})")
+    if len(found) > 1:
+        raise MultipleSeries(f"SeriesInstanceUID {series} holds {len(found)} stacks: pick one by its index")
+    return found[0]
