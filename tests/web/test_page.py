@@ -171,6 +171,9 @@ def test_finetune_curve_and_promotion(page: Page, service: Service, shared_data:
     candidate.get_by_role("button", name="Card").click()
     expect(page.locator("#card")).to_contain_text('"labels"')
     save(page, screenshots, "models")
+    candidate.get_by_role("button", name="Promote").click()  # 8 steps from scratch: the gate must refuse
+    expect(page.locator("#message")).to_contain_text("is below")
+    expect(model.locator("tr[data-version='1']")).to_contain_text("production")
     page.once("dialog", lambda dialog: dialog.accept("web test: promote a poor candidate on purpose"))
     model.locator(f"#override-{STARTER}").check()
     candidate.get_by_role("button", name="Promote").click()

@@ -14,8 +14,14 @@ from app.api.schemas import Stage
 from app.records import registry
 from app.records.projects import DEFAULT
 from app.services.models import register_directory
-from lrc.io import Volume, read_nifti, write_nifti
+from lrc.evaluate import evaluate, mean_dice
+from lrc.infer import Predictor
+from lrc.io import Volume, read_nifti, read_volume, write_nifti
+from lrc.io.labels import LabelTable
+from lrc.label_match import match_labels
 from lrc.nets.stages import DECODER_STAGES, ENCODER_STAGES
+from lrc.train.slices import volume_sha256
+from tests.nets.test_basic_unet import STARTER
 from tests.service.conftest import MODEL
 from tests.service.harness import Service
 from tests.service.helpers import multipart
@@ -61,6 +67,20 @@ def second_case(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         shift = np.eye(4)
         shift[2, 3] = 20
         paths.append(write_nifti(Volume(volume.array[:, :, 20:50].copy(), volume.affine @ shift), out / target))
+    return paths[0], paths[1]
+
+
+@pytest.fixture(scope="module")
+def upper_case(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Slices 70-99 of the big TotalSegmentator CT and of its label map: liver, spleen, stomach and aorta."""
+    folder = shared_data / "nifti" / "totalseg_ct_abdomen"
+    out = tmp_path_factory.mktemp("upper")
+    paths = []
+    for name in ("example_ct.nii.gz", "example_seg_fast_force_split.nii.gz"):
+        volume = read_nifti(folder / name)
+        shift = np.eye(4)
+        shift[2, 3] = 70
+        paths.append(write_nifti(Volume(volume.array[:, :, 70:100].copy(), volume.affine @ shift), out / f"70_{name}"))
     return paths[0], paths[1]
 
 
@@ -117,7 +137,19 @@ def test_bad_dataset_requests(service: Service, form, needle):
     assert needle in response.json()["detail"]
 
 
-def test_finetune_makes_a_candidate_then_gate_and_rollback(service: Service, dataset_id: str):
+def held_out_score(model: Path, cases: list[tuple[Path, Path]], split: list[str], labels: dict[int, str]) -> dict:
+    """Dice per structure of ``model`` on the case whose image hash is the card's held-out one, computed
+    here, apart from the service: the image read from its file, the structures matched by name."""
+    ((image, label),) = [c for c in cases if volume_sha256(read_volume(c[0])) in split]
+    predictor = Predictor.from_dir(model, device="cpu")
+    assert predictor.card.labels is not None
+    matched = match_labels(predictor.card.labels, LabelTable.from_names(labels))
+    return evaluate(predictor.predict(read_volume(image)), read_volume(label), matched, distances=False)
+
+
+def test_finetune_makes_a_candidate_then_gate_and_rollback(
+    service: Service, dataset_id: str, tiny_model: Path, ct_nifti: tuple[Path, Path], second_case: tuple[Path, Path]
+):
     with service.client("submitter") as client:
         response = client.post(
             "/v1/finetunes",
@@ -131,36 +163,115 @@ def test_finetune_makes_a_candidate_then_gate_and_rollback(service: Service, dat
         version = job["result"]["version"]
         card = client.get(f"/v1/models/{MODEL}/versions/{version}").json()
         assert card["status"] == "candidate"
-        assert 0.0 <= card["held_out_mean_dice"] <= 1.0
         assert card["card"]["metrics"]["cases"] == 1
         assert card["card"]["parent"] is not None
         assert {k: card["card"]["training"]["config"][k] for k in TRANSFER} == TRANSFER  # reached the training
         assert card["card"]["inference_tile"] == 32
+        assert card["card"]["training"]["head_from_base"] == ["liver", "spleen"]
+        assert card["label_changes"] == {}  # the base's (and production's) values: 1 spleen, 5 liver
         comparison = card["comparison"]
         assert comparison["production_version"] == 1
         assert comparison["cases"] == 1
-        assert 0.0 <= comparison["production_score"] <= 1.0
+        # Production scored on the same held-out case, here and by the worker: the same numbers.
+        split = card["card"]["training"]["split"]["validation"]
+        expected = held_out_score(tiny_model, [ct_nifti, second_case], split, {5: "liver", 1: "spleen"})
+        assert set(comparison["per_label"]) == {"liver", "spleen"}
+        for name, scores in comparison["per_label"].items():
+            assert scores["production"] == pytest.approx(expected[name]["dice"], abs=1e-9)
+            assert scores["candidate"] == pytest.approx(card["card"]["metrics"]["dice"][name], abs=1e-9)
+        assert comparison["production_score"] == pytest.approx(mean_dice(expected), abs=1e-9)
+        assert comparison["candidate_score"] == pytest.approx(card["held_out_mean_dice"], abs=1e-9)
 
         refused = client.post(f"/v1/models/{MODEL}/versions/{version}/promote", json={})
         assert refused.status_code == 403  # only admins promote
         assert "admin" in refused.json()["detail"]
     with service.client("admin") as admin:
-        promoted = admin.post(f"/v1/models/{MODEL}/versions/{version}/promote", json={})
-        if comparison["candidate_score"] >= comparison["production_score"]:
-            assert promoted.status_code == 200, promoted.text
-        else:
-            assert promoted.status_code == 409
-            assert "below" in promoted.json()["detail"]
-            forced = admin.post(
-                f"/v1/models/{MODEL}/versions/{version}/promote", json={"override": True, "reason": "test"}
-            )
-            assert forced.status_code == 200
-            assert forced.json()["override"] is True
+        forced = admin.post(f"/v1/models/{MODEL}/versions/{version}/promote", json={"override": True, "reason": "test"})
+        assert forced.status_code == 200, forced.text
+        gate_passed = comparison["candidate_score"] >= comparison["production_score"]
+        assert forced.json()["override"] is not gate_passed  # recorded as an override only if the gate refused
         models = {m["name"]: m for m in admin.get("/v1/models").json()}
         assert models[MODEL]["production_version"] == version
         rolled = admin.post(f"/v1/models/{MODEL}/rollback", json={"reason": "back to v1"})
         assert rolled.status_code == 200, rolled.text
         assert {m["name"]: m for m in admin.get("/v1/models").json()}[MODEL]["production_version"] == 1
+
+
+def test_a_production_model_numbered_otherwise_is_scored_on_what_it_segments(
+    service: Service, ct_nifti: tuple[Path, Path], upper_case: tuple[Path, Path], stored_series_id: str
+):
+    """The starter (liver 1, spleen 2, stomach 3, aorta 4) is production; the dataset has TotalSegmentator's
+    values (liver 5, spleen 1, stomach 6, aorta 52). Production is scored on the organs it segments (its real
+    Dice, not the ~0 of comparing values), the candidate writes the starter's values, and a candidate of 4
+    steps from scratch must be refused."""
+    name = "abdomen-starter"
+    register_directory(service.ctx, name, STARTER, DEFAULT, status="production")
+    organs = {5: "liver", 1: "spleen", 6: "stomach", 52: "aorta"}
+    image, label = upper_case  # both cases hold the four organs, so whichever is held out scores them
+    cases = [
+        {"image": {"series_id": stored_series_id}, "label": ct_nifti[1].name},
+        {"image": image.name, "label": label.name},
+    ]
+    form = {"name": "totalseg-numbers", "labels": json.dumps(organs), "cases": json.dumps(cases)}
+    with service.client("submitter") as client:
+        created = client.post("/v1/datasets", data=form, files=multipart([ct_nifti[1], image, label]))
+        assert created.status_code == 201, created.text
+        body = {"dataset_id": created.json()["id"], "name": name, "options": TINY}
+        job = service.wait_job(client.post("/v1/finetunes", json=body).json()["job_id"], timeout=240)
+        assert job["state"] == "succeeded", job
+        version = job["result"]["version"]
+        card = client.get(f"/v1/models/{name}/versions/{version}").json()
+    labels = card["card"]["labels"]
+    assert {k: v["name"] for k, v in labels.items()} == {"1": "liver", "2": "spleen", "3": "stomach", "4": "aorta"}
+    assert card["label_changes"] == {}
+    comparison = card["comparison"]
+    split = card["card"]["training"]["split"]["validation"]
+    expected = held_out_score(STARTER, [ct_nifti, upper_case], split, organs)
+    assert expected["liver"]["dice"] > 0.8  # the starter's real liver on this CT
+    assert comparison["production_score"] == pytest.approx(mean_dice(expected), abs=1e-9)
+    assert comparison["production_score"] > 0.5
+    assert comparison["candidate_score"] < comparison["production_score"]
+    with service.client("admin") as admin:
+        refused = admin.post(f"/v1/models/{name}/versions/{version}/promote", json={})
+        assert refused.status_code == 409
+        assert "below" in refused.json()["detail"]
+        assert {m["name"]: m for m in admin.get("/v1/models").json()}[name]["production_version"] == 1
+
+
+def test_a_candidate_that_renumbers_the_labels_needs_an_override_with_a_reason(service: Service):
+    """A model name keeps one meaning: a candidate writing liver as 2 and spleen as 1 where production writes
+    1 and 2 is flagged and refused, whatever its score; an override must say why."""
+    name = "renumbered"
+    register_directory(service.ctx, name, STARTER, DEFAULT, status="production")
+    card = json.loads((STARTER / "model.json").read_text())
+    card["labels"]["1"], card["labels"]["2"] = card["labels"]["2"], card["labels"]["1"]  # names, codes, colours
+    with service.ctx.db.session() as session:
+        current = registry.production(session, DEFAULT, name)
+        assert current is not None
+        swapped = registry.register(
+            session,
+            name,
+            str(STARTER),
+            card,
+            DEFAULT,
+            comparison={"production_id": current.id, "candidate_score": 0.9, "production_score": 0.5, "cases": 1},
+        )
+    expected = {"renumbered": {"spleen": [2, 1], "liver": [1, 2]}}
+    with service.client("admin") as admin:
+        listed = {m["name"]: m for m in admin.get("/v1/models").json()}[name]
+        assert [v["label_changes"] for v in listed["versions"]] == [{}, expected]
+        assert admin.get(f"/v1/models/{name}/versions/{swapped.version}").json()["label_changes"] == expected
+        path = f"/v1/models/{name}/versions/{swapped.version}/promote"
+        refused = admin.post(path, json={})
+        assert refused.status_code == 409
+        assert "writes other values (spleen 2 -> 1, liver 1 -> 2)" in refused.json()["detail"]
+        unexplained = admin.post(path, json={"override": True})
+        assert unexplained.status_code == 422
+        assert "needs a reason" in unexplained.json()["detail"]
+        forced = admin.post(path, json={"override": True, "reason": "the consumers were told of the new values"})
+        assert forced.status_code == 200, forced.text
+        assert forced.json()["override"] is True
+        assert admin.post(f"/v1/models/{name}/rollback", json={}).status_code == 200
 
 
 def test_gate_refuses_a_worse_or_uncompared_candidate(service: Service, tiny_model: Path):

@@ -1,7 +1,7 @@
 // Models tab: every model with its versions, states and held-out Dice; cards; promote and roll back.
 
 import { getJson, postJson } from "./api.js";
-import { $, attempt, el, say } from "./ui.js";
+import { $, attempt, describeChanges, el, say } from "./ui.js";
 
 let session = { admin: false };
 
@@ -23,7 +23,14 @@ function versionRow(model, version) {
   const cells = [
     el("td", {}, `v${version.version}`),
     el("td", { className: `status-${version.status}` }, version.status),
-    el("td", {}, version.shared ? `${version.kind} (shared, read-only)` : version.kind),
+    el(
+      "td",
+      {},
+      version.shared ? `${version.kind} (shared, read-only)` : version.kind,
+      ...(Object.keys(version.label_changes ?? {}).length
+        ? [el("span", { className: "warning" }, ` labels differ from production: ${describeChanges(version.label_changes)}`)]
+        : []),
+    ),
     el("td", {}, typeof version.held_out_mean_dice === "number" ? version.held_out_mean_dice.toFixed(3) : "–"),
     el("td", {}, version.created_at ? new Date(version.created_at).toLocaleString() : ""),
   ];

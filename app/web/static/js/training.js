@@ -5,7 +5,7 @@
 import { getJson, postJson, upload } from "./api.js";
 import { LineChart } from "./chart.js";
 import { refreshModels } from "./models.js";
-import { $, attempt, el, followJob, say } from "./ui.js";
+import { $, attempt, describeChanges, el, followJob, say } from "./ui.js";
 
 let chart;
 
@@ -49,15 +49,18 @@ async function createDataset(form) {
   $("#finetune-form").elements.dataset_id.value = dataset.id;
 }
 
-function diceTable(candidate, production) {
-  const dice = candidate.card?.metrics?.dice ?? {};
-  const theirs = production?.card?.metrics?.dice ?? {};
+function diceTable(candidate, comparison) {
+  // Both versions on the candidate's held-out cases (the comparison), by organ; organs production lacks after.
+  const perLabel = comparison.per_label ?? {};
+  const own = candidate.card?.metrics?.dice ?? {};
   const fmt = (v) => (typeof v === "number" ? v.toFixed(3) : "–");
   const head = el("tr", {}, el("th", {}, "Organ"), el("th", {}, `${candidate.name} v${candidate.version} (candidate)`));
-  if (production) head.append(el("th", {}, `v${production.version} (production)`));
-  const rows = Object.keys({ ...dice, ...theirs }).map((organ) => {
-    const row = el("tr", {}, el("td", {}, organ), el("td", {}, fmt(dice[organ])));
-    if (production) row.append(el("td", {}, fmt(theirs[organ])));
+  const compared = comparison.production_version !== undefined && Object.keys(perLabel).length > 0;
+  if (compared) head.append(el("th", {}, `v${comparison.production_version} (production)`));
+  const organs = [...Object.keys(perLabel), ...Object.keys(own).filter((organ) => !(organ in perLabel))];
+  const rows = organs.map((organ) => {
+    const row = el("tr", {}, el("td", {}, organ), el("td", {}, fmt(perLabel[organ]?.candidate ?? own[organ])));
+    if (compared) row.append(el("td", {}, fmt(perLabel[organ]?.production)));
     return row;
   });
   return el("table", { id: "dice-table" }, el("thead", {}, head), el("tbody", {}, ...rows));
@@ -66,21 +69,17 @@ function diceTable(candidate, production) {
 async function showResult(result) {
   const candidate = await getJson(`/v1/models/${encodeURIComponent(result.model)}/versions/${result.version}`);
   const comparison = candidate.comparison ?? {};
-  let production = null;
-  if (comparison.production_version) {
-    production = await getJson(
-      `/v1/models/${encodeURIComponent(result.model)}/versions/${comparison.production_version}`,
-    );
-  }
   const same =
     comparison.candidate_score !== undefined
       ? `On the candidate's ${comparison.cases} held-out case(s): candidate mean Dice ${comparison.candidate_score.toFixed(3)}, ` +
-        `production ${comparison.production_score.toFixed(3)}.`
+        `production ${comparison.production_score.toFixed(3)} (the organs both segment).`
       : (comparison.note ?? "");
+  const changes = describeChanges(candidate.label_changes ?? {});
   $("#finetune-result").replaceChildren(
     el("h3", {}, `Candidate ${result.model} v${result.version}`),
-    el("p", { className: "hint" }, same, " Per-organ Dice below is each version's own held-out score (model card)."),
-    diceTable(candidate, production),
+    el("p", { className: "hint" }, same),
+    ...(changes ? [el("p", { className: "warning" }, `Its labels differ from production's: it ${changes}.`)] : []),
+    diceTable(candidate, comparison),
     el("p", {}, "Promote or roll back on the ", el("a", { href: "#models" }, "Models"), " tab."),
   );
 }

@@ -63,3 +63,13 @@ export async function followJob(box, jobId, title, onUpdate = () => {}) {
 }
 
 export { remember as rememberJob };
+
+/** What a label_changes object says, for people. */
+export function describeChanges(changes) {
+  const parts = [];
+  if (changes.added?.length) parts.push(`adds ${changes.added.join(", ")}`);
+  if (changes.removed?.length) parts.push(`drops ${changes.removed.join(", ")}`);
+  const moved = Object.entries(changes.renumbered ?? {}).map(([name, [from, to]]) => `${name} ${from} → ${to}`);
+  if (moved.length) parts.push(`writes other values (${moved.join(", ")})`);
+  return parts.join("; ");
+}
