@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         description="Largest image an upload may hold (voxels), checked before it is decoded: a few hundred"
         " bytes of compressed DICOM or gzip NIfTI can claim gigabytes.",
     )
+    max_dataset_cases: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Most cases one dataset may hold (fine-tuning reads every case into a worker's memory).",
+    )
     bootstrap_admin_key: str | None = Field(
         default=None, description="Creates an admin API key with this value on start."
     )

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lrc.io.labels import TISSUE, Label, LabelTable, normalized_name
+from lrc.io.labels import MAX_STRUCTURES, TISSUE, Label, LabelTable, normalized_name
 
 
 class LabelMismatch(ValueError):
@@ -119,6 +119,24 @@ def match_labels(model: LabelTable, reference: LabelTable) -> LabelMatch:
             f"({', '.join(reference[v].name for v in reference)}) share no structure, by name or SNOMED CT code"
         )
     return LabelMatch(tuple(pairs), tuple(model_only), reference_only)
+
+
+def check_structures(table: LabelTable) -> LabelTable:
+    """``table``, once it names each structure once and at most :data:`~lrc.io.labels.MAX_STRUCTURES` of them.
+
+    Raises:
+        LabelMismatch: two labels name one structure (by name or code), or too many labels.
+    """
+    if len(table) > MAX_STRUCTURES:
+        raise LabelMismatch(f"{len(table)} labels: a model learns at most {MAX_STRUCTURES} structures")
+    labels = list(table.values())
+    for position, label in enumerate(labels):
+        for other in labels[position + 1 :]:
+            if same_structure(label, other):
+                raise LabelMismatch(
+                    f"labels {label.value} {label.name!r} and {other.value} {other.name!r} name the same structure"
+                )
+    return table
 
 
 def number_labels(labels: LabelTable, numbering: LabelTable | None) -> LabelTable:

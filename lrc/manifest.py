@@ -22,13 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from lrc.io import UnsupportedInput, read_volume
-from lrc.io.geometry import align_to
+from lrc.io import read_volume
+from lrc.io.label_maps import read_label
 from lrc.io.labels import LabelTable
-from lrc.io.seg import is_seg_file, read_seg
 from lrc.io.volume import Volume
+from lrc.label_match import check_structures
 
 Case = tuple[Volume, Volume]
 
@@ -43,21 +41,6 @@ class Manifest:
 
     labels: LabelTable
     parts: dict[str, list[Case]]
-
-
-def read_label(path: Path, image: Volume) -> Volume:
-    """A label map for ``image`` from NIfTI or DICOM SEG, checked to lie on the image's grid.
-
-    Raises:
-        UnsupportedInput: the map holds fractional values (not a label map).
-    """
-    if is_seg_file(path):
-        return read_seg(path, image).label_map()
-    label = align_to(read_volume(path), image)
-    values = label.array
-    if np.issubdtype(values.dtype, np.floating) and not np.array_equal(values, np.round(values)):
-        raise UnsupportedInput(f"{path.name}: a label map holds whole numbers, this one has fractional values")
-    return label
 
 
 def load_manifest(
@@ -81,7 +64,7 @@ def load_manifest(
     path = Path(path)
     try:
         data: dict[str, Any] = json.loads(path.read_text())
-        labels = LabelTable.from_names({int(k): str(v) for k, v in data["labels"].items()})
+        labels = check_structures(LabelTable.from_dict(data["labels"]))
     except (OSError, json.JSONDecodeError, KeyError, ValueError, AttributeError) as exc:
         raise ManifestError(f"{path}: not a valid manifest ({type(exc).__name__}: {exc})") from exc
     result: dict[str, list[Case]] = {}

@@ -91,7 +91,7 @@ def test_label_changes_name_what_moved():
     [
         ('{"liver": 5}', "key 'liver' is no label value"),
         ('{"1": {"colour": [1, 2, 3]}}', "label '1': a label is a name or an object with a 'name'"),
-        ('{"0": "background"}', "label '0': label values start at 1"),
+        ('{"0": "background"}', "label '0': label values are 1 to 65535"),
         ('{"1": {"name": "liver", "color": [300, 0, 0]}}', "0-255"),
         ("[1, 2]", "JSON object of label value -> name"),
         ("{", "not a readable JSON label table"),

@@ -232,14 +232,14 @@ class PromoteIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     override: bool = False
-    reason: str = ""
+    reason: str = Field(default="", max_length=1000, description="why (needed to override a change of labels)")
 
 
 class RollbackIn(BaseModel):
     """Roll back to the previous production version."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: str = ""
+    reason: str = Field(default="", max_length=1000)
 
 
 class KeyIn(BaseModel):

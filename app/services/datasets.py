@@ -14,34 +14,53 @@ from app.records.studies import get_series, series_entries
 from app.services import blobs, studies
 from app.services.jobs import utc
 from lrc.io import ImageIOError, read_volume
+from lrc.io.label_maps import read_label
 from lrc.io.labels import LabelTable
 from lrc.io.volume import Volume
-from lrc.manifest import read_label
+from lrc.label_match import check_structures
+
+NAME_MAX = 128
 
 
 def parse_labels(text: str) -> dict[str, str]:
-    """``{"5": "liver"}`` from the form field ``labels``."""
+    """``{"5": "liver"}`` from the form field ``labels``: values 1 to 65535, names of 1 to 64 printable
+    characters, each structure once (by name or SNOMED CT code), at most 255 of them."""
     try:
         raw = json.loads(text)
-        labels = {str(int(k)): str(v) for k, v in raw.items()}
-        LabelTable.from_names({int(k): v for k, v in labels.items()})
-    except (json.JSONDecodeError, AttributeError, ValueError, TypeError) as exc:
-        example = '{"5": "liver"}'
-        raise InvalidRequest(f"'labels' must be a JSON object of label value -> name, e.g. {example} ({exc})") from exc
-    if not labels or "0" in labels:
-        raise InvalidRequest("'labels' needs at least one label, and 0 is the background")
-    return labels
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"'labels' is not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict) or not raw or "0" in raw:
+        raise InvalidRequest('\'labels\' needs at least one label, e.g. {"5": "liver"}, and 0 is the background')
+    if not all(isinstance(v, str) for v in raw.values()):
+        raise InvalidRequest('\'labels\' maps each label value to a name, e.g. {"5": "liver"}')
+    try:
+        table = check_structures(LabelTable.from_dict(raw))
+    except ValueError as exc:
+        raise InvalidRequest(f"'labels': {exc}") from exc
+    return {str(v): table[v].name for v in table}
 
 
-def parse_cases(text: str) -> list[dict[str, Any]]:
-    """The form field ``cases``: ``[{"image": FILE or {"series_id": ID}, "label": FILE}]``."""
+def parse_cases(text: str, limit: int) -> list[dict[str, Any]]:
+    """The form field ``cases``: ``[{"image": FILE or {"series_id": ID}, "label": FILE}]``, at most ``limit``."""
     try:
         cases = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"'cases' is not valid JSON ({exc})") from exc
     if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) and "label" in c for c in cases):
         raise InvalidRequest('\'cases\' must be a non-empty list of {"image": ..., "label": FILE}')
+    if len(cases) > limit:
+        raise InvalidRequest(
+            f"'cases' lists {len(cases)} cases; a dataset holds at most {limit} (LRC_MAX_DATASET_CASES)"
+        )
     return cases
+
+
+def parse_name(text: str) -> str:
+    """A dataset's name: 1 to 128 printable characters (leading and trailing spaces dropped)."""
+    name = text.strip()
+    if not name or len(name) > NAME_MAX or not name.isprintable():
+        raise InvalidRequest(f"'name' is 1 to {NAME_MAX} printable characters, got {len(name)} characters")
+    return name
 
 
 def create(

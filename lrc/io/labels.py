@@ -18,31 +18,38 @@ SCT = "SCT"
 ANATOMICAL_STRUCTURE = (SCT, "123037004", "Anatomical Structure")
 TISSUE = (SCT, "85756007", "Tissue")
 
-# SNOMED CT codes of structures this service is likely to segment (normalised name -> code, meaning).
-KNOWN_STRUCTURES: dict[str, tuple[str, str]] = {
-    "liver": ("10200004", "Liver"),
-    "spleen": ("78961009", "Spleen"),
-    "kidney": ("64033007", "Kidney"),
-    "kidney_right": ("9846003", "Right kidney"),
-    "right_kidney": ("9846003", "Right kidney"),
-    "kidney_left": ("18639004", "Left kidney"),
-    "left_kidney": ("18639004", "Left kidney"),
-    "pancreas": ("15776009", "Pancreas"),
-    "aorta": ("15825003", "Aorta"),
-    "stomach": ("69695003", "Stomach"),
-    "gallbladder": ("28231008", "Gallbladder"),
-    "inferior_vena_cava": ("64131007", "Inferior vena cava"),
-    "esophagus": ("32849002", "Esophagus"),
-    "duodenum": ("38848004", "Duodenum"),
-    "urinary_bladder": ("89837001", "Urinary bladder"),
-    "colon": ("71854001", "Colon"),
-    "small_bowel": ("30315005", "Small intestine"),
-    "heart": ("80891009", "Heart"),
-    "lung": ("39607008", "Lung"),
-    "portal_vein": ("32764006", "Portal vein"),
-    "prostate": ("41216001", "Prostate"),
-    "brain": ("12738006", "Brain"),
-    "adrenal_gland": ("23451007", "Adrenal gland"),
+MAX_VALUE = 65535  # label maps are written as uint16 at most (NIfTI, DICOM SEG LABELMAP)
+MAX_NAME = 64  # DICOM's SegmentLabel and ROIName are LO: 64 characters
+MAX_STRUCTURES = 255  # a model's classes (background included) fit in a uint8 class map
+
+# Structures this service is likely to segment (normalised name -> SNOMED CT code, meaning, colour).
+# Each structure keeps its colour whatever value a table gives it, and the abdomen's colours stay far
+# apart (more than 60 in RGB between any two; tests/io/test_labels.py): the most common organs take
+# the ten colours of a qualitative palette (Tableau 10), the rest lighter twins and a dark blue.
+KNOWN_STRUCTURES: dict[str, tuple[str, str, tuple[int, int, int]]] = {
+    "liver": ("10200004", "Liver", (255, 127, 14)),
+    "spleen": ("78961009", "Spleen", (148, 103, 189)),
+    "kidney": ("64033007", "Kidney", (44, 160, 44)),
+    "kidney_right": ("9846003", "Right kidney", (44, 160, 44)),
+    "right_kidney": ("9846003", "Right kidney", (44, 160, 44)),
+    "kidney_left": ("18639004", "Left kidney", (152, 223, 138)),
+    "left_kidney": ("18639004", "Left kidney", (152, 223, 138)),
+    "pancreas": ("15776009", "Pancreas", (188, 189, 34)),
+    "aorta": ("15825003", "Aorta", (214, 39, 40)),
+    "stomach": ("69695003", "Stomach", (31, 119, 180)),
+    "gallbladder": ("28231008", "Gallbladder", (227, 119, 194)),
+    "inferior_vena_cava": ("64131007", "Inferior vena cava", (23, 190, 207)),
+    "esophagus": ("32849002", "Esophagus", (140, 86, 75)),
+    "duodenum": ("38848004", "Duodenum", (255, 187, 120)),
+    "urinary_bladder": ("89837001", "Urinary bladder", (174, 199, 232)),
+    "colon": ("71854001", "Colon", (196, 156, 148)),
+    "small_bowel": ("30315005", "Small intestine", (247, 182, 210)),
+    "heart": ("80891009", "Heart", (255, 152, 150)),
+    "lung": ("39607008", "Lung", (158, 218, 229)),
+    "portal_vein": ("32764006", "Portal vein", (57, 59, 121)),
+    "prostate": ("41216001", "Prostate", (219, 219, 141)),
+    "brain": ("12738006", "Brain", (199, 199, 199)),
+    "adrenal_gland": ("23451007", "Adrenal gland", (127, 127, 127)),
 }
 _ALIASES = {
     "ivc": "inferior_vena_cava",
@@ -52,28 +59,28 @@ _ALIASES = {
     "small_intestine": "small_bowel",
 }
 
-# A qualitative palette (RGB) for labels without a colour of their own.
+# A qualitative palette (RGB) for structures without a colour of their own, by label value.
 PALETTE = (
-    (221, 130, 101),
-    (157, 108, 162),
-    (185, 102, 83),
-    (241, 214, 145),
-    (216, 101, 79),
-    (111, 184, 210),
-    (230, 220, 70),
-    (0, 151, 206),
-    (255, 253, 229),
-    (128, 174, 128),
-    (244, 214, 49),
-    (183, 156, 220),
-    (183, 214, 211),
-    (152, 189, 207),
-    (178, 212, 242),
-    (68, 172, 100),
-    (111, 197, 131),
-    (85, 188, 255),
-    (0, 145, 30),
-    (214, 230, 130),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (174, 199, 232),
+    (255, 187, 120),
+    (152, 223, 138),
+    (255, 152, 150),
+    (197, 176, 213),
+    (196, 156, 148),
+    (247, 182, 210),
+    (199, 199, 199),
+    (219, 219, 141),
+    (158, 218, 229),
 )
 
 
@@ -98,15 +105,21 @@ class Label:
 
     @classmethod
     def named(cls, value: int, name: str, color: tuple[int, int, int] | None = None) -> Label:
-        """A label coded from its name when the name is a known structure."""
-        if value <= 0:
-            raise ValueError(f"label values start at 1 (0 is background), got {value} for {name!r}")
+        """A label coded (and coloured, unless ``color`` is given) from its name when the name is a known
+        structure.
+
+        Raises:
+            ValueError: ``value`` outside 1..65535, or ``name`` not 1 to 64 printable characters.
+        """
+        if not 1 <= value <= MAX_VALUE:
+            raise ValueError(f"label values are 1 to {MAX_VALUE} (0 is background), got {value} for {name!r:.80}")
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not name.isprintable():
+            raise ValueError(f"label {value}: a name is 1 to {MAX_NAME} printable characters, got {name!r:.80}")
         key = normalized_name(name)
-        colour = color or PALETTE[(value - 1) % len(PALETTE)]
         if key in KNOWN_STRUCTURES:
-            code, meaning = KNOWN_STRUCTURES[key]
-            return cls(value, name, colour, ANATOMICAL_STRUCTURE, (SCT, code, meaning))
-        return cls(value, name, colour, TISSUE, TISSUE)
+            code, meaning, known = KNOWN_STRUCTURES[key]
+            return cls(value, name, color or known, ANATOMICAL_STRUCTURE, (SCT, code, meaning))
+        return cls(value, name, color or PALETTE[(value - 1) % len(PALETTE)], TISSUE, TISSUE)
 
 
 class LabelTable(Mapping[int, Label]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lrc.io.labels import TISSUE, Label, LabelTable
@@ -39,5 +40,19 @@ def test_json_round_trip(tmp_path: Path):
 def test_refusals():
     with pytest.raises(ValueError, match="appears twice"):
         LabelTable([Label.named(1, "a"), Label.named(1, "b")])
-    with pytest.raises(ValueError, match="start at 1"):
+    with pytest.raises(ValueError, match=r"1 to 65535 \(0 is background\)"):
         Label.named(0, "background")
+
+
+def test_structures_have_colours_of_their_own_whatever_their_values():
+    """Liver and spleen were near twins when coloured by value (TotalSegmentator's 5 and 1); known structures
+    now keep one colour each, far from the others of the abdomen, and unknown ones follow a palette."""
+    abdomen = ["liver", "spleen", "kidney_right", "kidney_left", "stomach", "aorta", "inferior_vena_cava"]
+    abdomen += ["pancreas", "gallbladder", "esophagus", "duodenum", "colon", "small_bowel", "portal_vein"]
+    colours = {name: np.array(Label.named(1 + i, name).color) for i, name in enumerate(abdomen)}
+    for a in abdomen:
+        for b in abdomen:
+            if a < b:
+                assert np.linalg.norm(colours[a] - colours[b]) > 60, (a, b)
+    assert Label.named(5, "liver").color == Label.named(1, "Liver").color  # by structure, not value
+    assert Label.named(3, "tumour").color != Label.named(4, "cyst").color

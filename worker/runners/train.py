@@ -18,8 +18,8 @@ from app.records.models import Dataset, Job, ModelVersion, Series
 from app.records.projects import SHARED
 from app.records.studies import get_series
 from app.settings import Settings
+from lrc.io.label_maps import read_label
 from lrc.io.labels import LabelTable
-from lrc.manifest import read_label
 from worker.execution import Reporter
 from worker.runners.common import read_series, scratch
 

@@ -46,11 +46,12 @@ async def create_dataset(request: Request, ctx: ContextDep, caller: Submitter) -
         missing = [k for k in ("name", "labels", "cases") if not received.fields.get(k)]
         if missing:
             raise InvalidRequest(f"form fields missing: {', '.join(missing)}")
+        name = datasets.parse_name(received.fields["name"])
         labels = datasets.parse_labels(received.fields["labels"])
-        cases = datasets.parse_cases(received.fields["cases"])
+        cases = datasets.parse_cases(received.fields["cases"], ctx.settings.max_dataset_cases)
         files = {f.name: studies.Upload(f.name, f.path, f.sha256) for f in received.files.get("files", [])}
         dataset = await run_in_threadpool(
-            datasets.create, ctx, received.fields["name"], labels, cases, files, folder, caller.key_id, caller.project
+            datasets.create, ctx, name, labels, cases, files, folder, caller.key_id, caller.project
         )
     return datasets.get(ctx, dataset.id, caller.project)
 

@@ -128,6 +128,17 @@ def test_label_geometry_is_checked_on_arrival(service: Service, shared_data: Pat
             "a.nii.gz",
         ),
         ({"name": "x"}, "form fields missing"),
+        ({"name": "x", "labels": '{"5": "liver", "7": "Liver"}', "cases": "[]"}, "name the same structure"),
+        ({"name": "x", "labels": json.dumps({"1": "a\u0000b"}), "cases": "[]"}, "printable characters"),
+        ({"name": "x", "labels": json.dumps({"1": "x" * 65}), "cases": "[]"}, "1 to 64 printable"),
+        ({"name": "x", "labels": json.dumps({str(2**40): "liver"}), "cases": "[]"}, "1 to 65535"),
+        ({"name": "x", "labels": json.dumps({str(v): f"s{v}" for v in range(1, 301)}), "cases": "[]"}, "at most 255"),
+        ({"name": "x", "labels": '{"1": 5}', "cases": "[]"}, "maps each label value to a name"),
+        ({"name": "x" * 129, "labels": '{"1": "liver"}', "cases": "[]"}, "1 to 128 printable"),
+        (
+            {"name": "x", "labels": '{"1": "liver"}', "cases": json.dumps([{"image": "a", "label": "b"}] * 501)},
+            "at most 500 (LRC_MAX_DATASET_CASES)",
+        ),
     ],
 )
 def test_bad_dataset_requests(service: Service, form, needle):
@@ -145,6 +156,30 @@ def held_out_score(model: Path, cases: list[tuple[Path, Path]], split: list[str]
     assert predictor.card.labels is not None
     matched = match_labels(predictor.card.labels, LabelTable.from_names(labels))
     return evaluate(predictor.predict(read_volume(image)), read_volume(label), matched, distances=False)
+
+
+@pytest.mark.parametrize(
+    ("label_of", "needle"),
+    [
+        (lambda ct, seg: ct, "is it the image rather than its labels"),  # the CT sent as its own label map
+        (lambda ct, seg: np.zeros_like(seg), "labels nothing"),
+        (lambda ct, seg: seg.astype(np.int16) - 1, "goes down to -1"),
+        (lambda ct, seg: seg + 0.5, "fractional values"),
+    ],
+)
+def test_what_is_no_label_map_is_refused_with_nothing_kept(
+    service: Service, ct_nifti: tuple[Path, Path], stored_series_id: str, tmp_path: Path, label_of, needle
+):
+    image, seg = read_nifti(ct_nifti[0]), read_nifti(ct_nifti[1])
+    label = write_nifti(Volume(label_of(image.array, seg.array), seg.affine), tmp_path / "label.nii.gz")
+    cases = [{"image": {"series_id": stored_series_id}, "label": "label.nii.gz"}]
+    form = {"name": "bad-labels", "labels": json.dumps({"5": "liver"}), "cases": json.dumps(cases)}
+    with service.client("submitter") as client:
+        response = client.post("/v1/datasets", data=form, files=multipart([label]))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert needle in response.json()["detail"]
+    assert "case 0, label label.nii.gz" in response.json()["detail"]
 
 
 def test_finetune_makes_a_candidate_then_gate_and_rollback(
