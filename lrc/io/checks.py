@@ -16,7 +16,7 @@ Bounds and why:
 * **Image plane** at least :data:`MIN_PLANE` x :data:`MIN_PLANE` = 2 x 2 voxels (``i``, ``j``: DICOM
   columns and rows, NIfTI's first two axes); one slice through-plane is fine. A 2D network
   convolves in that plane and the resamplers interpolate in it, which needs two samples per axis;
-  anything larger is padded to the network's multiple by the predictor.
+  the predictor pads any smaller slice to what the network needs (32 x 32 at least).
 * **Direction cosines** (DICOM ImageOrientationPatient, NIfTI affine columns) of unit length and
   orthogonal within :data:`COSINE_TOLERANCE` = 1e-3 (on the squared length and on the dot product,
   GDCM's ``DirectionCosines::IsValid``). The standard says they are unit vectors (PS3.3

@@ -91,8 +91,8 @@ def test_enhanced_ct_is_accepted(listener: Inbox, gateway_port: int, shared_data
 @pytest.mark.parametrize(
     "options",
     [
-        {"pixel_spacing": (1e-30, 1e-30)},  # acknowledged before: its export failed later ("affine singular")
-        {"orientation": (1000, 0, 0, 0, 0.001, 0)},  # stored as 800 x 0.0008 mm before
+        {"pixel_spacing": (1e-30, 1e-30)},  # a singular affine: no export of it would work
+        {"orientation": (1000, 0, 0, 0, 0.001, 0)},  # would be 800 x 0.0008 mm pixels
         {"size": 1},
         {"slope": 0.0},
     ],

@@ -77,8 +77,8 @@ def test_model_names_made_from_free_text(text: str, expected: str):
 @pytest.mark.parametrize(
     "number",
     [
-        "99999999999999999999",  # past 64 bits: SQLite's driver raised OverflowError
-        str(2**31),  # past the INTEGER column: PostgreSQL raised an out-of-range error
+        "99999999999999999999",  # past 64 bits: SQLite's driver cannot bind it (OverflowError)
+        str(2**31),  # past the INTEGER column: PostgreSQL refuses it (out of range)
         str(2**63),
         "9" * 5000,  # past int()'s 4300-digit limit
         "0",
