@@ -138,8 +138,16 @@ class BlobStore:
         return paths
 
 
+SAFE_NAME_BYTES = 128  # a file system takes 255 bytes per name, with room for the index in front
+
+
 def safe_name(name: str) -> str:
-    """A file base name without folders or characters that could surprise a file system."""
+    """A file base name without folders or characters that could surprise a file system.
+
+    At most :data:`SAFE_NAME_BYTES` bytes of UTF-8 (letters beyond ASCII take 2-4 bytes each); a longer
+    name keeps its end, where the suffix is that tells a NIfTI file (``.nii.gz``) from DICOM.
+    """
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in base).lstrip(".")
-    return cleaned[:128] or "file"
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in base)
+    tail = cleaned.encode("utf-8", "surrogateescape")[-SAFE_NAME_BYTES:].decode("utf-8", "ignore")
+    return tail.lstrip(".") or "file"

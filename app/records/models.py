@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Intege
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 REQUEST_KEY_MAX = 200  # characters of an Idempotency-Key
+MAX_VERSION = 2**31 - 1  # model versions are INTEGER columns: 32 bits in PostgreSQL
 REQUEST_KEY_INDEX = "uq_segmentations_project_request_key"
 
 
@@ -181,7 +182,7 @@ class ModelVersion(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     project: Mapped[str] = mapped_column(String(64), index=True)  # see app.records.projects
     name: Mapped[str] = mapped_column(String(128), index=True)
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)  # 1 to MAX_VERSION
     kind: Mapped[str] = mapped_column(String(16))  # segmentation, pretrained
     status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate, production, archived
     path: Mapped[str] = mapped_column(String(1024))

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, Forbidden, InvalidRequest, NotFound, PromotionRefused
-from app.records.models import ModelVersion, Promotion
+from app.records.models import MAX_VERSION, ModelVersion, Promotion
 from app.records.projects import SHARED
 from lrc.io.labels import LabelTable
 from lrc.label_match import describe_changes
@@ -37,6 +37,22 @@ def model_name_from(text: str) -> str:
     name = re.sub(r"\.{2,}", ".", name)
     name = re.sub(r"^[^A-Za-z0-9]+", "", name)[:128].rstrip("-._")
     return name or "model"
+
+
+def version_number(reference: str, text: str) -> int:
+    """The version number ``text`` (what follows ':' in ``reference``): ASCII digits, 1 to :data:`MAX_VERSION`.
+
+    Raises:
+        InvalidRequest: anything else. A larger number binds to no database column (SQLite raises
+            OverflowError, PostgreSQL an out-of-range error), and ``str.isdigit`` also takes digits
+            such as '²' that ``int`` refuses.
+    """
+    digits = text.lstrip("0")
+    if text.isascii() and text.isdigit() and 0 < len(digits) <= len(str(MAX_VERSION)) and int(digits) <= MAX_VERSION:
+        return int(digits)
+    raise InvalidRequest(
+        f"model {reference[:140]!r}: the version after ':' must be a whole number from 1 to {MAX_VERSION}"
+    )
 
 
 def _visible(project: str) -> ColumnElement[bool]:
@@ -158,9 +174,7 @@ def resolve(session: Session, project: str, reference: str | None, kind: str = "
         return found[0]
     name, _, number = reference.partition(":")
     if number:
-        if not number.isdigit():
-            raise InvalidRequest(f"model {reference!r}: the version after ':' must be a number")
-        version = get_version(session, project, name, int(number))
+        version = get_version(session, project, name, version_number(reference, number))
     else:
         prod = production(session, project, name)
         if prod is None:
@@ -325,9 +339,7 @@ def find(session: Session, project: str, reference: str) -> ModelVersion:
     """``name:version``, or ``name``: its production version, else its latest (any kind), as ``project`` sees them."""
     name, _, number = reference.partition(":")
     if number:
-        if not number.isdigit():
-            raise InvalidRequest(f"model {reference!r}: the version after ':' must be a number")
-        return get_version(session, project, name, int(number))
+        return get_version(session, project, name, version_number(reference, number))
     found = production(session, project, name)
     if found is not None:
         return found

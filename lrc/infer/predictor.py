@@ -41,6 +41,8 @@ from lrc.nets.unet import UNet
 from lrc.runtime import tune_cpu_allocator
 
 MULTIPLE = TILE_MULTIPLE  # BasicUNet halves the size four times
+# The bottleneck's instance norm needs more than one value per channel: 2 x 2 after four halvings.
+MIN_SIDE = 2 * MULTIPLE
 
 
 class Predictor:
@@ -161,7 +163,7 @@ class Predictor:
     ) -> torch.Tensor:
         depth, y_size, x_size = stack.shape
         model_x, model_y = self._model_size((x_size, y_size), spacing[:2])
-        pad_x, pad_y = (-model_x) % MULTIPLE, (-model_y) % MULTIPLE
+        pad_x, pad_y = _padding(model_x), _padding(model_y)
         resample = (model_x, model_y) != (x_size, y_size)
         values = self._values_on_device()
         out = torch.empty((depth, y_size, x_size), dtype=values.dtype, device=self.device)  # Z x Y x X labels
@@ -210,6 +212,11 @@ class Predictor:
             if model_size != size:
                 logits = nn.functional.interpolate(logits, size=size, mode="trilinear", align_corners=False)
             return self._values_on_device()[logits[0].max(dim=0).indices]  # X x Y x Z label values
+
+
+def _padding(size: int) -> int:
+    """Pixels to add to a side of ``size``: up to a multiple of :data:`MULTIPLE`, and to :data:`MIN_SIDE` at least."""
+    return max(MIN_SIDE, -(-size // MULTIPLE) * MULTIPLE) - size
 
 
 def reorient_spacing(spacing: tuple[float, float, float], transform: np.ndarray) -> tuple[float, ...]:

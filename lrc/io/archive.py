@@ -1,12 +1,16 @@
 """Turn what a user hands over (files, folders, zip archives) into a flat list of files.
 
 Zip archives are extracted into a caller-owned directory under limits that make zip bombs and
-path tricks harmless: entry names are checked before anything is written, sizes are counted on
-the bytes actually inflated (headers can lie), and links are refused.
+path tricks harmless: entry names are checked before anything is written (no escape from the
+folder, no name longer than a file system takes, no file where another entry needs a folder),
+sizes are counted on the bytes actually inflated (headers can lie), and links are refused.
+Encrypted entries and compression methods Python cannot inflate are refused before extraction.
 """
 
 from __future__ import annotations
 
+import errno
+import lzma
 import os
 import stat
 import zipfile
@@ -43,6 +47,16 @@ class Collected:
 
 
 _CHUNK = 1 << 20
+# File systems take names of at most 255 bytes (NAME_MAX); a whole entry name is bounded well below
+# PATH_MAX (4096) so that the extraction folder's own path still fits in front of it.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 1024
+# What zipfile inflates: stored, deflate, bzip2, LZMA (not deflate64, not AES, not the rest).
+INFLATABLE = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+# Methods zip tools use that zipfile does not inflate (APPNOTE.TXT 4.4.5), for messages.
+_METHODS = {6: "Implode", 9: "Deflate64", 93: "Zstandard", 95: "XZ", 98: "PPMd", 99: "AES encryption"}
+# Errors of creating a file from an entry's name or layout; others (a full disk) are the service's.
+_NAME_ERRNOS = {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EINVAL, errno.EILSEQ}
 
 
 def is_zip(path: Path) -> bool:
@@ -65,7 +79,8 @@ def collect_files(
         limits: zip extraction limits.
 
     Raises:
-        UnsupportedInput: a path does not exist, or nothing at all was found.
+        UnsupportedInput: a path does not exist, nothing at all was found, or a zip entry is
+            encrypted or compressed by a method that cannot be inflated.
         UnsafeArchive: a zip archive breaks a limit or holds unsafe entries.
     """
     limits = limits or ArchiveLimits()
@@ -108,21 +123,79 @@ def _walk(folder: Path, notes: list[str]) -> Iterator[Path]:
 
 
 def _safe_member_path(name: str) -> PurePosixPath:
-    """The relative path of a zip entry, or :class:`UnsafeArchive` when it could escape."""
+    """The relative path of a zip entry, or :class:`UnsafeArchive` when it could escape or no file system takes it."""
     normal = name.replace("\\", "/")
     posix = PurePosixPath(normal)
+    shown = _shorten(name)
     if posix.is_absolute() or normal.startswith("/") or (len(normal) > 1 and normal[1] == ":"):
-        raise UnsafeArchive(f"zip entry {name!r} has an absolute path; refused")
+        raise UnsafeArchive(f"zip entry {shown} has an absolute path; refused")
     if any(part == ".." for part in posix.parts):
-        raise UnsafeArchive(f"zip entry {name!r} points outside the archive ('..'); refused")
+        raise UnsafeArchive(f"zip entry {shown} points outside the archive ('..'); refused")
+    if _bytes(normal) > MAX_PATH_BYTES:
+        raise UnsafeArchive(
+            f"zip entry {shown}: a name of {_bytes(normal)} bytes, over the {MAX_PATH_BYTES} taken; refused"
+        )
+    if any(_bytes(part) > MAX_NAME_BYTES for part in posix.parts):
+        raise UnsafeArchive(
+            f"zip entry {shown}: a file or folder name over {MAX_NAME_BYTES} bytes, which no file system takes; refused"
+        )
     return posix
+
+
+def _bytes(name: str) -> int:
+    return len(name.encode("utf-8", "surrogateescape"))
+
+
+def _shorten(name: str, keep: int = 60) -> str:
+    """An entry name for a message: long names are cut in the middle."""
+    return repr(name) if len(name) <= keep else repr(f"{name[: keep // 2]}...{name[-keep // 2 :]}")
+
+
+def _check_member(member: zipfile.ZipInfo, archive_name: str) -> None:
+    """Refuse an entry zipfile cannot extract: encrypted, or compressed by a method it cannot inflate."""
+    if member.flag_bits & 0x1:
+        raise UnsupportedInput(
+            f"{archive_name}: entry {_shorten(member.filename)} is encrypted (password-protected); "
+            "send an archive without a password"
+        )
+    if member.compress_type not in INFLATABLE:
+        method = _METHODS.get(member.compress_type, f"method {member.compress_type}")
+        raise UnsupportedInput(
+            f"{archive_name}: entry {_shorten(member.filename)} is compressed with {method}, which cannot be "
+            "unpacked here; send an archive compressed with deflate (the usual zip) or stored"
+        )
+
+
+def _check_layout(checked: list[tuple[zipfile.ZipInfo, PurePosixPath]], archive_name: str) -> None:
+    """Refuse entries whose paths cannot all exist: a name twice, a file where another entry needs a folder."""
+    files: set[tuple[str, ...]] = set()
+    folders: set[tuple[str, ...]] = set()
+    for member, relative in checked:
+        parts = relative.parts
+        if not parts:
+            if member.is_dir():
+                continue
+            raise UnsafeArchive(f"{archive_name}: entry {_shorten(member.filename)} has no file name; refused")
+        folders.update(parts[:k] for k in range(1, len(parts)))
+        if member.is_dir():
+            folders.add(parts)
+        elif parts in files:
+            raise UnsafeArchive(f"{archive_name}: entry {_shorten(member.filename)} occurs twice; refused")
+        else:
+            files.add(parts)
+    clash = files & folders
+    if clash:
+        name = "/".join(sorted(clash)[0])
+        raise UnsafeArchive(f"{archive_name}: {_shorten(name)} is both a file and a folder in the archive; refused")
 
 
 def extract_zip(archive: Path, target: Path, limits: ArchiveLimits) -> list[Path]:
     """Extract a zip archive into ``target`` under ``limits``; return the extracted files.
 
     Raises:
-        UnsafeArchive: unsafe entry names, links, or a limit exceeded (nothing is kept then).
+        UnsafeArchive: unsafe or impossible entry names, links, corrupt entries, or a limit exceeded
+            (nothing is kept then).
+        UnsupportedInput: an encrypted entry, or one compressed by a method that cannot be inflated.
     """
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -136,8 +209,11 @@ def extract_zip(archive: Path, target: Path, limits: ArchiveLimits) -> list[Path
                 relative = _safe_member_path(member.filename)
                 mode = member.external_attr >> 16
                 if stat.S_ISLNK(mode):
-                    raise UnsafeArchive(f"zip entry {member.filename!r} is a symbolic link; refused")
+                    raise UnsafeArchive(f"zip entry {_shorten(member.filename)} is a symbolic link; refused")
+                if not member.is_dir():
+                    _check_member(member, archive.name)
                 checked.append((member, relative))
+            _check_layout(checked, archive.name)
             target.mkdir(parents=True, exist_ok=True)
             written: list[Path] = []
             total = 0
@@ -146,8 +222,16 @@ def extract_zip(archive: Path, target: Path, limits: ArchiveLimits) -> list[Path
                     if member.is_dir():
                         continue
                     out = target.joinpath(*relative.parts)
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    total = _inflate(zf, member, out, total, limits, archive.name)
+                    try:
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        total = _inflate(zf, member, out, total, limits, archive.name)
+                    except OSError as exc:
+                        if exc.errno not in _NAME_ERRNOS:
+                            raise  # a full or failing disk: the service's fault, not the archive's
+                        raise UnsafeArchive(
+                            f"{archive.name}: entry {_shorten(member.filename)} cannot be written as a file "
+                            f"({os.strerror(exc.errno)}); refused"
+                        ) from exc
                     written.append(out)
             except BaseException:
                 for path in written:
@@ -173,14 +257,16 @@ def _inflate(
                     raise UnsafeArchive(f"{archive_name}: unpacks to more than {limits.max_total_bytes} bytes; refused")
                 if size > 1_000_000 and size / compressed > limits.max_ratio:
                     raise UnsafeArchive(
-                        f"{archive_name}: entry {member.filename!r} inflates more than "
+                        f"{archive_name}: entry {_shorten(member.filename)} inflates more than "
                         f"{limits.max_ratio:.0f}x (zip bomb?); refused"
                     )
                 sink.write(chunk)
     except UnsafeArchive:
         out.unlink(missing_ok=True)
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError) as exc:
         out.unlink(missing_ok=True)
-        raise UnsafeArchive(f"{archive_name}: entry {member.filename!r} is corrupt ({exc})") from exc
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # the disk's error (bz2 reports a corrupt stream as an OSError without errno)
+        raise UnsafeArchive(f"{archive_name}: entry {_shorten(member.filename)} is corrupt ({exc})") from exc
     return total

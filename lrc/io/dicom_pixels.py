@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from lrc.io.checks import MAX_ABS_VALUE
 from lrc.io.dicom_scan import Plane
 from lrc.io.errors import InvalidDicom
 
@@ -47,19 +48,16 @@ MIN_PLANES_FOR_PROCESSES = 24
 JPEG2000_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
 
 
-# Rescaled values beyond this are no modality's (HU span -1024..~30000); float32 ends at 3.4e38.
-MAX_RESCALED = 1e30
-
-
 def output_dtype(planes: Sequence[Plane]) -> np.dtype:
     """The dtype that holds every rescaled value these headers allow, exactly.
 
     Raises:
-        InvalidDicom: a rescale slope or intercept that is not finite, or values no float32 holds.
+        InvalidDicom: a rescale slope or intercept that is not finite, or values beyond
+            :data:`~lrc.io.checks.MAX_ABS_VALUE`.
     """
     for plane in planes:
         low, high = _rescaled_range(plane)
-        if not (math.isfinite(plane.slope) and math.isfinite(plane.intercept)) or max(-low, high) > MAX_RESCALED:
+        if not (math.isfinite(plane.slope) and math.isfinite(plane.intercept)) or max(-low, high) > MAX_ABS_VALUE:
             raise InvalidDicom(
                 f"{plane.path.name}: rescale slope {plane.slope} and intercept {plane.intercept} "
                 f"give values no image holds ({low:g} to {high:g})"

@@ -2,8 +2,8 @@
 
 Pipeline: collect files -> scan headers into planes -> group planes into series (by
 SeriesInstanceUID; where UIDs are blank, by study, series number, description and acquisition)
--> split each series by grid geometry -> sort and check each stack -> decode pixels -> apply
-rescale slope/intercept.
+-> split each series by grid geometry -> sort and check each stack -> check its grid against the
+readers' shared bounds (:mod:`lrc.io.checks`) -> decode pixels -> apply rescale slope/intercept.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lrc.io.archive import ArchiveLimits, collect_files
+from lrc.io.checks import check_grid
 from lrc.io.dicom_pixels import read_planes
 from lrc.io.dicom_scan import Plane, Skipped, scan_file
 from lrc.io.dicom_stack import Stack, assemble
@@ -155,9 +156,6 @@ def _build(planes: list[Plane], options: ReadOptions) -> Volume:
             f"series of {len(stack.planes)} planes of {first.rows}x{first.columns}: {voxels} voxels, over the "
             f"reader's limit of {options.max_voxels}"
         )
-    values = read_planes(stack.planes, options.workers)  # Z x rows x columns
-    # A view, no copy: X x Y x Z in Fortran order, the layout NIfTI stores.
-    array = values.transpose(2, 1, 0)
     affine = affine_from_dicom(
         np.asarray(first.orientation[:3]),
         np.asarray(first.orientation[3:]),
@@ -165,6 +163,10 @@ def _build(planes: list[Plane], options: ReadOptions) -> Volume:
         np.asarray(first.position),
         stack.step,
     )
+    check_grid((first.columns, first.rows, len(stack.planes)), affine, f"series of {len(stack.planes)} plane(s)")
+    values = read_planes(stack.planes, options.workers)  # Z x rows x columns
+    # A view, no copy: X x Y x Z in Fortran order, the layout NIfTI stores.
+    array = values.transpose(2, 1, 0)
     warnings = list(stack.notes)
     source: DicomSource | None = _source(stack)
     if stack.tilt_shift is not None:

@@ -17,6 +17,9 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from lrc.io.checks import check_rescale, check_spacing, unit_cosines
+from lrc.io.errors import ImageIOError
+
 PIXEL_DATA = 0x7FE00010
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -96,6 +99,8 @@ def scan_file(path: Path) -> list[Plane] | Skipped:
         return _planes(path, ds)
     except _Skip as skip:
         return Skipped(path, str(skip), invalid=skip.invalid)
+    except ImageIOError as exc:  # a header value outside the readers' shared bounds (lrc.io.checks)
+        return Skipped(path, str(exc), invalid=True)
     except Exception as exc:
         return Skipped(path, f"unreadable DICOM attributes ({type(exc).__name__}: {exc})", invalid=True)
 
@@ -123,7 +128,7 @@ def _planes(path: Path, ds: Dataset) -> list[Plane]:
         raise _Skip(f"colour image ({samples} samples per pixel) skipped: not a CT/MR volume")
     transfer_syntax = str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
     bits_allocated = int(ds.get("BitsAllocated", 16))
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _frames(ds.get("NumberOfFrames"))
     offset = _pixel_offset(path, ds, transfer_syntax, bits_allocated, int(ds.Rows) * int(ds.Columns), frames)
     del ds[PIXEL_DATA]
     common: dict[str, Any] = {
@@ -151,15 +156,16 @@ def _planes(path: Path, ds: Dataset) -> list[Plane]:
         return _enhanced_planes(ds, common, frames, offset, frame_bytes)
     if "ImageOrientationPatient" not in ds or "ImagePositionPatient" not in ds:
         raise _Skip("image without patient position/orientation (not part of a volume) skipped")
+    slope, intercept = _rescale(ds.get("RescaleSlope"), ds.get("RescaleIntercept"))
     return [
         Plane(
             frame=None,
-            orientation=_floats(ds.ImageOrientationPatient, 6),  # type: ignore[arg-type]
+            orientation=unit_cosines(_floats(ds.ImageOrientationPatient, 6)),
             position=_floats(ds.ImagePositionPatient, 3),  # type: ignore[arg-type]
             pixel_spacing=_spacing(ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or (1, 1)),
             slice_thickness=_float(ds.get("SliceThickness")),
-            slope=_float(ds.get("RescaleSlope")) or 1.0,
-            intercept=_float(ds.get("RescaleIntercept")) or 0.0,
+            slope=slope,
+            intercept=intercept,
             pixel_offset=offset,
             **common,
         )
@@ -184,15 +190,19 @@ def _enhanced_planes(
         thickness = _group(groups, shared, "PixelMeasuresSequence", "SliceThickness")
         slope = _group(groups, shared, "PixelValueTransformationSequence", "RescaleSlope")
         intercept = _group(groups, shared, "PixelValueTransformationSequence", "RescaleIntercept")
+        slope, intercept = _rescale(
+            slope if slope is not None else ds.get("RescaleSlope"),
+            intercept if intercept is not None else ds.get("RescaleIntercept"),
+        )
         planes.append(
             Plane(
                 frame=index + 1,
-                orientation=_floats(orientation, 6),  # type: ignore[arg-type]
+                orientation=unit_cosines(_floats(orientation, 6)),
                 position=_floats(position, 3),  # type: ignore[arg-type]
                 pixel_spacing=_spacing(spacing),
                 slice_thickness=_float(thickness),
-                slope=_float(slope if slope is not None else ds.get("RescaleSlope")) or 1.0,
-                intercept=_float(intercept if intercept is not None else ds.get("RescaleIntercept")) or 0.0,
+                slope=slope,
+                intercept=intercept,
                 pixel_offset=None if offset is None else offset + index * frame_bytes,
                 **common,
             )
@@ -240,9 +250,26 @@ def _floats(values: Any, count: int) -> tuple[float, ...]:
 
 def _spacing(values: Any) -> tuple[float, float]:
     row, column = _floats(values, 2)
-    if row <= 0 or column <= 0:
-        raise _Skip(f"pixel spacing must be positive, got {values!r}", invalid=True)
+    check_spacing((row, column), "PixelSpacing")
     return row, column
+
+
+def _frames(value: Any) -> int:
+    """NumberOfFrames: 1 when absent, else a whole number of at least 1."""
+    if value is None or value == "":
+        return 1
+    frames = int(value)
+    if frames < 1:
+        raise _Skip(f"NumberOfFrames {value}: an image holds at least 1 frame", invalid=True)
+    return frames
+
+
+def _rescale(slope: Any, intercept: Any) -> tuple[float, float]:
+    """RescaleSlope (1 when absent) and RescaleIntercept (0 when absent), checked (:func:`check_rescale`)."""
+    stated = _float(slope)
+    checked = (1.0 if stated is None else stated, _float(intercept) or 0.0)
+    check_rescale(*checked, "RescaleSlope/RescaleIntercept")
+    return checked
 
 
 def _float(value: Any) -> float | None:

@@ -32,11 +32,12 @@ class MultipleSeries(ImageIOError):
 
 
 class GeometryError(ImageIOError):
-    """A slice stack cannot be assembled into a regular grid.
+    """A slice stack cannot be assembled into a regular grid, or the grid is one no segmentation can use.
 
     Attributes:
         kind: machine-readable reason: ``nonuniform_spacing``, ``missing_slices``,
-            ``duplicate_positions``, ``gantry_tilt``, ``mixed_geometry``, ``bad_orientation``.
+            ``duplicate_positions``, ``gantry_tilt``, ``mixed_geometry``, ``bad_orientation``,
+            ``spacing_out_of_range``, ``too_small``, ``too_large`` (bounds in :mod:`lrc.io.checks`).
     """
 
     def __init__(self, kind: str, message: str) -> None:
@@ -45,6 +46,11 @@ class GeometryError(ImageIOError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return (type(self), (self.kind, str(self)))
+
+
+class InvalidVoxels(ImageIOError):
+    """The voxels are not real numbers a model can use: colour or complex data, NaN or infinite values,
+    values beyond any modality's, or a rescale that is not finite or erases the image (:mod:`lrc.io.checks`)."""
 
 
 class LabelGeometryMismatch(ImageIOError):

@@ -15,11 +15,14 @@ import nibabel as nib
 import numpy as np
 
 from lrc.io.atomic import atomic_path
+from lrc.io.checks import check_grid, check_rescale, check_spacing, check_values, check_voxel_type
 from lrc.io.errors import ImageIOError, UnsupportedInput
 from lrc.io.volume import MAX_VOXELS, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DEFLATE_MAX_RATIO = 1032  # deflate inflates at most 258 bytes per 2 bits of code (RFC 1951)
+# NIfTI-1 xyzt_units: lengths in metres or micrometres are converted; unknown (0) is taken as millimetres.
+MILLIMETRES_PER_UNIT = {"meter": 1000.0, "micron": 1e-3}
 
 
 def is_nifti_path(path: str | os.PathLike[str]) -> bool:
@@ -39,9 +42,17 @@ def read_nifti(path: str | os.PathLike[str], modality: str | None = None, max_vo
     so a 400-byte file claiming 2000^3 voxels would cost 16 GB. The claim must fit the file (its
     bytes after the header; gzip: deflate's largest ratio, ~1032:1) and ``max_voxels``.
 
+    The header's datatype, scaling (``scl_slope``, ``scl_inter``) and voxel sizes (``pixdim``) are
+    checked before any voxel is read too, and the grid and values after, by the checks both readers
+    share (:mod:`lrc.io.checks`). Lengths the header gives in metres or micrometres (``xyzt_units``)
+    are converted to millimetres, with a warning; nibabel's affine keeps the file's units.
+
     Raises:
         UnsupportedInput: not a readable NIfTI, a header claiming more voxels than the file or
-            ``max_voxels`` holds, not 3D, non-finite voxels or a singular affine.
+            ``max_voxels`` holds, not 3D, or a singular affine.
+        InvalidVoxels: not a real scalar datatype (RGB, complex), a scaling that is not finite, NaN,
+            infinite or absurd values.
+        GeometryError: voxel sizes, field of view, image plane or axes outside the shared bounds.
     """
     path = Path(path)
     try:
@@ -49,6 +60,8 @@ def read_nifti(path: str | os.PathLike[str], modality: str | None = None, max_vo
         if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
             raise UnsupportedInput(f"{path.name}: not a NIfTI image ({type(image).__name__})")
         _check_claimed_size(path, image, max_voxels)
+        with nib.openers.ImageOpener(str(path)) as stream:  # as written: loading "fixes" a zero pixdim to 1 mm
+            _check_header(path, type(image.header).from_fileobj(stream, check=False))
         data = np.asanyarray(image.dataobj)
     except ImageIOError:
         raise
@@ -60,18 +73,38 @@ def read_nifti(path: str | os.PathLike[str], modality: str | None = None, max_vo
         raise UnsupportedInput(f"{path.name}: a 3D image is needed, this one has shape {data.shape}")
     if 0 in data.shape:
         raise UnsupportedInput(f"{path.name}: the image is empty (shape {data.shape})")
-    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
-        raise UnsupportedInput(f"{path.name}: {int((~np.isfinite(data)).sum())} voxels are NaN or infinite")
+    check_values(data, path.name)
     affine = np.asarray(image.affine, dtype=np.float64)
-    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise UnsupportedInput(f"{path.name}: the header's affine is singular or not finite; no geometry")
     warnings: tuple[str, ...] = ()
+    unit = image.header.get_xyzt_units()[0]
+    if unit in MILLIMETRES_PER_UNIT:
+        affine = np.diag([MILLIMETRES_PER_UNIT[unit]] * 3 + [1.0]) @ affine
+        warnings = (f"the header gives lengths in {unit}s: converted to millimetres",)
+    check_grid(data.shape, affine, path.name)
     if modality is None:
         modality = "OT"
         if data.size and not np.issubdtype(data.dtype, np.unsignedinteger) and float(data.min()) < -500:
             modality = "CT"
-            warnings = ("modality taken as CT: values reach below -500 (Hounsfield units); NIfTI does not say",)
+            warnings += ("modality taken as CT: values reach below -500 (Hounsfield units); NIfTI does not say",)
     return Volume(array=np.ascontiguousarray(data), affine=affine, modality=modality, warnings=warnings)
+
+
+def _check_header(path: Path, header: nib.Nifti1Header | nib.Nifti2Header) -> None:
+    """Datatype, scaling and voxel sizes as the header states them, before nibabel reads (or silently fixes) them.
+
+    A ``scl_slope`` of 0 means "no scaling" (NIfTI-1), and so does NaN: nibabel writes NaN into every
+    unscaled file (all the real files here have it) and nifti1_io reads non-finite values as 0. An
+    infinite slope, which nibabel would silently ignore too, is refused, and so is a non-finite
+    intercept beside a real slope. A ``pixdim`` of 0, which nibabel takes as 1 mm, is refused.
+    """
+    check_voxel_type(header.get_data_dtype(), path.name)
+    slope, intercept = float(header["scl_slope"]), float(header["scl_inter"])
+    if math.isinf(slope) or (math.isfinite(slope) and slope != 0):
+        check_rescale(slope, intercept, f"{path.name}: scl_slope/scl_inter")
+    millimetres = MILLIMETRES_PER_UNIT.get(header.get_xyzt_units()[0], 1.0)
+    check_spacing([float(v) * millimetres for v in header["pixdim"][1:4]], f"{path.name}: pixdim (voxel size)")
 
 
 def _check_claimed_size(path: Path, image: nib.Nifti1Image | nib.Nifti2Image, max_voxels: int) -> None:

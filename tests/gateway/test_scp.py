@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import highdicom
 import pydicom
@@ -15,6 +16,7 @@ from pynetdicom.sop_class import CTImageStorage, LegacyConvertedEnhancedCTImageS
 from gateway import scp
 from gateway.inbox import Inbox
 from gateway.settings import GatewaySettings
+from tests import dicom_factory
 from tests.gateway.conftest import GATEWAY_AET, MODALITY, ct_series
 from tests.gateway.orthanc import Orthanc
 
@@ -84,3 +86,26 @@ def test_enhanced_ct_is_accepted(listener: Inbox, gateway_port: int, shared_data
     assert status.Status == 0x0000
     stored = pydicom.dcmread(listener.incoming / enhanced.SeriesInstanceUID / f"{enhanced.SOPInstanceUID}.dcm")
     assert int(stored.NumberOfFrames) == 4
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"pixel_spacing": (1e-30, 1e-30)},  # a singular affine: no export of it would work
+        {"orientation": (1000, 0, 0, 0, 0.001, 0)},  # would be 800 x 0.0008 mm pixels
+        {"size": 1},
+        {"slope": 0.0},
+    ],
+)
+def test_instances_outside_the_readers_bounds_get_a_failure_status(
+    listener: Inbox, gateway_port: int, shared_data: Path, tmp_path: Path, options: dict[str, Any]
+):
+    defaults: dict[str, Any] = {"size": 64, "pixel_spacing": (3.0, 3.0)}
+    (path,) = dicom_factory.write_series(shared_data, tmp_path / "ct", dicom_factory.line(1), **{**defaults, **options})
+    association = associate(gateway_port, "TESTSCU", CTImageStorage)
+    assert association.is_established  # type: ignore[attr-defined]
+    status = association.send_c_store(pydicom.dcmread(path))  # type: ignore[attr-defined]
+    association.release()  # type: ignore[attr-defined]
+    assert status.Status == scp.CANNOT_UNDERSTAND
+    assert not list(listener.incoming.rglob("*.dcm"))
+    assert not list(listener.tmp.iterdir())

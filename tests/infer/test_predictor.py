@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -82,7 +85,7 @@ def reference_2d(predictor: Predictor, volume: Volume) -> np.ndarray:
         image = torch.from_numpy(canonical.array[:, :, k].astype(np.float32))[None, None]
         image = ((image - low) / (high - low)).clamp(0, 1)
         image = torch.nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False)
-        pad = [(-n) % 16 for n in size]
+        pad = [max(32, -(-n // 16) * 16) - n for n in size]  # a multiple of 16, and 32 at least
         image = torch.nn.functional.pad(image, (pad[1] // 2, pad[1] - pad[1] // 2, pad[0] // 2, pad[0] - pad[0] // 2))
         with torch.no_grad():
             logits = predictor.net(image)[
@@ -118,3 +121,22 @@ def test_2d_matches_slice_by_slice_reference(affine: np.ndarray, labels: dict[in
     assert set(np.unique(expected)) == {0, max(labels)}  # both classes occur, so the comparison means something
     assert (result.array == expected).mean() > 0.999  # float summation order may flip a tie
     assert set(times.seconds) == {"preprocess", "model", "postprocess"}
+
+
+@pytest.mark.parametrize(
+    ("size", "depth", "spacing"),
+    [
+        (2, 1, 2.0),  # the smallest image the readers take
+        (16, 3, 2.0),  # 16 x 16 at the model's spacing: a 1 x 1 bottleneck unless padded further
+        (64, 1, 0.4),  # 64 pixels of 0.4 mm: 13 x 13 at the model's 2 mm
+    ],
+)
+def test_2d_small_slices_are_padded_for_the_network(shared_data: Path, size: int, depth: int, spacing: float):
+    net = UNet(2, 1, 2, SMALL)
+    predictor = Predictor(net, card_for(net, (2.0, 2.0, None)), "cpu", batch_size=2)  # a batch of one slice last
+    ct = np.asarray(nib.load(shared_data / "nifti" / "totalseg_ct_abdomen" / "example_ct_sm.nii.gz").dataobj)
+    block = np.ascontiguousarray(ct[30 : 30 + size, 30 : 30 + size, :depth]).astype(np.int16)  # real CT, HU
+    volume = Volume(block, np.diag([-spacing, -spacing, 3.0, 1.0]), "CT")
+    labels = predictor.predict(volume)
+    assert labels.shape == volume.shape
+    assert set(np.unique(labels.array)) <= {0, 3}

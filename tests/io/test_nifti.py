@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from lrc.io import UnsupportedInput, Volume, read_nifti, read_volume, write_nifti
+from lrc.io import InvalidVoxels, UnsupportedInput, Volume, read_nifti, read_volume, write_nifti
 
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
@@ -100,7 +100,7 @@ def test_nan_refused(tmp_path: Path):
     data = np.zeros((4, 4, 4), dtype=np.float32)
     data[1, 2, 3] = np.nan
     nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "nan.nii")
-    with pytest.raises(UnsupportedInput, match="1 voxels are NaN"):
+    with pytest.raises(InvalidVoxels, match="1 voxels are NaN"):
         read_nifti(tmp_path / "nan.nii")
 
 

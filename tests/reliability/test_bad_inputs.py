@@ -1,6 +1,6 @@
-"""The bad-input corpus (``tests/reliability/corpus.py``) sent through the REST API of one running
-``lrc serve``: every case gets a 4xx ``application/problem+json`` with a message, none a 5xx; the
-service stays healthy and still segments a good series afterwards."""
+"""The bad-input corpus (``tests/reliability/corpus.py``, ``corpus_bounds.py``) sent through the REST API
+of one running ``lrc serve``: every case gets a 4xx ``application/problem+json`` with a message, none a
+5xx; the service stays healthy and still segments a good series afterwards."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability import corpus
+from tests.reliability import corpus, corpus_bounds
 from tests.reliability.conftest import STARTER, UPLOAD_LIMIT, Served
 
 PROBLEM = "application/problem+json"
@@ -33,6 +33,10 @@ def bad_inputs(
         *corpus.nifti_cases(ct_nifti[0]),
         *corpus.dataset_cases(series_id, ct_nifti[1], big_labels),
         *corpus.http_cases(UPLOAD_LIMIT, ct_nifti[0]),
+        *corpus_bounds.dicom_cases(shared_data, folder),
+        *corpus_bounds.archive_cases(shared_data, folder),
+        *corpus_bounds.nifti_cases(ct_nifti[0]),
+        *corpus_bounds.model_reference_cases(series_id, STARTER),
     ]
 
 

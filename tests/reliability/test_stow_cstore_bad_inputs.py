@@ -24,7 +24,7 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from gateway import scp
 from tests.gateway.conftest import GATEWAY_AET, LRC, GatewayProcess, child_env
-from tests.reliability import corpus
+from tests.reliability import corpus, corpus_bounds
 from tests.reliability.conftest import UPLOAD_LIMIT, Served
 from tests.service.harness import ADMIN_KEY, free_port
 from tests.service.helpers import series_with_uids
@@ -43,6 +43,9 @@ def instances(shared_data: Path, ct_nifti: tuple[Path, Path], tmp_path_factory: 
         *corpus.dicom_cases(shared_data, folder),
         *corpus.archive_cases(shared_data, folder),
         *corpus.nifti_cases(ct_nifti[0]),
+        *corpus_bounds.dicom_cases(shared_data, folder),
+        *corpus_bounds.archive_cases(shared_data, folder),
+        *corpus_bounds.nifti_cases(ct_nifti[0]),
     ]
     return [(case.id, [part[1][1] for part in case.kwargs["files"]]) for case in cases if "files" in case.kwargs]
 
@@ -147,7 +150,7 @@ def _send(port: int, path: Path) -> int | str:
 
 
 def test_c_store_fails_every_hostile_instance(gateway: GatewayProcess, shared_data: Path, tmp_path: Path):
-    cases = corpus.dicom_cases(shared_data, tmp_path / "corpus")
+    cases = corpus.dicom_cases(shared_data, tmp_path / "corpus") + corpus_bounds.dicom_cases(shared_data, tmp_path)
     outcomes: dict[str, int | str] = {}
     for number, case in enumerate(cases):
         path = tmp_path / "send" / f"{number}.dcm"

@@ -48,6 +48,23 @@ def test_materialize_keeps_names_safe(tmp_path: Path):
         store.path("../x")
 
 
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("é" * 200 + ".nii.gz", "é" * 60 + ".nii.gz"),  # 407 bytes of UTF-8: no file system takes it whole
+        ("肝" * 100 + ".dcm", "肝" * 41 + ".dcm"),
+        ("a" * 300 + ".nii.gz", "a" * 121 + ".nii.gz"),  # the suffix that makes it NIfTI is kept
+    ],
+)
+def test_long_names_are_cut_to_bytes_keeping_the_suffix(tmp_path: Path, name: str, kept: str):
+    store = BlobStore(tmp_path / "blobs")
+    sha, _ = store.put_stream(io.BytesIO(b"x"))
+    (link,) = store.materialize([(name, sha)], tmp_path / "out")  # the upload's and the worker's file name
+    assert safe_name(name) == kept
+    assert len(kept.encode()) <= 128
+    assert link.read_bytes() == b"x"
+
+
 def test_abandoned_temporary_files_are_swept(tmp_path: Path):
     store = BlobStore(tmp_path / "blobs")
     old, fresh = store.tmp / "old", store.tmp / "fresh"

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Path
 
 from app.api.deps import Admin, ContextDep, Viewer
 from app.api.schemas import PromoteIn, RollbackIn
+from app.records.models import MAX_VERSION
 from app.services import models
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-# Versions are 32-bit integers in the records; a larger number is no version (PostgreSQL would raise).
-Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
+# Versions are 32-bit integers in the records; a larger number is no version (the database would refuse it).
+Version = Annotated[int, Path(ge=1, le=MAX_VERSION)]
 
 
 @router.get("")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from app.errors import InvalidRequest, NotFound
 from app.records import Database, registry
 from app.records.models import ModelVersion
 from app.records.projects import DEFAULT, SHARED
@@ -70,3 +72,36 @@ def test_model_names_made_from_free_text(text: str, expected: str):
     made = registry.model_name_from(text)
     assert made == expected
     assert registry.MODEL_NAME.fullmatch(made)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "99999999999999999999",  # past 64 bits: SQLite's driver cannot bind it (OverflowError)
+        str(2**31),  # past the INTEGER column: PostgreSQL refuses it (out of range)
+        str(2**63),
+        "9" * 5000,  # past int()'s 4300-digit limit
+        "0",
+        "²",  # str.isdigit() takes it, int() does not
+        "١",  # an Arabic-Indic one
+        "-1",
+        "1.0",
+        " 1",
+    ],
+)
+@pytest.mark.parametrize("lookup", [registry.resolve, registry.find])
+def test_version_numbers_out_of_range_are_invalid_requests(db: Database, lookup: Any, number: str):
+    with db.session() as session:
+        registry.register(session, "liver", "/models/liver/1", CARD, SHARED, status="production")
+    with db.session() as session, pytest.raises(InvalidRequest, match=f"whole number from 1 to {2**31 - 1}"):
+        lookup(session, DEFAULT, f"liver:{number}")
+
+
+def test_version_numbers_in_range_are_looked_up(db: Database):
+    with db.session() as session:
+        registry.register(session, "liver", "/models/liver/1", CARD, SHARED, status="production")
+    with db.session() as session:
+        assert registry.resolve(session, DEFAULT, "liver:1").version == 1
+        assert registry.find(session, DEFAULT, "liver:0001").version == 1
+        with pytest.raises(NotFound):  # the largest number a version can have: a valid request, no such version
+            registry.find(session, DEFAULT, f"liver:{2**31 - 1}")
