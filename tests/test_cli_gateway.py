@@ -62,8 +62,8 @@ def test_outbox_command_lists_and_rearms_failed_steps(tmp_path: Path):
 
 
 def test_pacs_commands_need_one_way_to_the_pacs(tmp_path: Path):
-    runner = CliRunner()
-    api = ["--api-url", "http://127.0.0.1:9", "--api-key", "k"]
+    runner = CliRunner(env={"LRC_GATEWAY_API_KEY": "k"})
+    api = ["--api-url", "http://127.0.0.1:9"]
     neither = runner.invoke(cli, ["pacs", "import", *api])
     assert neither.exit_code == 2
     assert "exactly one of --pacs" in neither.output

@@ -90,6 +90,7 @@ class LrcService:
     url: str
     key: str
     log: Path
+    key_file: Path  # the key, for --api-key-file (a key on the command line is visible in ps)
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +111,9 @@ def lrc_service(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     with lrc_serve(root / "data", env, log, frozenset({"infer"})) as (_, admin):
         created = admin.post("/v1/keys", json={"name": "gateway", "role": "submitter"}, timeout=30)
         assert created.status_code == 201, created.text
-        yield LrcService(str(admin.base_url).rstrip("/"), created.json()["token"], log)
+        key_file = root / "gateway.key"
+        key_file.write_text(created.json()["token"] + "\n")
+        yield LrcService(str(admin.base_url).rstrip("/"), created.json()["token"], log, key_file)
 
 
 class GatewayProcess:
