@@ -31,8 +31,7 @@ PUBLIC = {
     "GET /ui/{path:path}",
     "GET /openapi.json",
     "GET /docs",
-    "GET /docs/oauth2-redirect",
-    "GET /redoc",
+    "GET /docs/assets/{name}",
 }
 
 
