@@ -42,7 +42,7 @@ _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
 _TOKEN = re.compile(r"\blrc_[A-Za-z0-9_-]{8,}")
 # name=value outside a URL (a repr, a form echoed in an error): keys, tokens, passwords, secrets.
 _ASSIGNED = re.compile(
-    r"(?i)\b(?P<name>[\w-]*(?:key|token|password|passwd|secret))(?P<eq>\s*=\s*)(?P<q>['\"]?)[^\s'\",;&)]+"
+    r"(?i)\b(?P<name>[\w-]*(?:key|token|password|passwd|secret))(?P<eq>\s*=\s*)(?P<q>['\"]?)(?!\[)[^\s'\",;&)]+"
 )
 _MIN_UID_LENGTH = 8
 _secrets: set[str] = set()
