@@ -82,7 +82,8 @@ def _ask_with_identifiers_in_queries(client: httpx.Client, seg: pydicom.Dataset,
 
 def test_patient_identifiers_stay_out_of_logs_and_errors(served: Served, shared_data: Path, tmp_path: Path):
     client = served.client
-    errors: list[httpx.Response] = []
+    not_ready: list[httpx.Response] = []
+    damaged: dict[str, list[httpx.Response]] = {}
     good = _relabel(series_with_uids(shared_data, tmp_path / "good", count=6))
     upload = client.post("/v1/studies", files=multipart(good))
     assert upload.status_code == 201, upload.text
@@ -96,7 +97,7 @@ def test_patient_identifiers_stay_out_of_logs_and_errors(served: Served, shared_
     while (
         seg := client.get(f"/v1/segmentations/{segmentation}/result", params={"format": "dicom-seg"})
     ).status_code == 409:
-        errors.append(seg)  # "not ready yet" while the export job runs
+        not_ready.append(seg)  # "not ready yet" while the export job runs (as often as it takes)
         assert time.monotonic() < deadline, seg.text
         time.sleep(0.3)
     assert seg.status_code == 200, seg.text
@@ -118,17 +119,21 @@ def test_patient_identifiers_stay_out_of_logs_and_errors(served: Served, shared_
         paths = _relabel(series_with_uids(shared_data, tmp_path / name, count=2))
         for path in paths:
             damage(path)
-        errors.append(client.post("/v1/studies", files=multipart(paths)))
         body, content_type = _related(paths)
-        errors.append(client.post("/dicomweb/studies", content=body, headers={"Content-Type": content_type}))
+        damaged[name] = [
+            client.post("/v1/studies", files=multipart(paths)),
+            client.post("/dicomweb/studies", content=body, headers={"Content-Type": content_type}),
+        ]
     (tmp_path / "j2k").mkdir()
     jpeg2000 = _relabel([Path(shutil.copy(p, tmp_path / "j2k")) for p in ct_series(shared_data)[:2]])
     for path in jpeg2000:
         path.write_bytes(path.read_bytes()[:-4000])  # the real JPEG 2000 codestream, cut
-    errors.append(client.post("/v1/studies", files=multipart(jpeg2000)))
+    damaged["jpeg2000-cut"] = [client.post("/v1/studies", files=multipart(jpeg2000))]
 
-    failed = [r for r in errors if r.status_code >= 400]
-    assert len(failed) >= 9, [(r.status_code, r.request.url, r.text[:100]) for r in errors]
+    # Unreadable files are refused; an over-long OtherPatientIDs is only warned about by pydicom.
+    statuses = {name: [r.status_code for r in answers] for name, answers in damaged.items()}
+    assert all(code >= 400 for name, codes in statuses.items() if name != "too-long-id" for code in codes), statuses
+    failed = [r for answers in damaged.values() for r in answers if r.status_code >= 400] + not_ready
     assert all(r.status_code < 500 for r in failed), [r.text for r in failed]
     for response in failed:
         for identifier in IDENTIFIERS:
@@ -138,11 +143,11 @@ def test_patient_identifiers_stay_out_of_logs_and_errors(served: Served, shared_
     # The search covers the workers too: their lines about these very jobs are in the log.
     assert f"job {accepted.json()['job_id']} (segment) started" in log
     assert "(export) started" in log
+    secrets = (*IDENTIFIERS, *uids, viewer_key, ADMIN_KEY)
+    leaked = {secret: log.count(secret) for secret in secrets if secret in log}
+    assert not leaked, f"patient identifiers, UIDs or keys in the service log {served.log}: {leaked}"
     # The lines are there, redacted: the access log (DICOMweb queries, the API's own parameters), the SEG writer's.
     assert '"GET /dicomweb/studies?[redacted] HTTP/1.1" 200' in log
     assert '"GET /v1/jobs?state=queued&token=[redacted] HTTP/1.1" 200' in log
     assert '"GET /dicomweb/studies/[uid]/series/[uid]/instances/[uid]/metadata HTTP/1.1" 200' in log
     assert 'from dataset "[uid]"' in log  # highdicom's INFO lines name the source instances
-    secrets = (*IDENTIFIERS, *uids, viewer_key, ADMIN_KEY)
-    leaked = {secret: log.count(secret) for secret in secrets if secret in log}
-    assert not leaked, f"patient identifiers, UIDs or keys in the service log {served.log}: {leaked}"
