@@ -171,8 +171,8 @@ def gateway_factory(
         folder = data_dir or tmp_path / "gateway"
         command = [LRC, "-v", "gateway", "--ae-title", GATEWAY_AET, "--port", str(gateway_port), "--host", "127.0.0.1"]
         command += ["--api-url", lrc_service.url, "--data-dir", str(folder), *target, *flags]
+        command += ["--api-key-file", str(lrc_service.key_file)]  # as a deployment mounts a secret
         env = child_env(
-            LRC_GATEWAY_API_KEY=lrc_service.key,
             LRC_GATEWAY_SERIES_TIMEOUT="1",
             LRC_GATEWAY_POLL_INTERVAL="0.2",
             LRC_GATEWAY_RETRY_BASE="0.5",
