@@ -46,7 +46,7 @@ def routes(app: FastAPI) -> set[str]:
 
 
 def _bare_app() -> FastAPI:
-    app = FastAPI()
+    app = FastAPI(docs_url=None, redoc_url=None)  # as the service: its docs are app.web.docs, in PUBLIC
     app.include_router(api_router)
     return app
 
