@@ -11,10 +11,11 @@ from every record the process makes, whoever makes it (uvicorn's access log, Cel
 httpx, our own loggers), before any handler sees it:
 
 - DICOM UIDs (dotted numbers whose first arc is 0, 1 or 2, PS3.5 9.1) become ``[uid]``;
-- the query of a URL or path under ``/dicomweb`` becomes ``?[redacted]``; elsewhere the value of
-  each parameter that is not one of :data:`API_PARAMETERS` becomes ``[redacted]`` (``key``,
-  ``token``, ``access_token`` and the like, and whatever a client adds);
-- ``Bearer <token>``, tokens of the service's form (``lrc_...``) and the secrets a process names with
+- the query of a URL or path under ``/dicomweb`` (or a PACS's ``/dicom-web``) becomes ``?[redacted]``;
+  elsewhere the value of each parameter that is not one of :data:`API_PARAMETERS` becomes
+  ``[redacted]`` (``key``, ``token``, ``access_token`` and the like, and whatever a client adds);
+- ``Bearer <token>``, tokens of the service's form (``lrc_...``), the value of ``<name>=<value>``
+  where the name ends in key, token, password or secret, and the secrets a process names with
   :func:`protect` (the bootstrap admin key, the gateway's key) become ``[key]``.
 """
 
