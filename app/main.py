@@ -18,9 +18,12 @@ from app.api.router import api_router
 from app.context import Context, build_context
 from app.metrics import Metrics, MetricsMiddleware
 from app.records.keys import ensure_bootstrap_admin
+from app.security_headers import SecurityHeadersMiddleware
 from app.services.dicomweb_results import index_missing
 from app.services.models import register_starter
 from app.settings import Settings, get_settings
+from app.web import docs
+from lrc import log_privacy
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ def start(ctx: Context) -> None:
 def create_app(settings: Settings | None = None, context: Context | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the environment)."""
     ctx = context or build_context(settings or get_settings())
+    log_privacy.install(ctx.settings.bootstrap_admin_key)
     start(ctx)
 
     @asynccontextmanager
@@ -58,10 +62,14 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         version="0.1.0",
         description="Upload scans, segment them, fine-tune and pre-train models, manage model versions.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files instead of a CDN (app.web.docs)
+        redoc_url=None,
     )
     app.state.context = ctx
     app.state.metrics = Metrics(ctx.db)
     problems.install(app)
     app.include_router(api_router)
+    app.include_router(docs.router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,12 @@ class Settings(BaseSettings):
     bootstrap_admin_key: str | None = Field(
         default=None, description="Creates an admin API key with this value on start."
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The service's URL as clients reach it (https://lrc.example.org or with a path behind a proxy);"
+        " links the API hands out (DICOMweb RetrieveURL) start with it. Unset: the scheme the request came with"
+        " (a trusted proxy's X-Forwarded-Proto) and the address it came in on, never the request's Host header.",
+    )
     # Jobs and recovery.
     max_attempts: int = Field(default=3, ge=1, description="Runs of one job before it is failed as lost.")
     heartbeat_s: float = Field(default=10.0, gt=0, description="Seconds between heartbeats of a running job.")
@@ -77,6 +84,22 @@ class Settings(BaseSettings):
         if value is not None and len(value) < MIN_KEY_LENGTH:
             raise ValueError(f"LRC_BOOTSTRAP_ADMIN_KEY must be at least {MIN_KEY_LENGTH} characters")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"LRC_PUBLIC_URL must be an http(s) URL with a host, got {value!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"LRC_PUBLIC_URL must have no query, fragment or user name, got {value!r}")
+        try:
+            parts.port  # noqa: B018 (raises on a port that is not a number in 0..65535)
+        except ValueError as exc:
+            raise ValueError(f"LRC_PUBLIC_URL has an invalid port: {value!r}") from exc
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _defaults_in_data_dir(self) -> Settings:

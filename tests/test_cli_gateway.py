@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lrc.cli import app as cli
@@ -62,8 +65,8 @@ def test_outbox_command_lists_and_rearms_failed_steps(tmp_path: Path):
 
 
 def test_pacs_commands_need_one_way_to_the_pacs(tmp_path: Path):
-    runner = CliRunner()
-    api = ["--api-url", "http://127.0.0.1:9", "--api-key", "k"]
+    runner = CliRunner(env={"LRC_GATEWAY_API_KEY": "k"})
+    api = ["--api-url", "http://127.0.0.1:9"]
     neither = runner.invoke(cli, ["pacs", "import", *api])
     assert neither.exit_code == 2
     assert "exactly one of --pacs" in neither.output
@@ -80,3 +83,56 @@ def test_pacs_commands_need_one_way_to_the_pacs(tmp_path: Path):
     )
     assert no_mapping.exit_code == 2
     assert "no pseudonym mapping" in no_mapping.output
+
+
+def test_the_api_key_comes_from_a_file_or_the_environment_and_the_flag_is_warned_about(tmp_path: Path):
+    runner = CliRunner()
+    start = ["gateway", "--data-dir", str(tmp_path)]  # no destination: stops at the settings check
+    flagged = runner.invoke(cli, [*start, "--api-key", "lrc_secret-on-the-command-line"])
+    assert flagged.exit_code == 2
+    assert "--api-key shows the key to every user of this machine (ps)" in flagged.stderr
+    by_env = runner.invoke(cli, start, env={"LRC_GATEWAY_API_KEY": "lrc_secret-in-the-environment"})
+    assert by_env.exit_code == 2
+    assert "--api-key shows" not in by_env.stderr
+    key_file = tmp_path / "gateway.key"
+    key_file.write_text("lrc_secret-in-a-file\n")
+    both = runner.invoke(cli, [*start, "--api-key", "x", "--api-key-file", str(key_file)])
+    assert both.exit_code == 2
+    assert "not both" in both.stderr
+    missing = runner.invoke(cli, [*start, "--api-key-file", str(tmp_path / "none.key")])
+    assert missing.exit_code == 2
+    assert "cannot read the API key file" in missing.stderr
+    key_file.write_text("\n")
+    empty = runner.invoke(cli, [*start, "--api-key-file", str(key_file)])
+    assert empty.exit_code == 2
+    assert "is empty" in empty.stderr
+
+
+@pytest.mark.parametrize("way", ["file", "environment", "flag"])
+def test_every_way_of_giving_the_key_reaches_the_service(way: str, tmp_path: Path):
+    """``lrc pacs push`` against a stand-in service that records the bearer token it is sent."""
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    key = f"lrc_key-given-by-{way}"
+    (tmp_path / "key").write_text(key + "\n")
+    given = {"file": ["--api-key-file", str(tmp_path / "key")], "environment": [], "flag": ["--api-key", key]}[way]
+    env = {"LRC_GATEWAY_API_KEY": key} if way == "environment" else {}
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        arguments = ["pacs", "push", "s1", "--destination", "P@127.0.0.1:104", "--wait", "0", "--api-url", url]
+        pushed = CliRunner().invoke(cli, [*arguments, *given], env=env)
+        server.shutdown()
+    assert pushed.exit_code == 1, pushed.output  # refused by the stand-in
+    assert seen == [f"Bearer {key}"]
+    assert ("--api-key shows" in pushed.stderr) == (way == "flag")

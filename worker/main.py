@@ -21,6 +21,7 @@ from app.records.jobs import beat
 from app.records.models import now
 from app.services.jobs import sweep
 from app.settings import get_settings
+from lrc import log_privacy
 from worker import runtime
 from worker.broker_watch import RECONNECTIONS, BrokerWatch, ReconnectStep
 from worker.celery_app import QUEUE_OF, make_celery
@@ -28,6 +29,7 @@ from worker.tasks import register_tasks
 from worker.threads import apply_torch_threads, available_cpus, lend_when_idle, torch_threads
 
 log = logging.getLogger(__name__)
+log_privacy.install(get_settings().bootstrap_admin_key)  # before Celery logs anything; its pool inherits it
 get_settings().prepare()  # the embedded broker's folder must exist before Celery opens it
 celery_app = make_celery(get_settings())
 celery_app.steps["consumer"].add(ReconnectStep)

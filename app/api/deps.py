@@ -26,6 +26,24 @@ def get_context(request: Request) -> Context:
 
 
 ContextDep = Annotated[Context, Depends(get_context)]
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def get_public_url(request: Request, ctx: ContextDep) -> str:
+    """The base of the links the API hands out: ``LRC_PUBLIC_URL``, else the request's scheme (a trusted
+    proxy's ``X-Forwarded-Proto``: uvicorn's ``--forwarded-allow-ips``) and the address the connection came
+    in on. Never the ``Host`` header: any client sets it, and links built from it point where it says."""
+    if ctx.settings.public_url:
+        return ctx.settings.public_url
+    scheme = request.url.scheme
+    host, port = request.scope.get("server") or ("localhost", DEFAULT_PORTS.get(scheme, 80))
+    address = f"[{host}]" if ":" in host else host
+    if port != DEFAULT_PORTS.get(scheme):
+        address += f":{port}"
+    return f"{scheme}://{address}{request.scope.get('root_path', '')}"
+
+
+PublicUrl = Annotated[str, Depends(get_public_url)]
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,12 @@ def find_key(session: Session, token: str) -> ApiKey | None:
     return key
 
 
+def key_active(session: Session, key_id: str) -> bool:
+    """True while the key with this id exists and is not revoked."""
+    key = session.get(ApiKey, key_id)
+    return key is not None and not key.revoked
+
+
 def ensure_bootstrap_admin(session: Session, token: str) -> bool:
     """Create the bootstrap admin key (project ``default``) unless a key with that token exists; True when created."""
     if session.scalars(select(ApiKey).where(ApiKey.token_sha256 == hash_token(token))).first() is not None:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from lrc import log_privacy
 from lrc.cli import gateway_commands, io_commands, model_commands, pacs_commands, service_commands
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(pacs_commands.pacs_app, name="pacs")
 def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    log_privacy.install()  # every command's log (uvicorn's access log under `lrc serve`, the gateway's) keeps to it
 
 
 def main() -> None:

@@ -14,6 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
+from lrc import log_privacy
+from lrc.cli.api_keys import ApiKeyFile, ApiKeyFlag, resolve_api_key
+
 app = typer.Typer()
 
 
@@ -34,7 +37,8 @@ def gateway(
     api_url: Annotated[
         str | None, typer.Option("--api-url", help="The lrc service (default: http://127.0.0.1:8000).")
     ] = None,
-    api_key: Annotated[str | None, typer.Option("--api-key", help="API key (submitter role).")] = None,
+    api_key: ApiKeyFlag = None,
+    api_key_file: ApiKeyFile = None,
     model: Annotated[str | None, typer.Option(help="Model for series no rule routes (default: production).")] = None,
     destination: Annotated[
         str | None, typer.Option(help="Send results by C-STORE to AE@HOST:PORT.", metavar="AE@HOST:PORT")
@@ -62,6 +66,8 @@ def gateway(
     from gateway.runner import Gateway
     from gateway.settings import GatewaySettings
 
+    api_key = resolve_api_key(api_key, api_key_file) or None
+    log_privacy.protect(api_key)
     given: dict[str, Any] = {
         "ae_title": ae_title,
         "port": port,
@@ -89,7 +95,9 @@ def gateway(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     if not settings.api_key:
-        logging.getLogger("gateway").warning("no API key (--api-key, LRC_GATEWAY_API_KEY): the service will refuse")
+        logging.getLogger("gateway").warning(
+            "no API key (LRC_GATEWAY_API_KEY, --api-key-file): the service will refuse"
+        )
     stop = threading.Event()
     _exit_on(stop)
     try:

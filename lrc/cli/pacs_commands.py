@@ -2,10 +2,10 @@
 
 The PACS is reached by DIMSE (``--pacs``: C-FIND, C-GET or with ``--move`` C-MOVE) as
 ``--ae-title``, which the PACS must know, or by DICOMweb (``--dicomweb URL``: QIDO-RS, WADO-RS). The
-service is reached over HTTP (``--api-url``, ``--api-key``, or ``LRC_GATEWAY_API_URL`` /
-``LRC_GATEWAY_API_KEY``). ``--deidentify`` uploads de-identified copies and keeps the mapping in
-``--mapping``, which ``push --mapping`` uses to give a result its original identifiers back.
-pynetdicom and httpx are imported inside the commands.
+service is reached over HTTP (``--api-url`` or ``LRC_GATEWAY_API_URL``; the key from
+``LRC_GATEWAY_API_KEY`` or ``--api-key-file``, see :mod:`lrc.cli.api_keys`). ``--deidentify``
+uploads de-identified copies and keeps the mapping in ``--mapping``, which ``push --mapping`` uses
+to give a result its original identifiers back. pynetdicom and httpx are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from lrc import log_privacy
+from lrc.cli.api_keys import ApiKeyFile, ApiKeyFlag, resolve_api_key
 
 pacs_app = typer.Typer(no_args_is_help=True, help="Find a cohort in a PACS, import it, push results.")
 
@@ -50,7 +53,6 @@ SinceOption = Annotated[dt.datetime | None, typer.Option(help="Studies on or aft
 UntilOption = Annotated[dt.datetime | None, typer.Option(help="Studies on or before this date.", formats=["%Y-%m-%d"])]
 DescriptionOption = Annotated[str | None, typer.Option(help="Series description, DICOM wildcards (*abd*).")]
 ApiUrlOption = Annotated[str, typer.Option("--api-url", envvar="LRC_GATEWAY_API_URL", help="The lrc service.")]
-ApiKeyOption = Annotated[str, typer.Option("--api-key", envvar="LRC_GATEWAY_API_KEY", help="API key (submitter).")]
 DEFAULT_MAPPING = Path("lrc-pseudonyms.sqlite")
 
 
@@ -60,11 +62,18 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 @contextmanager
-def _service(api_url: str, api_key: str, timeout: float) -> Iterator[tuple[Any, Path]]:
+def _service(
+    api_url: str, api_key: str | None, api_key_file: Path | None, timeout: float
+) -> Iterator[tuple[Any, Path]]:
     """A client of the lrc service and a scratch folder; a gateway error becomes a clean exit 1."""
     from gateway.api_client import ServiceClient
     from gateway.errors import GatewayError
 
+    api_key = resolve_api_key(api_key, api_key_file)
+    if not api_key:
+        typer.echo("error: no API key: set LRC_GATEWAY_API_KEY or give --api-key-file", err=True)
+        raise typer.Exit(2)
+    log_privacy.protect(api_key)
     with tempfile.TemporaryDirectory(prefix="lrc-pacs-") as work:
         client = ServiceClient(api_url, api_key, timeout, Path(work))
         try:
@@ -147,7 +156,8 @@ def find(
 @pacs_app.command("import")
 def import_(
     api_url: ApiUrlOption,
-    api_key: ApiKeyOption,
+    api_key: ApiKeyFlag = None,
+    api_key_file: ApiKeyFile = None,
     pacs: PacsOption = None,
     dicomweb: DicomwebOption = None,
     move: MoveOption = None,
@@ -165,7 +175,10 @@ def import_(
 
     node = _node(pacs, dicomweb, ae_title, move)
     found = _find(node, modality=modality, since=since, until=until, description=description)
-    with _pseudonyms(deidentify, mapping) as pseudonyms, _service(api_url, api_key, 600) as (client, work):
+    with (
+        _pseudonyms(deidentify, mapping) as pseudonyms,
+        _service(api_url, api_key, api_key_file, 600) as (client, work),
+    ):
         for imported in import_cohort(node, client, found[:limit], work, pseudonyms):
             typer.echo(json.dumps(dataclasses.asdict(imported)))
 
@@ -174,7 +187,8 @@ def import_(
 def push(
     segmentation_id: Annotated[str, typer.Argument(help="The segmentation whose result to send.")],
     api_url: ApiUrlOption,
-    api_key: ApiKeyOption,
+    api_key: ApiKeyFlag = None,
+    api_key_file: ApiKeyFile = None,
     destination: Annotated[str | None, typer.Option(help="C-STORE to AE@HOST:PORT.")] = None,
     stow_url: Annotated[str | None, typer.Option("--stow-url", help="STOW-RS to this DICOMweb URL.")] = None,
     ae_title: AeOption = "LRC",
@@ -205,7 +219,7 @@ def push(
         raise typer.Exit(2)
     with (
         _pseudonyms(mapping is not None, mapping or DEFAULT_MAPPING) as pseudonyms,
-        _service(api_url, api_key, 120) as (client, work),
+        _service(api_url, api_key, api_key_file, 120) as (client, work),
     ):
         deadline, pause = time.monotonic() + wait, 0.5
         while True:
@@ -228,7 +242,8 @@ def push(
 def dataset(
     name: Annotated[str, typer.Option(help="Name of the new dataset.")],
     api_url: ApiUrlOption,
-    api_key: ApiKeyOption,
+    api_key: ApiKeyFlag = None,
+    api_key_file: ApiKeyFile = None,
     pacs: PacsOption = None,
     dicomweb: DicomwebOption = None,
     move: MoveOption = None,
@@ -246,5 +261,8 @@ def dataset(
 
     node = _node(pacs, dicomweb, ae_title, move)
     found = _find(node, modality=modality, since=since, until=until, description=description)
-    with _pseudonyms(deidentify, mapping) as pseudonyms, _service(api_url, api_key, 600) as (client, work):
+    with (
+        _pseudonyms(deidentify, mapping) as pseudonyms,
+        _service(api_url, api_key, api_key_file, 600) as (client, work),
+    ):
         typer.echo(json.dumps(import_dataset(node, client, name, found[:limit], work, pseudonyms)))

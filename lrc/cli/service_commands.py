@@ -169,6 +169,14 @@ def serve(
             "(60 s on AWS ALB and nginx upstream pools), or the proxy reuses connections the API closed (502s).",
         ),
     ] = 75,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            help="Reverse proxies (addresses, comma-separated) whose X-Forwarded-Proto/-For are believed "
+            "(uvicorn's; default: $FORWARDED_ALLOW_IPS or 127.0.0.1). Links use LRC_PUBLIC_URL when set.",
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the API and its workers on this machine (SQLite, local blobs, an on-disk queue)."""
@@ -187,7 +195,13 @@ def serve(
     signal.signal(signal.SIGTERM, _exit)
     try:
         uvicorn.run(
-            "app.main:create_app", factory=True, host=host, port=port, log_level="info", timeout_keep_alive=keep_alive
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_level="info",
+            timeout_keep_alive=keep_alive,
+            forwarded_allow_ips=forwarded_allow_ips,
         )
     finally:
         supervisor.stop()

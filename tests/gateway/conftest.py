@@ -90,6 +90,7 @@ class LrcService:
     url: str
     key: str
     log: Path
+    key_file: Path  # the key, for --api-key-file (a key on the command line is visible in ps)
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +111,9 @@ def lrc_service(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     with lrc_serve(root / "data", env, log, frozenset({"infer"})) as (_, admin):
         created = admin.post("/v1/keys", json={"name": "gateway", "role": "submitter"}, timeout=30)
         assert created.status_code == 201, created.text
-        yield LrcService(str(admin.base_url).rstrip("/"), created.json()["token"], log)
+        key_file = root / "gateway.key"
+        key_file.write_text(created.json()["token"] + "\n")
+        yield LrcService(str(admin.base_url).rstrip("/"), created.json()["token"], log, key_file)
 
 
 class GatewayProcess:
@@ -168,8 +171,8 @@ def gateway_factory(
         folder = data_dir or tmp_path / "gateway"
         command = [LRC, "-v", "gateway", "--ae-title", GATEWAY_AET, "--port", str(gateway_port), "--host", "127.0.0.1"]
         command += ["--api-url", lrc_service.url, "--data-dir", str(folder), *target, *flags]
+        command += ["--api-key-file", str(lrc_service.key_file)]  # as a deployment mounts a secret
         env = child_env(
-            LRC_GATEWAY_API_KEY=lrc_service.key,
             LRC_GATEWAY_SERIES_TIMEOUT="1",
             LRC_GATEWAY_POLL_INTERVAL="0.2",
             LRC_GATEWAY_RETRY_BASE="0.5",

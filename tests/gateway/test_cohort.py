@@ -42,7 +42,7 @@ def test_import_a_cohort_into_the_service(
         "c-move": ["--pacs", pacs_of(orthanc), "--ae-title", MOVE_AET, "--move", str(move_port)],
         "dicomweb": ["--dicomweb", orthanc.dicomweb],
     }[how]
-    args = ["pacs", "import", *query, "--api-url", lrc_service.url, "--api-key", lrc_service.key]
+    args = ["pacs", "import", *query, "--api-url", lrc_service.url, "--api-key-file", str(lrc_service.key_file)]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     imported = [json.loads(line) for line in result.output.splitlines()]
@@ -70,7 +70,7 @@ def test_push_a_segmentation_by_hand(lrc_service: LrcService, orthanc: Orthanc, 
         series_id = upload.json()["series"][0]["id"]
         seg_id = client.post("/v1/segmentations", json={"series_id": series_id}).json()["id"]
 
-    common = ["--api-url", lrc_service.url, "--api-key", lrc_service.key]
+    common = ["--api-url", lrc_service.url, "--api-key-file", str(lrc_service.key_file)]
     destination = f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
     # asked at once, the result is not made yet: without waiting, the push says so ...
     early = CliRunner().invoke(cli, ["pacs", "push", seg_id, "--destination", destination, "--wait", "0", *common])
@@ -104,7 +104,7 @@ def test_push_stops_waiting_for_a_cancelled_segmentation(
         )
         asked = client.post("/v1/segmentations", json={"series_id": upload.json()["series"][0]["id"]}).json()
         assert client.delete(f"/v1/jobs/{asked['job_id']}").status_code == 200
-    common = ["--api-url", lrc_service.url, "--api-key", lrc_service.key]
+    common = ["--api-url", lrc_service.url, "--api-key-file", str(lrc_service.key_file)]
     destination = f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
     started = time.monotonic()
     arguments = ["pacs", "push", asked["id"], "--destination", destination, "--wait", "600", *common]
@@ -132,7 +132,7 @@ def _push_attempts(url: str, wait: str, counter: Callable[[], int]) -> tuple[int
     """Push through a stand-in service at ``url``; how often it was asked, and the output."""
     before = counter()
     arguments = ["pacs", "push", "some-id", "--destination", "PACS@127.0.0.1:104", "--wait", wait]
-    pushed = CliRunner().invoke(cli, [*arguments, "--api-url", url, "--api-key", "k"])
+    pushed = CliRunner().invoke(cli, [*arguments, "--api-url", url], env={"LRC_GATEWAY_API_KEY": "k"})
     assert pushed.exit_code == 1
     return counter() - before, pushed.output
 
@@ -200,8 +200,8 @@ def test_dataset_from_images_and_their_segs(
         f"*{token}*",
         "--api-url",
         lrc_service.url,
-        "--api-key",
-        lrc_service.key,
+        "--api-key-file",
+        str(lrc_service.key_file),
     ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
@@ -240,7 +240,7 @@ def test_dataset_from_segs_and_rtstructs_over_dicomweb_deidentified(
     mapping = tmp_path / "pseudonyms.sqlite"
     args = ["pacs", "dataset", "--dicomweb", orthanc.dicomweb, "--name", f"mixed-{token}", "--modality", "CT"]
     args += ["--description", f"*{token}*", "--deidentify", "--mapping", str(mapping)]
-    result = CliRunner().invoke(cli, [*args, "--api-url", lrc_service.url, "--api-key", lrc_service.key])
+    result = CliRunner().invoke(cli, [*args, "--api-url", lrc_service.url, "--api-key-file", str(lrc_service.key_file)])
     assert result.exit_code == 0, result.output
     created = json.loads(result.output)
     assert created["labels"] == {"1": "body", "2": "dense"}
@@ -263,7 +263,7 @@ def test_import_deidentified_and_push_back_identified(
     original = pydicom.dcmread(files[0])
     orthanc.upload(files)
     mapping = tmp_path / "pseudonyms.sqlite"
-    common = ["--api-url", lrc_service.url, "--api-key", lrc_service.key]
+    common = ["--api-url", lrc_service.url, "--api-key-file", str(lrc_service.key_file)]
     args = ["pacs", "import", "--pacs", pacs_of(orthanc), "--ae-title", GATEWAY_AET, "--description", f"*{token[:8]}*"]
     result = CliRunner().invoke(cli, [*args, "--deidentify", "--mapping", str(mapping), *common])
     assert result.exit_code == 0, result.output

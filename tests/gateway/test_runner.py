@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.gateway.conftest import MODALITY, GatewayProcess, ct_series
+from tests.gateway.conftest import MODALITY, GatewayProcess, LrcService, ct_series
 from tests.gateway.orthanc import Orthanc
 
 
@@ -44,7 +44,11 @@ def send_series(orthanc: Orthanc, shared_data: Path, folder: Path) -> str:
 
 
 def test_series_from_orthanc_comes_back_as_seg(
-    gateway_factory: Callable[..., GatewayProcess], orthanc: Orthanc, shared_data: Path, tmp_path: Path
+    gateway_factory: Callable[..., GatewayProcess],
+    lrc_service: LrcService,
+    orthanc: Orthanc,
+    shared_data: Path,
+    tmp_path: Path,
 ):
     gateway = gateway_factory("--allowed-callers", "ORTHANC")
     series_uid = send_series(orthanc, shared_data, tmp_path / "ct")
@@ -62,6 +66,12 @@ def test_series_from_orthanc_comes_back_as_seg(
         ("deliver", "done"),
     ]
     assert not list((gateway.data_dir / "batches").iterdir())  # tidied once delivered
+    log = gateway.log.read_text(errors="replace")  # the gateway ran with -v: INFO lines about this batch
+    received_at, _, uid = rows[0]["batch"].partition("-")  # a batch id holds the series UID
+    assert uid == series_uid
+    assert f"batch {received_at}-[uid]: segmentation" in log  # the lines about it, its UID redacted
+    assert series_uid not in log
+    assert lrc_service.key not in log
 
 
 def test_results_by_stow_rs_with_rtstruct(

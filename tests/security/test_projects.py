@@ -31,8 +31,7 @@ PUBLIC = {
     "GET /ui/{path:path}",
     "GET /openapi.json",
     "GET /docs",
-    "GET /docs/oauth2-redirect",
-    "GET /redoc",
+    "GET /docs/assets/{name}",
 }
 
 
@@ -47,7 +46,7 @@ def routes(app: FastAPI) -> set[str]:
 
 
 def _bare_app() -> FastAPI:
-    app = FastAPI()
+    app = FastAPI(docs_url=None, redoc_url=None)  # as the service: its docs are app.web.docs, in PUBLIC
     app.include_router(api_router)
     return app
 

@@ -126,11 +126,8 @@ class Service:
         self.ctx.db.engine.dispose()
 
 
-@contextlib.contextmanager
-def running_service(settings: Settings, workers: tuple[tuple[str, str], ...], log_dir: Path) -> Iterator[Service]:
-    """Start the API and workers for ``settings``; stop them afterwards."""
-    ctx = build_context(settings)
-    app = create_app(context=ctx)
+def start_api(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
+    """Serve ``app`` with uvicorn (real HTTP) in a thread of this process; the server, its thread and URL."""
     port = free_port()
     # uvicorn closes a connection idle for timeout_keep_alive (5 s by default); a test client that
     # reuses it at that very moment gets "connection reset by peer" (CI met it once, after a job of
@@ -146,7 +143,15 @@ def running_service(settings: Settings, workers: tuple[tuple[str, str], ...], lo
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the API did not start")
         time.sleep(0.05)
-    service = Service(settings, ctx, f"http://127.0.0.1:{port}", server, thread)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def running_service(settings: Settings, workers: tuple[tuple[str, str], ...], log_dir: Path) -> Iterator[Service]:
+    """Start the API and workers for ``settings``; stop them afterwards."""
+    ctx = build_context(settings)
+    server, thread, url = start_api(create_app(context=ctx))
+    service = Service(settings, ctx, url, server, thread)
     service.tokens["admin"] = ADMIN_KEY
     with ctx.db.session() as session:
         for role in ("viewer", "submitter"):

@@ -48,11 +48,15 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, service: Service) -> Iterator[Page]:
-    """A fresh browser tab on the page, signed in as admin; fails the test on any error in the page."""
+    """A fresh browser tab on the page, signed in as admin; fails the test on any error in the page, a
+    Content-Security-Policy refusal included."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on(
+        "console", lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None
+    )
     tab.goto(f"{service.url}/")
     tab.fill("#api-key", ADMIN_KEY)
     tab.click("#signin-form button")

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import ContextDep, Principal, Submitter, Viewer
+from app.api.deps import ContextDep, Principal, PublicUrl, Submitter, Viewer
 from app.api.related import receive_related
 from app.api.uploads import work_folder
 from app.services import dicomweb as stow
@@ -60,46 +60,50 @@ def _found(found: results.SearchResult) -> JSONResponse:
     return JSONResponse(found.datasets, media_type=MEDIA_TYPE, headers=headers)
 
 
-def _search(ctx: ContextDep, caller: Principal, request: Request, level: str, **uids: str) -> JSONResponse:
+def _search(ctx: ContextDep, caller: Principal, request: Request, base: str, level: str, **uids: str) -> JSONResponse:
     results.check_accept(request.headers.get("accept", ""), (MEDIA_TYPE, "application/json"))
     params = request.query_params.multi_items()
-    return _found(results.search(ctx, caller.project, level, params, str(request.base_url), **uids))
+    return _found(results.search(ctx, caller.project, level, params, base, **uids))
 
 
 @router.get("/studies", **SEARCH)  # type: ignore[arg-type]
-def search_studies(request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
+def search_studies(request: Request, ctx: ContextDep, caller: Viewer, base: PublicUrl) -> JSONResponse:
     """QIDO-RS: studies holding produced SEG/RTSTRUCT instances (``StudyInstanceUID``, ``Modality``, ...)."""
-    return _search(ctx, caller, request, "study")
+    return _search(ctx, caller, request, base, "study")
 
 
 @router.get("/series", **SEARCH)  # type: ignore[arg-type]
-def search_series(request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
+def search_series(request: Request, ctx: ContextDep, caller: Viewer, base: PublicUrl) -> JSONResponse:
     """QIDO-RS: produced series in any study."""
-    return _search(ctx, caller, request, "series")
+    return _search(ctx, caller, request, base, "series")
 
 
 @router.get("/studies/{study}/series", **SEARCH)  # type: ignore[arg-type]
-def search_study_series(study: str, request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
+def search_study_series(study: str, request: Request, ctx: ContextDep, caller: Viewer, base: PublicUrl) -> JSONResponse:
     """QIDO-RS: produced series of a study."""
-    return _search(ctx, caller, request, "series", study=study)
+    return _search(ctx, caller, request, base, "series", study=study)
 
 
 @router.get("/instances", **SEARCH)  # type: ignore[arg-type]
-def search_instances(request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
+def search_instances(request: Request, ctx: ContextDep, caller: Viewer, base: PublicUrl) -> JSONResponse:
     """QIDO-RS: produced instances in any study."""
-    return _search(ctx, caller, request, "instance")
+    return _search(ctx, caller, request, base, "instance")
 
 
 @router.get("/studies/{study}/instances", **SEARCH)  # type: ignore[arg-type]
-def search_study_instances(study: str, request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
+def search_study_instances(
+    study: str, request: Request, ctx: ContextDep, caller: Viewer, base: PublicUrl
+) -> JSONResponse:
     """QIDO-RS: produced instances of a study."""
-    return _search(ctx, caller, request, "instance", study=study)
+    return _search(ctx, caller, request, base, "instance", study=study)
 
 
 @router.get("/studies/{study}/series/{series}/instances", **SEARCH)  # type: ignore[arg-type]
-def search_series_instances(study: str, series: str, request: Request, ctx: ContextDep, caller: Viewer) -> JSONResponse:
+def search_series_instances(
+    study: str, series: str, request: Request, ctx: ContextDep, caller: Viewer, base: PublicUrl
+) -> JSONResponse:
     """QIDO-RS: produced instances of a series."""
-    return _search(ctx, caller, request, "instance", study=study, series=series)
+    return _search(ctx, caller, request, base, "instance", study=study, series=series)
 
 
 # WADO-RS: the stored instances (multipart/related) and their headers (metadata), viewer role.

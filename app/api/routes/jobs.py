@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -11,15 +12,22 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import ContextDep, Submitter, Viewer
+from app.api.deps import ContextDep, Principal, Submitter, Viewer
 from app.api.schemas import JobOut
 from app.context import Context
+from app.errors import Unauthenticated
 from app.records.jobs import FINAL
+from app.records.keys import key_active
 from app.services import jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
+KEY_CHECK_S = 3.0  # a stream outlives its key by at most this long
+REVOKED = json.dumps(
+    {"type": "urn:lrc:problem:unauthenticated", "title": Unauthenticated.title, "status": 401,
+     "detail": "the API key is unknown or revoked"}
+)  # fmt: skip
 
 
 @router.get("")
@@ -43,18 +51,30 @@ def get_job(job_id: str, ctx: ContextDep, caller: Viewer) -> JobOut:
 
 @router.get("/{job_id}/events", response_class=StreamingResponse)
 def job_events(job_id: str, ctx: ContextDep, caller: Viewer) -> StreamingResponse:
-    """Server-sent events: one ``job`` event per change, until the job has finished."""
+    """Server-sent events: one ``job`` event per change, until the job has finished, or until the key is
+    revoked (checked every few seconds; the stream then ends with an ``error`` event, a problem document)."""
     jobs.get(ctx, job_id, caller.project)  # 404 before the stream starts
     return StreamingResponse(
-        _events(ctx, job_id, caller.project), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        _events(ctx, job_id, caller), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
 
 
-async def _events(ctx: Context, job_id: str, project: str) -> AsyncIterator[str]:
+def _still_valid(ctx: Context, key_id: str) -> bool:
+    with ctx.db.session() as session:
+        return key_active(session, key_id)
+
+
+async def _events(ctx: Context, job_id: str, caller: Principal) -> AsyncIterator[str]:
     last = None
     idle = 0.0
+    checked = time.monotonic()
     while True:
-        view = await run_in_threadpool(lambda: jobs.view(jobs.get(ctx, job_id, project)))
+        if time.monotonic() - checked >= KEY_CHECK_S:
+            if not await run_in_threadpool(_still_valid, ctx, caller.key_id):
+                yield f"event: error\ndata: {REVOKED}\n\n"
+                return
+            checked = time.monotonic()
+        view = await run_in_threadpool(lambda: jobs.view(jobs.get(ctx, job_id, caller.project)))
         data = json.dumps(view)
         if data != last:
             last, idle = data, 0.0

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import time
+
+from app.api.routes.jobs import KEEPALIVE_S, KEY_CHECK_S
+from app.records.jobs import create_job
 from app.records.keys import create_key
+from app.records.projects import DEFAULT
 from tests.service.harness import Service
 
 PROBLEM = "application/problem+json"
@@ -60,6 +66,34 @@ def test_admin_revokes_a_key_and_its_token_stops_working_at_once(service: Servic
         missing = admin.delete("/v1/keys/no-such-key")
         assert missing.status_code == 404
         assert missing.headers["content-type"] == PROBLEM
+
+
+def test_a_revoked_key_ends_its_job_event_stream(service: Service):
+    with service.ctx.db.session() as session:  # recorded but never sent: it stays queued, its stream open
+        job_id = create_job(session, "pretrain", {}, None, DEFAULT).id
+    with service.client("admin") as admin:
+        created = admin.post("/v1/keys", json={"name": "watcher", "role": "viewer"}).json()
+        try:
+            with (
+                service.client_with(created["token"]) as watcher,
+                watcher.stream("GET", f"/v1/jobs/{job_id}/events") as stream,
+            ):
+                assert stream.status_code == 200
+                lines = stream.iter_lines()
+                assert next(lines) == "event: job"
+                assert admin.delete(f"/v1/keys/{created['id']}").status_code == 204
+                # A hang check, not a speed target: without the check the stream only sends keep-alives.
+                deadline = time.monotonic() + KEY_CHECK_S + KEEPALIVE_S + 5
+                rest = []
+                for line in lines:
+                    rest.append(line)
+                    assert time.monotonic() < deadline, f"the stream goes on after its key was revoked: {rest}"
+        finally:
+            assert admin.delete(f"/v1/jobs/{job_id}").status_code == 200
+    events = [block.splitlines() for block in "\n".join(rest).split("\n\n") if block.strip()]
+    assert events[-1][0] == "event: error", rest
+    problem = json.loads(events[-1][1].removeprefix("data: "))
+    assert (problem["status"], problem["detail"]) == (401, "the API key is unknown or revoked")
 
 
 def test_the_last_admin_key_of_a_project_is_kept(service: Service):

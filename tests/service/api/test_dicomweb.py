@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -12,8 +13,10 @@ import httpx
 import pydicom
 import pytest
 
+from app.main import create_app
+from app.settings import Settings
 from tests.service.conftest import MODEL
-from tests.service.harness import Service
+from tests.service.harness import Service, start_api
 from tests.service.helpers import multipart, series_with_uids
 
 DICOM_JSON = "application/dicom+json"
@@ -154,6 +157,53 @@ def test_wado_returns_the_stored_instances(service: Service, produced: dict[str,
         refused = client.get(base, headers={"Accept": 'multipart/related; type="application/octet-stream"'})
         assert refused.status_code == 406
         assert refused.headers["content-type"] == PROBLEM
+
+
+def _retrieve_urls(url: str, token: str, study: str, host: str) -> list[str]:
+    """The RetrieveURL of every QIDO answer at the three levels, asked with ``host`` as the Host header."""
+    found = []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}", "Host": host}) as client:
+        for path in ("/dicomweb/studies", f"/dicomweb/studies/{study}/series", f"/dicomweb/studies/{study}/instances"):
+            answer = client.get(path, params={STUDY: study})
+            assert answer.status_code == 200, answer.text
+            found += [value(d, "00081190") for d in answer.json()]
+    return found
+
+
+def test_retrieve_urls_never_follow_the_host_header(service: Service, produced: dict[str, Any]):
+    study = pydicom.dcmread(io.BytesIO(produced["dicom-seg"])).StudyInstanceUID
+    urls = _retrieve_urls(service.url, service.tokens["viewer"], study, "evil.example.com")
+    assert len(urls) >= 3
+    assert all(u.startswith(f"{service.url}/dicomweb/studies/{study}") for u in urls), urls  # where it came in
+
+    public = "https://lrc.hospital.example/segmentation"
+    settings = Settings(**{**service.settings.model_dump(), "public_url": public + "/"})
+    assert settings.public_url == public
+    server, thread, url = start_api(create_app(context=dataclasses.replace(service.ctx, settings=settings)))
+    try:
+        urls = _retrieve_urls(url, service.tokens["viewer"], study, "evil.example.com")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert len(urls) >= 3
+    assert all(u.startswith(f"{public}/dicomweb/studies/{study}") for u in urls), urls
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("lrc.hospital.example", "http(s) URL with a host"),
+        ("ftp://lrc.hospital.example", "http(s) URL with a host"),
+        ("https://", "http(s) URL with a host"),
+        ("https://lrc.hospital.example/?next=evil", "no query"),
+        ("https://user:pw@lrc.hospital.example", "no query, fragment or user name"),
+        ("https://lrc.hospital.example:99999", "invalid port"),
+    ],
+)
+def test_a_public_url_is_checked_at_start(value: str, problem: str, tmp_path: Path):
+    with pytest.raises(ValueError, match="LRC_PUBLIC_URL") as raised:
+        Settings(data_dir=tmp_path, public_url=value)
+    assert problem in str(raised.value)
 
 
 def test_dicomweb_retrieve_needs_a_key(service: Service, produced: dict[str, Any]):
