@@ -76,7 +76,9 @@ class SegmentationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     series_id: str
     model: str | None = Field(
-        default=None, description="'name' (its production version), 'name:version', or the default"
+        default=None,
+        description="'name' (its production version), 'name:version', or none: the project's own production "
+        "model when it has exactly one, else the shared starter model",
     )
     tiles: bool | None = Field(
         default=None,

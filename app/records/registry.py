@@ -157,7 +157,11 @@ def production(session: Session, project: str, name: str) -> ModelVersion | None
 
 
 def resolve(session: Session, project: str, reference: str | None, kind: str = "segmentation") -> ModelVersion:
-    """``name:version``, ``name`` (its production version) or ``None`` (the only production model).
+    """``name:version``, ``name`` (its production version) or ``None``: the default model.
+
+    The default is the project's own production model of ``kind`` when it has exactly one; when it
+    has none, the shared one (the starter) when there is exactly one; otherwise the caller must name
+    one.
 
     Raises:
         NotFound: no such model, or no production version.
@@ -166,12 +170,15 @@ def resolve(session: Session, project: str, reference: str | None, kind: str = "
     if reference is None:
         names = sorted({v.name for v in versions(session, project) if v.status == "production"})
         found = [v for v in (production(session, project, n) for n in names) if v is not None and v.kind == kind]
-        if not found:
+        own = [v for v in found if v.project == project]
+        chosen = own or found
+        if not chosen:
             raise NotFound("production model", "(default)")
-        if len(found) > 1:
-            listed = ", ".join(v.name for v in found)
-            raise InvalidRequest(f"several production models ({listed}); name one with 'model'")
-        return found[0]
+        if len(chosen) > 1:
+            listed = ", ".join(v.name for v in chosen)
+            whose = "this project has several production models" if own else "several shared production models"
+            raise InvalidRequest(f"{whose} ({listed}); name one with 'model'")
+        return chosen[0]
     name, _, number = reference.partition(":")
     if number:
         version = get_version(session, project, name, version_number(reference, number))

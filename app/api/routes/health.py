@@ -1,4 +1,4 @@
-"""``/healthz`` (the process is up), ``/readyz`` (database, broker, storage), ``/metrics``."""
+"""``/healthz`` (the process is up), ``/readyz`` (database, broker, storage, a worker per queue), ``/metrics``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.api.deps import ContextDep
 from app.records.jobs import live_workers
 from app.records.models import now
+from worker.celery_app import QUEUES
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -29,18 +30,22 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(ctx: ContextDep) -> JSONResponse:
-    """Readiness: database, broker and blob storage reachable (503 otherwise); workers seen lately.
+    """Readiness: database, broker and blob storage reachable, and a worker seen lately for each queue
+    (503 otherwise: a job of a queue no worker consumes would wait for ever).
 
     Anyone may ask, so a failed check answers a fixed reason; the error itself (server names, ports,
     paths, driver messages) goes to the log only.
     """
-    checks: dict[str, Any] = {}
+    checks: dict[str, Any] = {"queues": {queue: "no worker" for queue in QUEUES}}
     try:
         ctx.db.ping()
         checks["database"] = "ok"
         with ctx.db.session() as session:
             recent = now() - dt.timedelta(seconds=ctx.settings.stale_after_s)
-            checks["workers"] = sorted(w.hostname for w in live_workers(session, recent))
+            workers = live_workers(session, recent)
+        checks["workers"] = sorted(w.hostname for w in workers)
+        served = {queue for w in workers for queue in w.queues.split(",")}
+        checks["queues"] = {queue: "ok" if queue in served else "no worker" for queue in QUEUES}
     except Exception as exc:  # any failure means not ready; say which, not why
         checks["database"] = _failed("database", "error: database unavailable", exc)
     try:
@@ -57,6 +62,7 @@ def readyz(ctx: ContextDep) -> JSONResponse:
         reason = "error: storage full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "error: storage unavailable"
         checks["storage"] = _failed("storage", reason, exc)
     ready = all(checks[k] == "ok" for k in ("database", "broker", "storage"))
+    ready = ready and all(state == "ok" for state in checks["queues"].values())
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
     )

@@ -14,6 +14,7 @@ from app.context import Context
 from app.main import create_app
 from app.queue import JobQueue
 from app.records.db import Database
+from app.records.jobs import beat
 from app.settings import Settings
 from app.storage import BlobStore
 from tests.service.harness import free_port
@@ -52,6 +53,7 @@ def test_readyz_answers_fixed_reasons_and_logs_the_errors(tmp_path: Path, caplog
             "database": "error: database unavailable",
             "broker": "error: broker unavailable",
             "storage": "error: storage unavailable",
+            "queues": {"infer": "no worker", "train": "no worker", "io": "no worker"},
         },
     }
     for detail in (str(db_port), str(broker_port), "dbuser-x7", "records-x7", "127.0.0.1", str(tmp_path), "Errno"):
@@ -62,3 +64,26 @@ def test_readyz_answers_fixed_reasons_and_logs_the_errors(tmp_path: Path, caplog
     assert "database check failed" in logged
     assert "broker check failed" in logged
     assert "storage check failed" in logged
+
+
+def test_not_ready_until_a_worker_was_seen_for_each_queue(tmp_path: Path):
+    settings = Settings(data_dir=tmp_path, starter_model_dir=tmp_path / "none")
+    app = create_app(settings)
+    ctx = app.state.context
+
+    async def probe() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lrc") as client:
+            return await client.get("/readyz")
+
+    answers = []
+    for hostname, queues in (("infer@a", "infer,io"), ("train@a", "train")):
+        with ctx.db.session() as session:
+            beat(session, hostname, queues)
+        answers.append(asyncio.run(probe()))
+    ctx.db.engine.dispose()
+    first, second = (a.json() for a in answers)
+    assert (answers[0].status_code, first["status"]) == (503, "not ready")
+    assert first["checks"]["queues"] == {"infer": "ok", "train": "no worker", "io": "ok"}
+    assert (first["checks"]["database"], first["checks"]["broker"], first["checks"]["storage"]) == ("ok",) * 3
+    assert (answers[1].status_code, second["checks"]["queues"]) == (200, {"infer": "ok", "train": "ok", "io": "ok"})

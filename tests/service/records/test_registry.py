@@ -105,3 +105,15 @@ def test_version_numbers_in_range_are_looked_up(db: Database):
         assert registry.find(session, DEFAULT, "liver:0001").version == 1
         with pytest.raises(NotFound):  # the largest number a version can have: a valid request, no such version
             registry.find(session, DEFAULT, f"liver:{2**31 - 1}")
+
+
+def test_the_default_model_is_the_projects_own_production_model_before_the_shared_one(db: Database):
+    with db.session() as session:
+        starter = registry.register(session, "starter", "/models/s", CARD, SHARED, status="production")
+        assert registry.resolve(session, DEFAULT, None).id == starter.id  # nothing of its own: the shared one
+        own = registry.register(session, "liver", "/models/l", CARD, DEFAULT, status="production")
+        assert registry.resolve(session, DEFAULT, None).id == own.id
+        assert registry.resolve(session, "other", None).id == starter.id  # another project: still the starter
+        registry.register(session, "kidney", "/models/k", CARD, DEFAULT, status="production")
+        with pytest.raises(InvalidRequest, match=r"this project has several production models \(kidney, liver\)"):
+            registry.resolve(session, DEFAULT, None)
