@@ -8,6 +8,7 @@ SQLite-backed Celery transport, all under ``LRC_DATA_DIR``. Scaled mode sets
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,6 +41,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest image an upload may hold (voxels), checked before it is decoded: a few hundred"
         " bytes of compressed DICOM or gzip NIfTI can claim gigabytes.",
+    )
+    worker_memory_bytes: int = Field(
+        default_factory=lambda: physical_memory(),
+        gt=0,
+        description="Memory a training worker may use; jobs estimated to need more are refused before they are"
+        " queued. Default: this machine's memory (set it where workers run on other machines).",
     )
     max_dataset_cases: int = Field(
         default=500,
@@ -131,6 +138,14 @@ class Settings(BaseSettings):
         """Create the data folders."""
         for folder in (self.data_dir, self.blob_dir, self.model_dir, self.work_dir):
             folder.mkdir(parents=True, exist_ok=True)
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes (8 GiB where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 1024**3
 
 
 @functools.cache

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Header
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -117,6 +117,9 @@ class SegmentationOut(BaseModel):
     created_at: str | None
 
 
+SEED_MAX = 2**32 - 1  # NumPy's seeds
+MAX_SERIES = 1000  # series (or studies) one pre-training names; memory is checked as well
+Feature = Annotated[int, Field(ge=1, le=1024)]
 Stage = Literal["conv_0", "down_1", "down_2", "down_3", "down_4", "upcat_4", "upcat_3", "upcat_2", "upcat_1"]
 
 
@@ -127,13 +130,13 @@ class FinetuneOptions(BaseModel):
     steps: int = Field(default=2000, ge=1, le=1_000_000)
     batch_size: int = Field(default=8, ge=1, le=1024)
     patch: int = Field(default=128, ge=16, le=1024, multiple_of=16)
-    validate_every: int = Field(default=100, ge=1)
-    spacing: float = Field(default=1.5, gt=0)
+    validate_every: int = Field(default=100, ge=1, le=1_000_000)
+    spacing: float = Field(default=1.5, ge=0.1, le=10, description="in-plane model spacing, mm (from scratch)")
     canvas: int = Field(default=256, ge=16, le=2048, multiple_of=16)
     spatial_dims: Literal[2, 3] = 2
-    patch_depth: int = Field(default=32, ge=16, multiple_of=16)
-    features: list[int] | None = Field(default=None, min_length=6, max_length=6)
-    lr: float = Field(default=1e-3, gt=0)
+    patch_depth: int = Field(default=32, ge=16, le=512, multiple_of=16)
+    features: list[Feature] | None = Field(default=None, min_length=6, max_length=6)
+    lr: float = Field(default=1e-3, gt=0, le=1)
     backbone_lr_factor: float | None = Field(
         default=None,
         ge=0,
@@ -167,9 +170,9 @@ class FinetuneOptions(BaseModel):
         "slices), 'patch' (tiles of the training patch) or a tile side; none: 'patch' from a pre-trained "
         "(self-supervised) model, as the base model predicts from a segmentation model, 'slice' from scratch",
     )
-    patience: int = Field(default=5, ge=1)
+    patience: int = Field(default=5, ge=1, le=1000)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
 
     @model_validator(mode="after")
     def _consistent(self) -> FinetuneOptions:
@@ -197,13 +200,13 @@ class PretrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     steps: int = Field(default=1000, ge=1, le=1_000_000)
     batch_size: int = Field(default=16, ge=2, le=1024)
-    spacing: float = Field(default=1.5, gt=0)
+    spacing: float = Field(default=1.5, ge=0.1, le=10, description="in-plane model spacing, mm")
     canvas: int = Field(default=256, ge=16, le=2048, multiple_of=16)
     view_size: int = Field(default=192, ge=16, le=2048, multiple_of=16)
-    features: list[int] | None = Field(default=None, min_length=6, max_length=6)
-    queue_size: int = Field(default=4096, ge=8)
-    regions_per_image: int = Field(default=16, ge=1)
-    pixels_per_region: int = Field(default=8, ge=1)
+    features: list[Feature] | None = Field(default=None, min_length=6, max_length=6)
+    queue_size: int = Field(default=4096, ge=8, le=65536, description="MoCo's queue of negatives")
+    regions_per_image: int = Field(default=16, ge=1, le=256, description="LRC: super-pixels sampled per slice (K)")
+    pixels_per_region: int = Field(default=8, ge=1, le=256, description="LRC: pixels sampled per super-pixel (M)")
     decorrelation_weight: float = Field(default=0.0, ge=0, le=100, description="penalty against feature collapse")
     local_negatives: Literal["batch", "image"] = Field(
         default="batch", description="LRC negatives: other regions of the whole batch or of the same image"
@@ -215,18 +218,27 @@ class PretrainOptions(BaseModel):
     superpixel_scale: float = Field(
         default=100.0, gt=0, le=10_000, description="Felzenszwalb scale of LRC's super-pixels (larger: coarser)"
     )
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
 
 
 class PretrainIn(BaseModel):
     """Pre-train on stored, unlabeled series."""
 
     model_config = ConfigDict(extra="forbid")
-    series_ids: list[str] = []
-    study_ids: list[str] = []
+    series_ids: list[str] = Field(default=[], max_length=MAX_SERIES, description="each once")
+    study_ids: list[str] = Field(default=[], max_length=MAX_SERIES, description="each once")
     method: Literal["moco", "lrc", "moco+lrc"] = "moco+lrc"
     name: str = Field(default="pretrained", pattern=MODEL_NAME_PATTERN)
     options: PretrainOptions = PretrainOptions()
+
+    @model_validator(mode="after")
+    def _each_once(self) -> PretrainIn:
+        for field in ("series_ids", "study_ids"):
+            ids = getattr(self, field)
+            if len(set(ids)) != len(ids):
+                twice = sorted({i for i in ids if ids.count(i) > 1})[:3]
+                raise ValueError(f"{field} names {', '.join(twice)} more than once")
+        return self
 
 
 class PromoteIn(BaseModel):

@@ -7,9 +7,13 @@ from typing import Any
 from app.context import Context
 from app.errors import InvalidRequest, NotFound
 from app.records import registry
-from app.records.models import Dataset, Job
+from app.records.models import Dataset, Job, ModelVersion, Series
 from app.records.studies import get_series, get_study
 from app.services.jobs import submit
+from lrc.nets.stages import DEFAULT_FEATURES
+from lrc.train.memory import Estimate, finetune_bytes, gib, pretrain_bytes
+
+MAX_SERIES = 1000  # series one pre-training reads (its studies' series counted too)
 
 
 def finetune(
@@ -38,6 +42,8 @@ def finetune(
                 raise InvalidRequest(f"model {target!r} cannot take fine-tuned versions under its name: give 'name'")
         else:  # the dataset's name is free text: it names a folder, and 'name:version' must find the model
             target = registry.model_name_from(dataset.name)
+        grids = [_grid(get_series(session, c.series_id, project)) for c in dataset.cases]
+        _check_memory(ctx, "fine-tuning", _finetune_estimate(grids, options, base))
     payload = {
         "dataset_id": dataset_id,
         "base_version_id": base.id if base else None,
@@ -66,7 +72,60 @@ def pretrain(
         for study_id in study_ids:
             study = get_study(session, study_id, project)
             chosen += [s.id for s in study.series if s.id not in chosen]
+        if len(chosen) > MAX_SERIES:
+            raise InvalidRequest(f"{len(chosen)} series: a pre-training reads at most {MAX_SERIES}")
+        grids = [_grid(get_series(session, series_id, project)) for series_id in chosen]
     if not chosen:
         raise InvalidRequest("name the unlabeled scans: 'series_ids' or 'study_ids'")
+    estimate = pretrain_bytes(
+        grids,
+        spacing=options.get("spacing", 1.5),
+        canvas=options.get("canvas", 256),
+        view_size=options.get("view_size", 192),
+        batch_size=options.get("batch_size", 16),
+        features=options.get("features") or DEFAULT_FEATURES,
+        queue_size=options.get("queue_size", 4096),
+        embedding_dim=128,
+        regions_per_image=options.get("regions_per_image", 16),
+        pixels_per_region=options.get("pixels_per_region", 8),
+    )
+    _check_memory(ctx, "pre-training", estimate)
     payload = {"series_ids": chosen, "method": method, "name": name, "options": options}
     return submit(ctx, "pretrain", payload, by, project)
+
+
+def _grid(series: Series) -> tuple[list[int], list[float]]:
+    return [int(n) for n in series.shape], [float(v) for v in series.spacing]
+
+
+def _finetune_estimate(
+    grids: list[tuple[list[int], list[float]]], options: dict[str, Any], base: ModelVersion | None
+) -> Estimate:
+    """The fine-tuning's memory; a base model's grid and widths replace the options' (as the training does)."""
+    spacing, canvas = options.get("spacing", 1.5), options.get("canvas", 256)
+    features = options.get("features") or DEFAULT_FEATURES
+    if base is not None:
+        card = base.card
+        spacing, canvas = float(card["spacing"][0]), int(card["canvas"])
+        features = card["arguments"]["features"]
+    return finetune_bytes(
+        grids,
+        spacing=spacing,
+        canvas=canvas,
+        batch_size=options.get("batch_size", 8),
+        patch=min(options.get("patch", 128), canvas),
+        features=features,
+        spatial_dims=options.get("spatial_dims", 2),
+        patch_depth=options.get("patch_depth", 32),
+    )
+
+
+def _check_memory(ctx: Context, what: str, estimate: Estimate) -> None:
+    """Refuse a job whose estimate exceeds what a worker has (``LRC_WORKER_MEMORY_BYTES``)."""
+    limit = ctx.settings.worker_memory_bytes
+    if estimate.total > limit:
+        raise InvalidRequest(
+            f"this {what} would need about {gib(estimate.total)} of memory ({estimate.describe()}), more than a "
+            f"worker's {gib(limit)} (LRC_WORKER_MEMORY_BYTES): use fewer or smaller images, a coarser spacing, "
+            "a smaller batch, patch or canvas"
+        )

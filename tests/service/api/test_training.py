@@ -455,6 +455,56 @@ def test_bad_transfer_options_refused_before_a_job(service: Service, dataset_id:
         assert len(client.get("/v1/jobs", params={"limit": 500}).json()) == before
 
 
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"spacing": 0.001}, "greater than or equal to 0.1"),  # a 12 TiB resampling
+        ({"spacing": float("inf")}, "spacing"),
+        ({"lr": float("inf")}, "lr"),
+        ({"seed": 10**30}, "seed"),
+        ({"features": [8, 8, 16, 16, 32, 10**6]}, "features"),
+        ({"patch_depth": 4096}, "patch_depth"),
+        # Within every range, but no worker holds it: refused by the memory estimate, before a job.
+        ({"spacing": 0.1, "canvas": 2048, "patch": 1024, "batch_size": 1024}, "would need about"),
+    ],
+)
+def test_finetune_options_out_of_range_or_memory_are_refused_before_a_job(
+    service: Service, dataset_id: str, options, needle
+):
+    with service.client("submitter") as client:
+        before = len(client.get("/v1/jobs", params={"limit": 500}).json())
+        body = json.dumps({"dataset_id": dataset_id, "options": {**TINY, **options}})  # Infinity as JSON allows
+        response = client.post("/v1/finetunes", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert needle in response.text
+        assert len(client.get("/v1/jobs", params={"limit": 500}).json()) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"options": {"regions_per_image": 10**9}}, "regions_per_image"),
+        ({"options": {"pixels_per_region": 10**9}}, "pixels_per_region"),
+        ({"options": {"queue_size": 10**12}}, "queue_size"),
+        ({"options": {"seed": 10**30}}, "seed"),
+        ({"options": {"spacing": 0.001}}, "spacing"),
+        ({"duplicates": 10_000}, "at most 1000 items"),
+        ({"duplicates": 2}, "more than once"),
+        ({"options": {"regions_per_image": 256, "pixels_per_region": 256, "batch_size": 64}}, "local loss"),
+    ],
+)
+def test_pretrain_options_out_of_range_or_memory_are_refused_before_a_job(
+    service: Service, stored_series_id: str, body, needle
+):
+    request = {"series_ids": [stored_series_id] * body.pop("duplicates", 1), **body}
+    with service.client("submitter") as client:
+        before = len(client.get("/v1/jobs", params={"limit": 500}).json())
+        response = client.post("/v1/pretrains", json=request)
+        assert response.status_code == 422, response.text
+        assert needle in response.text
+        assert len(client.get("/v1/jobs", params={"limit": 500}).json()) == before
+
+
 def test_the_api_names_the_networks_stages():
     """The reinit option's choices (an enumeration in the API's schema) are the U-Net's stages."""
     assert get_args(Stage) == ENCODER_STAGES + DECODER_STAGES
