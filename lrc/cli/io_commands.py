@@ -9,6 +9,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from lrc.cli.progress import QuietFlag, feedback
+
 app = typer.Typer()
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
@@ -85,61 +87,22 @@ def convert(
     fmt: Annotated[LabelFormat, typer.Option("--format", help="DICOM output object.")] = LabelFormat.seg,
     series: SeriesOption = None,
     correct_tilt: TiltFlag = False,
+    quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Convert a DICOM series (or a DICOM SEG with --reference) to NIfTI, or a label map to DICOM SEG/RTSTRUCT.
 
     ``--series`` picks the image series: of SOURCE when it is an image, else of ``--reference``.
     """
-    from lrc.io import ReadOptions, read_volume, write_nifti
-    from lrc.io.labels import LabelTable
-    from lrc.io.nifti import is_nifti_path
-    from lrc.io.seg import is_seg_file
+    from lrc.io import ReadOptions
 
     options = ReadOptions(correct_tilt=correct_tilt)
     chosen = series_choice(series)
     try:
-        if is_nifti_path(output):
-            image_ref = read_volume(reference, options, chosen) if reference else None
-            if is_seg_file(source):
-                from lrc.io.seg import read_seg
-
-                masks = read_seg(source, image_ref)
-                volume = masks.label_map(overlap=overlap.value)
-                sidecar = _sidecar(output)
-                sidecar.write_text(json.dumps(masks.table.to_json(), indent=2))
-            else:
-                volume = read_volume(source, options, chosen)
-            written = write_nifti(volume, output)
-        elif output.suffix.lower() == ".dcm":
-            if reference is None:
-                raise typer.BadParameter("a DICOM SEG/RTSTRUCT needs --reference (the image series)")
-            image_ref = read_volume(reference, options, chosen)
-            label_map = read_volume(source)
-            table = (
-                LabelTable.from_json(labels)
-                if labels
-                else LabelTable.from_names(
-                    {int(v): f"label {int(v)}" for v in sorted(set(label_map.array.ravel().tolist())) if v}
-                )
-            )
-            if fmt is LabelFormat.rtstruct:
-                from lrc.io.rtstruct import write_rtstruct
-
-                written = write_rtstruct(label_map, image_ref, table, output)
-            else:
-                from lrc.io.seg import write_seg
-
-                written = write_seg(
-                    label_map,
-                    image_ref,
-                    table,
-                    output,
-                    segmentation_type="labelmap" if fmt is LabelFormat.seg_labelmap else "binary",
-                )
-            volume = label_map
-        else:
-            raise typer.BadParameter(f"{output.name}: output must end in .nii, .nii.gz or .dcm")
+        with feedback(quiet or as_json) as shown:
+            stage = shown.stage(f"converting {source.name} to {output.name}")
+            written, volume = _convert(source, output, reference, labels, overlap, fmt, options, chosen)
+            stage.done()
     except (ValueError, OSError) as exc:  # ImageIOError, a bad --labels table, an output that cannot be written
         fail(exc, as_json)
     from lrc.io.summary import summarize
@@ -153,6 +116,67 @@ def convert(
         )
         for warning in volume.warnings:
             typer.echo(f"  warning: {warning}", err=True)
+
+
+def _convert(
+    source: Path,
+    output: Path,
+    reference: Path | None,
+    labels: Path | None,
+    overlap: Overlap,
+    fmt: LabelFormat,
+    options: Any,
+    chosen: int | str | None,
+) -> tuple[Path, Any]:
+    """What ``lrc convert`` writes: the written path and the volume it holds."""
+    import numpy as np
+
+    from lrc.io import read_volume, write_nifti
+    from lrc.io.label_maps import check_label_map
+    from lrc.io.labels import LabelTable
+    from lrc.io.nifti import is_nifti_path
+    from lrc.io.seg import is_seg_file
+
+    if is_nifti_path(output):
+        image_ref = read_volume(reference, options, chosen) if reference else None
+        if is_seg_file(source):
+            from lrc.io.seg import read_seg
+
+            masks = read_seg(source, image_ref)
+            volume = masks.label_map(overlap=overlap.value)
+            sidecar = _sidecar(output)
+            sidecar.write_text(json.dumps(masks.table.to_json(), indent=2))
+        else:
+            volume = read_volume(source, options, chosen)
+        written = write_nifti(volume, output)
+    elif output.suffix.lower() == ".dcm":
+        if reference is None:
+            raise typer.BadParameter("a DICOM SEG/RTSTRUCT needs --reference (the image series)")
+        image_ref = read_volume(reference, options, chosen)
+        label_map = check_label_map(read_volume(source), source.name)
+        table = (
+            LabelTable.from_json(labels)
+            if labels
+            else LabelTable.from_names({int(v): f"label {int(v)}" for v in np.unique(label_map.array) if v})
+        )
+        if fmt is LabelFormat.rtstruct:
+            from lrc.io.rtstruct import write_rtstruct
+
+            written = write_rtstruct(label_map, image_ref, table, output)
+        else:
+            from lrc.io.seg import write_seg
+
+            written = write_seg(
+                label_map,
+                image_ref,
+                table,
+                output,
+                segmentation_type="labelmap" if fmt is LabelFormat.seg_labelmap else "binary",
+            )
+        volume = label_map
+    else:
+        raise typer.BadParameter(f"{output.name}: output must end in .nii, .nii.gz or .dcm")
+    return written, volume
 
 
 def _sidecar(output: Path) -> Path:

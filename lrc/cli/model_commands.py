@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from lrc.cli.io_commands import JsonFlag, SeriesOption, error_json, fail, series_choice
+from lrc.cli.progress import Feedback, QuietFlag, Stage, feedback
 
 app = typer.Typer()
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")]
@@ -75,32 +75,6 @@ class OutputFormat(StrEnum):
     rtstruct = "rtstruct"
 
 
-@contextmanager
-def _progress(total: int, label: str, quiet: bool) -> Iterator[Callable[[int, dict[str, float]], None]]:
-    """A progress bar on stderr (none with --json), fed by the trainers' progress callbacks."""
-    if quiet:
-        yield lambda step, metrics: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[metrics]}"),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task(label, total=total, metrics="")
-
-        def update(step: int, metrics: dict[str, float]) -> None:
-            shown = " ".join(f"{k} {v:.3f}" for k, v in metrics.items())
-            bar.update(task, completed=step, metrics=shown)
-
-        yield update
-
-
 @app.command()
 def pretrain(
     images: Annotated[list[Path], typer.Option("--images", help="Unlabeled scans: DICOM folders/zips or NIfTI.")],
@@ -131,16 +105,18 @@ def pretrain(
     ] = 100.0,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
+    quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Self-supervised pre-training (MoCo v2, LRC or both) on unlabeled scans."""
-    from lrc.io import ImageIOError, read_images
+    from lrc.io import ImageIOError
     from lrc.superpixels import SuperpixelParams
     from lrc.train.pretrain import PretrainConfig
     from lrc.train.pretrain import pretrain as run
 
     try:
-        volumes = [v for path in [*images, *(more or [])] for v in read_images([path]).volumes]
+        with feedback(quiet or as_json) as shown:
+            volumes = _read_all(shown, [*images, *(more or [])])
         if not volumes:
             raise typer.BadParameter("no readable image in --images")
         config = PretrainConfig(
@@ -161,8 +137,9 @@ def pretrain(
             superpixels=SuperpixelParams(scale=superpixel_scale),
             seed=seed,
         )
-        with _progress(steps, f"pretrain {method.value}", as_json) as progress:
-            written = run(volumes, out, config, device=device, progress=progress)
+        with feedback(quiet or as_json) as shown:
+            stage = shown.stage(f"pre-training ({method.value})", steps)
+            written = run(volumes, out, config, device=device, progress=lambda step, m: stage.update(step, **m))
     except (ImageIOError, ValueError) as exc:
         fail(exc, as_json)
     _report(
@@ -215,6 +192,7 @@ def finetune(
     tile: FinetuneTileOption = None,
     seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
+    quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Fine-tune a segmentation model on a few labelled volumes; report held-out Dice."""
@@ -225,7 +203,9 @@ def finetune(
     from lrc.train.finetune_config import FinetuneConfig
 
     try:
-        manifest = load_manifest(train, parts=("train", "validation"))
+        with feedback(quiet or as_json) as shown:
+            shown.stage("reading the manifest's cases").update(0)
+            manifest = load_manifest(train, parts=("train", "validation"))
         config = FinetuneConfig(
             steps=steps,
             batch_size=batch_size,
@@ -248,7 +228,9 @@ def finetune(
             tile=None if tile is None else _tile(tile),
             seed=seed,
         )
-        with _progress(steps, "finetune", as_json) as progress:
+        with feedback(quiet or as_json) as shown:
+            training = shown.stage("fine-tuning", steps)
+            checking = shown.stage("validation", 1)
             written = run(
                 manifest.parts["train"],
                 manifest.labels,
@@ -257,7 +239,8 @@ def finetune(
                 validation=manifest.parts["validation"] or None,
                 init=None if init == "scratch" else Path(init),
                 device=device,
-                progress=progress,
+                progress=lambda step, m: training.update(step, **m),
+                validating=lambda step, done: checking.update(done, 1, step=step),
             )
     except (ImageIOError, ModelCardError, ValueError) as exc:
         fail(exc, as_json)
@@ -281,6 +264,7 @@ def segment(
     series: SeriesOption = None,
     device: DeviceOption = "auto",
     tile: TileOption = "model",
+    quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Segment one scan; write NIfTI, DICOM SEG or RTSTRUCT on the scan's exact grid."""
@@ -289,22 +273,30 @@ def segment(
     from lrc.models import ModelCardError
 
     try:
-        predictor = Predictor.from_dir(model, device=device, tile=_tile(tile))
-        image = read_volume(source, series=series_choice(series))
-        labels = predictor.predict(image)
-        table = predictor.card.labels
-        assert table is not None
-        if fmt is OutputFormat.nifti:
-            written = write_nifti(labels, out)
-        elif fmt is OutputFormat.dicom_seg:
-            from lrc.io.seg import write_seg
+        with feedback(quiet or as_json) as shown:
+            stage = shown.stage("loading the model")
+            predictor = Predictor.from_dir(model, device=device, tile=_tile(tile))
+            stage.done()
+            stage = shown.stage(f"reading {source.name}")
+            image = read_volume(source, series=series_choice(series))
+            stage.done()
+            slices = shown.stage("segmenting slices", image.shape[2])
+            labels = predictor.predict(image, progress=lambda done, total: slices.update(done, total))
+            table = predictor.card.labels
+            assert table is not None
+            stage = shown.stage(f"writing {out.name}")
+            if fmt is OutputFormat.nifti:
+                written = write_nifti(labels, out)
+            elif fmt is OutputFormat.dicom_seg:
+                from lrc.io.seg import write_seg
 
-            written = write_seg(labels, image, table, out, algorithm_name=model.name)
-        else:
-            from lrc.io.rtstruct import write_rtstruct
+                written = write_seg(labels, image, table, out, algorithm_name=model.name)
+            else:
+                from lrc.io.rtstruct import write_rtstruct
 
-            written = write_rtstruct(labels, image, table, out)
-    except (ImageIOError, ModelCardError, ValueError) as exc:
+                written = write_rtstruct(labels, image, table, out)
+            stage.done()
+    except (ImageIOError, ModelCardError, ValueError, OSError) as exc:
         fail(exc, as_json)
     counts = {table[v].name: int((labels.array == v).sum()) for v in table}
     _report({"output": str(written), "voxels": counts}, as_json, f"wrote {written}")
@@ -317,6 +309,7 @@ def evaluate(
     series: SeriesOption = None,
     device: DeviceOption = "auto",
     tile: TileOption = "model",
+    quiet: QuietFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Dice and HD95 per structure on labelled cases (the manifest's test, else validation, else train).
@@ -334,15 +327,22 @@ def evaluate(
     from lrc.models import ModelCardError
 
     try:
-        predictor = Predictor.from_dir(model, device=device, tile=_tile(tile))
-        manifest = load_manifest(
-            data, parts=("test", "validation", "train"), required=None, series=series_choice(series)
-        )
-        cases = manifest.parts["test"] or manifest.parts["validation"] or manifest.parts["train"]
-        assert predictor.card.labels is not None
-        labels = match_labels(predictor.card.labels, manifest.labels)
-        per_case = [score(predictor.predict(image), label, labels) for image, label in cases]
-    except (ImageIOError, ModelCardError, ValueError) as exc:
+        with feedback(quiet or as_json) as shown:
+            predictor = Predictor.from_dir(model, device=device, tile=_tile(tile))
+            shown.stage("reading the manifest's cases").update(0)
+            parts = ("test", "validation", "train")
+            manifest = load_manifest(data, parts=parts, required=None, series=series_choice(series))
+            cases = manifest.parts["test"] or manifest.parts["validation"] or manifest.parts["train"]
+            assert predictor.card.labels is not None
+            labels = match_labels(predictor.card.labels, manifest.labels)
+            slices = shown.stage(f"segmenting and scoring {len(cases)} case(s)", sum(c[0].shape[2] for c in cases))
+            per_case: list[Any] = []
+            before = 0
+            for image, label in cases:
+                predicted = predictor.predict(image, progress=functools.partial(_shifted, slices, before))
+                per_case.append(score(predicted, label, labels))
+                before += image.shape[2]
+    except (ImageIOError, ModelCardError, ValueError, OSError) as exc:
         fail(exc, as_json)
     summary = summarize(per_case)
     matched = labels.to_json()
@@ -366,6 +366,22 @@ def evaluate(
         if names:
             lines.append(f"not scored, in {side}: {', '.join(names)}")
     _report(report, as_json, "\n".join(lines))
+
+
+def _shifted(stage: Stage, before: int, done: int, _: int) -> None:
+    stage.update(before + done)
+
+
+def _read_all(shown: Feedback, paths: list[Path]) -> list[Any]:
+    """Every volume of ``paths``, one progress step a path."""
+    from lrc.io import read_images
+
+    stage = shown.stage("reading the scans", len(paths))
+    volumes = []
+    for done, path in enumerate(paths, start=1):
+        volumes += read_images([path]).volumes
+        stage.update(done)
+    return volumes
 
 
 def _number(value: float | None, digits: int) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 
 import nibabel as nib
 import numpy as np
@@ -115,12 +116,16 @@ class Predictor:
         return self.card.tile_side(tile)
 
     @torch.inference_mode()
-    def predict(self, volume: Volume, times: StageTimes | None = None) -> Volume:
+    def predict(
+        self, volume: Volume, times: StageTimes | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> Volume:
         """The label map of ``volume``, on its exact grid, with its DICOM source kept.
 
         Args:
             volume: the image.
             times: when given, seconds per stage are added to it (see :mod:`lrc.infer.stages`).
+            progress: called as ``progress(done, total)`` after each batch of slices (2D), or at the
+                end (3D: one sliding-window pass).
         """
         clock = times if times is not None else NoTimes()
         with clock.stage("preprocess", self.device):
@@ -134,12 +139,14 @@ class Predictor:
                 # Z x Y x X: one slice per contiguous block (a plain view of a volume read from DICOM).
                 stack = torch.from_numpy(np.ascontiguousarray(canonical.transpose(2, 1, 0))).to(self.device)
         if self.card.arguments["spatial_dims"] == 2:
-            classes = self._predict_2d(stack, bounds, spacing, clock)  # Z x Y x X label values
+            classes = self._predict_2d(stack, bounds, spacing, clock, progress)  # Z x Y x X label values
         else:
             with clock.stage("preprocess", self.device):
                 voxels = torch.from_numpy(np.ascontiguousarray(canonical)).to(self.device)  # X x Y x Z
                 image = _window(voxels, bounds)
             classes = self._predict_3d(image, spacing, clock).permute(2, 1, 0)  # Z x Y x X label values
+            if progress:
+                progress(1, 1)
         with clock.stage("postprocess", self.device):
             labels = classes.cpu().numpy().astype(self.label_dtype, copy=False).transpose(2, 1, 0)  # X x Y x Z, RAS
             back = nib.orientations.ornt_transform(
@@ -159,7 +166,12 @@ class Predictor:
         return tuple(max(1, round(n * s / t)) if t else n for n, s, t in zip(size, spacing, target, strict=False))
 
     def _predict_2d(
-        self, stack: torch.Tensor, bounds: tuple[float, float], spacing: tuple[float, ...], clock: StageTimes
+        self,
+        stack: torch.Tensor,
+        bounds: tuple[float, float],
+        spacing: tuple[float, ...],
+        clock: StageTimes,
+        progress: Callable[[int, int], None] | None,
     ) -> torch.Tensor:
         depth, y_size, x_size = stack.shape
         model_x, model_y = self._model_size((x_size, y_size), spacing[:2])
@@ -190,6 +202,8 @@ class Predictor:
                     )
                 # max(dim=1).indices: ~12x faster than argmax(dim=1) on the CPU for this layout.
                 out[start : start + self.batch_size] = values[logits.max(dim=1).indices.transpose(1, 2)]
+            if progress:
+                progress(min(start + self.batch_size, depth), depth)
         return out
 
     def _forward_contiguous(self, batch: torch.Tensor) -> torch.Tensor:

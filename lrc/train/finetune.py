@@ -60,6 +60,7 @@ from lrc.train.slices import build_slices, volume_sha256
 log = logging.getLogger(__name__)
 Case = tuple[Volume, Volume]  # image, label map on the image's grid
 Progress = Callable[[int, dict[str, float]], None]
+Validating = Callable[[int, float], None]  # (step, fraction of the validation pass done)
 ENCODER = tuple(f"{stage}." for stage in ENCODER_STAGES)  # parameter-name prefixes of the encoder
 
 
@@ -87,6 +88,7 @@ def finetune(
     progress: Progress | None = None,
     unlabeled: Unlabeled | None = None,
     numbering: LabelTable | None = None,
+    validating: Validating | None = None,
 ) -> Path:
     """Fine-tune and write a ``segmentation`` model directory.
 
@@ -109,6 +111,8 @@ def finetune(
         unlabeled: volumes for the contrast term (``config.contrast_weight > 0``), with its settings.
         numbering: the label table whose values the model keeps for the structures it shares (the
             production version of the model name this one joins), or ``None``.
+        validating: called as ``validating(step, done)`` while a validation pass runs, ``done`` the
+            fraction of its slices predicted.
 
     Raises:
         LabelMismatch: a structure of ``labels`` matches several of the numbering, or two match one.
@@ -223,7 +227,7 @@ def finetune(
     if contrast is not None:
         card.training["contrast"] = {"config": contrast.config.to_json(), "data": contrast.data}
     card.inference_tile = card.tile_side(config.tile)  # validation predicts this way too
-    best = _train(net, card, labels, sampler, validation, config, device, progress, transferred, contrast)
+    best = _train(net, card, labels, sampler, validation, config, device, progress, transferred, contrast, validating)
     card.training["seconds"] = round(time.perf_counter() - started, 1)
     card.training["steps"] = best["steps"]
     card.training["best_step"] = best["step"]
@@ -243,6 +247,7 @@ def _train(
     progress: Progress | None,
     transferred: set[str],
     contrast: ContrastTerm | None = None,
+    validating: Validating | None = None,
 ) -> dict[str, Any]:
     factor = config.backbone_lr_factor
     assert factor is not None  # resolved by finetune()
@@ -284,7 +289,8 @@ def _train(
         best["steps"] = step
         last = step == config.steps
         if validation and (step % config.validate_every == 0 or last):
-            scores = validate(net, card, validation, device, reference)
+            done = functools.partial(validating, step) if validating else None
+            scores = validate(net, card, validation, device, reference, done)
             if scores["mean_dice"] is not None:
                 metrics["val_mean_dice"] = scores["mean_dice"]
             if scores["mean_dice"] is not None and scores["mean_dice"] > best["score"]:
@@ -329,12 +335,18 @@ def _contrast_term(
 
 
 def validate(
-    net: UNet, card: ModelCard, cases: list[Case], device: torch.device, reference: LabelTable
+    net: UNet,
+    card: ModelCard,
+    cases: list[Case],
+    device: torch.device,
+    reference: LabelTable,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """Dice and HD95 per structure on whole held-out volumes, through the real predictor.
 
     ``reference`` numbers the cases' label maps; structures are matched to the model's by name or
     code (:func:`lrc.label_match.match_labels`), and those only one side has are listed apart.
+    ``progress`` is called with the fraction of the cases' slices predicted so far.
 
     Raises:
         LabelMismatch: the model and the reference share no structure.
@@ -342,7 +354,12 @@ def validate(
     assert card.labels is not None
     labels = match_labels(card.labels, reference)
     predictor = Predictor(net, card, device)
-    per_case = [evaluate(predictor.predict(image), label, labels) for image, label in cases]
+    total, before = sum(image.shape[2] for image, _ in cases), 0
+    per_case = []
+    for image, label in cases:
+        counted = functools.partial(_fraction, progress, before, total) if progress else None
+        per_case.append(evaluate(predictor.predict(image, progress=counted), label, labels))
+        before += image.shape[2]
     per_label = summarize(per_case)
     return {
         "dice": {name: m["dice"] for name, m in per_label.items()},
@@ -352,6 +369,10 @@ def validate(
         "per_case": per_case,
         "labels": labels.to_json(),
     }
+
+
+def _fraction(progress: Callable[[float], None], before: int, total: int, done: int, _: int) -> None:
+    progress((before + done) / max(1, total))
 
 
 def _classes(output: LabelTable, labels: LabelTable) -> dict[int, int]:

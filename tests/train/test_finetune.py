@@ -48,7 +48,19 @@ def test_output_channels_and_values_follow_the_names_of_the_base(base, small_cas
     case = (image, renumbered(label, {5: 7, 2: 9}))  # liver as 7, right kidney as 9
     labels = LabelTable.from_names({7: "liver", 9: "kidney_right"})
     config = FinetuneConfig(steps=1, lr=1e-12, **{**TINY, "validate_every": 1})  # the weights stay where they start
-    model = finetune([case], labels, tmp_path / "m", config, validation=[case], init=base, device="cpu")
+    seen: list[tuple[int, float]] = []
+    model = finetune(
+        [case],
+        labels,
+        tmp_path / "m",
+        config,
+        validation=[case],
+        init=base,
+        device="cpu",
+        validating=lambda step, done: seen.append((step, done)),
+    )
+    assert seen[-1] == (1, 1.0)  # the validation pass reported its slices as it went
+    assert [done for _, done in seen] == sorted(done for _, done in seen)
     card = read_card(model)
     assert card.labels is not None
     assert {v: card.labels[v].name for v in card.labels} == {5: "liver", 9: "kidney_right"}  # the base's 5 kept

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,29 @@ from worker.runners.common import read_series, scratch
 log = logging.getLogger(__name__)
 
 
-def _progress(report: Reporter, steps: int, start: float, span: float, stage: str) -> Any:
-    def update(step: int, metrics: dict[str, float]) -> None:
-        metrics = {"step": step, "steps": steps, **metrics}
-        report(start + span * step / max(1, steps), stage, metrics, last=step >= steps)
+class _Progress:
+    """A training's progress as the job reports it: step, steps, the step's metrics and ``eta_s``, the
+    seconds left at the pace so far; during a validation pass the stage is ``validating`` with
+    ``validated``, the share of its slices done."""
 
-    return update
+    def __init__(self, report: Reporter, steps: int, start: float, span: float, stage: str) -> None:
+        self.report, self.steps, self.start, self.span, self.stage = report, steps, start, span, stage
+        self.began = time.monotonic()
+        self.last: dict[str, float] = {}
+
+    def _at(self, step: int) -> float:
+        return self.start + self.span * step / max(1, self.steps)
+
+    def _eta(self, step: int) -> float:
+        return round((time.monotonic() - self.began) / max(1, step) * (self.steps - step), 1)
+
+    def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        self.last = {"step": step, "steps": self.steps, **metrics, "eta_s": self._eta(step)}
+        self.report(self._at(step), self.stage, self.last, last=step >= self.steps)
+
+    def validating(self, step: int, done: float) -> None:
+        metrics = {**self.last, "step": step, "steps": self.steps, "validated": round(done, 3)}
+        self.report(self._at(step), "validating", metrics, last=False)
 
 
 def model_folder(settings: Settings, project: str, name: str, job_id: str) -> Path:
@@ -96,6 +114,7 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
                 label_path = ctx.store.materialize([(label_name, label_sha)], folder / f"label{number}")[0]
                 cases.append((image, read_label(label_path, image)))
             report(0.05, "training")
+            progress = _Progress(report, config.steps, 0.05, 0.85, "training")
             written = run(
                 cases,
                 table,
@@ -103,8 +122,9 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
                 config,
                 init=Path(base.path) if base else None,
                 device=ctx.settings.device,
-                progress=_progress(report, config.steps, 0.05, 0.85, "training"),
+                progress=progress,
                 numbering=numbering,
+                validating=progress.validating,
             )
             card = read_card(written)
             report(0.92, "comparing with production")
@@ -228,7 +248,7 @@ def pretrain(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
                 config,
                 device=ctx.settings.device,
                 cache_dir=ctx.settings.data_dir / "cache" / "superpixels",
-                progress=_progress(report, config.steps, 0.05, 0.9, "training"),
+                progress=_Progress(report, config.steps, 0.05, 0.9, "training"),
             )
     finally:
         release_memory()
