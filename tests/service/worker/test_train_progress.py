@@ -25,5 +25,5 @@ def test_progress_reports_time_left_and_validation():
     assert (s1, m1["step"], m1["steps"], m1["loss"], l1) == ("training", 2, 10, 0.7, False)
     assert m1["eta_s"] == pytest.approx(0.2 / 2 * 8, rel=0.5)  # 8 steps left at 0.1 s a step
     assert f1 == pytest.approx(0.05 + 0.85 * 0.2)
-    assert (s2, m2["validated"], m2["loss"], f2) == ("validating", 0.5, 0.7, f1)  # the step's metrics kept
+    assert (s2, m2["validated"], m2["loss"], f2, l2) == ("validating", 0.5, 0.7, f1, False)  # the step's metrics kept
     assert (s3, m3["eta_s"], l3, f3) == ("training", 0.0, True, pytest.approx(0.9))
