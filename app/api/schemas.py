@@ -32,6 +32,10 @@ class StudyOut(BaseModel):
 
     id: str
     study_instance_uid: str
+    study_date: str = Field(default="", description="DICOM StudyDate, YYYY-MM-DD (empty for NIfTI)")
+    description: str = Field(default="", description="DICOM StudyDescription")
+    modalities: list[str] = Field(default=[], description="of its series, each once")
+    slices: int = Field(default=0, description="slices of all its series")
     created_at: str | None
     series: list[SeriesOut]
     notes: list[str] = []

@@ -48,6 +48,8 @@ class Study(Base):
     project: Mapped[str] = mapped_column(String(64), index=True)  # see app.records.projects
     upload_key: Mapped[str] = mapped_column(String(64), index=True)  # sha256 over the sorted file hashes
     study_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    study_date: Mapped[str] = mapped_column(String(8), default="")  # DICOM StudyDate, YYYYMMDD
+    study_description: Mapped[str] = mapped_column(String(256), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
     created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
     files: Mapped[list[Any]] = mapped_column(default=list)  # [{"name", "sha256"}]

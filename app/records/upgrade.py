@@ -1,10 +1,11 @@
 """Bring a database made by an earlier version up to the current tables (there are no migrations).
 
-Only what changed since: the ``project`` column (issue 6): existing rows go to project ``default``
-(the bootstrap admin key's), and model version numbers become unique per project instead of per
-name; ``segmentations.request_key`` (the ``Idempotency-Key`` of ``POST /v1/segmentations``, issue 5),
-empty on existing rows, with its unique index per project. Runs at every start, after
-``create_all``; does nothing on an up-to-date database.
+Only what changed since: the ``project`` column: existing rows go to project ``default`` (the
+bootstrap admin key's), and model version numbers become unique per project instead of per name;
+``segmentations.request_key`` (the ``Idempotency-Key`` of ``POST /v1/segmentations``), empty on
+existing rows, with its unique index per project; ``studies.study_date`` and
+``studies.study_description``, empty on existing rows. Runs at every start, after ``create_all``;
+does nothing on an up-to-date database.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def upgrade(engine: Engine) -> list[str]:
             connection.execute(text(f"ALTER TABLE segmentations ADD COLUMN request_key VARCHAR({REQUEST_KEY_MAX})"))
             connection.execute(text(f"CREATE UNIQUE INDEX {REQUEST_KEY_INDEX} ON segmentations (project, request_key)"))
             done.append("segmentations.request_key added (Idempotency-Key; empty on existing rows)")
+        study_columns = {c["name"] for c in inspector.get_columns("studies")}
+        for column, size in (("study_date", 8), ("study_description", 256)):
+            if column not in study_columns:
+                connection.execute(text(f"ALTER TABLE studies ADD COLUMN {column} VARCHAR({size}) NOT NULL DEFAULT ''"))
+                done.append(f"studies.{column} added (empty on existing rows)")
         uniques = inspector.get_unique_constraints("model_versions")
         old = [u for u in uniques if u["column_names"] == ["name", "version"]]
         if old and engine.dialect.name == "sqlite":

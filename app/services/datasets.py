@@ -7,6 +7,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from app.context import Context
 from app.errors import InvalidRequest, NotFound
 from app.records.models import Dataset, DatasetCase
@@ -156,6 +158,19 @@ def view(dataset: Dataset) -> dict[str, Any]:
         "cases": [{"series_id": c.series_id, "label": c.label_name} for c in dataset.cases],
         "created_at": utc(dataset.created_at),
     }
+
+
+def find(ctx: Context, project: str, limit: int, offset: int) -> list[dict[str, Any]]:
+    """The datasets of ``project``, newest first."""
+    with ctx.db.session() as session:
+        query = (
+            select(Dataset)
+            .where(Dataset.project == project)
+            .order_by(Dataset.created_at.desc(), Dataset.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return [view(dataset) for dataset in session.scalars(query)]
 
 
 def get(ctx: Context, dataset_id: str, project: str) -> dict[str, Any]:

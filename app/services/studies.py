@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -150,6 +151,8 @@ def stage(ctx: Context, uploads: list[Upload], folder: Path, created_by: str | N
         source = volume.source
         if source and not study.study_instance_uid:
             study.study_instance_uid = source.study_instance_uid
+        if source and source.headers and not study.study_date:
+            study.study_date, study.study_description = _study_header(source.headers[0])
         study.series.append(
             Series(
                 id=new_id(),
@@ -191,3 +194,10 @@ def delete(ctx: Context, study_id: str, project: str) -> None:
     with ctx.db.session() as session:
         orphans = records.delete_study(session, records.get_study(session, study_id, project))
     ctx.store.delete(orphans)
+
+
+def _study_header(header: Any) -> tuple[str, str]:
+    """StudyDate (``YYYYMMDD`` or empty) and StudyDescription (printable, at most 256 characters) of a header."""
+    date = str(header.get("StudyDate", "") or "").strip()
+    description = "".join(c for c in str(header.get("StudyDescription", "") or "") if c.isprintable()).strip()
+    return (date if len(date) == 8 and date.isdigit() else ""), description[:256]

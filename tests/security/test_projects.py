@@ -231,6 +231,7 @@ CASES: dict[str, Callable[[World, httpx.Client], None]] = {
     "GET /v1/jobs/{job_id}/events": lambda w, b: _jobs(w, b, "/events"),
     "DELETE /v1/jobs/{job_id}": lambda w, b: _jobs(w, b, method="DELETE"),
     "POST /v1/datasets": _dataset,
+    "GET /v1/datasets": lambda w, b: lists_nothing_of_alpha(w, b, "/v1/datasets", [w.ids["dataset"]]),
     "GET /v1/datasets/{dataset_id}": _get("/v1/datasets/{dataset}"),
     "POST /v1/finetunes": _finetune,
     "POST /v1/pretrains": _pretrain,

@@ -24,6 +24,7 @@ NEEDS = {
     "GET /v1/jobs/{job_id}/events": "viewer",
     "DELETE /v1/jobs/{job_id}": "submitter",
     "POST /v1/datasets": "submitter",
+    "GET /v1/datasets": "viewer",
     "GET /v1/datasets/{dataset_id}": "viewer",
     "POST /v1/finetunes": "submitter",
     "POST /v1/pretrains": "submitter",

@@ -30,10 +30,11 @@ T = TypeVar("T")
 
 
 def old_tables(era: str) -> MetaData:
-    """The tables as an earlier version made them: today's without ``request_key`` (and its index); before
-    projects also without ``project``, and model versions unique per name."""
+    """The tables as an earlier version made them: today's without ``request_key`` (and its index) and the
+    studies' ``study_date`` and ``study_description``; before projects also without ``project``, and model
+    versions unique per name."""
     old = MetaData()
-    dropped = {"request_key", "project"} if era == BEFORE_PROJECTS else {"request_key"}
+    dropped = {"request_key", "study_date", "study_description"} | ({"project"} if era == BEFORE_PROJECTS else set())
     for table in Base.metadata.sorted_tables:
         columns = [
             Column(
@@ -130,6 +131,10 @@ def test_an_old_database_is_upgraded_in_place(old_database: str, era: str) -> No
     assert any(".project added" in c for c in changes) is (era == BEFORE_PROJECTS), changes
     assert [c for c in changes if "request_key" in c] == [
         "segmentations.request_key added (Idempotency-Key; empty on existing rows)"
+    ]
+    assert [c for c in changes if c.startswith("studies.")] == [
+        "studies.study_date added (empty on existing rows)",
+        "studies.study_description added (empty on existing rows)",
     ]
     inspector = inspect(database.engine)
     for table in PROJECT_TABLES:

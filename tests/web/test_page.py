@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pydicom
@@ -69,6 +70,11 @@ def test_upload_segment_view_download(page: Page, service: Service, dicom_ct: li
     expect(row).to_contain_text("CT")
     expect(row).to_contain_text("512×512×20")
     expect(page.locator("#model-select")).to_have_value(f"{STARTER}:1")
+    study = page.locator("#study-table tbody tr.selected td")  # what people recognise, not a hash
+    expect(study.nth(1)).to_have_text("CT")
+    expect(study.nth(3)).to_have_text("1")
+    expect(study.nth(4)).to_have_text("20")
+    assert not re.fullmatch(r"[0-9a-f]{8}.*", study.nth(0).inner_text()), study.nth(0).inner_text()
     save(page, screenshots, "studies")
 
     row.get_by_role("button", name="Segment").click()
@@ -145,7 +151,8 @@ def test_finetune_curve_and_promotion(page: Page, service: Service, shared_data:
         page.locator(".case-label").nth(index).set_input_files(str(folder / "example_seg.nii.gz"))
     page.click("#dataset-form button[type=submit]")
     expect(page.locator("#dataset-result")).to_contain_text("2 case(s)", timeout=60_000)
-    assert page.input_value("#finetune-form input[name=dataset_id]")
+    chosen = page.locator("#finetune-form select[name=dataset_id] option:checked")
+    expect(chosen).to_have_text("web-two-cases (2 case(s): spleen, liver, stomach, aorta)")  # picked, not pasted
 
     # From scratch, as a new version of the starter's name: the same organs, so it is compared with production.
     page.fill("#finetune-form input[name=name]", STARTER)

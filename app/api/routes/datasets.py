@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ContextDep, Submitter, Viewer
@@ -54,6 +54,17 @@ async def create_dataset(request: Request, ctx: ContextDep, caller: Submitter) -
             datasets.create, ctx, name, labels, cases, files, folder, caller.key_id, caller.project
         )
     return datasets.get(ctx, dataset.id, caller.project)
+
+
+@router.get("")
+def list_datasets(
+    ctx: ContextDep,
+    caller: Viewer,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> list[dict[str, Any]]:
+    """The project's datasets, newest first."""
+    return datasets.find(ctx, caller.project, limit, offset)
 
 
 @router.get("/{dataset_id}")

@@ -41,9 +41,14 @@ UPLOAD_BODY = {
 
 def study_out(study: Study, duplicate: bool = False) -> StudyOut:
     """The response body of a study."""
+    date = study.study_date
     return StudyOut(
         id=study.id,
         study_instance_uid=study.study_instance_uid,
+        study_date=f"{date[:4]}-{date[4:6]}-{date[6:]}" if date else "",
+        description=study.study_description,
+        modalities=sorted({s.modality for s in study.series}),
+        slices=sum(int(s.shape[2]) for s in study.series),
         created_at=utc(study.created_at),
         series=[SeriesOut(**series_summary(s)) for s in study.series],
         notes=study.notes,

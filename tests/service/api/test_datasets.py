@@ -178,3 +178,16 @@ def _assert_still_usable(api: Service, dataset: dict[str, Any]) -> None:
                 assert api.ctx.store.exists(sha), f"blob {sha} of dataset {dataset['name']} is gone"
     with api.client("viewer") as client:
         assert client.get(f"/v1/datasets/{dataset['id']}").status_code == 200
+
+
+def test_datasets_are_listed_newest_first(api: Service, first_dataset: dict[str, Any], new_case: tuple[Path, Path]):
+    cases = [{"image": new_case[0].name, "label": new_case[1].name}]
+    with api.client("submitter") as client:
+        form = {"name": "second", "labels": LABELS, "cases": json.dumps(cases)}
+        response = client.post("/v1/datasets", data=form, files=multipart(list(new_case)))
+        assert response.status_code == 201, response.text
+        made = [first_dataset["id"], response.json()["id"]]
+        listed = [d["id"] for d in client.get("/v1/datasets").json()]
+        assert [i for i in listed if i in made] == made[::-1]
+        assert [d["id"] for d in client.get("/v1/datasets", params={"limit": 1}).json()] == listed[:1]
+        assert client.get("/v1/datasets", params={"limit": 0}).status_code == 422

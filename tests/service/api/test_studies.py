@@ -162,3 +162,14 @@ def test_images_over_the_voxel_limit_are_refused_before_decoding(
     (volume, path), *_ = read_upload([ct_nifti[0]], tmp_path / "nifti-ok", limit)[0]
     assert path == ct_nifti[0]
     assert volume.array.size > 1000  # read under the default limit
+
+
+def test_a_study_says_what_people_recognise_it_by(service: Service, shared_data: Path):
+    """dcmqi's 3 real CT slices: the study's date from its headers, its modality, series and slice counts."""
+    files = sorted((shared_data / "dicom" / "seg_dcmqi" / "ct-3slice").glob("*.dcm"))
+    with service.client("submitter") as client:
+        response = client.post("/v1/studies", files=multipart(files))
+        assert response.status_code in (200, 201), response.text
+        listed = {s["id"]: s for s in client.get("/v1/studies").json()}[response.json()["id"]]
+    assert (listed["study_date"], listed["modalities"], listed["slices"]) == ("2003-04-17", ["CT"], 3)
+    assert listed["description"] == ""  # the headers have none

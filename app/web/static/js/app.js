@@ -4,7 +4,7 @@ import { ApiError, getJson, getKey, setKey } from "./api.js";
 import { initJobs, refreshJobs } from "./jobs.js";
 import { initModels, refreshModels } from "./models.js";
 import { initStudies, refreshStudies } from "./studies.js";
-import { initTraining } from "./training.js";
+import { initTraining, refreshDatasets } from "./training.js";
 import { $, attempt, say } from "./ui.js";
 import { initViewer } from "./view.js";
 
@@ -39,7 +39,7 @@ async function signIn(key) {
   $("#who").textContent = session.admin ? "signed in (admin)" : "signed in";
   say("");
   showTab(location.hash.slice(1));
-  await Promise.all([refreshStudies(), refreshModels()]);
+  await Promise.all([refreshStudies(), refreshModels(), refreshDatasets()]);
 }
 
 function signOut() {

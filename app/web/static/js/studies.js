@@ -39,9 +39,13 @@ async function send(files) {
   }
 }
 
-/** Short name of a study: its id and the end of its UID. */
-const studyName = (study) =>
-  study.study_instance_uid ? `${study.id.slice(0, 8)} · ${study.study_instance_uid.slice(-12)}` : study.id.slice(0, 8);
+/** What people recognise a study by: its description, else its series' descriptions, else its upload time. */
+function studyName(study) {
+  if (study.description) return study.description;
+  const described = [...new Set(study.series.map((s) => s.description).filter(Boolean))];
+  if (described.length) return described.join(", ");
+  return `upload of ${study.created_at ? new Date(study.created_at).toLocaleString() : study.id.slice(0, 8)}`;
+}
 
 /** The pre-training form's study choice: every stored study, keeping what was chosen. */
 function fillStudyChoice(studies) {
@@ -49,7 +53,11 @@ function fillStudyChoice(studies) {
   const chosen = new Set([...select.selectedOptions].map((o) => o.value));
   select.replaceChildren(
     ...studies.map((study) =>
-      el("option", { value: study.id, selected: chosen.has(study.id), textContent: `${studyName(study)} (${study.series.length} series)` }),
+      el("option", {
+        value: study.id,
+        selected: chosen.has(study.id),
+        textContent: `${studyName(study)} (${(study.modalities ?? []).join(", ")}, ${study.series.length} series, ${study.slices} slices)`,
+      }),
     ),
   );
 }
@@ -63,8 +71,11 @@ export async function refreshStudies() {
       const row = el(
         "tr",
         { className: study.id === currentStudy?.id ? "selected" : "" },
-        el("td", {}, studyName(study)),
+        el("td", { title: `study ${study.id}` }, studyName(study)),
+        el("td", {}, (study.modalities ?? []).join(", ")),
+        el("td", {}, study.study_date || "–"),
         el("td", {}, String(study.series.length)),
+        el("td", {}, String(study.slices ?? "")),
         el("td", {}, study.created_at ? new Date(study.created_at).toLocaleString() : ""),
       );
       row.dataset.id = study.id;

@@ -46,7 +46,21 @@ async function createDataset(form) {
   data.append("cases", JSON.stringify(cases));
   const dataset = await upload("/v1/datasets", data);
   $("#dataset-result").textContent = `Dataset ${dataset.name}: ${dataset.cases.length} case(s), id ${dataset.id}`;
-  $("#finetune-form").elements.dataset_id.value = dataset.id;
+  await refreshDatasets(dataset.id);
+}
+
+/** The fine-tuning form's dataset choice: the project's datasets, newest first (``chosen`` selected). */
+export async function refreshDatasets(chosen) {
+  const select = $("#finetune-form").elements.dataset_id;
+  const keep = chosen ?? select.value;
+  const datasets = await getJson("/v1/datasets");
+  const labels = (d) => Object.values(d.labels).join(", ");
+  select.replaceChildren(
+    el("option", { value: "" }, datasets.length ? "choose a dataset" : "create a dataset first"),
+    ...datasets.map((d) =>
+      el("option", { value: d.id, selected: d.id === keep }, `${d.name} (${d.cases.length} case(s): ${labels(d)})`),
+    ),
+  );
 }
 
 function diceTable(candidate, comparison) {
@@ -124,7 +138,8 @@ async function startFinetune(form) {
   const f = form.elements;
   const options = formOptions(form);
   options.validate_every = Number(f.validate_every.value);
-  const body = { dataset_id: f.dataset_id.value.trim(), options };
+  if (!f.dataset_id.value) throw new Error("choose the dataset to fine-tune on (create one above)");
+  const body = { dataset_id: f.dataset_id.value, options };
   if (f.base_model.value) body.base_model = f.base_model.value;
   if (f.name.value.trim()) body.name = f.name.value.trim();
   const accepted = await postJson("/v1/finetunes", body);
