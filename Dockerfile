@@ -16,6 +16,7 @@ COPY pyproject.toml README.md ./
 COPY lrc ./lrc
 COPY app ./app
 COPY worker ./worker
+COPY gateway ./gateway
 RUN pip install .
 
 USER lrc

@@ -1,7 +1,7 @@
 """A real Orthanc PACS for the gateway tests: its own config, storage and free ports.
 
 Orthanc and its DICOMweb plugin come from the Debian packages ``orthanc`` and ``orthanc-dicomweb``
-(``scripts/install.sh`` installs them); nothing is installed at test time.
+(``scripts/test.sh`` installs them); nothing is installed at test time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 PLUGIN_PLACES = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
-INSTALL_HINT = "install it with scripts/install.sh (apt-get install orthanc orthanc-dicomweb)"
+INSTALL_HINT = "install it with scripts/test.sh (apt-get install orthanc orthanc-dicomweb)"
 
 
 def orthanc_binary() -> str:

@@ -19,22 +19,40 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_services_health_checks_and_volumes(compose: dict):
+SERVICE = ("api", "gpu-infer", "gpu-train", "cpu-worker")
+
+
+def test_services_health_checks_restarts_and_volumes(compose: dict):
     services = compose["services"]
-    assert set(services) == {"redis", "postgres", "api", "gpu-worker", "cpu-worker", "gateway"}
+    assert set(services) == {"redis", "postgres", *SERVICE, "gateway"}
     for name, service in services.items():
         assert "healthcheck" in service, name
-    for name in ("api", "gpu-worker", "cpu-worker"):
+        assert service["restart"] == "unless-stopped", name
+    for name in SERVICE:
         assert services[name]["volumes"] == ["blobs:/data"], name
-    devices = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert devices[0]["driver"] == "nvidia"
-    assert "gpu" in devices[0]["capabilities"]
-    assert "--queues" in services["gpu-worker"]["command"]
+    # The API is healthy when it answers: /readyz waits for the workers, which start after it.
+    assert "/healthz" in services["api"]["healthcheck"]["test"][-1]
+
+
+def test_each_queue_has_a_worker_and_gpu_workers_keep_their_names(compose: dict):
+    services = compose["services"]
+    queues = {}
+    for name in ("gpu-infer", "gpu-train", "cpu-worker"):
+        command = services[name]["command"]
+        queues[name] = command[command.index("--queues") + 1]
+    assert queues == {"gpu-infer": "infer", "gpu-train": "train", "cpu-worker": "io"}
+    for name in ("gpu-infer", "gpu-train"):
+        service = services[name]
+        devices = service["deploy"]["resources"]["reservations"]["devices"]
+        assert (devices[0]["driver"], devices[0]["device_ids"]) == ("nvidia", ["0"])
+        assert "gpu" in devices[0]["capabilities"]
+        worker = service["command"][service["command"].index("--name") + 1]
+        assert service["hostname"] == worker  # the same name after a restart: its jobs come back at once
 
 
 def test_environment_names_are_settings(compose: dict):
     fields = {f"LRC_{name.upper()}" for name in Settings.model_fields}
-    for name in ("api", "gpu-worker", "cpu-worker"):
+    for name in SERVICE:
         assert set(compose["services"][name]["environment"]) <= fields, name
 
 
@@ -54,7 +72,7 @@ def test_gateway_service(compose: dict, monkeypatch: pytest.MonkeyPatch):
 
 
 def _compose() -> list[str]:
-    """``docker compose`` where the plugin exists, else Debian's ``docker-compose`` (scripts/install.sh)."""
+    """``docker compose`` where the plugin exists, else Debian's ``docker-compose`` (scripts/test.sh)."""
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):

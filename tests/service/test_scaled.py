@@ -3,7 +3,7 @@
 The servers are used where they run (127.0.0.1:6379 and :5432, as on the project's machines and in
 CI); otherwise ``redis-server`` is started on a free port, and PostgreSQL in a temporary cluster
 (as the ``postgres`` user when the tests run as root). Without the binaries the tests fail and say
-what to install (``scripts/install.sh`` installs them): CI must never skip them.
+what to install (``scripts/test.sh`` installs them): CI must never skip them.
 """
 
 from __future__ import annotations
