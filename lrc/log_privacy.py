@@ -46,12 +46,17 @@ _ASSIGNED = re.compile(
     r"(?i)\b(?P<name>[\w-]*(?:key|token|password|passwd|secret))(?P<eq>\s*=\s*)(?P<q>['\"]?)(?!\[)[^\s'\",;&)]+"
 )
 _MIN_UID_LENGTH = 8
+MIN_SECRET_LENGTH = 8
 _secrets: set[str] = set()
 
 
 def protect(*secrets: str | None) -> None:
-    """Redact these values (a process's configured keys) from every later log record of the process."""
-    _secrets.update(s for s in secrets if s)
+    """Redact these values (a process's configured keys) from every later log record of the process.
+
+    Values shorter than :data:`MIN_SECRET_LENGTH` are not taken: replacing every "k" of every line would
+    garble the logs (the service's own keys are longer; a key that short protects nothing anyway).
+    """
+    _secrets.update(s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH)
 
 
 def _query(match: re.Match[str]) -> str:

@@ -75,3 +75,9 @@ def test_arguments_objects_and_tracebacks_are_redacted():
     assert SOP not in line
     assert "Doe" not in line
     assert line.endswith("ValueError: cannot read [uid] from /dicomweb/studies?[redacted]")
+
+
+def test_a_short_value_is_not_taken_as_a_secret():
+    """A test or a user passing --api-key k must not turn every k of every later line into [key]."""
+    protect("k", "", None)
+    assert redact("job 5f0c took 1.25 s; tokens kept") == "job 5f0c took 1.25 s; tokens kept"
