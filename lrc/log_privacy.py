@@ -11,6 +11,8 @@ from every record the process makes, whoever makes it (uvicorn's access log, Cel
 httpx, our own loggers), before any handler sees it:
 
 - DICOM UIDs (dotted numbers whose first arc is 0, 1 or 2, PS3.5 9.1) become ``[uid]``;
+- Python warnings (pydicom's and highdicom's quote header values) are logged, so they are held to
+  this policy too, instead of going to stderr as they are;
 - the query of a URL or path under ``/dicomweb`` (or a PACS's ``/dicom-web``) becomes ``?[redacted]``;
   elsewhere the value of each parameter that is not one of :data:`API_PARAMETERS` becomes
   ``[redacted]`` (``key``, ``token``, ``access_token`` and the like, and whatever a client adds);
@@ -33,8 +35,9 @@ KEY = "[key]"
 # The query parameters the API defines; their values are shown (they hold no patient data).
 API_PARAMETERS = frozenset({"format", "state", "kind", "limit", "offset"})
 # A UID: at least three arcs, no leading zeros, and at least 8 characters, so that versions
-# ("2.1.0") and most IPv4 addresses are left alone; never part of a longer dotted word.
-_UID = re.compile(r"(?<![\w.])[0-2](?:\.(?:0|[1-9][0-9]*)){2,}(?![\w.])")
+# ("2.1.0") and most IPv4 addresses are left alone; never part of a longer dotted number, but
+# found beside letters and punctuation (a file "<uid>.dcm", "seg_<uid>", a sentence's full stop).
+_UID = re.compile(r"(?<![0-9.])[0-2](?:\.(?:0|[1-9][0-9]*)){2,}(?![0-9])(?!\.[0-9])")
 _URL_QUERY = re.compile(
     r"(?P<path>(?:[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/?#\"'<>]*)?/[^\s?#\"'<>]*)\?(?P<query>[^\s#\"'<>]+)"
 )
@@ -126,6 +129,7 @@ def install(*secrets: str | None) -> None:
     configured later included (uvicorn's and Celery's); forked processes (Celery's pool) inherit it.
     """
     protect(*secrets)
+    logging.captureWarnings(True)
     current = logging.getLogRecordFactory()
     if not getattr(current, "redacts", False):
         logging.setLogRecordFactory(_redacting(current))

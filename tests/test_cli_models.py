@@ -326,23 +326,27 @@ def test_evaluate_meets_labels_by_name_not_number(shared_data: Path, tmp_path: P
     assert "share no structure" in result.output
 
 
-def test_long_commands_show_progress_on_stderr_unless_quiet_or_json(shared_data: Path, tmp_path: Path):
+def test_long_commands_show_progress_on_a_terminal_unless_quiet_or_json(shared_data: Path, tmp_path: Path):
     ct = str(shared_data / "dicom" / "seg_dcmqi" / "ct-3slice")
     common = ["segment", ct, "--model", str(STARTER), "--device", "cpu", "--out", str(tmp_path / "s.nii.gz")]
-    shown = runner.invoke(app, common)
+    assert runner.invoke(app, common).stderr == ""  # no terminal: no progress
+    terminal = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "0", "NO_COLOR": "1"}  # a terminal, drawn once
+    shown = runner.invoke(app, common, env=terminal)
     assert shown.exit_code == 0, shown.output
     assert shown.stdout == f"wrote {tmp_path / 's.nii.gz'}\n"  # stdout keeps only the result
     for stage in ("loading the model", "reading ct-3slice", "segmenting slices", "3/3", "writing s.nii.gz"):
         assert stage in shown.stderr, shown.stderr
     for flag in ("--quiet", "--json"):
-        silent = runner.invoke(app, [*common, flag])
+        silent = runner.invoke(app, [*common, flag], env=terminal)
         assert silent.exit_code == 0, silent.output
         assert silent.stderr == ""
 
     manifest = tmp_path / "m.json"
     label = shared_data / "dicom" / "seg_dcmqi" / "liver.dcm"
     manifest.write_text(json.dumps({"labels": {"1": "liver"}, "test": [{"image": ct, "label": str(label)}]}))
-    scored = runner.invoke(app, ["evaluate", "--model", str(STARTER), "--data", str(manifest), "--device", "cpu"])
+    scored = runner.invoke(
+        app, ["evaluate", "--model", str(STARTER), "--data", str(manifest), "--device", "cpu"], env=terminal
+    )
     assert scored.exit_code == 0, scored.output
     assert "segmenting and scoring 1 case(s)" in scored.stderr
     assert "3/3" in scored.stderr

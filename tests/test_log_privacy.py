@@ -34,6 +34,9 @@ SOP = "1.2.826.0.1.3680043.8.498.56414952712572523092362421672706192399"
             'copy Patient-related attributes from dataset "[uid]"',
         ),
         (f"/dicomweb/studies/{SOP}/series/2.25.1234567", "/dicomweb/studies/[uid]/series/[uid]"),
+        (f"cannot read /inbox/{SOP}.dcm", "cannot read /inbox/[uid].dcm"),
+        (f"seg_{SOP}: written for series {SOP}.", "seg_[uid]: written for series [uid]."),
+        ("2.1.0 and 1.2.3.4.05 and 3.2.840.10008.1 and 12.2.840.10008", None),
         ("highdicom 0.28.2, torch 2.13.0 on 127.0.0.1:8000 and 10.0.0.12", None),
         ("job 5f0c... took 1.25 s; 300 slices of 512x512, spacing 0.7x0.7x2.5", None),
         # keys

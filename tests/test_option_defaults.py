@@ -18,7 +18,7 @@ from lrc.train.pretrain import PretrainConfig
 # Options with another name than the config field (option -> field).
 RENAMED = {"dims": "spatial_dims", "superpixel_scale": "superpixels"}
 # CLI parameters that are no training setting.
-NOT_CONFIG = {"images", "out", "more", "train", "init", "device", "as_json"}
+NOT_CONFIG = {"images", "out", "more", "train", "init", "device", "quiet", "as_json"}
 
 
 def _plain(value: Any) -> Any:

@@ -1,6 +1,8 @@
 """Progress of long commands on stderr (rich): a line per stage, with a bar where the work is counted.
 
-Silent with ``--quiet`` and with ``--json`` (whose stdout is for scripts; stderr stays clean too).
+Shown only where stderr is a terminal (rich's detection: ``TTY_COMPATIBLE=1`` forces it), so that
+logs and scripts get the result and the errors alone; silent with ``--quiet`` and with ``--json``
+(whose stdout is for scripts; stderr stays clean too).
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ class Feedback:
 
 @contextmanager
 def feedback(quiet: bool) -> Iterator[Feedback]:
-    """Progress lines on stderr for the block, or none when ``quiet``."""
-    if quiet:
+    """Progress lines on stderr for the block, or none when ``quiet`` or stderr is no terminal."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
         yield Feedback()
         return
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -74,5 +78,5 @@ def feedback(quiet: bool) -> Iterator[Feedback]:
         TimeRemainingColumn(),
         TextColumn("{task.fields[metrics]}"),
     )
-    with Progress(*columns, console=Console(stderr=True)) as bar:
+    with Progress(*columns, console=console) as bar:
         yield Feedback(bar)
