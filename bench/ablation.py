@@ -16,7 +16,8 @@ lrc_indep (independent crops/flips/rotations per view, regions matched by super-
 moco+lrc_indep; default (what ``lrc pretrain`` does unless told otherwise); combined (the
 synthetic cohort's best recipe, bench/REPORT.md). Seeds: ``--seeds``
 (pre-training and fine-tuning seeded alike). ``--tile patch`` scores by tiles of the fine-tuning
-patch instead of whole slices; ``--backbone-lr-factor`` sets the pre-trained layers' rate.
+patch instead of whole slices; ``--backbone-lr-factor`` sets the pre-trained layers' rate,
+``--scratch-lr-factor`` scratch's rate for the same layers (the learning-rate control).
 
 Usage: ``python bench/ablation.py [--seeds 0 1 2] [--pretrain-steps 300] [--finetune-steps 200]``
 Writes ``bench/results/ablation.json`` (every run) and prints a summary table.
@@ -70,6 +71,12 @@ def main() -> None:
         type=float,
         default=None,
         help="Rate of the pre-trained layers [default: the product's, 3 (1 before 2026-12-03's runs)].",
+    )
+    parser.add_argument(
+        "--scratch-lr-factor",
+        type=float,
+        default=1.0,
+        help="Scratch's rate for the layers a pre-trained base gives (3: the pre-trained arms' rate) [1].",
     )
     parser.add_argument("--tile", choices=["slice", "patch"], default="slice", help="Inference: whole slices or tiles.")
     parser.add_argument("--folds", nargs="+", default=["A->C", "C->A"], choices=["A->C", "C->A", "A/10->A"])
@@ -146,7 +153,7 @@ def main() -> None:
                 train, test = folds[fold]
                 factor = args.backbone_lr_factor
                 if arm == "scratch":
-                    factor = 1.0  # nothing transferred: the plain rate, whatever was asked
+                    factor = args.scratch_lr_factor  # the same layers' rate without pre-training (a control)
                 elif factor is None:
                     factor = SELF_SUPERVISED_LR_FACTOR
                 key = (arm, factor, args.tile, args.finetune_steps, fold, seed)

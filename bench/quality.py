@@ -251,7 +251,7 @@ def tuning(args: argparse.Namespace, preset: dict[str, Any], method: str, seed: 
         canvas=preset["canvas"],
         features=preset["features"],
         lr=args.finetune_lr or FinetuneConfig.lr,
-        backbone_lr_factor=args.backbone_lr_factor if pretrained else 1.0,
+        backbone_lr_factor=args.backbone_lr_factor if pretrained else args.scratch_lr_factor,
         transfer=args.transfer if pretrained else "all",
         warmup_steps=args.warmup_steps if pretrained else 0,
         shrink=args.shrink if pretrained else 1.0,
@@ -573,7 +573,8 @@ def _tag(args: argparse.Namespace, method: str) -> str:
     tuned |= {"augment_rotate": args.augment_rotate, "flip": args.flip, "patch": patch, "spatial_dims": args.dims}
     tuned |= {"contrast_weight": args.contrast_weight, "contrast_every": args.contrast_every}
     other = args.contrast_weight and args.contrast_method not in (None, "moco+lrc")
-    return _scratch_tag(tuned, args.preset) + (f"-{args.contrast_method}" if other else "")
+    rate = f"-bb{args.scratch_lr_factor:g}" if args.scratch_lr_factor != 1.0 else ""  # the rate control
+    return _scratch_tag(tuned, args.preset) + rate + (f"-{args.contrast_method}" if other else "")
 
 
 def _scratch_tag(tuned: dict[str, Any], preset: str) -> str:
@@ -617,6 +618,13 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=None)
     parser.add_argument("--finetune-lr", type=float, default=None, help="Peak fine-tuning learning rate.")
     parser.add_argument("--backbone-lr-factor", type=float, default=1.0)
+    parser.add_argument(
+        "--scratch-lr-factor",
+        type=float,
+        default=1.0,
+        help="Scratch's rate for the layers a pre-trained base gives (a control for --backbone-lr-factor; "
+        "its rows are tagged -bbF).",
+    )
     parser.add_argument("--transfer", choices=["all", "encoder"], default="all", help="Pre-trained layers given.")
     parser.add_argument("--warmup-steps", type=int, default=0, help="Steps with the pre-trained layers frozen.")
     parser.add_argument("--shrink", type=float, default=1.0, help="Shrink and perturb: pre-trained factor.")

@@ -42,13 +42,13 @@ PLANS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("indep-weak", "moco+lrc", ["--independent", "--intensity", "weak"]),
     ],
     # The CPU sessions' best recipe at the GPU's size: pre-trained layers fine-tuned at 3x the rate
-    # (the product's default since the eighth session), not mirrored; tags as the CPU runs' rows.
+    # (the product's default), not mirrored; tags as the CPU runs' rows.
     "gpu3x": [
         ("scratch-noflip", "scratch", []),
         ("weak-ftnoflip-combined", "moco+lrc", [*RECIPE, "--backbone-lr-factor", "3"]),
         ("weak-ftnoflip-lr3", "moco+lrc", ["--intensity", "weak", "--backbone-lr-factor", "3"]),
     ],
-    # The issue's 2D-vs-3D row (~10 hours on 2 CPU cores, REPORT.md fourteenth session): the same two
+    # The issue's 2D-vs-3D row (~10 hours on 2 CPU cores, REPORT.md): the same two
     # arms on blocks of 32 slices; scratch's tag gets "-3d" from quality.py.
     "gpu3d": [
         ("scratch-noflip", "scratch", ["--dims", "3"]),

@@ -10,7 +10,10 @@ Patient names and ids look like any other text: no filter can tell them, so code
 from every record the process makes, whoever makes it (uvicorn's access log, Celery, highdicom,
 httpx, our own loggers), before any handler sees it:
 
-- DICOM UIDs (dotted numbers whose first arc is 0, 1 or 2, PS3.5 9.1) become ``[uid]``;
+- DICOM UIDs (dotted numbers whose first arc is 0, 1 or 2, PS3.5 9.1) become ``[uid]``, also
+  inside escaped bytes (``\\x001.2.840...``);
+- the value pydicom quotes in "Invalid value for VR ..." (from a damaged file: raw header bytes)
+  becomes ``[redacted]``;
 - Python warnings (pydicom's and highdicom's quote header values) are logged, so they are held to
   this policy too, instead of going to stderr as they are;
 - the query of a URL or path under ``/dicomweb`` (or a PACS's ``/dicom-web``) becomes ``?[redacted]``;
@@ -37,7 +40,10 @@ API_PARAMETERS = frozenset({"format", "state", "kind", "limit", "offset"})
 # A UID: at least three arcs, no leading zeros, and at least 8 characters, so that versions
 # ("2.1.0") and most IPv4 addresses are left alone; never part of a longer dotted number, but
 # found beside letters and punctuation (a file "<uid>.dcm", "seg_<uid>", a sentence's full stop).
-_UID = re.compile(r"(?<![0-9.])[0-2](?:\.(?:0|[1-9][0-9]*)){2,}(?![0-9])(?!\.[0-9])")
+_UID = re.compile(r"(?:(?<![0-9.])|(?<=\\x[0-9a-f]{2}))[0-2](?:\.(?:0|[1-9][0-9]*)){2,}(?![0-9])(?!\.[0-9])")
+# pydicom's validation warnings quote the offending value, which in a damaged file is a run of raw
+# header bytes (names, ids, dates and UIDs of the patient): the quoted value is never logged.
+_DICOM_VALUE = re.compile(r"(Invalid value for VR [A-Z]{2}: ).*?(?=\. Please see <https://dicom\.nema\.org|$)", re.S)
 _URL_QUERY = re.compile(
     r"(?P<path>(?:[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/?#\"'<>]*)?/[^\s?#\"'<>]*)\?(?P<query>[^\s#\"'<>]+)"
 )
@@ -83,6 +89,7 @@ def redact(text: str) -> str:
     text = _BEARER.sub(lambda m: f"{m[1]} {KEY}", text)
     text = _TOKEN.sub(KEY, text)
     text = _ASSIGNED.sub(lambda m: f"{m['name']}{m['eq']}{m['q']}{KEY}", text)
+    text = _DICOM_VALUE.sub(lambda m: f"{m[1]}{REDACTED}", text)
     return _UID.sub(_uid, text)
 
 

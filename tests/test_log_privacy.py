@@ -37,6 +37,15 @@ SOP = "1.2.826.0.1.3680043.8.498.56414952712572523092362421672706192399"
         (f"cannot read /inbox/{SOP}.dcm", "cannot read /inbox/[uid].dcm"),
         (f"seg_{SOP}: written for series {SOP}.", "seg_[uid]: written for series [uid]."),
         ("2.1.0 and 1.2.3.4.05 and 3.2.840.10008.1 and 12.2.840.10008", None),
+        (f"'UI<\\x00{SOP}\\x00 '", "'UI<\\x00[uid]\\x00 '"),  # a UID among escaped bytes
+        # pydicom quotes a damaged file's raw header bytes: never logged
+        (
+            f"The value length (946) exceeds 64 for VR UI. Invalid value for VR UI: '\\x00PN\\x00DOE^JANE\\x00{SOP}'."
+            " Please see <https://dicom.nema.org/medical/dicom/current/output/html/part05.html#table_6.2-1> for ...",
+            "The value length (946) exceeds 64 for VR UI. Invalid value for VR UI: [redacted]."
+            " Please see <https://dicom.nema.org/medical/dicom/current/output/html/part05.html#table_6.2-1> for ...",
+        ),
+        ("Invalid value for VR PN: 'DOE^JANE'", "Invalid value for VR PN: [redacted]"),
         ("highdicom 0.28.2, torch 2.13.0 on 127.0.0.1:8000 and 10.0.0.12", None),
         ("job 5f0c... took 1.25 s; 300 slices of 512x512, spacing 0.7x0.7x2.5", None),
         # keys

@@ -167,8 +167,8 @@ def finetune(
     backbone_lr_factor: Annotated[
         float | None,
         typer.Option(
-            help="Learning-rate multiplier of the --init layers [default: 3 from a pre-trained, 1 from a "
-            "segmentation model]."
+            help="Learning-rate multiplier of the --init layers (from scratch: the same layers) [default: 3 "
+            "from a pre-trained, 1 from a segmentation model and from scratch]."
         ),
     ] = None,
     shrink: Annotated[
@@ -247,10 +247,12 @@ def finetune(
     card = json.loads((written / "model.json").read_text())
     metrics = card.get("metrics") or {}
     tile = card.get("inference_tile")
+    score = metrics.get("mean_dice")
+    shown = "n/a (no held-out case)" if score is None else f"{score:.3f}"
     _report(
         {"model": str(written), "metrics": metrics, "inference_tile": tile},
         as_json,
-        f"wrote {written}; held-out mean Dice {metrics.get('mean_dice', 'n/a (no held-out case)')}, predicted "
+        f"wrote {written}; held-out mean Dice {shown}, predicted "
         + (f"over tiles of {tile} pixels" if tile else "on whole slices"),
     )
 

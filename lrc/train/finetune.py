@@ -7,7 +7,8 @@ rotated and scaled (``augment_scale``, ``augment_rotate``). The pre-trained back
 initialises encoder and decoder (``transfer="all"``) or the encoder only (``"encoder"``: the decoder
 starts random). The 1x1 output layer has one channel per structure: from a segmentation model, the
 channel of each structure it segments starts from its channel of that name, the rest start random.
-Transferred layers may learn more slowly (``backbone_lr_factor``) and may stay frozen for the first
+Transferred layers may learn at another rate (``backbone_lr_factor``; from scratch it applies to the
+same layers, so that a rate can be compared with and without pre-training) and may stay frozen for the first
 ``warmup_steps`` while the new layers fit them (linear probing, then fine-tuning), and may be
 shrunk towards a fresh initialisation first (``shrink``, ``perturb``: Ash and Adams, "On
 warm-starting neural network training", NeurIPS 2020). Named stages may start fresh (``reinit``):
@@ -171,6 +172,8 @@ def finetune(
         }
     if config.backbone_lr_factor is None:
         config.backbone_lr_factor = 1.0  # nothing transferred: recorded as the plain rate
+    # The layers at the backbone's rate: the transferred ones, or from scratch the same layers (a rate control).
+    boosted = transferred or {n for n, _ in net.named_parameters() if _given(n, config)}
     if config.tile is None:
         config.tile = "slice"
     net = net.to(device)
@@ -227,7 +230,9 @@ def finetune(
     if contrast is not None:
         card.training["contrast"] = {"config": contrast.config.to_json(), "data": contrast.data}
     card.inference_tile = card.tile_side(config.tile)  # validation predicts this way too
-    best = _train(net, card, labels, sampler, validation, config, device, progress, transferred, contrast, validating)
+    best = _train(
+        net, card, labels, sampler, validation, config, device, progress, transferred, boosted, contrast, validating
+    )
     card.training["seconds"] = round(time.perf_counter() - started, 1)
     card.training["steps"] = best["steps"]
     card.training["best_step"] = best["step"]
@@ -246,15 +251,17 @@ def _train(
     device: torch.device,
     progress: Progress | None,
     transferred: set[str],
+    boosted: set[str],
     contrast: ContrastTerm | None = None,
     validating: Validating | None = None,
 ) -> dict[str, Any]:
     factor = config.backbone_lr_factor
     assert factor is not None  # resolved by finetune()
-    old = [p for n, p in net.named_parameters() if n in transferred]
-    new = [p for n, p in net.named_parameters() if n not in transferred]
+    old = [p for n, p in net.named_parameters() if n in boosted]
+    new = [p for n, p in net.named_parameters() if n not in boosted]
     heads = contrast.heads() if contrast else []
-    anchors = [p.detach().clone() for p in old] if config.anchor_weight > 0 else []  # rate checked by the config
+    # L2-SP pulls transferred weights back to where they started; from scratch there is nothing to keep.
+    anchors = [p.detach().clone() for p in old] if config.anchor_weight > 0 and transferred else []
     optimizer = torch.optim.AdamW(
         [
             {"params": old, "lr": config.lr * factor, "weight_decay": 0.0 if anchors else config.weight_decay},

@@ -46,12 +46,13 @@ class FinetuneConfig:
         steps: maximum optimisation steps.
         batch_size: patches per step. patch: patch side, pixels (multiple of 16).
         lr: AdamW peak learning rate.
-        backbone_lr_factor: learning-rate multiplier for the transferred layers; ``None`` (the default):
-            ``SELF_SUPERVISED_LR_FACTOR`` (3) from a self-supervised (``pretrained``) model, 1 from a
-            segmentation model. Pre-trained features have to move further than a segmentation
-            model's: on the synthetic cohort the best MoCo+LRC recipe fine-tuned at 1x the rate is
-            0.05-0.07 mean Dice behind scratch and 0.07-0.10 behind the same weights at 3x, at
-            k = 1 and 2 (3 seeds, ``bench/REPORT.md``, eighth CPU session); 5x is worse than 3x.
+        backbone_lr_factor: learning-rate multiplier for the transferred layers (from scratch: the
+            layers a base would give, every one but the output layer with ``transfer="all"``);
+            ``None`` (the default): ``SELF_SUPERVISED_LR_FACTOR`` (3) from a self-supervised
+            (``pretrained``) model, 1 from a segmentation model and from scratch. Pre-trained
+            features have to move further than a segmentation model's: at 1x the best MoCo+LRC
+            recipe is 0.05-0.07 mean Dice behind scratch on the synthetic cohort, at 3x level with
+            or ahead of it; 5x is worse than 3x (``bench/REPORT.md``).
         transfer: what a pre-trained init gives: ``all`` (encoder and decoder) or ``encoder``.
         warmup_steps: steps during which the transferred layers stay frozen (their cosine
             schedule runs over the remaining steps).
@@ -69,7 +70,7 @@ class FinetuneConfig:
             cohort the best recipe with weight 1 is level with the same recipe without it at k = 1
             and +0.020 / +0.018 mean Dice ahead at k = 2 (dev / final, 5 seeds), -0.010 to +0.023
             against scratch; 10 and above hold the weights so near their start that the model no
-            longer fits its training volumes (``bench/REPORT.md``, fourteenth session). Offered by the
+            longer fits its training volumes (``bench/REPORT.md``). Offered by the
             CLI and the API for experiments; off by default until the k = 2 gain is confirmed at a
             larger size.
         augment_scale, augment_rotate: 2D patches cut with a field of view of ``augment_scale``
@@ -85,11 +86,11 @@ class FinetuneConfig:
             ``"patch"`` (half-overlapping tiles of the training patch, as nnU-Net predicts) or a tile
             side in pixels; 2D only. ``None`` (the default): ``"patch"`` from a self-supervised
             (``pretrained``) model or from a segmentation model that predicts by tiles, ``"slice"``
-            from scratch or from a segmentation model that predicts whole slices. Fine-tuned on patches, models from
-            self-supervised weights fit their own training volumes at 0.69-0.81 mean Dice on whole
+            from scratch or from a segmentation model that predicts whole slices. Fine-tuned on
+            patches, models from self-supervised weights fit their own training volumes at 0.69-0.81 mean Dice on whole
             slices and 0.92-0.94 tile by tile, and score 0.01-0.12 higher tile by tile on held-out
-            volumes, where scratch moves by -0.01 to +0.04 (``bench/REPORT.md``, eighth CPU
-            session); tiles cost ~3x the model time.
+            volumes, where scratch moves by -0.01 to +0.04 (``bench/REPORT.md``);
+            tiles cost ~3x the model time.
         spacing, canvas: model grid (taken from the pre-trained card when there is one).
         spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
             at ``spacing x spacing x spacing_z`` mm, ``spacing_z`` defaulting to ``spacing``).
@@ -99,8 +100,8 @@ class FinetuneConfig:
             volumes; 2D only. On the synthetic cohort it did not help: the best recipe with a
             MoCo+LRC or MoCo term at 0.1 every 4th step is -0.026 to +0.003 mean Dice against the
             same recipe without it (3 seeds, k = 1 and 2), 0.5 keeps the model from fitting its
-            training volumes, and from scratch it costs up to 0.06 (``bench/REPORT.md``, thirteenth
-            session); an ablation tool, not offered by the CLI or the API.
+            training volumes, and from scratch it costs up to 0.06 (``bench/REPORT.md``); an
+            ablation tool, not offered by the CLI or the API.
         contrast_every: fine-tuning steps per batch of that loss (a MoCo+LRC batch costs several
             fine-tuning steps).
         validate_every: steps between validations. patience: validations without improvement before stopping.

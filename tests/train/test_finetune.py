@@ -105,3 +105,21 @@ def test_a_structure_twice_in_the_dataset_is_refused(small_case, tmp_path: Path)
             validation=[],
             numbering=LabelTable.from_names({1: "liver"}),
         )
+
+
+def test_from_scratch_the_backbone_rate_applies_to_the_layers_a_base_would_give(small_case, tmp_path: Path):
+    """The learning-rate control: scratch at factor 3 trains every layer but the output layer at 3x.
+    Factor 1 is the default from scratch (the same weights as not asking), and the output layer's
+    rate is not the factor's: after one step from the same start, only the other layers differ."""
+    labels = LabelTable.from_names({5: "liver", 1: "spleen"})
+
+    def weights(name: str, factor: float | None) -> dict[str, torch.Tensor]:
+        config = FinetuneConfig(steps=1, backbone_lr_factor=factor, **TINY)
+        model = finetune([small_case], labels, tmp_path / name, config, validation=[], device="cpu")
+        assert read_card(model).training["config"]["backbone_lr_factor"] == (1.0 if factor is None else factor)
+        return load_model(model)[0].state_dict()
+
+    asked, default, tripled = weights("one", 1.0), weights("default", None), weights("three", 3.0)
+    assert all(torch.equal(asked[k], default[k]) for k in asked)
+    changed = {k for k in asked if not torch.equal(asked[k], tripled[k])}
+    assert changed and not any(k.startswith("final_conv.") for k in changed), changed
