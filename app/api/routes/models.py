@@ -29,12 +29,17 @@ def get_version(name: str, version: Version, ctx: ContextDep, caller: Viewer) ->
 
 
 @router.post("/{name}/versions/{version}/promote")
-def promote(name: str, version: Version, body: PromoteIn, ctx: ContextDep, caller: Admin) -> dict[str, Any]:
-    """Make a version production (admins): refused (409) unless its held-out score is at least production's."""
+def promote(
+    name: str, version: Version, ctx: ContextDep, caller: Admin, body: PromoteIn | None = None
+) -> dict[str, Any]:
+    """Make a version production (admins): refused (409) unless its held-out score is at least production's.
+    No body: no override."""
+    body = body or PromoteIn()
     return models.promote(ctx, caller.project, name, version, caller.key_id, body.override, body.reason)
 
 
 @router.post("/{name}/rollback")
-def rollback(name: str, body: RollbackIn, ctx: ContextDep, caller: Admin) -> dict[str, Any]:
-    """Put the previous production version back (admins)."""
+def rollback(name: str, ctx: ContextDep, caller: Admin, body: RollbackIn | None = None) -> dict[str, Any]:
+    """Put the previous production version back (admins). No body: no reason."""
+    body = body or RollbackIn()
     return models.rollback(ctx, caller.project, name, caller.key_id, body.reason)

@@ -267,7 +267,7 @@ def test_a_production_model_numbered_otherwise_is_scored_on_what_it_segments(
     assert comparison["production_score"] > 0.5
     assert comparison["candidate_score"] < comparison["production_score"]
     with service.client("admin") as admin:
-        refused = admin.post(f"/v1/models/{name}/versions/{version}/promote", json={})
+        refused = admin.post(f"/v1/models/{name}/versions/{version}/promote")  # no body: no override
         assert refused.status_code == 409
         assert "below" in refused.json()["detail"]
         assert {m["name"]: m for m in admin.get("/v1/models").json()}[name]["production_version"] == 1
@@ -306,7 +306,7 @@ def test_a_candidate_that_renumbers_the_labels_needs_an_override_with_a_reason(s
         forced = admin.post(path, json={"override": True, "reason": "the consumers were told of the new values"})
         assert forced.status_code == 200, forced.text
         assert forced.json()["override"] is True
-        assert admin.post(f"/v1/models/{name}/rollback", json={}).status_code == 200
+        assert admin.post(f"/v1/models/{name}/rollback").status_code == 200  # no body
 
 
 def test_gate_refuses_a_worse_or_uncompared_candidate(service: Service, tiny_model: Path):
