@@ -14,7 +14,7 @@ A third fold, ``A/10->A``, is in-distribution and label-scarce: fine-tune on eve
 Arms: scratch; moco; lrc (the specification: one geometric transform for both views);
 lrc_indep (independent crops/flips/rotations per view, regions matched by super-pixel id);
 moco+lrc_indep; default (what ``lrc pretrain`` does unless told otherwise); combined (the
-synthetic cohort's best recipe, bench/REPORT.md). Seeds: ``--seeds``
+synthetic cohort's best recipe, docs/research/REPORT.md). Seeds: ``--seeds``
 (pre-training and fine-tuning seeded alike). ``--tile patch`` scores by tiles of the fine-tuning
 patch instead of whole slices; ``--backbone-lr-factor`` sets the pre-trained layers' rate,
 ``--scratch-lr-factor`` scratch's rate for the same layers (the learning-rate control).
@@ -45,7 +45,7 @@ ARMS: dict[str, dict] = {
     "moco+lrc_indep": {"method": "moco+lrc", "independent": True},
     # what `lrc pretrain` does by default: MoCo+LRC, shared geometry, no intensity change between the views
     "default": {"method": "moco+lrc", "independent": False, "weak": True},
-    # bench/REPORT.md's best recipe on the synthetic cohort: no intensity change between the views,
+    # docs/research/REPORT.md's best recipe on the synthetic cohort: no intensity change between the views,
     # momentum 0.99, intensity-alike regions no negatives, coarser super-pixels.
     "combined": {
         "method": "moco+lrc",

@@ -39,7 +39,7 @@ class ViewConfig:
         shift: additive intensity range (+-).
             The default changes no intensity between the views: CT numbers are calibrated, and the
             specification's ranges (:data:`SPEC_INTENSITY`) taught the network to ignore the contrast
-            that tells the aorta from soft tissue (bench/REPORT.md: aorta Dice -0.07 with them, level
+            that tells the aorta from soft tissue (docs/research/REPORT.md: aorta Dice -0.07 with them, level
             without them, on the synthetic cohort's full preset).
         blur_sigma: Gaussian blur sigma range in pixels (0 = none).
         noise_std: Gaussian noise standard deviation range.

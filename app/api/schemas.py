@@ -89,7 +89,7 @@ class SegmentationIn(BaseModel):
         description=(
             "2D models: true runs over half-overlapping tiles of the model's training patch, as nnU-Net predicts, "
             "false over whole slices; none: as the model's card says (tiles for models fine-tuned from pre-trained "
-            "weights). Tiles: often better Dice, about 3x the model time (bench/REPORT.md)"
+            "weights). Tiles: often better Dice, about 3x the model time (docs/research/REPORT.md)"
         ),
     )
 
@@ -157,7 +157,7 @@ class FinetuneOptions(BaseModel):
         ge=0,
         le=1000,
         description="L2-SP: decay of the base model's layers towards their starting values instead of towards 0 "
-        "(an experiment, off by default: bench/REPORT.md); lr x their rate factor x this at most 1",
+        "(an experiment, off by default: docs/research/REPORT.md); lr x their rate factor x this at most 1",
     )
     reinit: list[Stage] = Field(default=[], max_length=9, description="U-Net stages of the base model that start fresh")
     augment_scale: tuple[float, float] = Field(

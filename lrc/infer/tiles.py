@@ -3,7 +3,7 @@
 A network fine-tuned on ``patch x patch`` crops has seen that field of view only; its instance
 norms take their statistics from it. Run on a whole slice, it sees more context and other
 statistics. Pre-trained initialisations are the most sensitive to that: on the synthetic
-cohort (``bench/REPORT.md``) the best MoCo+LRC recipe fitted its training
+cohort (``docs/research/REPORT.md``) the best MoCo+LRC recipe fitted its training
 volumes with a mean Dice of 0.73-0.78 on whole slices and 0.93-0.94 tile by tile, and scored
 0.03-0.09 higher on the test volumes tile by tile, where models trained from scratch moved by
 -0.02 to +0.03. nnU-Net predicts the same way (tiles of its training patch, Gaussian weights).

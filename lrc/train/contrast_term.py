@@ -2,7 +2,7 @@
 
 Pre-training then fine-tuning lets fine-tuning overwrite what pre-training taught: on the synthetic
 cohort and the real CT, pre-trained weights reach scratch's Dice in about half the fine-tuning steps
-but end level with it (``bench/REPORT.md``). With ``FinetuneConfig.contrast_weight > 0``, fine-tuning
+but end level with it (``docs/research/REPORT.md``). With ``FinetuneConfig.contrast_weight > 0``, fine-tuning
 adds ``contrast_weight`` times a pre-training loss (MoCo, LRC or MoCo+LRC, with its views and
 super-pixels) on a batch of unlabeled slices every ``contrast_every`` steps, through the network being
 fine-tuned: self-supervision as an auxiliary task of the supervised one (S4L: Zhai et al.,

@@ -52,7 +52,7 @@ class FinetuneConfig:
             (``pretrained``) model, 1 from a segmentation model and from scratch. Pre-trained
             features have to move further than a segmentation model's: at 1x the best MoCo+LRC
             recipe is 0.05-0.07 mean Dice behind scratch on the synthetic cohort, at 3x level with
-            or ahead of it; 5x is worse than 3x (``bench/REPORT.md``).
+            or ahead of it; 5x is worse than 3x (``docs/research/REPORT.md``).
         transfer: what a pre-trained init gives: ``all`` (encoder and decoder) or ``encoder``.
         warmup_steps: steps during which the transferred layers stay frozen (their cosine
             schedule runs over the remaining steps).
@@ -70,7 +70,7 @@ class FinetuneConfig:
             cohort the best recipe with weight 1 is level with the same recipe without it at k = 1
             and +0.020 / +0.018 mean Dice ahead at k = 2 (dev / final, 5 seeds), -0.010 to +0.023
             against scratch; 10 and above hold the weights so near their start that the model no
-            longer fits its training volumes (``bench/REPORT.md``). Offered by the
+            longer fits its training volumes (``docs/research/REPORT.md``). Offered by the
             CLI and the API for experiments; off by default until the k = 2 gain is confirmed at a
             larger size.
         augment_scale, augment_rotate: 2D patches cut with a field of view of ``augment_scale``
@@ -79,7 +79,7 @@ class FinetuneConfig:
         flip: mirror half of the patches left-right (off by default). Mirroring hides the side,
             which tells spleen from liver and the left kidney from the right one: without it,
             scratch fine-tuning on the synthetic cohort gains 0.07-0.12 mean Dice at k = 1 and 2
-            (3/3 seeds, bench/REPORT.md), as TotalSegmentator trains without mirroring. Turn it
+            (3/3 seeds, docs/research/REPORT.md), as TotalSegmentator trains without mirroring. Turn it
             on for label sets without left/right pairs, where it is plain augmentation.
         tile: how the model predicts unless told otherwise, recorded in its card
             (``inference_tile``), and how validation predicts: ``"slice"`` (whole slices),
@@ -89,7 +89,7 @@ class FinetuneConfig:
             from scratch or from a segmentation model that predicts whole slices. Fine-tuned on
             patches, models from self-supervised weights fit their own training volumes at 0.69-0.81 mean Dice on whole
             slices and 0.92-0.94 tile by tile, and score 0.01-0.12 higher tile by tile on held-out
-            volumes, where scratch moves by -0.01 to +0.04 (``bench/REPORT.md``);
+            volumes, where scratch moves by -0.01 to +0.04 (``docs/research/REPORT.md``);
             tiles cost ~3x the model time.
         spacing, canvas: model grid (taken from the pre-trained card when there is one).
         spatial_dims: 2 (slices, the default) or 3 (patches of ``patch x patch x patch_depth``
@@ -100,7 +100,7 @@ class FinetuneConfig:
             volumes; 2D only. On the synthetic cohort it did not help: the best recipe with a
             MoCo+LRC or MoCo term at 0.1 every 4th step is -0.026 to +0.003 mean Dice against the
             same recipe without it (3 seeds, k = 1 and 2), 0.5 keeps the model from fitting its
-            training volumes, and from scratch it costs up to 0.06 (``bench/REPORT.md``); an
+            training volumes, and from scratch it costs up to 0.06 (``docs/research/REPORT.md``); an
             ablation tool, not offered by the CLI or the API.
         contrast_every: fine-tuning steps per batch of that loss (a MoCo+LRC batch costs several
             fine-tuning steps).

@@ -252,7 +252,7 @@ def test_transfer_gives_the_chosen_layers(pretrained: Path, subject_a, tmp_path:
 
 
 def test_the_rate_of_transferred_layers_defaults_by_the_kind_of_base(pretrained: Path, subject_a, tmp_path: Path):
-    """3x the rate from a self-supervised model (bench/REPORT.md), 1x from a segmentation model or scratch;
+    """3x the rate from a self-supervised model (docs/research/REPORT.md), 1x from a segmentation model or scratch;
     the card records the factor used, and a given factor wins."""
     config = FinetuneConfig(steps=2, batch_size=2, patch=48)
     assert config.backbone_lr_factor is None
@@ -272,7 +272,7 @@ def test_the_rate_of_transferred_layers_defaults_by_the_kind_of_base(pretrained:
 
 
 def test_the_inference_defaults_by_the_kind_of_base(pretrained: Path, subject_a, tmp_path: Path):
-    """Tiles of the training patch from a self-supervised model (bench/REPORT.md), whole slices from
+    """Tiles of the training patch from a self-supervised model (docs/research/REPORT.md), whole slices from
     scratch, from a segmentation model as it predicts; a given tile wins; the card records it and validation and the
     predictor follow it."""
     config = FinetuneConfig(steps=2, batch_size=2, patch=48)
