@@ -1,7 +1,8 @@
 """The FastAPI application: ``uvicorn --factory app.main:create_app``.
 
 On start: tables created, the bootstrap admin key (``LRC_BOOTSTRAP_ADMIN_KEY``) and the starter
-model registered when present. No torch here: work is queued by task name.
+model registered when present. While it serves, a thread sweeps leftovers of killed processes and
+stopped jobs (:mod:`app.services.cleanup`). No torch here: work is queued by task name.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from app.context import Context, build_context
 from app.metrics import Metrics, MetricsMiddleware
 from app.records.keys import ensure_bootstrap_admin
 from app.security_headers import SecurityHeadersMiddleware
+from app.services.cleanup import Sweeper
 from app.services.dicomweb_results import index_missing
 from app.services.models import register_starter
 from app.settings import Settings, get_settings
@@ -36,8 +38,6 @@ def start(ctx: Context) -> None:
             if ensure_bootstrap_admin(session, token):
                 log.warning("bootstrap admin key created from LRC_BOOTSTRAP_ADMIN_KEY")
     register_starter(ctx)
-    if removed := ctx.store.sweep_tmp():  # a worker killed while storing a result
-        log.info("removed %d abandoned temporary blob files", removed)
     if indexed := index_missing(ctx):  # DICOM results exported before the index existed
         log.info("indexed %d exported DICOM instances for DICOMweb", indexed)
     try:
@@ -54,8 +54,13 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        ctx.db.engine.dispose()
+        sweeper = Sweeper(ctx)
+        sweeper.start()
+        try:
+            yield
+        finally:
+            sweeper.stop()
+            ctx.db.engine.dispose()
 
     app = FastAPI(
         title="LRC segmentation service",

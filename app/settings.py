@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lrc.io.volume import MAX_VOXELS
 
 MIN_KEY_LENGTH = 16
+MAX_AGE_S = 30 * 86_400  # the longest age setting: a month
 
 
 class Settings(BaseSettings):
@@ -73,6 +74,24 @@ class Settings(BaseSettings):
     )
     visibility_timeout_s: int = Field(
         default=6 * 3600, gt=0, description="Redis: unacked task comes back after this long."
+    )
+    # Leftovers (app.services.cleanup, run by the API process).
+    cleanup_interval_s: float = Field(
+        default=300.0,
+        ge=1,
+        le=86_400,
+        description="Seconds between sweeps of leftovers: work folders of finished jobs, abandoned uploads,"
+        " blob files no record names.",
+    )
+    upload_abandoned_after_s: float = Field(
+        default=3600.0,
+        ge=1,
+        le=MAX_AGE_S,
+        description="An upload's staging folder (work/upload-*) or temporary blob file untouched this long"
+        " is removed (its request died with its process). Longer than the longest upload takes to be read.",
+    )
+    orphan_blob_after_s: float = Field(
+        default=3600.0, ge=1, le=MAX_AGE_S, description="A blob file no record names is removed once this old."
     )
     # Workers.
     device: str = Field(default="auto", description="auto, cpu or cuda[:N] for model work.")

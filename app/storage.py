@@ -8,7 +8,13 @@ A request that stores several blobs and then fails (disk full half-way, database
 record is committed, a bad file in a later part of the request) wraps its writes in
 :meth:`BlobStore.undo_on_error`: the blobs it created are removed again, so no unreferenced half of
 an upload stays on disk. A caller with records passes :func:`app.services.blobs.discard`, which keeps
-a blob that another request recorded meanwhile.
+a blob that another request recorded meanwhile. The blobs created inside such a block, until it ends,
+are :meth:`BlobStore.in_flight`: the sweep of leftovers (:mod:`app.services.cleanup`) leaves them alone
+whatever their age.
+
+A request's files wait in a staging folder under the work folder (:func:`staging_folder`), removed
+when the request ends; a process killed meanwhile leaves it, for the sweep to remove once it is
+untouched long enough. The folders of this process's requests in progress are :func:`live_staging`.
 """
 
 from __future__ import annotations
@@ -19,12 +25,34 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1 << 20
+_live_staging: set[Path] = set()  # the staging folders of this process's requests in progress (one set per process)
+_live_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def staging_folder(root: Path, prefix: str = "upload-") -> Iterator[Path]:
+    """A new folder ``<root>/<prefix>*`` for one request's files, removed afterwards."""
+    root.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    with _live_lock:
+        _live_staging.add(folder)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        with _live_lock:
+            _live_staging.discard(folder)
+
+
+def live_staging() -> set[Path]:
+    """The staging folders this process's requests use now."""
+    with _live_lock:
+        return set(_live_staging)
 
 
 class BlobStore:
@@ -35,6 +63,8 @@ class BlobStore:
         self.tmp = root / ".tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._created = threading.local()  # per thread: a list of shas while inside undo_on_error
+        self._in_flight: dict[str, int] = {}  # sha -> blocks of undo_on_error that created it and run still
+        self._in_flight_lock = threading.Lock()
 
     @contextlib.contextmanager
     def undo_on_error(self, discard: Callable[[list[str]], None] | None = None) -> Iterator[None]:
@@ -45,30 +75,31 @@ class BlobStore:
         after this one and recorded it; :func:`app.services.blobs.discard` asks the records.
         """
         outer = getattr(self._created, "shas", None)
-        self._created.shas = []
+        created: list[str] = []
+        self._created.shas = created
         try:
             yield
         except BaseException:
-            (discard or self.delete)(self._created.shas)
+            (discard or self.delete)(created)
             raise
         finally:
             if outer is not None:
-                outer.extend(self._created.shas)
+                outer.extend(created)  # in flight until the outer block ends
+            else:
+                self._settled(created)
             self._created.shas = outer
 
-    def sweep_tmp(self, older_than_s: float = 3600.0) -> int:
-        """Remove temporary files a killed process left behind (untouched for ``older_than_s``); count them.
+    def in_flight(self) -> set[str]:
+        """Blobs created inside a block of :meth:`undo_on_error` that has not ended: not recorded yet."""
+        with self._in_flight_lock:
+            return set(self._in_flight)
 
-        A write in progress keeps touching its file, so only abandoned ones are this old.
-        """
-        cutoff = time.time() - older_than_s
-        removed = 0
-        for leftover in self.tmp.iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                if leftover.is_file() and leftover.stat().st_mtime < cutoff:
-                    leftover.unlink()
-                    removed += 1
-        return removed
+    def _settled(self, shas: list[str]) -> None:
+        with self._in_flight_lock:
+            for sha in shas:
+                left = self._in_flight.pop(sha, 0) - 1
+                if left > 0:
+                    self._in_flight[sha] = left
 
     def path(self, sha256: str) -> Path:
         """Where the blob with this hash lives (it may not exist)."""
@@ -114,6 +145,8 @@ class BlobStore:
         created = getattr(self._created, "shas", None)
         if created is not None:
             created.append(sha)
+            with self._in_flight_lock:
+                self._in_flight[sha] = self._in_flight.get(sha, 0) + 1
 
     def delete(self, shas: Iterable[str]) -> None:
         """Remove blobs (callers check that nothing references them)."""

@@ -3,17 +3,17 @@
 The request body is read as a stream and counted; past ``LRC_MAX_UPLOAD_BYTES`` the upload is
 refused with 413 (a declared Content-Length over the limit is refused before anything is read).
 Starlette's multipart parser keeps at most 1 MB of each file in memory and spills the rest to a
-temporary file; each file is then copied into the service's work folder while it is hashed.
+temporary file; each file is then copied into the request's staging folder while it is hashed. The
+staging folder's time is touched while the body streams in (at most once a second): another process's
+sweep of leftovers tells a live upload from one its killed process left by that time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
-from collections.abc import AsyncGenerator, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from starlette.requests import Request
 
 from app.errors import InvalidRequest, UnsupportedMediaType, UploadTooLarge
 from app.storage import CHUNK, safe_name
+
+TOUCH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,24 +45,17 @@ class Received:
     fields: dict[str, str] = field(default_factory=dict)
 
 
-async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+async def _limited(request: Request, limit: int, folder: Path) -> AsyncGenerator[bytes, None]:
     total = 0
+    touched = time.monotonic()
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
             raise UploadTooLarge(f"the upload is larger than the limit of {limit} bytes (LRC_MAX_UPLOAD_BYTES)")
+        if time.monotonic() - touched >= TOUCH_S:
+            touched = time.monotonic()
+            os.utime(folder)
         yield chunk
-
-
-@contextmanager
-def work_folder(root: Path) -> Iterator[Path]:
-    """A temporary folder under the service's work folder, removed afterwards."""
-    root.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=root))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def receive(request: Request, folder: Path, limit: int) -> Received:
@@ -79,7 +74,7 @@ async def receive(request: Request, folder: Path, limit: int) -> Received:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise UploadTooLarge(f"the upload ({declared} bytes) is larger than the limit of {limit} bytes")
-    parser = MultiPartParser(request.headers, _limited(request, limit), max_files=100_000, max_fields=100)
+    parser = MultiPartParser(request.headers, _limited(request, limit, folder), max_files=100_000, max_fields=100)
     try:
         form = await parser.parse()
     except MultiPartException as exc:

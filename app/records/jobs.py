@@ -19,6 +19,7 @@ from app.records.models import Job, WorkerBeat, new_id, now
 KINDS = ("segment", "finetune", "pretrain", "export")
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
+CHUNK = 500  # ids in one IN list (SQLite took at most 999 parameters)
 
 
 def create_job(session: Session, kind: str, payload: dict[str, Any], created_by: str | None, project: str) -> Job:
@@ -209,3 +210,15 @@ def competing(session: Session, worker: str, queue_of: dict[str, str], seen_afte
 
 def _host(worker: str) -> str:
     return worker.partition("@")[2] or worker
+
+
+def outcomes(session: Session, job_ids: list[str]) -> dict[str, tuple[str, dt.datetime | None]]:
+    """State and finish time (UTC) of each of ``job_ids`` that has a record."""
+    found: dict[str, tuple[str, dt.datetime | None]] = {}
+    for start in range(0, len(job_ids), CHUNK):
+        rows = session.execute(
+            select(Job.id, Job.state, Job.finished_at).where(Job.id.in_(job_ids[start : start + CHUNK]))
+        )
+        for job_id, state, finished in rows:
+            found[job_id] = (state, finished.replace(tzinfo=dt.UTC) if finished and not finished.tzinfo else finished)
+    return found

@@ -354,3 +354,19 @@ def find(session: Session, project: str, reference: str) -> ModelVersion:
     if not every:
         raise NotFound("model", name)
     return every[-1]
+
+
+def registered_by(session: Session, job_ids: list[str], paths: list[str]) -> tuple[set[str], set[str]]:
+    """Those of ``job_ids`` that registered a version, and those of ``paths`` (folders) a version is at."""
+    jobs: set[str] = set()
+    folders: set[str] = set()
+    for start in range(0, max(len(job_ids), len(paths)), 500):
+        ids, places = job_ids[start : start + 500], paths[start : start + 500]
+        query = select(ModelVersion.job_id, ModelVersion.path).where(
+            ModelVersion.job_id.in_(ids) | ModelVersion.path.in_(places)
+        )
+        for job_id, path in session.execute(query):
+            if job_id is not None:
+                jobs.add(job_id)
+            folders.add(path)
+    return jobs & set(job_ids), folders & set(paths)

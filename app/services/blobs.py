@@ -59,19 +59,33 @@ def discard(ctx: Context, shas: list[str]) -> None:
     if not shas:
         return
     try:
-        with ctx.db.session() as session:
-            unused = records.unused_blobs(session, shas)
-            if not unused:
-                return
-            # Holds the rows (in hash order, as records.add_blobs adds them): a record() of the same
-            # content waits until this commits. A row another request added meanwhile fails the insert.
-            session.execute(insert(Blob), [{"sha256": sha, "size": 0} for sha in sorted(unused)])
-            ctx.store.delete(unused)
-            for start in range(0, len(unused), records.CHUNK):
-                session.execute(delete(Blob).where(Blob.sha256.in_(unused[start : start + records.CHUNK])))
+        remove_unrecorded(ctx, shas)
     except (SQLAlchemyError, OSError) as exc:  # a concurrent record() inserted a row first, or no database
         log.warning(
             "kept %d blob(s) of a failed request: cannot tell whether others use them (%s)",
             len(shas),
             type(exc).__name__,
         )
+
+
+def remove_unrecorded(ctx: Context, shas: list[str]) -> list[str]:
+    """Remove the files of those of ``shas`` that have no blob row; return them.
+
+    The rows are held meanwhile (inserted, then deleted in the same transaction): a :func:`record` of
+    the same content waits, then finds the file gone and stores it again from its source.
+
+    Raises:
+        SQLAlchemyError: a row was added meanwhile (the blob is in use: nothing is removed), or no database.
+        OSError: a file could not be removed.
+    """
+    with ctx.db.session() as session:
+        unused = records.unused_blobs(session, shas)
+        if not unused:
+            return []
+        # Holds the rows (in hash order, as records.add_blobs adds them): a record() of the same
+        # content waits until this commits. A row another request added meanwhile fails the insert.
+        session.execute(insert(Blob), [{"sha256": sha, "size": 0} for sha in sorted(unused)])
+        ctx.store.delete(unused)
+        for start in range(0, len(unused), records.CHUNK):
+            session.execute(delete(Blob).where(Blob.sha256.in_(unused[start : start + records.CHUNK])))
+    return unused

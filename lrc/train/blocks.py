@@ -20,7 +20,7 @@ import torch
 from lrc.intensity import IntensityWindow
 from lrc.io.volume import Volume
 from lrc.superpixels import SuperpixelCache
-from lrc.train.slices import center_on_canvas, to_model_grid
+from lrc.train.slices import Preparing, center_on_canvas, prepared_share, to_model_grid
 
 
 @dataclass
@@ -45,20 +45,24 @@ def build_region_volumes(
     canvas: int,
     cache: SuperpixelCache,
     min_body_fraction: float = 0.05,
+    preparing: Preparing | None = None,
 ) -> list[RegionVolume]:
     """Volumes resampled to ``spacing`` (in-plane, across slices) mm, windowed, centred on the canvas,
-    with per-slice super-pixels.
+    with per-slice super-pixels; ``preparing`` is called before each volume and each slice's super-pixels,
+    and at the end (:data:`lrc.train.slices.Preparing`).
 
     Raises:
         ValueError: no volume holds a slice with body at this window.
     """
     out = []
-    for volume in volumes:
+    for index, volume in enumerate(volumes):
+        prepared_share(preparing, index, len(volumes))
         grid = to_model_grid(volume, spacing[0], spacing[1])
         image = center_on_canvas(window.apply(grid.array), canvas).astype(np.float16)  # C x C x Z
         regions = np.zeros(image.shape, dtype=np.int32)
         offset = 0
         for k in range(image.shape[2]):
+            prepared_share(preparing, index, len(volumes), k / image.shape[2])
             plane = image[:, :, k].astype(np.float32)
             ids = cache.get(plane).astype(np.int32)
             regions[:, :, k] = np.where(ids > 0, ids + offset, 0)
@@ -66,6 +70,7 @@ def build_region_volumes(
         body = np.flatnonzero((image > 0.02).mean(axis=(0, 1)) >= min_body_fraction)
         if len(body):
             out.append(RegionVolume(image, regions, body))
+    prepared_share(preparing, len(volumes), len(volumes))
     if not out:
         raise ValueError("no usable slices: the volumes hold no body at this window")
     return out

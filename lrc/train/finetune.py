@@ -56,7 +56,7 @@ from lrc.train.contrast_term import ContrastTerm, Unlabeled
 from lrc.train.finetune_config import SELF_SUPERVISED_LR_FACTOR, FinetuneConfig
 from lrc.train.patches import PatchSampler, SlicePatchSampler, VolumePatchSampler, build_volumes
 from lrc.train.pretrain import PretrainConfig
-from lrc.train.slices import build_slices, volume_sha256
+from lrc.train.slices import Preparing, build_slices, volume_sha256
 
 log = logging.getLogger(__name__)
 Case = tuple[Volume, Volume]  # image, label map on the image's grid
@@ -90,6 +90,7 @@ def finetune(
     unlabeled: Unlabeled | None = None,
     numbering: LabelTable | None = None,
     validating: Validating | None = None,
+    preparing: Preparing | None = None,
 ) -> Path:
     """Fine-tune and write a ``segmentation`` model directory.
 
@@ -114,6 +115,8 @@ def finetune(
             production version of the model name this one joins), or ``None``.
         validating: called as ``validating(step, done)`` while a validation pass runs, ``done`` the
             fraction of its slices predicted.
+        preparing: called while the training slices (or volumes) are built, before the first step, with
+            the share done (:data:`lrc.train.slices.Preparing`; it may raise to stop).
 
     Raises:
         LabelMismatch: a structure of ``labels`` matches several of the numbering, or two match one.
@@ -192,6 +195,7 @@ def finetune(
             config.canvas,
             labels=[c[1] for c in train],
             class_of=class_of,
+            preparing=preparing,
         )
         sampler = SlicePatchSampler(
             slices, config.patch, config.batch_size, config.foreground_fraction, rng, config.spatial, config.flip
@@ -199,7 +203,7 @@ def finetune(
     else:
         spacing_3d = (config.spacing, config.spacing, config.spacing_z or config.spacing)
         spacing = spacing_3d
-        volumes = build_volumes(train, window, spacing_3d, class_of)
+        volumes = build_volumes(train, window, spacing_3d, class_of, preparing)
         shape = (config.patch, config.patch, config.patch_depth)
         sampler = VolumePatchSampler(volumes, shape, config.batch_size, config.foreground_fraction, rng, config.flip)
     card = ModelCard(

@@ -22,7 +22,7 @@ from lrc.intensity import IntensityWindow
 from lrc.io.geometry import align_to
 from lrc.io.volume import Volume
 from lrc.train.finetune_config import SpatialAugment
-from lrc.train.slices import SliceSet, class_map, to_model_grid
+from lrc.train.slices import Preparing, SliceSet, class_map, prepared_share, to_model_grid
 from lrc.views import warp
 
 
@@ -145,13 +145,17 @@ def build_volumes(
     window: IntensityWindow,
     spacing: tuple[float, float, float],
     class_of: dict[int, int],
+    preparing: Preparing | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Cases on the 3D model grid: (windowed float16 image, class map) per case, RAS, at ``spacing``."""
+    """Cases on the 3D model grid: (windowed float16 image, class map) per case, RAS, at ``spacing``;
+    ``preparing`` is called before each case and at the end (:data:`lrc.train.slices.Preparing`)."""
     out = []
-    for image, label in cases:
+    for index, (image, label) in enumerate(cases):
+        prepared_share(preparing, index, len(cases))
         grid = to_model_grid(image, spacing[0], spacing[2])
         labels = to_model_grid(align_to(label, image), spacing[0], spacing[2], is_label=True)
         out.append((window.apply(grid.array).astype(np.float16), class_map(labels.array, class_of)))
+    prepared_share(preparing, len(cases), len(cases))
     return out
 
 

@@ -41,7 +41,7 @@ from lrc.nets.unet import ContrastiveUNet, UNet
 from lrc.runtime import tune_cpu_allocator
 from lrc.superpixels import SuperpixelCache, SuperpixelParams
 from lrc.train.blocks import BlockSampler, build_region_volumes
-from lrc.train.slices import SliceSet, build_slices, volume_sha256
+from lrc.train.slices import Preparing, SliceSet, build_slices, volume_sha256
 from lrc.views import ViewConfig, geometric_views, intensity, make_views, mask_cells
 
 log = logging.getLogger(__name__)
@@ -309,6 +309,7 @@ def pretrain(
     labels: list[Volume] | None = None,
     class_of: dict[int, int] | None = None,
     progress: Progress | None = None,
+    preparing: Preparing | None = None,
 ) -> Path:
     """Pre-train on unlabeled volumes and write a ``pretrained`` model directory.
 
@@ -320,6 +321,8 @@ def pretrain(
         cache_dir: super-pixel cache (default: ``out/../.superpixel-cache``).
         labels, class_of: label maps and value -> class mapping for ``supervised+lrc``.
         progress: called as ``progress(step, metrics)`` after every step.
+        preparing: called while the slices (or volumes) and their super-pixels are built, before the first
+            step, with the share done (:data:`lrc.train.slices.Preparing`; it may raise to stop).
 
     Returns:
         The model directory.
@@ -336,11 +339,19 @@ def pretrain(
     spacing: tuple[float, float, float | None]
     if config.spatial_dims == 2:
         slices = build_slices(
-            images, window, config.spacing, config.canvas, labels=labels, class_of=class_of, cache=cache
+            images,
+            window,
+            config.spacing,
+            config.canvas,
+            labels=labels,
+            class_of=class_of,
+            cache=cache,
+            preparing=preparing,
         )
         sampler, spacing = SliceSampler(slices, config.batch_size, rng), (config.spacing, config.spacing, None)
     else:
-        volumes = build_region_volumes(images, window, (config.spacing, config.spacing_z), config.canvas, cache)
+        grid = (config.spacing, config.spacing_z)
+        volumes = build_region_volumes(images, window, grid, config.canvas, cache, preparing=preparing)
         sampler = BlockSampler(volumes, config.depth, config.batch_size, rng)
         spacing = (config.spacing, config.spacing, config.spacing_z)
     log.info(

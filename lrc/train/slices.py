@@ -5,11 +5,17 @@ resampled in-plane to the model spacing (slice spacing kept), windowed to [0, 1]
 square canvas (padded with 0 or cropped). Slices with little body in them are left out of
 pre-training. The arrays are built once and kept in memory as float16 (a 300-slice CT on a
 256 canvas is 40 MB).
+
+Building them takes seconds per volume (resampling, and super-pixels for pre-training: about 5 s
+for a 112-slice CT on a 256 canvas). The builders call a :data:`Preparing` callback before each
+volume and each of its slices, which may raise to stop them: a cancelled job stops there instead of
+preparing every volume first.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +25,15 @@ from lrc.io.geometry import align_to, reorient
 from lrc.io.resample import resample_to_spacing
 from lrc.io.volume import Volume
 from lrc.superpixels import SuperpixelCache
+
+Preparing = Callable[[float], None]
+"""Called with the share of the volumes prepared so far (0 to 1); an exception it raises stops the builder."""
+
+
+def prepared_share(preparing: Preparing | None, volume: int, volumes: int, done: float = 0.0) -> None:
+    """Tell ``preparing`` that ``volume`` volumes of ``volumes`` are done, and ``done`` (0 to 1) of the next one."""
+    if preparing is not None:
+        preparing((volume + done) / max(1, volumes))
 
 
 def volume_sha256(volume: Volume) -> str:
@@ -95,6 +110,7 @@ def build_slices(
     class_of: dict[int, int] | None = None,
     cache: SuperpixelCache | None = None,
     min_body_fraction: float = 0.05,
+    preparing: Preparing | None = None,
 ) -> SliceSet:
     """Cut volumes (and their label maps) into canvas slices.
 
@@ -108,9 +124,11 @@ def build_slices(
         cache: super-pixel cache (pre-training), or ``None`` for no super-pixels.
         min_body_fraction: slices with less of the canvas above background are skipped in
             pre-training (all slices are kept when labels are given).
+        preparing: called before each volume and each of its slices, and at the end (:data:`Preparing`).
     """
     images, maps, classes, sources = [], [], [], []
     for index, volume in enumerate(volumes):
+        prepared_share(preparing, index, len(volumes))
         grid = to_model_grid(volume, spacing)
         windowed = center_on_canvas(window.apply(grid.array), canvas)  # C x C x Z
         label_grid = None
@@ -118,6 +136,7 @@ def build_slices(
             label_volume = to_model_grid(align_to(labels[index], volume), spacing, is_label=True)
             label_grid = center_on_canvas(class_map(label_volume.array, class_of or {}), canvas)
         for k in range(windowed.shape[2]):
+            prepared_share(preparing, index, len(volumes), k / windowed.shape[2])
             plane = windowed[:, :, k]
             if labels is None and (plane > 0.02).mean() < min_body_fraction:
                 continue
@@ -127,6 +146,7 @@ def build_slices(
             if label_grid is not None:
                 classes.append(label_grid[:, :, k])
             sources.append((index, k))
+    prepared_share(preparing, len(volumes), len(volumes))
     if not images:
         raise ValueError("no usable slices: the volumes hold no body at this window")
     return SliceSet(

@@ -33,3 +33,15 @@ def series_with_uids(shared_data: Path, folder: Path, count: int = 12) -> list[P
 def multipart(paths: list[Path]) -> list[tuple[str, tuple[str, bytes, str]]]:
     """``files`` fields for httpx."""
     return [("files", (p.name, p.read_bytes(), "application/octet-stream")) for p in paths]
+
+
+def distinct_cts(shared_data: Path, folder: Path, count: int) -> list[Path]:
+    """``count`` NIfTI copies of the real 112-slice CT, each shifted by its own number of HU: distinct
+    studies (and super-pixels: no copy finds another's in the cache), each as long to prepare."""
+    from dataclasses import replace
+
+    from lrc.io import read_nifti, write_nifti
+
+    ct = read_nifti(shared_data / "nifti" / "totalseg_ct_abdomen" / "example_ct.nii.gz", modality="CT")
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_nifti(replace(ct, array=ct.array + 7 * n), folder / f"ct{n}.nii.gz") for n in range(count)]

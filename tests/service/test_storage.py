@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import time
 from pathlib import Path
 
 import pytest
@@ -63,14 +61,3 @@ def test_long_names_are_cut_to_bytes_keeping_the_suffix(tmp_path: Path, name: st
     assert safe_name(name) == kept
     assert len(kept.encode()) <= 128
     assert link.read_bytes() == b"x"
-
-
-def test_abandoned_temporary_files_are_swept(tmp_path: Path):
-    store = BlobStore(tmp_path / "blobs")
-    old, fresh = store.tmp / "old", store.tmp / "fresh"
-    old.write_bytes(b"half a result")
-    fresh.write_bytes(b"being written")
-    os.utime(old, (time.time() - 7200, time.time() - 7200))
-    assert store.sweep_tmp(older_than_s=3600) == 1
-    assert not old.exists()
-    assert fresh.exists()

@@ -3,6 +3,12 @@
 A fine-tuned candidate is compared with the current production version of the same model on the
 candidate's own held-out cases (the same cases, the same scoring function), so that the promotion
 gate compares like with like.
+
+A job reports its stage as it goes: ``reading`` (each series or case read from the blobs, metrics
+``read`` and ``of``), ``preparing`` (the slices and super-pixels built for training, ``prepared``: the
+share done), ``training`` (and ``validating``), then ``comparing with production`` for a fine-tune.
+Every report is also where a cancellation is seen (:class:`worker.execution.Reporter`), so a job
+cancelled while it loads a thousand series stops after the series or slice at hand.
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from app.context import Context
 from app.records import registry
@@ -25,6 +32,10 @@ from worker.execution import Reporter
 from worker.runners.common import read_series, scratch
 
 log = logging.getLogger(__name__)
+Item = TypeVar("Item")
+Loaded = TypeVar("Loaded")
+READ = (0.0, 0.03)  # the job's progress while reading: from, to
+PREPARED = (0.03, 0.05)  # while preparing; training starts at the end
 
 
 class _Progress:
@@ -50,6 +61,27 @@ class _Progress:
     def validating(self, step: int, done: float) -> None:
         metrics = {**self.last, "step": step, "steps": self.steps, "validated": round(done, 3)}
         self.report(self._at(step), "validating", metrics, last=False)
+
+
+def read_each(report: Reporter, items: Sequence[Item], read: Callable[[int, Item], Loaded]) -> list[Loaded]:
+    """``read(index, item)`` of every item, with a ``reading`` report (and a cancellation check) before each."""
+    start, end = READ
+    loaded = []
+    for index, item in enumerate(items):
+        report(start + (end - start) * index / max(1, len(items)), "reading", {"read": index, "of": len(items)})
+        loaded.append(read(index, item))
+    report(end, "reading", {"read": len(items), "of": len(items)}, last=True)
+    return loaded
+
+
+def preparing(report: Reporter) -> Callable[[float], None]:
+    """The ``preparing`` callback of :func:`lrc.train.finetune.finetune` and :func:`lrc.train.pretrain.pretrain`."""
+    start, end = PREPARED
+
+    def prepared(share: float) -> None:
+        report(start + (end - start) * share, "preparing", {"prepared": round(share, 3)}, last=share >= 1)
+
+    return prepared
 
 
 def model_folder(settings: Settings, project: str, name: str, job_id: str) -> Path:
@@ -107,14 +139,15 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
         numbering = _label_table(current.card) if current is not None else None
     try:
         with scratch(ctx, f"finetune-{job.id}-") as folder:
-            report(0.0, "reading data")
-            cases = []
-            for number, (series, label_name, label_sha) in enumerate(cases_rows):
+
+            def read_case(number: int, row: tuple[Series, str, str]) -> tuple[Any, Any]:
+                series, label_name, label_sha = row
                 image = read_series(ctx, series, folder / f"case{number}")
                 label_path = ctx.store.materialize([(label_name, label_sha)], folder / f"label{number}")[0]
-                cases.append((image, read_label(label_path, image)))
-            report(0.05, "training")
-            progress = _Progress(report, config.steps, 0.05, 0.85, "training")
+                return image, read_label(label_path, image)
+
+            cases = read_each(report, cases_rows, read_case)
+            progress = _Progress(report, config.steps, PREPARED[1], 0.85, "training")
             written = run(
                 cases,
                 table,
@@ -125,11 +158,16 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
                 progress=progress,
                 numbering=numbering,
                 validating=progress.validating,
+                preparing=preparing(report),
             )
             card = read_card(written)
             report(0.92, "comparing with production")
             _, held_out = fixed_split(cases, config.validation_fraction)
-            comparison = _compare(ctx, card.metrics, current, [cases[i] for i in held_out], table)
+
+            def comparing(done: float) -> None:
+                report(0.92 + 0.06 * done, "comparing with production", {"compared": round(done, 3)})
+
+            comparison = _compare(ctx, card.metrics, current, [cases[i] for i in held_out], table, comparing)
     finally:
         release_memory()
     card_json = _card_json(written)
@@ -153,8 +191,10 @@ def _compare(
     current: ModelVersion | None,
     held_out: list[Any],
     table: LabelTable,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
-    """Scores of the candidate and of the production version on the candidate's held-out cases.
+    """Scores of the candidate and of the production version on the candidate's held-out cases
+    (``progress``: called with the share of their slices predicted by production).
 
     Both are scored on the structures they share with each other and with the dataset, each
     matched to the dataset's labels by name or code (never by value), so that a production
@@ -173,7 +213,7 @@ def _compare(
     net, card = load_model(current.path, kind="segmentation")
     device = resolve_device(ctx.settings.device)
     try:
-        scores = validate(net.to(device), card, held_out, device, table)
+        scores = validate(net.to(device), card, held_out, device, table, progress)
     except LabelMismatch as exc:
         return {**comparison, "note": f"production segments none of the dataset's structures ({exc})"}
     candidate = _by_reference(metrics)
@@ -239,16 +279,15 @@ def pretrain(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     out = model_folder(ctx.settings, job.project, payload["name"], job.id)
     try:
         with scratch(ctx, f"pretrain-{job.id}-") as folder:
-            report(0.0, "reading data")
-            volumes = [read_series(ctx, s, folder / f"s{i}") for i, s in enumerate(series_rows)]
-            report(0.05, "training")
+            volumes = read_each(report, series_rows, lambda i, s: read_series(ctx, s, folder / f"s{i}"))
             written = run(
                 volumes,
                 out,
                 config,
                 device=ctx.settings.device,
                 cache_dir=ctx.settings.data_dir / "cache" / "superpixels",
-                progress=_Progress(report, config.steps, 0.05, 0.9, "training"),
+                progress=_Progress(report, config.steps, PREPARED[1], 0.9, "training"),
+                preparing=preparing(report),
             )
     finally:
         release_memory()

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ContextDep, Submitter, Viewer
-from app.api.uploads import receive, work_folder
+from app.api.uploads import receive
 from app.errors import InvalidRequest
 from app.services import datasets, studies
+from app.storage import staging_folder
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -41,7 +42,7 @@ DATASET_BODY = {
 @router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=DATASET_BODY)
 async def create_dataset(request: Request, ctx: ContextDep, caller: Submitter) -> dict[str, Any]:
     """Images (files or stored series) and label maps (NIfTI or DICOM SEG) with a label table."""
-    with work_folder(ctx.settings.work_dir) as folder:
+    with staging_folder(ctx.settings.work_dir) as folder:
         received = await receive(request, folder, ctx.settings.max_upload_bytes)
         missing = [k for k in ("name", "labels", "cases") if not received.fields.get(k)]
         if missing:

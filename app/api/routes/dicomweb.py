@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ContextDep, Principal, PublicUrl, Submitter, Viewer
 from app.api.related import receive_related
-from app.api.uploads import work_folder
 from app.services import dicomweb as stow
 from app.services import dicomweb_results as results
+from app.storage import staging_folder
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
@@ -42,7 +42,7 @@ STOW_BODY = {
 @router.post("/studies", openapi_extra=STOW_BODY, response_class=JSONResponse)
 async def store_instances(request: Request, ctx: ContextDep, caller: Submitter) -> JSONResponse:
     """STOW-RS: store instances as a study (see the module's description for the answer)."""
-    with work_folder(ctx.settings.work_dir) as folder:
+    with staging_folder(ctx.settings.work_dir) as folder:
         parts = await receive_related(request, folder, ctx.settings.max_upload_bytes)
         stored = await run_in_threadpool(stow.store, ctx, parts, folder, caller.key_id, caller.project)
     headers = {"Location": f"/v1/studies/{stored.study_id}"} if stored.study_id else None

@@ -9,11 +9,12 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ContextDep, Submitter, Viewer
 from app.api.schemas import SeriesOut, StudyOut
-from app.api.uploads import receive, work_folder
+from app.api.uploads import receive
 from app.records.models import Study
 from app.records.studies import series_summary
 from app.services import studies
 from app.services.jobs import utc
+from app.storage import staging_folder
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
@@ -59,7 +60,7 @@ def study_out(study: Study, duplicate: bool = False) -> StudyOut:
 @router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=UPLOAD_BODY)
 async def upload_study(request: Request, response: Response, ctx: ContextDep, caller: Submitter) -> StudyOut:
     """Upload DICOM files, zips or NIfTI files (field ``files``); 200 with the old study for a repeat."""
-    with work_folder(ctx.settings.work_dir) as folder:
+    with staging_folder(ctx.settings.work_dir) as folder:
         received = await receive(request, folder, ctx.settings.max_upload_bytes)
         uploads = [studies.Upload(f.name, f.path, f.sha256) for f in received.files.get("files", [])]
         study, created = await run_in_threadpool(studies.ingest, ctx, uploads, folder, caller.key_id, caller.project)

@@ -13,7 +13,8 @@ from app.records.models import Job
 from app.records.projects import DEFAULT
 from app.settings import Settings
 from tests.service.harness import FAST
-from worker.execution import Reporter
+from worker.execution import JobCancelled, Reporter
+from worker.runners.train import preparing, read_each
 
 
 @pytest.fixture
@@ -52,3 +53,35 @@ def test_last_report_of_a_stage_is_kept_however_soon_it_comes(ctx: Context):
     assert _metrics(ctx, job_id) == {}  # throttled, as intended
     report(0.9, "training", {"step": 2, "steps": 2}, last=True)
     assert _metrics(ctx, job_id) == {"step": 2, "steps": 2}
+
+
+def test_loading_stops_at_the_next_item_after_a_cancellation(ctx: Context):
+    job_id, token = _running_job(ctx)
+    report = Reporter(ctx, job_id, token, interval=0)  # every report asks (the worker's: every 0.5 s at most)
+    read: list[int] = []
+
+    def read_one(index: int, item: str) -> str:
+        read.append(index)
+        if index == 0:  # a user cancels while the first series is read
+            with ctx.db.session() as session:
+                records.cancel(session, job_id, DEFAULT)
+        return item
+
+    with pytest.raises(JobCancelled):
+        read_each(report, ["series-0", "series-1", "series-2"], read_one)
+    assert read == [0]
+
+
+def test_preparing_reports_its_share_under_its_stage(ctx: Context):
+    job_id, token = _running_job(ctx)
+    report = Reporter(ctx, job_id, token)
+    assert read_each(report, ["a", "b"], lambda index, item: item * (index + 1)) == ["a", "bb"]
+    with ctx.db.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert (job.stage, job.metrics, job.progress) == ("reading", {"read": 2, "of": 2}, pytest.approx(0.03))
+    preparing(report)(1.0)
+    with ctx.db.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert (job.stage, job.metrics, job.progress) == ("preparing", {"prepared": 1.0}, pytest.approx(0.05))
