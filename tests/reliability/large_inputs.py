@@ -8,6 +8,7 @@ is how much it costs to hold: a few MB of gzip or JPEG 2000 that decode to gigab
 from __future__ import annotations
 
 import gzip
+import io
 from pathlib import Path
 
 import nibabel as nib
@@ -49,13 +50,16 @@ def extreme_float64(path: Path, shape: tuple[int, int, int]) -> Path:
 
 
 def jpeg2000_series(template: Path, folder: Path, planes: int = 3, side: int = 16384) -> list[Path]:
-    """``planes`` real slices whose JPEG 2000 data (2.6 kB each) decode to ``side`` x ``side`` zeros: 3 planes of
-    16384 x 16384 are 805 M voxels, within the voxel limit, from 8 kB of files."""
+    """``planes`` real slices whose JPEG 2000 data (2.6 kB each) decode to ``side`` x ``side`` zeros, 0.25 mm
+    pixels (a field of view within the bounds): 3 planes of 16384 x 16384 are 805 M voxels, within the voxel
+    limit, from 8 kB of files."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, content in _inflating_series(template, planes, side):
-        (folder / name).write_bytes(content)
+        ds = pydicom.dcmread(io.BytesIO(content))
+        ds.PixelSpacing = [0.25, 0.25]
         paths.append(folder / name)
+        ds.save_as(paths[-1], enforce_file_format=True)
     return paths
 
 
