@@ -80,8 +80,8 @@ def read_dicom(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | N
     if options.extract_dir is None and any(Path(p).is_file() for p in paths):
         with tempfile.TemporaryDirectory(prefix="lrc-unzip-") as tmp:
             # Pixel data is read before the folder goes away.
-            return _read(paths, options, Path(tmp), _build)
-    return _read(paths, options, options.extract_dir, _build)
+            return _read(paths, options, Path(tmp), _build, None)
+    return _read(paths, options, options.extract_dir, _build, None)
 
 
 def inspect_dicom(paths: Iterable[str | os.PathLike[str]], options: ReadOptions) -> SeriesResult[VolumeInfo]:
@@ -90,13 +90,14 @@ def inspect_dicom(paths: Iterable[str | os.PathLike[str]], options: ReadOptions)
     Each series passes or fails as it would in :func:`read_dicom`, with the same message, and its
     :class:`VolumeInfo` is the grid, modality, source and warnings reading it would give. Headers are
     read without pixel data; uncompressed pixel data is checked by its length, compressed planes are
-    decoded one at a time and let go (:func:`lrc.io.dicom_pixels.check_planes`). ``options.extract_dir``
-    must be given: the sources' files stay there.
+    decoded one at a time and let go (:func:`lrc.io.dicom_pixels.check_planes`). The sources' headers keep
+    only the attributes a derived object copies (:data:`~lrc.io.volume.COPIED_ATTRIBUTES`: patient and study).
+    ``options.extract_dir`` must be given: the sources' files stay there.
 
     Raises:
         ImageIOError: what :func:`read_dicom` raises.
     """
-    return _read(list(paths), options, options.extract_dir, _describe)
+    return _read(list(paths), options, options.extract_dir, _describe, COPIED_ATTRIBUTES)
 
 
 def describe(volume: Volume) -> str:
@@ -111,13 +112,14 @@ def _read(
     options: ReadOptions,
     extract_dir: Path | None,
     build: Callable[[list[Plane], ReadOptions], V],
+    keep: Sequence[str] | None,
 ) -> SeriesResult[V]:
     collected = collect_files(paths, extract_dir, options.limits)
     result: SeriesResult[V] = SeriesResult(notes=list(collected.notes))
     planes: list[Plane] = []
     skipped: list[Skipped] = []
     for path in collected.files:
-        scanned = scan_file(path)
+        scanned = scan_file(path, keep)
         if isinstance(scanned, Skipped):
             skipped.append(scanned)
         else:
