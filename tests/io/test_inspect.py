@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import tracemalloc
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from numpy.testing import assert_allclose
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from lrc.io import ImageIOError, ReadOptions, read_nifti
+from lrc.io import ImageIOError, ReadOptions, dicom_pixels, read_nifti
 from lrc.io import nifti as nifti_module
 from lrc.io.dicom_read import inspect_dicom, read_dicom
 from lrc.io.nifti import inspect_nifti, slabs
@@ -178,3 +179,31 @@ def test_dicom_inspection_grid_is_the_volumes(make_series: Callable[..., list[Pa
     info, volume = inspect_dicom(paths, options).volumes[0], read_dicom(paths, options).volumes[0]
     assert_allclose(info.affine, volume.affine)
     assert info.spacing == volume.spacing
+
+
+def test_large_compressed_planes_are_decoded_beside_this_process(
+    make_series: Callable[..., list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Planes over LARGE_PLANE_PIXELS go to the decoder processes however few; a decoder that dies refuses them."""
+    paths = make_series(line(2), folder="large", transfer_syntax=JPEG2000Lossless)
+    options = ReadOptions(extract_dir=tmp_path / "unzipped", workers=2)
+    monkeypatch.setattr(dicom_pixels, "LARGE_PLANE_PIXELS", 64 * 64 - 1)
+    pools: list[int] = []
+    real_pool = dicom_pixels._decoder_pool
+
+    def counted(workers: int) -> Any:
+        pools.append(workers)
+        return real_pool(workers)
+
+    monkeypatch.setattr(dicom_pixels, "_decoder_pool", counted)
+    assert inspect_dicom(paths, options).volumes[0].shape == (64, 64, 2)
+    assert pools == [2]
+
+    class Dying:
+        def map(self, *args: Any, **kwargs: Any) -> Any:
+            raise BrokenProcessPool("killed")
+
+    monkeypatch.setattr(dicom_pixels, "_decoder_pool", lambda workers: Dying())
+    result = inspect_dicom(paths, options)
+    assert not result.volumes
+    assert "a decoder process died decoding planes of more than 4095 pixels" in str(result.errors[0])
