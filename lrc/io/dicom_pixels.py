@@ -1,4 +1,5 @@
-"""Decode the pixels of sorted planes into one array of modality values (HU for CT).
+"""Decode the pixels of sorted planes into one array of modality values (HU for CT), or check that
+they decode without making the array (:func:`check_planes`, what the API checks uploads with).
 
 Uncompressed little-endian planes are read straight from their file offset into the output
 array (no pydicom decode, no temporary copy), then masked and rescaled in place while the plane
@@ -112,9 +113,9 @@ def read_planes(planes: Sequence[Plane], workers: int | None = None) -> np.ndarr
     return out
 
 
-def check_planes(planes: Sequence[Plane], workers: int | None = None) -> np.dtype:
-    """What :func:`read_planes` checks, without the array it fills: the output dtype (from the headers),
-    and that each compressed plane decodes to its header's size.
+def check_planes(planes: Sequence[Plane], workers: int | None = None) -> None:
+    """Check what :func:`read_planes` checks, without the array it fills: the rescale of each header (the
+    output dtype's), and that each compressed plane decodes to its header's size.
 
     Compressed planes are decoded one at a time and let go (only their shape is kept); many planes, or
     planes over :data:`LARGE_PLANE_PIXELS`, are decoded in the decoder processes (large ones never in this
@@ -124,13 +125,12 @@ def check_planes(planes: Sequence[Plane], workers: int | None = None) -> np.dtyp
     Raises:
         InvalidDicom: what :func:`read_planes` raises.
     """
-    dtype = output_dtype(planes)
+    output_dtype(planes)
     coded = [p for p in planes if p.pixel_offset is None]
     tasks = [(str(p.path), p.frame, _plugin(p.transfer_syntax)) for p in coded]
     large = any(p.rows * p.columns > LARGE_PLANE_PIXELS for p in coded)
     for plane, shape in zip(coded, _map(_decoded_shape, tasks, workers, isolate=large), strict=True):
         _check_decoded(plane, shape)
-    return dtype
 
 
 def _check_decoded(plane: Plane, shape: tuple[int, ...]) -> None:
