@@ -17,6 +17,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from app.api.uploads import PartHeaders
 from app.errors import InvalidRequest, UnsupportedMediaType, UploadTooLarge
 from app.services.dicomweb import Part
 
@@ -31,16 +32,12 @@ class _Reader:
     parts: list[Part] = field(default_factory=list)
     _sink: BinaryIO | None = None
     _digest: Any = None
-    _header: bytes = b""
-    _headers: dict[bytes, bytes] = field(default_factory=dict)
-    _value: bytes = b""
+    _headers: PartHeaders = field(default_factory=PartHeaders)
 
     def callbacks(self) -> dict[str, Callable[..., None]]:
         return {
+            **self._headers.callbacks(),
             "on_part_begin": self._begin,
-            "on_header_field": lambda data, start, end: setattr(self, "_header", self._header + data[start:end]),
-            "on_header_value": lambda data, start, end: setattr(self, "_value", self._value + data[start:end]),
-            "on_header_end": self._header_end,
             "on_part_data": self._data,
             "on_part_end": self._end,
         }
@@ -52,11 +49,7 @@ class _Reader:
         self.parts.append(part)
         self._sink = part.path.open("wb")
         self._digest = hashlib.sha256()
-        self._headers = {}
-
-    def _header_end(self) -> None:
-        self._headers[self._header.strip().lower()] = self._value.strip()
-        self._header, self._value = b"", b""
+        self._headers.values = {}
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         assert self._sink is not None
@@ -69,7 +62,7 @@ class _Reader:
         self._sink = None
         part = self.parts[-1]
         part.sha256 = self._digest.hexdigest()
-        part.media_type = parse_options_header(self._headers.get(b"content-type", b""))[0].decode("latin-1")
+        part.media_type = parse_options_header(self._headers.values.get(b"content-type", b""))[0].decode("latin-1")
 
     def close(self) -> None:
         if self._sink is not None:

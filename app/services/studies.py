@@ -15,10 +15,10 @@ from app.context import Context
 from app.records import studies as records
 from app.records.models import Series, Study, new_id
 from app.services import blobs
-from lrc.io import ArchiveLimits, ImageIOError, ReadOptions, UnsupportedInput, Volume
+from lrc.io import ArchiveLimits, ImageIOError, ReadOptions, UnsupportedInput, VolumeInfo
 from lrc.io.archive import collect_files
-from lrc.io.dicom_read import read_dicom
-from lrc.io.nifti import is_nifti_path, read_nifti
+from lrc.io.dicom_read import inspect_dicom
+from lrc.io.nifti import inspect_nifti, is_nifti_path
 from lrc.io.volume import MAX_VOXELS
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,14 @@ def upload_key(uploads: list[Upload]) -> str:
 
 def read_upload(
     paths: list[Path], folder: Path, limit: int, max_voxels: int = MAX_VOXELS
-) -> tuple[list[tuple[Volume, Path | None]], list[str]]:
+) -> tuple[list[tuple[VolumeInfo, Path | None]], list[str]]:
     """Every volume in files and zips, each with its NIfTI file (``None`` for DICOM); plus notes.
 
     ``limit`` bounds what zips may extract (4x, at least 1 GiB), ``max_voxels`` each image, before decoding.
+    Each image is checked as the workers' readers would read it, without ever being held whole: NIfTI
+    voxels are streamed in slabs, DICOM headers read without pixels and compressed planes decoded one at
+    a time (:func:`lrc.io.nifti.inspect_nifti`, :func:`lrc.io.dicom_read.inspect_dicom`), so that this
+    process's memory does not grow with an image's voxel count.
 
     Raises:
         ImageIOError: nothing readable (the reader's message says why).
@@ -51,18 +55,19 @@ def read_upload(
     limits = ArchiveLimits(max_total_bytes=max(limit * 4, 1 << 30))
     collected = collect_files(paths, folder / "unzipped", limits)
     notes = list(collected.notes)
-    found: list[tuple[Volume, Path | None]] = []
+    found: list[tuple[VolumeInfo, Path | None]] = []
     errors: list[ImageIOError] = []
     nifti = [f for f in collected.files if is_nifti_path(f)]
     dicom = [f for f in collected.files if not is_nifti_path(f)]
     for path in nifti:
         try:
-            found.append((read_nifti(path, max_voxels=max_voxels), path))
+            found.append((inspect_nifti(path, max_voxels=max_voxels), path))
         except ImageIOError as exc:
             errors.append(exc)
     if dicom:
         try:
-            result = read_dicom(dicom, ReadOptions(extract_dir=folder / "dicom", limits=limits, max_voxels=max_voxels))
+            options = ReadOptions(extract_dir=folder / "dicom", limits=limits, max_voxels=max_voxels)
+            result = inspect_dicom(dicom, options)
         except ImageIOError as exc:
             if not nifti:
                 raise

@@ -248,11 +248,11 @@ def finetune(
     metrics = card.get("metrics") or {}
     tile = card.get("inference_tile")
     score = metrics.get("mean_dice")
-    shown = "n/a (no held-out case)" if score is None else f"{score:.3f}"
+    held_out = "n/a (no held-out case)" if score is None else f"{score:.3f}"
     _report(
         {"model": str(written), "metrics": metrics, "inference_tile": tile},
         as_json,
-        f"wrote {written}; held-out mean Dice {shown}, predicted "
+        f"wrote {written}; held-out mean Dice {held_out}, predicted "
         + (f"over tiles of {tile} pixels" if tile else "on whole slices"),
     )
 

@@ -29,7 +29,7 @@ from lrc.io.errors import (
     UnsupportedInput,
 )
 from lrc.io.nifti import is_nifti_path, read_nifti, write_nifti
-from lrc.io.volume import DicomSource, Volume
+from lrc.io.volume import DicomSource, Volume, VolumeInfo
 
 __all__ = [
     "ArchiveLimits",
@@ -47,6 +47,7 @@ __all__ = [
     "UnsafeArchive",
     "UnsupportedInput",
     "Volume",
+    "VolumeInfo",
     "read_images",
     "read_nifti",
     "read_volume",
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 
-def read_images(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | None = None) -> SeriesResult:
+def read_images(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | None = None) -> SeriesResult[Volume]:
     """Read every image in DICOM files, folders, zip archives and NIfTI files.
 
     NIfTI files are recognised by name (``.nii``, ``.nii.gz``), everything else is tried as DICOM.
@@ -66,7 +67,7 @@ def read_images(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | 
         collected = collect_files(paths, extract_dir, options.limits)
         nifti = [f for f in collected.files if is_nifti_path(f)]
         dicom = [f for f in collected.files if not is_nifti_path(f)]
-        result = SeriesResult(notes=list(collected.notes))
+        result: SeriesResult[Volume] = SeriesResult(notes=list(collected.notes))
         for path in nifti:
             try:
                 result.volumes.append(read_nifti(path, max_voxels=options.max_voxels))
@@ -124,12 +125,12 @@ def read_volume(
     return volume
 
 
-def _listing(result: SeriesResult) -> str:
+def _listing(result: SeriesResult[Volume]) -> str:
     described = [f"[{i}] {describe(v)}" for i, v in enumerate(result.volumes)]
     return "; ".join(described + [f"unreadable series ({e})" for e in result.errors])
 
 
-def _pick(result: SeriesResult, series: int | str) -> Volume:
+def _pick(result: SeriesResult[Volume], series: int | str) -> Volume:
     if isinstance(series, int):
         if not 0 <= series < len(result.volumes):
             raise UnsupportedInput(

@@ -168,12 +168,44 @@ def check_values(array: np.ndarray, what: str) -> None:
     """
     if array.dtype.kind != "f" or array.size == 0:
         return
-    low, high = float(array.min()), float(array.max())
-    if not (math.isfinite(low) and math.isfinite(high)):
-        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-        raise InvalidVoxels(f"{what}: {bad} voxels are NaN or infinite")
-    if max(-low, high) > MAX_ABS_VALUE:
-        raise InvalidVoxels(
-            f"{what}: values reach {low:g} to {high:g}, beyond +-{MAX_ABS_VALUE:g}, which no imaging modality "
-            "produces: a broken scaling or not an image"
-        )
+    values = ValueRange()
+    values.add(array)
+    values.check(what)
+
+
+class ValueRange:
+    """The range of an image's values gathered part by part (slabs read one at a time), and the check of
+    :func:`check_values` on the whole: the same verdict and message as on the image in one array."""
+
+    def __init__(self) -> None:
+        self.low = math.inf
+        self.high = -math.inf
+        self.nonfinite = 0  # NaN or infinite voxels
+        self.floating = False
+
+    def add(self, part: np.ndarray) -> None:
+        """Take the values of ``part`` (one dtype for every part of an image) into the range."""
+        self.floating = part.dtype.kind == "f"
+        if part.size == 0:
+            return
+        low, high = float(part.min()), float(part.max())
+        if math.isfinite(low) and math.isfinite(high):
+            self.low, self.high = min(self.low, low), max(self.high, high)
+        else:  # NaN propagates into min and max: a part with finite ends holds finite values only
+            self.nonfinite += int(part.size - np.count_nonzero(np.isfinite(part)))
+
+    def check(self, what: str) -> None:
+        """Raise unless the values added so far pass :func:`check_values` (integers always do).
+
+        Raises:
+            InvalidVoxels: NaN or infinite values, or values beyond the bound.
+        """
+        if not self.floating:
+            return
+        if self.nonfinite:
+            raise InvalidVoxels(f"{what}: {self.nonfinite} voxels are NaN or infinite")
+        if max(-self.low, self.high) > MAX_ABS_VALUE:
+            raise InvalidVoxels(
+                f"{what}: values reach {self.low:g} to {self.high:g}, beyond +-{MAX_ABS_VALUE:g}, which no imaging "
+                "modality produces: a broken scaling or not an image"
+            )

@@ -1,4 +1,5 @@
-"""Decode the pixels of sorted planes into one array of modality values (HU for CT).
+"""Decode the pixels of sorted planes into one array of modality values (HU for CT), or check that
+they decode without making the array (:func:`check_planes`, what the API checks uploads with).
 
 Uncompressed little-endian planes are read straight from their file offset into the output
 array (no pydicom decode, no temporary copy), then masked and rescaled in place while the plane
@@ -29,10 +30,11 @@ import logging
 import math
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pydicom
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 # Decoding compressed slices costs ~20 ms each; below this many, starting processes costs more.
 MIN_PLANES_FOR_PROCESSES = 24
+# A compressed plane larger than this (a 64 MiB int32 buffer in the decoder) is checked in a decoder process.
+LARGE_PLANE_PIXELS = 1 << 24
 JPEG2000_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
 
 
@@ -100,14 +104,38 @@ def read_planes(planes: Sequence[Plane], workers: int | None = None) -> np.ndarr
             list(pool.map(lambda k: _read_native(planes[k], out[k]), native))
     if coded:
         tasks = [(str(planes[k].path), planes[k].frame, _plugin(planes[k].transfer_syntax)) for k in coded]
-        for k, stored in zip(coded, _map_decode(tasks, workers), strict=True):
-            if stored.shape != out.shape[1:]:
-                raise InvalidDicom(f"{planes[k].path.name}: decoded {stored.shape} pixels, header says {out.shape[1:]}")
+        for k, stored in zip(coded, _map(_decode_one, tasks, workers), strict=True):
+            _check_decoded(planes[k], stored.shape)
             _rescale_into(stored, planes[k], out[k])
     for k, plane in enumerate(planes):
         if _photometric(plane) == "MONOCHROME1" and not _hounsfield(plane):
             _invert(plane, out[k])
     return out
+
+
+def check_planes(planes: Sequence[Plane], workers: int | None = None) -> None:
+    """Check what :func:`read_planes` checks, without the array it fills: the rescale of each header (the
+    output dtype's), and that each compressed plane decodes to its header's size.
+
+    Compressed planes are decoded one at a time and let go (only their shape is kept); many planes, or
+    planes over :data:`LARGE_PLANE_PIXELS`, are decoded in the decoder processes (large ones never in this
+    process, unless it is daemonic and cannot start any). Uncompressed planes are not read: the scan
+    (:func:`lrc.io.dicom_scan.scan_file`) found all their bytes in the file.
+
+    Raises:
+        InvalidDicom: what :func:`read_planes` raises.
+    """
+    output_dtype(planes)
+    coded = [p for p in planes if p.pixel_offset is None]
+    tasks = [(str(p.path), p.frame, _plugin(p.transfer_syntax)) for p in coded]
+    large = any(p.rows * p.columns > LARGE_PLANE_PIXELS for p in coded)
+    for plane, shape in zip(coded, _map(_decoded_shape, tasks, workers, isolate=large), strict=True):
+        _check_decoded(plane, shape)
+
+
+def _check_decoded(plane: Plane, shape: tuple[int, ...]) -> None:
+    if shape != (plane.rows, plane.columns):
+        raise InvalidDicom(f"{plane.path.name}: decoded {shape} pixels, header says {(plane.rows, plane.columns)}")
 
 
 def _photometric(plane: Plane) -> str:
@@ -174,6 +202,7 @@ def _rescale_into(stored: np.ndarray, plane: Plane, out: np.ndarray) -> None:
 
 
 Task = tuple[str, int | None, str]  # path, 1-based frame or None, pydicom decoding plugin ("" = default)
+T = TypeVar("T")
 _pool: tuple[int, ProcessPoolExecutor] | None = None
 
 
@@ -201,18 +230,34 @@ def _decoder_pool(workers: int) -> ProcessPoolExecutor:
     return _pool[1]
 
 
-def _map_decode(tasks: list[Task], workers: int | None) -> list[np.ndarray]:
+def _map(function: Callable[[Task], T], tasks: list[Task], workers: int | None, isolate: bool = False) -> list[T]:
+    """``function`` over ``tasks``: in the decoder processes when there are many, else here.
+
+    ``isolate``: in the decoder processes however few (planes too large to decode here), and refused
+    rather than decoded here when a decoder process dies (out of memory, likely).
+    """
     global _pool
     workers = workers or os.cpu_count() or 1
-    if workers > 1 and len(tasks) >= MIN_PLANES_FOR_PROCESSES and not multiprocessing.current_process().daemon:
+    many = workers > 1 and len(tasks) >= MIN_PLANES_FOR_PROCESSES
+    if (many or isolate) and tasks and not multiprocessing.current_process().daemon:
         chunk = max(1, len(tasks) // (workers * 4))
         try:
-            return list(_decoder_pool(workers).map(_decode_one, tasks, chunksize=chunk))
-        except BrokenProcessPool:
+            return list(_decoder_pool(workers).map(function, tasks, chunksize=chunk))
+        except BrokenProcessPool as exc:
+            _pool = None
+            if isolate:
+                raise InvalidDicom(
+                    f"a decoder process died decoding planes of more than {LARGE_PLANE_PIXELS} pixels "
+                    "(out of memory?); they are not decoded in this process"
+                ) from exc
             # A child died or could not start (e.g. a __main__ read from stdin cannot be re-imported).
             log.warning("decoder processes failed; decoding %d planes in this process", len(tasks))
-            _pool = None
-    return [_decode_one(task) for task in tasks]
+    return [function(task) for task in tasks]
+
+
+def _decoded_shape(task: Task) -> tuple[int, ...]:
+    """The shape of one decoded plane (runs in a worker process); the pixels are let go."""
+    return tuple(_decode_one(task).shape)
 
 
 def _decode_one(task: Task) -> np.ndarray:

@@ -12,20 +12,21 @@ import logging
 import os
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from lrc.io.archive import ArchiveLimits, collect_files
 from lrc.io.checks import check_grid
-from lrc.io.dicom_pixels import read_planes
+from lrc.io.dicom_pixels import check_planes, read_planes
 from lrc.io.dicom_scan import Plane, Skipped, scan_file
 from lrc.io.dicom_stack import Stack, assemble
 from lrc.io.errors import ImageIOError, InvalidDicom, NoImageData, UnsupportedInput
 from lrc.io.geometry import affine_from_dicom
-from lrc.io.volume import COPIED_ATTRIBUTES, MAX_VOXELS, DicomSource, Volume
+from lrc.io.volume import COPIED_ATTRIBUTES, MAX_VOXELS, DicomSource, Volume, VolumeInfo
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,20 @@ class ReadOptions:
     max_voxels: int = MAX_VOXELS
 
 
-@dataclass
-class SeriesResult:
-    """What reading produced: volumes, and series that failed or files that were skipped."""
+V = TypeVar("V", Volume, VolumeInfo)
 
-    volumes: list[Volume] = field(default_factory=list)
+
+@dataclass
+class SeriesResult(Generic[V]):
+    """What reading produced: volumes (:class:`Volume`, or :class:`VolumeInfo` from :func:`inspect_dicom`),
+    and series that failed or files that were skipped."""
+
+    volumes: list[V] = field(default_factory=list)
     errors: list[ImageIOError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
-def read_dicom(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | None = None) -> SeriesResult:
+def read_dicom(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | None = None) -> SeriesResult[Volume]:
     """Read every image series found in files, folders and zip archives.
 
     A series that cannot be assembled is reported in ``errors`` without stopping the others.
@@ -75,8 +80,24 @@ def read_dicom(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | N
     if options.extract_dir is None and any(Path(p).is_file() for p in paths):
         with tempfile.TemporaryDirectory(prefix="lrc-unzip-") as tmp:
             # Pixel data is read before the folder goes away.
-            return _read(paths, options, Path(tmp))
-    return _read(paths, options, options.extract_dir)
+            return _read(paths, options, Path(tmp), _build, None)
+    return _read(paths, options, options.extract_dir, _build, None)
+
+
+def inspect_dicom(paths: Iterable[str | os.PathLike[str]], options: ReadOptions) -> SeriesResult[VolumeInfo]:
+    """Check every image series as :func:`read_dicom` does, holding at most one decoded plane at a time.
+
+    Each series passes or fails as it would in :func:`read_dicom`, with the same message, and its
+    :class:`VolumeInfo` is the grid, modality, source and warnings reading it would give. Headers are
+    read without pixel data; uncompressed pixel data is checked by its length, compressed planes are
+    decoded one at a time and let go (:func:`lrc.io.dicom_pixels.check_planes`). The sources' headers keep
+    only the attributes a derived object copies (:data:`~lrc.io.volume.COPIED_ATTRIBUTES`: patient and study).
+    ``options.extract_dir`` must be given: the sources' files stay there.
+
+    Raises:
+        ImageIOError: what :func:`read_dicom` raises.
+    """
+    return _read(list(paths), options, options.extract_dir, _describe, COPIED_ATTRIBUTES)
 
 
 def describe(volume: Volume) -> str:
@@ -86,13 +107,19 @@ def describe(volume: Volume) -> str:
     return f"{volume.modality} {text!r} {shape}".replace(" ''", "")
 
 
-def _read(paths: Sequence[str | os.PathLike[str]], options: ReadOptions, extract_dir: Path | None) -> SeriesResult:
+def _read(
+    paths: Sequence[str | os.PathLike[str]],
+    options: ReadOptions,
+    extract_dir: Path | None,
+    build: Callable[[list[Plane], ReadOptions], V],
+    keep: Sequence[str] | None,
+) -> SeriesResult[V]:
     collected = collect_files(paths, extract_dir, options.limits)
-    result = SeriesResult(notes=list(collected.notes))
+    result: SeriesResult[V] = SeriesResult(notes=list(collected.notes))
     planes: list[Plane] = []
     skipped: list[Skipped] = []
     for path in collected.files:
-        scanned = scan_file(path)
+        scanned = scan_file(path, keep)
         if isinstance(scanned, Skipped):
             skipped.append(scanned)
         else:
@@ -107,15 +134,16 @@ def _read(paths: Sequence[str | os.PathLike[str]], options: ReadOptions, extract
         stacks = _split_geometry(series_planes)
         for stack_planes in stacks:
             try:
-                volume = _build(stack_planes, options)
+                volume: V = build(stack_planes, options)
             except ImageIOError as exc:
                 result.errors.append(exc)
                 continue
             if len(stacks) > 1:
-                volume.warnings += (
+                split = (
                     f"series holds {len(stacks)} image geometries (sizes/orientations); "
-                    "this is one of the stacks it was split into",
+                    "this is one of the stacks it was split into"
                 )
+                volume = replace(volume, warnings=(*volume.warnings, split))
             result.volumes.append(volume)
     return result
 
@@ -148,6 +176,29 @@ def _split_geometry(planes: list[Plane]) -> list[list[Plane]]:
 
 
 def _build(planes: list[Plane], options: ReadOptions) -> Volume:
+    stack, affine = _grid(planes, options)
+    values = read_planes(stack.planes, options.workers)  # Z x rows x columns
+    # A view, no copy: X x Y x Z in Fortran order, the layout NIfTI stores.
+    array = values.transpose(2, 1, 0)
+    source, warnings = _source_and_warnings(stack)
+    if stack.tilt_shift is not None:
+        array = _untilt(array, stack.tilt_shift)
+    log.debug("read series of %d planes, shape %s", len(stack.planes), array.shape)
+    return Volume(array=array, affine=affine, modality=stack.planes[0].modality, source=source, warnings=warnings)
+
+
+def _describe(planes: list[Plane], options: ReadOptions) -> VolumeInfo:
+    """:func:`_build`'s checks and description of the volume, without its array."""
+    stack, affine = _grid(planes, options)
+    check_planes(stack.planes, options.workers)
+    source, warnings = _source_and_warnings(stack)
+    first = stack.planes[0]
+    shape = (first.columns, first.rows, len(stack.planes))  # a tilt-corrected volume keeps the grid's shape
+    return VolumeInfo(shape=shape, affine=affine, modality=first.modality, source=source, warnings=warnings)
+
+
+def _grid(planes: list[Plane], options: ReadOptions) -> tuple[Stack, np.ndarray]:
+    """The sorted stack and its affine, checked (voxel limit before decoding, the shared grid bounds)."""
     stack = assemble(planes, correct_tilt=options.correct_tilt)
     first = stack.planes[0]
     voxels = len(stack.planes) * first.rows * first.columns
@@ -164,24 +215,24 @@ def _build(planes: list[Plane], options: ReadOptions) -> Volume:
         stack.step,
     )
     check_grid((first.columns, first.rows, len(stack.planes)), affine, f"series of {len(stack.planes)} plane(s)")
-    values = read_planes(stack.planes, options.workers)  # Z x rows x columns
-    # A view, no copy: X x Y x Z in Fortran order, the layout NIfTI stores.
-    array = values.transpose(2, 1, 0)
+    return stack, affine
+
+
+def _source_and_warnings(stack: Stack) -> tuple[DicomSource | None, tuple[str, ...]]:
+    """What a volume of ``stack`` references (none once tilt-corrected) and what its user should know."""
     warnings = list(stack.notes)
     source: DicomSource | None = _source(stack)
     if stack.tilt_shift is not None:
-        array = _untilt(array, stack.tilt_shift)
         source = None
         warnings.append(
             "tilt-corrected volume: it no longer matches the source slices, so no DICOM SEG can reference them"
         )
-    elif not first.series_instance_uid:
+    elif not stack.planes[0].series_instance_uid:
         warnings.append(
             "the files carry no Series/Study/SOP Instance UIDs: series identified by geometry; "
             "a DICOM SEG cannot reference them until UIDs are assigned"
         )
-    log.debug("read series of %d planes, shape %s", len(stack.planes), array.shape)
-    return Volume(array=array, affine=affine, modality=first.modality, source=source, warnings=tuple(warnings))
+    return source, tuple(warnings)
 
 
 def _untilt(array: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -212,4 +263,4 @@ def _source(stack: Stack) -> DicomSource:
     )
 
 
-__all__ = ["ReadOptions", "SeriesResult", "describe", "read_dicom"]
+__all__ = ["ReadOptions", "SeriesResult", "describe", "inspect_dicom", "read_dicom"]

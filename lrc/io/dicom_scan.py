@@ -7,7 +7,8 @@ including the byte offset of uncompressed pixel data so that decoding can skip p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,12 @@ class Skipped:
     invalid: bool  # True when the file is not DICOM or is corrupt, False for a valid non-image object
 
 
-def scan_file(path: Path) -> list[Plane] | Skipped:
-    """The image planes of one file, or why it has none. Never raises for bad content."""
+def scan_file(path: Path, keep: Sequence[str] | None = None) -> list[Plane] | Skipped:
+    """The image planes of one file, or why it has none. Never raises for bad content.
+
+    ``keep``: the attributes (keywords) the planes' ``header`` keeps, ``None`` for the whole header
+    without pixel data (a real CT slice's header holds ~46 KiB in memory, 3,000 slices ~140 MiB).
+    """
     try:
         ds = pydicom.dcmread(path, defer_size=1024)
     except InvalidDicomError:
@@ -96,7 +101,14 @@ def scan_file(path: Path) -> list[Plane] | Skipped:
     except Exception as exc:  # pydicom raises many types on corrupt input
         return Skipped(path, f"corrupt DICOM header ({type(exc).__name__}: {exc})", invalid=True)
     try:
-        return _planes(path, ds)
+        planes = _planes(path, ds)
+        if keep is None:
+            return planes
+        header = Dataset()
+        for keyword in keep:
+            if keyword in ds:
+                header[keyword] = ds[keyword]
+        return [replace(plane, header=header) for plane in planes]
     except _Skip as skip:
         return Skipped(path, str(skip), invalid=skip.invalid)
     except ImageIOError as exc:  # a header value outside the readers' shared bounds (lrc.io.checks)

@@ -39,6 +39,12 @@ COPIED_ATTRIBUTES = (
 )
 
 
+def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size in mm along i, j, k of a 4x4 voxel-to-world matrix."""
+    sx, sy, sz = np.linalg.norm(affine[:3, :3], axis=0)
+    return (float(sx), float(sy), float(sz))
+
+
 @dataclass(frozen=True)
 class DicomSource:
     """Where a volume came from in DICOM terms: what a DICOM SEG or RTSTRUCT must reference.
@@ -104,8 +110,7 @@ class Volume:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm along i, j, k."""
-        sx, sy, sz = np.linalg.norm(self.affine[:3, :3], axis=0)
-        return (float(sx), float(sy), float(sz))
+        return spacing_of(self.affine)
 
     @property
     def origin(self) -> tuple[float, float, float]:
@@ -128,3 +133,25 @@ class Volume:
         if array.shape != self.array.shape:
             raise ValueError(f"array shape {array.shape} differs from the volume's {self.array.shape}")
         return replace(self, array=array, **changes)
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """What a reader knows of a :class:`Volume` after checking it without holding its voxels.
+
+    The inspecting readers (:func:`lrc.io.nifti.inspect_nifti`, :func:`lrc.io.dicom_read.inspect_dicom`)
+    run every check the full readers run and give the volume's grid, modality, source and warnings,
+    exactly as reading it would; its voxels were streamed (NIfTI) or decoded one plane at a time
+    (compressed DICOM), never held together.
+    """
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    modality: str = "OT"
+    source: DicomSource | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along i, j, k."""
+        return spacing_of(self.affine)

@@ -3,13 +3,11 @@ with its reason: DICOM series from the factory's real CT slice, NIfTI from the r
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -17,9 +15,7 @@ from numpy.testing import assert_allclose
 
 from lrc.io import GeometryError, InvalidDicom, InvalidVoxels, read_volume
 from tests.dicom_factory import line
-
-CT = Path("nifti") / "totalseg_ct_abdomen" / "example_ct_sm.nii.gz"
-
+from tests.io.nifti_files import edited_nifti, real_ct_block
 
 # --- DICOM -----------------------------------------------------------------------------------------
 
@@ -91,19 +87,11 @@ def test_dicom_smallest_image_and_rounded_cosines_are_read(make_series: Callable
 @pytest.fixture
 def real_ct(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
     """A 32 x 32 x 8 block of the real CT (int16 HU) and its affine (3 mm, RAS)."""
-    image = nib.load(shared_data / CT)
-    return np.asarray(image.dataobj)[40:72, 40:72, :8].astype(np.int16), image.affine
+    return real_ct_block(shared_data)
 
 
 def _nifti(folder: Path, array: np.ndarray, affine: np.ndarray, **fields: Any) -> Path:
-    """``array`` saved by nibabel, then header ``fields`` written over it as they are (nibabel would fix some)."""
-    raw = nib.Nifti1Image(array, affine).to_bytes()
-    header = nib.Nifti1Header.from_fileobj(io.BytesIO(raw), check=False)
-    for key, value in fields.items():
-        header[key] = value
-    path = folder / "image.nii"
-    path.write_bytes(header.binaryblock + raw[len(header.binaryblock) :])
-    return path
+    return edited_nifti(folder / "image.nii", array, affine, **fields)
 
 
 def test_nifti_rgb24_refused(real_ct: tuple[np.ndarray, np.ndarray], tmp_path: Path):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,25 +177,65 @@ def lrc_serve(
 
     Yields the process and an admin client; stops it with SIGTERM (SIGKILL to the group after 60 s).
     """
-    import signal
+
+    def ready(client: httpx.Client) -> bool:
+        answer = client.get("/readyz")
+        seen = {w.split("@")[0] for w in answer.json()["checks"].get("workers", [])}
+        return answer.status_code == 200 and seen >= workers
 
     port = free_port()
     command = [str(Path(python()).parent / "lrc"), "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    with _process(command, port, env, log, ready, "lrc serve", timeout=120) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def api_process(
+    env: dict[str, str], log: Path, cwd: Path | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """The API alone in a process of its own: uvicorn with ``app.main:create_app``, as ``lrc serve`` runs it,
+    without workers (uploads need none); ``env`` gives the settings (``LRC_BOOTSTRAP_ADMIN_KEY`` = ``ADMIN_KEY``),
+    ``cwd`` the source tree when ``env`` has no ``PYTHONPATH``.
+
+    Yields the process and an admin client once ``/healthz`` answers; stops it as :func:`lrc_serve` does.
+    """
+
+    def healthy(client: httpx.Client) -> bool:
+        return client.get("/healthz").status_code == 200
+
+    port = free_port()
+    command = [python(), "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)]
+    with _process([*command, "--log-level", "warning"], port, env, log, healthy, "the API", 60, cwd) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def _process(
+    command: list[str],
+    port: int,
+    env: dict[str, str],
+    log: Path,
+    ready: Callable[[httpx.Client], bool],
+    what: str,
+    timeout: float,
+    cwd: Path | None = None,
+) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """``command`` in its own process group, serving on ``port``; yields once ``ready`` holds."""
+    import signal
+
     with log.open("ab") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink, start_new_session=True)
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=sink, stderr=sink, start_new_session=True)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         while True:
-            assert process.poll() is None, f"lrc serve exited; see {log}"
+            assert process.poll() is None, f"{what} exited; see {log}"
             try:
-                ready = client.get("/readyz")
-                seen = {w.split("@")[0] for w in ready.json()["checks"].get("workers", [])}
-                if ready.status_code == 200 and seen >= workers:
+                if ready(client):
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, f"lrc serve not ready in 120 s; see {log}"
+            assert time.monotonic() < deadline, f"{what} not ready in {timeout:.0f} s; see {log}"
             time.sleep(0.5)
         yield process, client
     finally:
