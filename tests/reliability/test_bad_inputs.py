@@ -14,9 +14,11 @@ import pytest
 
 from tests.reliability import corpus, corpus_bounds
 from tests.reliability.conftest import STARTER, UPLOAD_LIMIT, Served
+from tests.reliability.processes import descendants, peak_rss, reset_peak_rss, rss
 
 PROBLEM = "application/problem+json"
 MINIMUM = 50
+API_GROWTH_BOUND = 512 << 20  # app/README.md: what one upload may add to the API process
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,10 @@ def test_every_bad_input_gets_a_4xx_problem(served: Served, bad_inputs: list[cor
     assert len({case.id for case in bad_inputs}) == len(bad_inputs)  # every case named once
     wrong: dict[str, str] = {}
     statuses: dict[str, collections.Counter[int]] = collections.defaultdict(collections.Counter)
+    processes = [served.process.pid, *descendants(served.process.pid)]  # the API, the workers, their pools
+    before = {pid: rss(pid) for pid in processes}
+    for pid in processes:
+        reset_peak_rss(pid)
     for case in bad_inputs:
         try:
             response = served.client.request(case.method, case.path, **case.kwargs)
@@ -67,9 +73,14 @@ def test_every_bad_input_gets_a_4xx_problem(served: Served, bad_inputs: list[cor
         statuses[case.category][response.status_code] += 1
         if (why := _verdict(response)) is not None:
             wrong[case.id] = why
+    peaks = {pid: peak_rss(pid) for pid in processes}
     if out := os.environ.get("LRC_RELIABILITY_OUT"):  # the figures of bench/RELIABILITY.md
         table = {category: dict(sorted(counter.items())) for category, counter in sorted(statuses.items())}
-        Path(out).write_text(json.dumps({"cases": len(bad_inputs), "wrong": wrong, "statuses": table}, indent=1))
+        memory = {str(pid): {"before": before[pid], "peak": peaks[pid]} for pid in processes}
+        report = {"cases": len(bad_inputs), "wrong": wrong, "statuses": table, "memory": memory}
+        Path(out).write_text(json.dumps(report, indent=1))
+    api = served.process.pid
+    assert peaks[api] - before[api] < API_GROWTH_BOUND, (before[api], peaks[api])
     assert not wrong, "\n".join(f"{name}: {why}" for name, why in wrong.items())
     assert served.client.get("/healthz").status_code == 200
     log = served.log.read_text(errors="replace")
