@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lrc.device import check_device_name
 from lrc.io.volume import MAX_VOXELS
 
 MIN_KEY_LENGTH = 16
@@ -110,6 +111,11 @@ class Settings(BaseSettings):
         if value is not None and len(value) < MIN_KEY_LENGTH:
             raise ValueError(f"LRC_BOOTSTRAP_ADMIN_KEY must be at least {MIN_KEY_LENGTH} characters")
         return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return check_device_name(value)  # whether the workers' machine has it is their check
 
     @field_validator("public_url")
     @classmethod

@@ -10,11 +10,13 @@ from gateway import scp
 from gateway.api_client import ServiceClient
 from gateway.deidentify import Pseudonyms
 from gateway.delivery import CStoreDelivery, Delivery, StowDelivery
+from gateway.errors import InvalidConfig
 from gateway.inbox import Inbox
 from gateway.outbox import Outbox
 from gateway.pipeline import Pipeline, Timing
 from gateway.rules import load_rules
 from gateway.settings import GatewaySettings
+from lrc.io.atomic import make_folder
 
 log = logging.getLogger(__name__)
 RECOVER_EVERY_S = 60.0  # how often complete series on disk without outbox steps are looked for
@@ -35,6 +37,10 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         rules = load_rules(settings.rules, settings.model)  # raises InvalidConfig before anything starts
+        try:
+            make_folder(settings.data_dir)
+        except OSError as exc:
+            raise InvalidConfig(f"the data folder (--data-dir, LRC_GATEWAY_DATA_DIR): {exc}") from exc
         self.inbox = Inbox(settings.data_dir, settings.series_timeout)
         self.outbox = Outbox(settings.data_dir / "outbox.sqlite")
         self.client = ServiceClient(settings.api_url, settings.api_key, settings.http_timeout, self.inbox.tmp)

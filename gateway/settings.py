@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -42,6 +43,31 @@ def parse_destination(text: str) -> Destination:
     if not 0 < port < 65536:
         raise ValueError(f"port {port} of destination {text!r} is not in 1..65535")
     return Destination(ae, found["host"].strip("[]"), port)
+
+
+def check_ae_title(value: str) -> str:
+    """``value`` stripped, if it is an AE title.
+
+    Raises:
+        ValueError: it is not (empty, over 16 characters, a backslash or control character).
+    """
+    if not AE_TITLE.match(value.strip()):
+        raise ValueError(f"an AE title is 1 to 16 printable characters without backslash, got {value!r}")
+    return value.strip()
+
+
+def check_http_url(value: str | None) -> str | None:
+    """``value`` without a trailing slash if it is an http(s) URL with a host; ``None`` for none.
+
+    Raises:
+        ValueError: any other text.
+    """
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"an http(s) URL is needed, got {value!r}")
+    return value.rstrip("/")
 
 
 class GatewaySettings(BaseSettings):
@@ -84,15 +110,13 @@ class GatewaySettings(BaseSettings):
     @field_validator("ae_title")
     @classmethod
     def _ae_title(cls, value: str) -> str:
-        if not AE_TITLE.match(value.strip()):
-            raise ValueError(f"an AE title is 1 to 16 printable characters without backslash, got {value!r}")
-        return value.strip()
+        return check_ae_title(value)
 
     @field_validator("allowed_callers")
     @classmethod
     def _callers(cls, value: list[str]) -> list[str]:
         for title in value:
-            cls._ae_title(title)
+            check_ae_title(title)
         return value
 
     @field_validator("destination")
@@ -105,9 +129,7 @@ class GatewaySettings(BaseSettings):
     @field_validator("api_url", "stow_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"an http(s) URL is needed, got {value!r}")
-        return value.rstrip("/") if value else None
+        return check_http_url(value)
 
     @model_validator(mode="after")
     def _checked(self) -> GatewaySettings:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrc.io import read_volume
+from lrc.io import ImageIOError, read_volume
 from lrc.io.label_maps import read_label
 from lrc.io.labels import LabelTable
 from lrc.io.volume import Volume
@@ -58,36 +58,63 @@ def load_manifest(
         series: the series of each image that names none (see :func:`lrc.io.read_volume`).
 
     Raises:
-        ManifestError: malformed JSON, missing keys, or missing files.
-        ImageIOError: an image or label map cannot be read or does not fit its image.
+        ManifestError: unreadable or malformed JSON, missing keys, missing files, or an image or
+            label map that cannot be read or does not fit its image (the message names the case).
     """
     path = Path(path)
+    data = _read(path)
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
         labels = check_structures(LabelTable.from_dict(data["labels"]))
-    except (OSError, json.JSONDecodeError, KeyError, ValueError, AttributeError) as exc:
-        raise ManifestError(f"{path}: not a valid manifest ({type(exc).__name__}: {exc})") from exc
+    except KeyError:
+        raise ManifestError(f'{path}: no "labels" (label value -> structure name, e.g. {{"1": "liver"}})') from None
+    except ValueError as exc:
+        raise ManifestError(f'{path}: "labels": {exc}') from exc
     result: dict[str, list[Case]] = {}
     for part in parts:
         entries = data.get(part) or []
-        cases = []
-        for number, entry in enumerate(entries):
-            try:
-                image_path = path.parent / entry["image"]
-                label_path = path.parent / entry["label"]
-            except (KeyError, TypeError) as exc:
-                raise ManifestError(f"{path}: {part}[{number}] needs 'image' and 'label'") from exc
-            for item in (image_path, label_path):
-                if not item.exists():
-                    raise ManifestError(f"{path}: {part}[{number}]: {item} does not exist")
-            chosen = entry.get("series", series)
-            if not (chosen is None or isinstance(chosen, int | str)) or isinstance(chosen, bool):
-                raise ManifestError(f"{path}: {part}[{number}]: 'series' is an index or a SeriesInstanceUID")
-            image = read_volume(image_path, series=chosen)
-            cases.append((image, read_label(label_path, image)))
-        result[part] = cases
+        if not isinstance(entries, list):
+            raise ManifestError(f'{path}: "{part}" must be a list of cases ({{"image": ..., "label": ...}})')
+        result[part] = [_case(path, f"{part}[{number}]", entry, series) for number, entry in enumerate(entries)]
     if required is not None and not result.get(required):
         raise ManifestError(f"{path}: {required!r} lists no cases")
     if not any(result.values()):
         raise ManifestError(f"{path}: none of {', '.join(repr(p) for p in parts)} lists a case")
     return Manifest(labels, result)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The manifest's JSON object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path}: not a JSON manifest ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ManifestError(
+            f'{path}: a manifest is a JSON object ({{"labels": ..., "train": [...]}}), not a {type(data).__name__}'
+        )
+    return data
+
+
+def _case(path: Path, where: str, entry: Any, series: int | str | None) -> Case:
+    """One case of the manifest at ``path`` (``where``: ``train[0]``), read and checked."""
+    if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
+        raise ManifestError(f'{path}: {where} needs "image" and "label"')
+    if not all(isinstance(entry[key], str) and entry[key] for key in ("image", "label")):
+        raise ManifestError(f'{path}: {where}: "image" and "label" are paths (text)')
+    image_path, label_path = path.parent / entry["image"], path.parent / entry["label"]
+    for item in (image_path, label_path):
+        if not item.exists():
+            raise ManifestError(f"{path}: {where}: {item} does not exist")
+    chosen = entry.get("series", series)
+    if not (chosen is None or isinstance(chosen, int | str)) or isinstance(chosen, bool):
+        raise ManifestError(f"{path}: {where}: 'series' is an index or a SeriesInstanceUID")
+    try:
+        image = read_volume(image_path, series=chosen)
+    except ImageIOError as exc:
+        raise ManifestError(f"{path}: {where}: image {entry['image']}: {exc}") from exc
+    try:
+        return image, read_label(label_path, image)
+    except ImageIOError as exc:
+        raise ManifestError(f"{path}: {where}: label {entry['label']}: {exc}") from exc

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.records.models import REQUEST_KEY_MAX
 from app.records.registry import MODEL_NAME_PATTERN
 from lrc.train.finetune_config import FinetuneConfig
+from lrc.train.limits import SEED_MAX
 
 
 class SeriesOut(BaseModel):
@@ -121,7 +122,6 @@ class SegmentationOut(BaseModel):
     created_at: str | None
 
 
-SEED_MAX = 2**32 - 1  # NumPy's seeds
 MAX_SERIES = 1000  # series (or studies) one pre-training names; memory is checked as well
 Feature = Annotated[int, Field(ge=1, le=1024)]
 Stage = Literal["conv_0", "down_1", "down_2", "down_3", "down_4", "upcat_4", "upcat_3", "upcat_2", "upcat_1"]

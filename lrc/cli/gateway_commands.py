@@ -16,6 +16,7 @@ import typer
 
 from lrc import log_privacy
 from lrc.cli.api_keys import ApiKeyFile, ApiKeyFlag, resolve_api_key
+from lrc.cli.listening import cannot_listen
 
 app = typer.Typer()
 
@@ -104,8 +105,7 @@ def gateway(
         runner.start()
     except OSError as exc:
         runner.close()
-        typer.echo(f"error: cannot listen on {settings.host}:{settings.port}: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise cannot_listen(settings.host, settings.port, exc) from exc
     logging.getLogger("gateway").warning(
         "gateway %s listening on %s:%d, results to %s",
         settings.ae_title,
@@ -131,13 +131,18 @@ def gateway_outbox(
     import dataclasses
     import json
 
+    from gateway.errors import InvalidConfig
     from gateway.outbox import DONE, Outbox
 
     path = data_dir / "outbox.sqlite"
     if not path.is_file():
         typer.echo(f"error: no outbox at {path}", err=True)
         raise typer.Exit(2)
-    outbox = Outbox(path)
+    try:
+        outbox = Outbox(path)
+    except InvalidConfig as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     try:
         if retry_failed:
             typer.echo(f"{outbox.rearm()} failed step(s) pending again", err=True)

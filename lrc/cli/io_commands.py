@@ -15,11 +15,21 @@ app = typer.Typer()
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 TiltFlag = Annotated[bool, typer.Option("--correct-tilt", help="Resample gantry-tilted stacks instead of refusing.")]
+
+
+def _series_text(text: str | None) -> str | None:
+    """``--series`` as given, refused when it can be neither an index nor a UID (empty, negative)."""
+    if text is not None and (not text.strip() or text.strip().startswith("-")):
+        raise typer.BadParameter(f"an index from 0 (as 'lrc info' lists it) or a SeriesInstanceUID, got {text!r}")
+    return text
+
+
 SeriesOption = Annotated[
     str | None,
     typer.Option(
         help="Which series of the input: its index as 'lrc info' lists it, or its SeriesInstanceUID "
-        "[default: the input must hold one series]."
+        "[default: the input must hold one series].",
+        callback=_series_text,
     ),
 ]
 
@@ -53,7 +63,10 @@ def info(
     as_json: JsonFlag = False,
     correct_tilt: TiltFlag = False,
 ) -> None:
-    """Describe every series found: its index (for --series), modality, shape, spacing, geometry, UIDs, warnings."""
+    """Describe every series found: its index (for --series), modality, shape, spacing, geometry, UIDs, warnings.
+
+    Exits with 1 when some series could not be read, 2 when none could.
+    """
     from lrc.io import ImageIOError, ReadOptions, read_images
 
     try:
@@ -72,7 +85,7 @@ def info(
     else:
         _print_report(report)
     if result.errors:
-        raise typer.Exit(1)
+        raise typer.Exit(1 if result.volumes else 2)  # 2: nothing of the input could be read
 
 
 @app.command()
@@ -151,7 +164,9 @@ def _convert(
         written = write_nifti(volume, output)
     elif output.suffix.lower() == ".dcm":
         if reference is None:
-            raise typer.BadParameter("a DICOM SEG/RTSTRUCT needs --reference (the image series)")
+            raise typer.BadParameter(
+                "a DICOM SEG/RTSTRUCT needs --reference (the image series)", param_hint="'--reference'"
+            )
         image_ref = read_volume(reference, options, chosen)
         label_map = check_label_map(read_volume(source), source.name)
         table = (
@@ -175,7 +190,7 @@ def _convert(
             )
         volume = label_map
     else:
-        raise typer.BadParameter(f"{output.name}: output must end in .nii, .nii.gz or .dcm")
+        raise typer.BadParameter(f"{output.name}: output must end in .nii, .nii.gz or .dcm", param_hint="'OUTPUT'")
     return written, volume
 
 

@@ -14,7 +14,19 @@ from lrc.cli.io_commands import JsonFlag, SeriesOption, error_json, fail, series
 from lrc.cli.progress import Feedback, QuietFlag, Stage, feedback
 
 app = typer.Typer()
-DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")]
+
+
+def _device_name(name: str) -> str:
+    """``--device`` spelled as a device (whether this machine has it is checked when the command starts)."""
+    from lrc.device import check_device_name
+
+    try:
+        return check_device_name(name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].", callback=_device_name)]
 SpacingOption = Annotated[float, typer.Option(help="In-plane model spacing, mm.")]
 CanvasOption = Annotated[int, typer.Option(help="Slice canvas side at that spacing, pixels (multiple of 16).")]
 TileOption = Annotated[
@@ -115,10 +127,6 @@ def pretrain(
     from lrc.train.pretrain import pretrain as run
 
     try:
-        with feedback(quiet or as_json) as shown:
-            volumes = _read_all(shown, [*images, *(more or [])])
-        if not volumes:
-            raise typer.BadParameter("no readable image in --images")
         config = PretrainConfig(
             method=method.value,
             steps=steps,
@@ -137,14 +145,21 @@ def pretrain(
             superpixels=SuperpixelParams(scale=superpixel_scale),
             seed=seed,
         )
+        _ready_to_train(out, device)
+        with feedback(quiet or as_json) as shown:
+            volumes, skipped = _read_all(shown, [*images, *(more or [])])
+        if not volumes:
+            raise ValueError(f"no readable image in --images: {'; '.join(skipped)}")
+        if not as_json:
+            for reason in skipped:
+                typer.echo(f"warning: skipped {reason}", err=True)
         with feedback(quiet or as_json) as shown:
             stage = shown.stage(f"pre-training ({method.value})", steps)
             written = run(volumes, out, config, device=device, progress=lambda step, m: stage.update(step, **m))
-    except (ImageIOError, ValueError) as exc:
+    except (ImageIOError, ValueError, OSError) as exc:  # OSError: an output that cannot be written
         fail(exc, as_json)
-    _report(
-        {"model": str(written), "card": json.loads((written / "model.json").read_text())}, as_json, f"wrote {written}"
-    )
+    card = json.loads((written / "model.json").read_text())
+    _report({"model": str(written), "card": card, "skipped": skipped}, as_json, f"wrote {written}")
 
 
 @app.command()
@@ -203,9 +218,6 @@ def finetune(
     from lrc.train.finetune_config import FinetuneConfig
 
     try:
-        with feedback(quiet or as_json) as shown:
-            shown.stage("reading the manifest's cases").update(0)
-            manifest = load_manifest(train, parts=("train", "validation"))
         config = FinetuneConfig(
             steps=steps,
             batch_size=batch_size,
@@ -228,6 +240,12 @@ def finetune(
             tile=None if tile is None else _tile(tile),
             seed=seed,
         )
+        _ready_to_train(out, device)
+        if init != "scratch":
+            _check_init(Path(init))
+        with feedback(quiet or as_json) as shown:
+            shown.stage("reading the manifest's cases").update(0)
+            manifest = load_manifest(train, parts=("train", "validation"))
         with feedback(quiet or as_json) as shown:
             training = shown.stage("fine-tuning", steps)
             checking = shown.stage("validation", 1)
@@ -242,7 +260,7 @@ def finetune(
                 progress=lambda step, m: training.update(step, **m),
                 validating=lambda step, done: checking.update(done, 1, step=step),
             )
-    except (ImageIOError, ModelCardError, ValueError) as exc:
+    except (ImageIOError, ModelCardError, ValueError, OSError) as exc:  # OSError: an output that cannot be written
         fail(exc, as_json)
     card = json.loads((written / "model.json").read_text())
     metrics = card.get("metrics") or {}
@@ -272,9 +290,14 @@ def segment(
     """Segment one scan; write NIfTI, DICOM SEG or RTSTRUCT on the scan's exact grid."""
     from lrc.infer import Predictor
     from lrc.io import ImageIOError, read_volume, write_nifti
+    from lrc.io.atomic import check_output
+    from lrc.io.nifti import is_nifti_path
     from lrc.models import ModelCardError
 
     try:
+        if fmt is OutputFormat.nifti and not is_nifti_path(out):
+            raise ValueError(f"--out {out.name}: a NIfTI output name ends in .nii or .nii.gz (or give --format)")
+        check_output(out)  # before the model runs
         with feedback(quiet or as_json) as shown:
             stage = shown.stage("loading the model")
             predictor = Predictor.from_dir(model, device=device, tile=_tile(tile))
@@ -374,16 +397,46 @@ def _shifted(stage: Stage, before: int, done: int, _: int) -> None:
     stage.update(before + done)
 
 
-def _read_all(shown: Feedback, paths: list[Path]) -> list[Any]:
-    """Every volume of ``paths``, one progress step a path."""
+def _read_all(shown: Feedback, paths: list[Path]) -> tuple[list[Any], list[str]]:
+    """Every volume of ``paths``, one progress step a path, and why each unreadable series was skipped.
+
+    Raises:
+        ImageIOError: a path does not exist or holds nothing readable at all.
+    """
     from lrc.io import read_images
 
     stage = shown.stage("reading the scans", len(paths))
-    volumes = []
+    volumes, skipped = [], []
     for done, path in enumerate(paths, start=1):
-        volumes += read_images([path]).volumes
+        result = read_images([path])
+        volumes += result.volumes
+        skipped += [str(e) for e in result.errors]
         stage.update(done)
-    return volumes
+    return volumes, skipped
+
+
+def _ready_to_train(out: Path, device: str) -> None:
+    """What would stop a training at its end, checked at its start: the device, and where the model goes.
+
+    Raises:
+        ValueError: a device this machine lacks. OutputError: ``out`` cannot take a model.
+    """
+    from lrc.device import resolve_device
+    from lrc.models.store import check_model_target
+
+    resolve_device(device)
+    check_model_target(out)
+
+
+def _check_init(init: Path) -> None:
+    """``--init`` is a model directory whose card can be read (its weights are checked when loaded).
+
+    Raises:
+        ModelCardError: it is not.
+    """
+    from lrc.models.store import read_card
+
+    read_card(init)
 
 
 def _number(value: float | None, digits: int) -> str:

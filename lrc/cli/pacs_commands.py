@@ -27,11 +27,35 @@ from lrc.cli.api_keys import ApiKeyFile, ApiKeyFlag, resolve_api_key
 
 pacs_app = typer.Typer(no_args_is_help=True, help="Find a cohort in a PACS, import it, push results.")
 
+
+def _url(value: str | None) -> str | None:
+    """An http(s) URL option, refused before anything is contacted."""
+    from gateway.settings import check_http_url
+
+    try:
+        return check_http_url(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _ae_title(value: str) -> str:
+    """``--ae-title``: an AE title as PS3.5 allows it."""
+    from gateway.settings import check_ae_title
+
+    try:
+        return check_ae_title(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 PacsOption = Annotated[
     str | None, typer.Option("--pacs", help="The PACS by DIMSE: AE@HOST:PORT.", metavar="AE@HOST:PORT")
 ]
 DicomwebOption = Annotated[
-    str | None, typer.Option("--dicomweb", help="The PACS by DICOMweb: its base URL (QIDO-RS, WADO-RS).", metavar="URL")
+    str | None,
+    typer.Option(
+        "--dicomweb", help="The PACS by DICOMweb: its base URL (QIDO-RS, WADO-RS).", metavar="URL", callback=_url
+    ),
 ]
 MoveOption = Annotated[
     int | None,
@@ -47,12 +71,14 @@ DeidentifyOption = Annotated[bool, typer.Option("--deidentify", help="Upload de-
 MappingOption = Annotated[
     Path, typer.Option("--mapping", help="The pseudonym mapping (SQLite; keep it private).", metavar="FILE")
 ]
-AeOption = Annotated[str, typer.Option("--ae-title", help="Our AE title, known to the PACS.")]
+AeOption = Annotated[str, typer.Option("--ae-title", help="Our AE title, known to the PACS.", callback=_ae_title)]
 ModalityOption = Annotated[str | None, typer.Option(help="Modality, e.g. CT.")]
 SinceOption = Annotated[dt.datetime | None, typer.Option(help="Studies on or after this date.", formats=["%Y-%m-%d"])]
 UntilOption = Annotated[dt.datetime | None, typer.Option(help="Studies on or before this date.", formats=["%Y-%m-%d"])]
 DescriptionOption = Annotated[str | None, typer.Option(help="Series description, DICOM wildcards (*abd*).")]
-ApiUrlOption = Annotated[str, typer.Option("--api-url", envvar="LRC_GATEWAY_API_URL", help="The lrc service.")]
+ApiUrlOption = Annotated[
+    str, typer.Option("--api-url", envvar="LRC_GATEWAY_API_URL", help="The lrc service.", callback=_url)
+]
 DEFAULT_MAPPING = Path("lrc-pseudonyms.sqlite")
 
 
@@ -116,8 +142,13 @@ def _pseudonyms(deidentify: bool, mapping: Path) -> Iterator[Any]:
         yield None
         return
     from gateway.deidentify import Pseudonyms
+    from gateway.errors import InvalidConfig
 
-    pseudonyms = Pseudonyms(mapping)
+    try:
+        pseudonyms = Pseudonyms(mapping)
+    except InvalidConfig as exc:
+        typer.echo(f"error: the pseudonym mapping (--mapping): {exc}", err=True)
+        raise typer.Exit(2) from exc
     try:
         yield pseudonyms
     finally:
@@ -190,14 +221,17 @@ def push(
     api_key: ApiKeyFlag = None,
     api_key_file: ApiKeyFile = None,
     destination: Annotated[str | None, typer.Option(help="C-STORE to AE@HOST:PORT.")] = None,
-    stow_url: Annotated[str | None, typer.Option("--stow-url", help="STOW-RS to this DICOMweb URL.")] = None,
+    stow_url: Annotated[
+        str | None, typer.Option("--stow-url", help="STOW-RS to this DICOMweb URL.", callback=_url)
+    ] = None,
     ae_title: AeOption = "LRC",
     fmt: Annotated[str, typer.Option("--format", help="dicom-seg or rtstruct.")] = "dicom-seg",
     mapping: Annotated[
         Path | None, typer.Option("--mapping", help="Re-identify with this pseudonym mapping (from --deidentify).")
     ] = None,
     wait: Annotated[
-        float, typer.Option(help="Seconds to wait for a result still being made or a service that does not answer.")
+        float,
+        typer.Option(help="Seconds to wait for a result still being made or a service that does not answer.", min=0),
     ] = 300.0,
 ) -> None:
     """Send a segmentation's DICOM SEG (or RTSTRUCT) to a PACS once it is ready; prints its SOP Instance UID."""

@@ -20,8 +20,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from lrc.cli.listening import check_listen
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from app.settings import Settings
 
 app = typer.Typer()
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the service.")
@@ -37,7 +41,7 @@ RESTART_WINDOW_S = 300.0
 WATCH_INTERVAL_S = 1.0
 
 
-def _settings(data_dir: Path | None) -> object:
+def _settings(data_dir: Path | None) -> Settings:
     if data_dir is not None:
         os.environ["LRC_DATA_DIR"] = str(data_dir)
     from pydantic import ValidationError
@@ -46,11 +50,37 @@ def _settings(data_dir: Path | None) -> object:
 
     get_settings.cache_clear()  # read the environment as it is now
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         problems = "; ".join(f"LRC_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
         typer.echo(f"error: invalid settings: {problems}", err=True)
         raise typer.Exit(2) from exc
+    from lrc.io.atomic import make_folder
+
+    try:
+        make_folder(settings.data_dir)
+        settings.prepare()
+    except OSError as exc:
+        typer.echo(f"error: the data folder (--data-dir, LRC_DATA_DIR): {exc}", err=True)
+        raise typer.Exit(2) from exc
+    return settings
+
+
+def _check_project(name: str) -> str:
+    """``--project``: a valid project name."""
+    from app.records.projects import check_name
+
+    try:
+        return check_name(name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _check_key_name(name: str) -> str:
+    """``--name`` of a key: 1 to 128 characters, as the API takes."""
+    if not name.strip() or len(name) > 128:
+        raise typer.BadParameter(f"a key's name is 1 to 128 characters (who or what it is for), got {name!r}")
+    return name
 
 
 @contextmanager
@@ -160,7 +190,7 @@ class Supervisor:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     keep_alive: Annotated[
         int,
         typer.Option(
@@ -181,6 +211,7 @@ def serve(
 ) -> None:
     """Run the API and its workers on this machine (SQLite, local blobs, an on-disk queue)."""
     _settings(data_dir)
+    check_listen(host, port)  # before the workers start
     import uvicorn
 
     from app.context import build_context
@@ -211,7 +242,7 @@ def serve(
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues: infer, train, io.")] = "infer,train,io",
     name: Annotated[str, typer.Option(help="Worker name (unique per machine).")] = "worker",
-    concurrency: Annotated[int, typer.Option(help="Tasks at a time (one per GPU for train).")] = 1,
+    concurrency: Annotated[int, typer.Option(help="Tasks at a time (one per GPU for train).", min=1)] = 1,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run a worker against the configured broker (LRC_BROKER_URL)."""
@@ -237,10 +268,13 @@ def worker(
 
 @keys_app.command("create")
 def create_key(
-    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    name: Annotated[str, typer.Option(help="Who or what the key is for.", callback=_check_key_name)],
     role: Annotated[str, typer.Option(help="viewer, submitter or admin.")] = "submitter",
     project: Annotated[
-        str, typer.Option(help="The project (tenant) the key belongs to; a new name starts a new project.")
+        str,
+        typer.Option(
+            help="The project (tenant) the key belongs to; a new name starts a new project.", callback=_check_project
+        ),
     ] = "default",
     data_dir: DataDirOption = None,
 ) -> None:
@@ -248,16 +282,10 @@ def create_key(
     _settings(data_dir)
     from app.records.keys import ROLES
     from app.records.keys import create_key as create
-    from app.records.projects import check_name
 
     if role not in ROLES:
         typer.echo(f"error: role must be one of {', '.join(ROLES)}", err=True)
         raise typer.Exit(2)
-    try:
-        check_name(project)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     with _records() as session:
         _, token = create(session, name, role, project)
     typer.echo(token)
@@ -265,7 +293,7 @@ def create_key(
 
 @keys_app.command("list")
 def list_keys(
-    project: Annotated[str, typer.Option(help="The project whose keys to list.")] = "default",
+    project: Annotated[str, typer.Option(help="The project whose keys to list.", callback=_check_project)] = "default",
     data_dir: DataDirOption = None,
 ) -> None:
     """List a project's keys, newest first: id, role, name, created, and whether revoked (never tokens)."""
@@ -281,7 +309,7 @@ def list_keys(
 @keys_app.command("revoke")
 def revoke_key(
     key_id: Annotated[str, typer.Argument(help="The key's id (lrc keys list).")],
-    project: Annotated[str, typer.Option(help="The project the key belongs to.")] = "default",
+    project: Annotated[str, typer.Option(help="The project the key belongs to.", callback=_check_project)] = "default",
     force: Annotated[
         bool, typer.Option(help="Also revoke the project's last active admin key (a leaked one).")
     ] = False,

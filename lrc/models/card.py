@@ -141,6 +141,8 @@ class ModelCard:
         Raises:
             ModelCardError: unknown format or missing/invalid fields.
         """
+        if not isinstance(data, dict):
+            raise ModelCardError(f"model.json is a JSON {type(data).__name__}, not an object: not a model card")
         if data.get("format") != FORMAT:
             raise ModelCardError(f"unknown model format {data.get('format')!r}; this lrc reads {FORMAT!r}")
         try:

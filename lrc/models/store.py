@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -10,8 +11,10 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from lrc.io.atomic import OutputError, check_folder
 from lrc.models.card import ModelCard, ModelCardError
 from lrc.nets.unet import ARCHITECTURE, UNet
 
@@ -28,14 +31,33 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_model_target(directory: str | os.PathLike[str]) -> Path:
+    """Fail now, not after training, if a model cannot be saved as ``directory``: it is a file, a folder
+    holding no model (saving replaces the folder: its files would be lost), or its parent cannot be written.
+
+    Raises:
+        OutputError: naming ``directory``.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(errno.ENOTDIR, "it is a file, not a model directory", str(directory))
+    if directory.is_dir() and not (directory / CARD).is_file() and any(directory.iterdir()):
+        raise OutputError(
+            errno.EEXIST, f"the folder holds files but no model ({CARD}), and saving would replace them", str(directory)
+        )
+    return check_folder(directory)
+
+
 def save_model(directory: str | os.PathLike[str], net: UNet, card: ModelCard) -> Path:
     """Write ``net``'s weights and ``card`` into ``directory``, replacing it atomically.
 
     A reader sees the old directory or the new one, never a mix: both files are written into a
     sibling temporary folder which then takes the directory's place.
+
+    Raises:
+        OutputError: see :func:`check_model_target`.
     """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    directory = check_model_target(directory)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -69,9 +91,14 @@ def read_card(directory: str | os.PathLike[str]) -> ModelCard:
         raise ModelCardError(f"{directory}: not a model directory (no {CARD})")
     try:
         data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelCardError(f"{path}: cannot be read ({exc})") from exc
     except json.JSONDecodeError as exc:
         raise ModelCardError(f"{path}: not valid JSON ({exc})") from exc
-    return ModelCard.from_json(data)
+    try:
+        return ModelCard.from_json(data)
+    except ModelCardError as exc:
+        raise ModelCardError(f"{directory}: {exc}") from exc
 
 
 def load_model(
@@ -102,6 +129,8 @@ def load_model(
     try:
         net = UNet(**card.arguments)
         net.load_state_dict(load_file(str(weights)), strict=True)
+    except SafetensorError as exc:
+        raise ModelCardError(f"{directory}: {WEIGHTS} is not a readable safetensors file ({exc})") from exc
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ModelCardError(f"{directory}: weights do not fit the architecture in {CARD} ({exc})") from exc
     return net.to(device), card

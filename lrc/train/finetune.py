@@ -47,7 +47,7 @@ from lrc.io.labels import LabelTable
 from lrc.io.volume import Volume
 from lrc.label_match import LabelMismatch, match_labels, number_labels
 from lrc.models.card import ModelCard
-from lrc.models.store import load_model, save_model
+from lrc.models.store import check_model_target, load_model, save_model
 from lrc.nets.stages import ENCODER_STAGES
 from lrc.nets.unet import UNet
 from lrc.runtime import tune_cpu_allocator
@@ -120,11 +120,13 @@ def finetune(
 
     Raises:
         LabelMismatch: a structure of ``labels`` matches several of the numbering, or two match one.
+        OutputError: ``out`` cannot take a model (checked before any work).
     """
     config = replace(config) if config else FinetuneConfig()  # settings resolved below on this copy only
     if config.contrast_weight > 0 and not (unlabeled and unlabeled.images):
         raise ValueError("contrast_weight > 0 needs unlabeled volumes")
     device = resolve_device(device)
+    check_model_target(out)
     if device.type == "cpu":
         tune_cpu_allocator()
     torch.manual_seed(config.seed)

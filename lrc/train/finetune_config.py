@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lrc.nets.stages import DECODER_STAGES, DEFAULT_FEATURES, ENCODER_STAGES
+from lrc.train.limits import check_at_least, check_positive, check_seed
 
 TRANSFERS = ("all", "encoder")
 MAX_SCALE = 4.0  # widest field of view of an augmented patch, in patches
@@ -141,6 +142,15 @@ class FinetuneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_at_least(1, steps=self.steps, batch_size=self.batch_size, validate_every=self.validate_every)
+        check_at_least(1, patience=self.patience, contrast_every=self.contrast_every)
+        check_at_least(16, patch=self.patch, canvas=self.canvas)
+        check_positive(spacing=self.spacing, lr=self.lr)
+        if self.spacing_z is not None:
+            check_positive(spacing_z=self.spacing_z)
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        check_seed(self.seed)
         if self.spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
         if self.transfer not in TRANSFERS:

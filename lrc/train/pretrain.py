@@ -35,12 +35,13 @@ from lrc.losses import LocalRegionContrastLoss, MoCoQueue, channel_correlation, 
 from lrc.losses.local_contrast import NEGATIVES
 from lrc.losses.moco import momentum_update
 from lrc.models.card import ModelCard
-from lrc.models.store import save_model
+from lrc.models.store import check_model_target, save_model
 from lrc.nets.stages import DEFAULT_FEATURES
 from lrc.nets.unet import ContrastiveUNet, UNet
 from lrc.runtime import tune_cpu_allocator
 from lrc.superpixels import SuperpixelCache, SuperpixelParams
 from lrc.train.blocks import BlockSampler, build_region_volumes
+from lrc.train.limits import check_at_least, check_positive, check_seed
 from lrc.train.slices import Preparing, SliceSet, build_slices, volume_sha256
 from lrc.views import ViewConfig, geometric_views, intensity, make_views, mask_cells
 
@@ -112,13 +113,21 @@ class PretrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_at_least(1, steps=self.steps)
+        check_at_least(2, batch_size=self.batch_size)
+        check_at_least(16, canvas=self.canvas, view_size=self.view_size)
+        check_positive(spacing=self.spacing, spacing_z=self.spacing_z, lr=self.lr)
+        check_seed(self.seed)
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.view_size % 16 or self.canvas % 16:
             raise ValueError(f"canvas and view_size must be multiples of 16, got {self.canvas} and {self.view_size}")
         if self.spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
-        if self.spatial_dims == 3 and (self.view_depth % 16 or self.depth < 1):
+        if self.spatial_dims == 3:
+            check_at_least(1, depth=self.depth)
+            check_at_least(16, view_depth=self.view_depth)
+        if self.spatial_dims == 3 and self.view_depth % 16:
             raise ValueError(f"view_depth must be a multiple of 16, got {self.view_depth}")
         if self.spatial_dims == 3 and self.method == "supervised+lrc":
             raise ValueError("supervised+lrc pre-training is 2D only")
@@ -135,8 +144,6 @@ class PretrainConfig:
             raise ValueError(f"negative_margin must be >= 0, got {self.negative_margin}")
         if self.decorrelation_weight < 0:
             raise ValueError(f"decorrelation_weight must be >= 0, got {self.decorrelation_weight}")
-        if self.steps < 1 or self.batch_size < 2:
-            raise ValueError(f"need steps >= 1 and batch_size >= 2, got {self.steps} and {self.batch_size}")
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (recorded in the card)."""
@@ -326,10 +333,14 @@ def pretrain(
 
     Returns:
         The model directory.
+
+    Raises:
+        OutputError: ``out`` cannot take a model (checked before any work).
     """
     config = config or PretrainConfig()
     if config.method == "supervised+lrc" and not (labels and class_of):
         raise ValueError("supervised+lrc needs label maps and their value -> class mapping")
+    check_model_target(out)
     out = Path(out)
     window = IntensityWindow.for_modality(images[0].modality)
     cache = SuperpixelCache(cache_dir or out.parent / ".superpixel-cache", config.superpixels)
