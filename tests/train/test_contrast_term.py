@@ -112,7 +112,7 @@ def test_the_term_refuses_what_it_cannot_use(subject_a, tmp_path: Path, unlabele
     ("changes", "message"),
     [
         ({"contrast_weight": -0.1}, "need contrast_weight >= 0 and contrast_every >= 1"),
-        ({"contrast_every": 0}, "need contrast_weight >= 0 and contrast_every >= 1"),
+        ({"contrast_every": 0}, "contrast_every must be >= 1, got 0"),
         ({"contrast_weight": 1.0, "spatial_dims": 3}, "is 2D only"),
     ],
 )
