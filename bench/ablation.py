@@ -299,19 +299,23 @@ def summarize(runs: list[dict], plot_path: Path | None = None) -> None:
     from quality import confidence
 
     for arm_key in keys:
-        baseline = ("scratch", 1.0, *arm_key[2:])
-        if arm_key == baseline or baseline not in keys:
-            continue
-        for fold in folds:
-            pairs = _paired(runs, fold, arm_key, baseline)
-            if len(pairs) > 1:
-                gaps = [ours - theirs for ours, theirs in pairs]
-                mean, half = confidence(gaps)
-                ahead = sum(gap > 0 for gap in gaps)
-                print(
-                    f"{label(arm_key)} - scratch, {fold}: {mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
-                    f" ({ahead}/{len(gaps)} seeds ahead)"
-                )
+        # against scratch at 1x, and a pre-trained arm also against scratch at its own rate (the rate control)
+        baselines = [("scratch", 1.0, *arm_key[2:])]
+        if arm_key[0] != "scratch" and arm_key[1] != 1.0:
+            baselines.append(("scratch", *arm_key[1:]))
+        for baseline in baselines:
+            if arm_key == baseline or baseline not in keys:
+                continue
+            for fold in folds:
+                pairs = _paired(runs, fold, arm_key, baseline)
+                if len(pairs) > 1:
+                    gaps = [ours - theirs for ours, theirs in pairs]
+                    mean, half = confidence(gaps)
+                    ahead = sum(gap > 0 for gap in gaps)
+                    print(
+                        f"{label(arm_key)} - {label(baseline[:3])}, {fold}: {mean:+.3f} "
+                        f"[{mean - half:+.3f}, {mean + half:+.3f}] ({ahead}/{len(gaps)} seeds ahead)"
+                    )
     if plot_path is None:
         return
     import matplotlib
