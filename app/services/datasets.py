@@ -1,4 +1,8 @@
-"""Datasets: labelled cases (image series + label map), each label checked against its image on arrival."""
+"""Datasets: labelled cases (image series + label map), each label checked against its image on arrival.
+
+The checks hold no image or NIfTI label map whole (:func:`app.services.studies.read_upload`,
+:func:`lrc.io.label_maps.inspect_label`): a dataset upload costs the API no more memory than a study upload.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,9 @@ from app.records.models import Dataset, DatasetCase
 from app.records.studies import get_series, series_entries
 from app.services import blobs, studies
 from app.services.jobs import utc
-from lrc.io import ImageIOError, read_volume
-from lrc.io.label_maps import read_label
+from lrc.io import ImageIOError, VolumeInfo
+from lrc.io.label_maps import inspect_label
 from lrc.io.labels import LabelTable
-from lrc.io.volume import Volume
 from lrc.label_match import check_structures
 
 NAME_MAX = 128
@@ -97,7 +100,7 @@ def create(
             if label_upload is None:
                 raise InvalidRequest(f"case {position}: label file {case['label']!r} was not sent in 'files'")
             try:
-                read_label(label_upload.path, image)
+                inspect_label(label_upload.path, image)
             except ImageIOError as exc:
                 raise InvalidRequest(f"case {position}, label {label_upload.name}: {exc}") from exc
             sha, _ = ctx.store.put_file(label_upload.path)
@@ -123,8 +126,8 @@ def _image(
     project: str,
     position: int,
     staged: dict[str, studies.Staged],
-) -> tuple[str, Volume]:
-    """The series of a case (a stored one, or one read from a file sent) and its volume.
+) -> tuple[str, VolumeInfo]:
+    """The series of a case (a stored one, or one read from a file sent) and its grid, checked without its voxels.
 
     A file's study is staged, not recorded (see :func:`create`); ``staged`` holds this request's, so that
     an image sent for two cases is one study.
@@ -134,7 +137,7 @@ def _image(
         with ctx.db.session() as session:
             series = get_series(session, str(ref["series_id"]), project)
         paths = ctx.store.materialize(series_entries(series), folder / "series")
-        return series.id, read_volume(paths)
+        return series.id, _inspect(ctx, paths, folder)
     upload = files.get(str(ref))
     if upload is None:
         raise InvalidRequest(f"case {position}: image {ref!r} is neither a file sent in 'files' nor {{\"series_id\"}}")
@@ -146,7 +149,14 @@ def _image(
         raise InvalidRequest(f"case {position}: image {upload.name} holds {len(study.series)} series; send one")
     series = study.series[0]
     paths = ctx.store.materialize(series_entries(series), folder / "series")
-    return series.id, read_volume(paths)
+    return series.id, _inspect(ctx, paths, folder)
+
+
+def _inspect(ctx: Context, paths: list[Path], folder: Path) -> VolumeInfo:
+    """The one series in a stored series' files, read as uploads are (:func:`app.services.studies.read_upload`)."""
+    settings = ctx.settings
+    found, _ = studies.read_upload(paths, folder / "inspect", settings.max_upload_bytes, settings.max_voxels)
+    return found[0][0]
 
 
 def view(dataset: Dataset) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 
 from lrc.io.errors import LabelGeometryMismatch
-from lrc.io.volume import LPS_TO_RAS, Volume
+from lrc.io.volume import LPS_TO_RAS, Volume, VolumeInfo, spacing_of
 
 
 def affine_from_dicom(
@@ -66,7 +66,7 @@ def _corners(shape: tuple[int, ...]) -> np.ndarray:
     return np.array([[i, j, k, 1.0] for i in (0, x) for j in (0, y) for k in (0, z)], dtype=np.float64).T
 
 
-def align_to(label: Volume, reference: Volume, tolerance_mm: float = 0.5) -> Volume:
+def align_to(label: Volume, reference: Volume | VolumeInfo, tolerance_mm: float = 0.5) -> Volume:
     """Put ``label`` on ``reference``'s voxel grid when both grids hold the same voxels.
 
     Grids that differ only by axis order or flips (a NIfTI written LAS for a DICOM read LPS, say)
@@ -76,32 +76,56 @@ def align_to(label: Volume, reference: Volume, tolerance_mm: float = 0.5) -> Vol
     refused: silently resampling a label map hides a label that was drawn on another image.
 
     Raises:
-        LabelGeometryMismatch: the grids differ in size, spacing, position or orientation.
+        LabelGeometryMismatch: the grids differ in size, spacing, position or orientation (see
+            :func:`orientation_onto`).
     """
-    ornt_label = nib.orientations.io_orientation(label.affine)
-    ornt_ref = nib.orientations.io_orientation(reference.affine)
-    transform = nib.orientations.ornt_transform(ornt_label, ornt_ref)
+    transform = orientation_onto(label.shape, label.affine, reference.shape, reference.affine, tolerance_mm)
     array = nib.orientations.apply_orientation(label.array, transform)
-    affine = label.affine @ nib.orientations.inv_ornt_aff(transform, label.array.shape)
-    if array.shape != reference.array.shape:
-        raise LabelGeometryMismatch(
-            f"label map has shape {label.shape} ({axis_codes(label.affine)}) but the image has "
-            f"{reference.shape} ({axis_codes(reference.affine)}): it was not drawn on this image"
-        )
-    error = float(np.abs((affine - reference.affine) @ _corners(array.shape)).max())
-    if error > tolerance_mm:
-        raise LabelGeometryMismatch(
-            f"label map and image have the same shape {reference.shape} but their grids are "
-            f"{error:.2f} mm apart (tolerance {tolerance_mm} mm); label spacing "
-            f"{_fmt(label.spacing)} origin {_fmt(label.origin)}, image spacing "
-            f"{_fmt(reference.spacing)} origin {_fmt(reference.origin)}"
-        )
     if not (array.flags.c_contiguous or array.flags.f_contiguous):  # flipped or permuted views: copy
         array = np.ascontiguousarray(array)
-    return reference.with_array(array, modality=label.modality, source=None, warnings=label.warnings)
+    return Volume(array, reference.affine, modality=label.modality, source=None, warnings=label.warnings)
 
 
-def _fmt(values: tuple[float, ...]) -> str:
+def orientation_onto(
+    label_shape: tuple[int, int, int],
+    label_affine: np.ndarray,
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    tolerance_mm: float = 0.5,
+) -> np.ndarray:
+    """The axis order and flips (nibabel's orientation transform) that put a label grid on an image's grid.
+
+    Decided from the grids alone, so a label map's file can be checked against its image before
+    any voxel is read; :func:`align_to` applies the transform.
+
+    Raises:
+        LabelGeometryMismatch: the reoriented grid differs from the image's in size, or places a
+            corner voxel more than ``tolerance_mm`` from the image's (the message gives both grids).
+    """
+    transform = nib.orientations.ornt_transform(
+        nib.orientations.io_orientation(label_affine), nib.orientations.io_orientation(affine)
+    )
+    reoriented = [0, 0, 0]
+    for axis, (target, _) in enumerate(transform):
+        reoriented[int(target)] = label_shape[axis]
+    if tuple(reoriented) != tuple(shape):
+        raise LabelGeometryMismatch(
+            f"label map has shape {tuple(label_shape)} ({axis_codes(label_affine)}) but the image has "
+            f"{tuple(shape)} ({axis_codes(affine)}): it was not drawn on this image"
+        )
+    moved = label_affine @ nib.orientations.inv_ornt_aff(transform, label_shape)
+    error = float(np.abs((moved - affine) @ _corners(shape)).max())
+    if error > tolerance_mm:
+        raise LabelGeometryMismatch(
+            f"label map and image have the same shape {tuple(shape)} but their grids are "
+            f"{error:.2f} mm apart (tolerance {tolerance_mm} mm); label spacing "
+            f"{_fmt(spacing_of(label_affine))} origin {_fmt(label_affine[:3, 3])}, image spacing "
+            f"{_fmt(spacing_of(affine))} origin {_fmt(affine[:3, 3])}"
+        )
+    return transform
+
+
+def _fmt(values: tuple[float, ...] | np.ndarray) -> str:
     return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -75,13 +75,17 @@ def read_nifti(path: str | os.PathLike[str], modality: str | None = None, max_vo
 
 
 def inspect_nifti(
-    path: str | os.PathLike[str], modality: str | None = None, max_voxels: int = MAX_VOXELS
+    path: str | os.PathLike[str],
+    modality: str | None = None,
+    max_voxels: int = MAX_VOXELS,
+    each_slab: Callable[[np.ndarray], None] | None = None,
 ) -> VolumeInfo:
     """Check a NIfTI image as :func:`read_nifti` does, holding at most :data:`SLAB_VOXELS` of its voxels.
 
     The voxels are read once, in file order, slab by slab (a ``.nii.gz`` is inflated as a stream);
     each slab is scaled as nibabel scales the whole image and taken into the range the value checks
-    and the modality need. What is refused, and the message, are :func:`read_nifti`'s.
+    and the modality need, then handed to ``each_slab`` when given (a caller's own check of the values).
+    What is refused, and the message, are :func:`read_nifti`'s.
 
     Raises:
         ImageIOError: what :func:`read_nifti` raises for the file.
@@ -99,13 +103,31 @@ def inspect_nifti(
             for slab in slabs(shape, SLAB_VOXELS):
                 part = proxy[(*slab, 0) if len(image.shape) == 4 else slab]
                 values.add(part)
+                if each_slab is not None:
+                    each_slab(part)
                 unsigned = np.issubdtype(part.dtype, np.unsignedinteger)
+    except ImageIOError:
+        raise
     except Exception as exc:  # nibabel and gzip raise many types on cut files
         raise _unreadable(path, exc) from exc
     values.check(path.name)
     affine, warnings = _geometry(path, image)
     modality, warnings = _modality(modality, 0.0 if unsigned else values.low, warnings)
     return VolumeInfo(shape=shape, affine=affine, modality=modality, warnings=warnings)
+
+
+def nifti_grid(path: str | os.PathLike[str], max_voxels: int = MAX_VOXELS) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The shape and millimetre affine of a NIfTI image, from its header checked as :func:`read_nifti` checks it.
+
+    No voxel is read.
+
+    Raises:
+        ImageIOError: what :func:`read_nifti` raises for the header or the grid.
+    """
+    path = Path(path)
+    image = _open(path, max_voxels)
+    affine, _ = _geometry(path, image)
+    return _shape(path, image), affine
 
 
 def slabs(shape: tuple[int, int, int], voxels: int) -> Iterator[tuple[slice, slice, slice]]:

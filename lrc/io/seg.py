@@ -28,7 +28,7 @@ from lrc.io.atomic import write_dataset
 from lrc.io.errors import SegmentationFormatError
 from lrc.io.geometry import align_to
 from lrc.io.labels import Label, LabelTable
-from lrc.io.volume import LPS_TO_RAS, Volume
+from lrc.io.volume import LPS_TO_RAS, Volume, VolumeInfo
 
 SegType = Literal["binary", "labelmap"]
 SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")  # SEG, Label Map SEG
@@ -271,15 +271,16 @@ class SegmentMasks:
         return Volume(array=out, affine=self.affine, modality="SEG")
 
 
-def read_seg(path: str | os.PathLike[str], reference: Volume | None = None) -> SegmentMasks:
+def read_seg(path: str | os.PathLike[str], reference: Volume | VolumeInfo | None = None) -> SegmentMasks:
     """Read a DICOM SEG into per-segment masks.
 
     Args:
         path: the SEG file.
-        reference: the image the SEG was made on. When given, the masks are returned on its grid,
-            matched by SOP instance UIDs (slices the SEG leaves out are empty; the UID reference is
-            trusted even where a writer, like dcmqi, omits SpatialLocationsPreserved). Without it, the
-            masks are on the SEG's own grid, from its plane positions.
+        reference: the image the SEG was made on (its grid and source; its voxels are not used). When
+            given, the masks are returned on its grid, matched by SOP instance UIDs (slices the SEG leaves
+            out are empty; the UID reference is trusted even where a writer, like dcmqi, omits
+            SpatialLocationsPreserved). Without it, the masks are on the SEG's own grid, from its plane
+            positions.
 
     Raises:
         SegmentationFormatError: not a readable SEG, or it references none of ``reference``'s slices.
@@ -326,7 +327,7 @@ def read_seg(path: str | os.PathLike[str], reference: Volume | None = None) -> S
     return result
 
 
-def _onto(masks: SegmentMasks, reference: Volume) -> SegmentMasks:
+def _onto(masks: SegmentMasks, reference: Volume | VolumeInfo) -> SegmentMasks:
     """Reorient masks onto a reference grid that holds the same voxels (no resampling)."""
     channels = [align_to(Volume(m, masks.affine), reference).array for m in masks.masks]
     return SegmentMasks(np.stack(channels), reference.affine, masks.table, masks.fractional)
