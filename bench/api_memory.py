@@ -9,7 +9,9 @@ processes (the DICOM decoder pool) held together. Inputs are generated into ``--
 * ``nifti-inflating``: int16 zeros, 1024 x 1024 x 1000, gzipped: 2 MB sent, 2 GB of voxels;
 * ``nifti-float64``: float64 1e30 (the largest value the checks take), 1024 x 1024 x 256, gzipped: 2 MB, 2 GB;
 * ``dicom-native``: 600 uncompressed 512 x 512 slices (300 MB sent);
-* ``dicom-jpeg2000``: 3 JPEG 2000 slices of 16384 x 16384 zeros (8 kB sent, 805 M voxels).
+* ``dicom-jpeg2000``: 3 JPEG 2000 slices of 16384 x 16384 zeros (8 kB sent, 805 M voxels);
+* ``dataset-inflating``: ``POST /v1/datasets`` of one case, the ``nifti-inflating`` image and a uint8 label map of
+  ones on its grid, gzipped: 3 MB sent, 2 GB + 1 GB of voxels.
 
 Usage: ``python bench/api_memory.py --label after`` (this tree), then
 ``python bench/api_memory.py --tree /work/main --label before`` (another tree, e.g. main before the
@@ -83,11 +85,25 @@ def inputs(work: Path, shared_data: Path) -> dict[str, tuple[Callable[[], list[P
             cached("jpeg2000", lambda f: large_inputs.jpeg2000_series(template(), f, 3, 16384)),
             (16384, 16384, 3),
         ),
+        "dataset-inflating": (  # sorted: the image, then its label map
+            cached(
+                "dataset",
+                lambda f: [
+                    large_inputs.nifti(f / "image.nii.gz", (1024, 1024, 1000), "int16"),
+                    large_inputs.label_map(f / "label.nii.gz", (1024, 1024, 1000)),
+                ],
+            ),
+            (1024, 1024, 1000),
+        ),
     }
 
 
-def upload(client: Any, files: list[Path]) -> Any:
-    """``POST /v1/studies`` with ``files``, streamed from disk."""
+def upload(client: Any, name: str, files: list[Path]) -> Any:
+    """``POST /v1/studies`` with ``files``, streamed from disk; a ``dataset-`` case posts its image and label map
+    as a dataset instead."""
+    if name.startswith("dataset-"):
+        image, label = files
+        return large_inputs.post_dataset(client, image, label)
     with contextlib.ExitStack() as stack:
         handles: list[BinaryIO] = [stack.enter_context(p.open("rb")) for p in files]
         parts = [("files", (p.name, h)) for p, h in zip(files, handles, strict=True)]
@@ -120,13 +136,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     small = large_inputs.nifti(args.work / "warm.nii.gz", (16, 16, 4), "int16")
     results: dict[str, Any] = {}
     with api(args.tree.resolve(), args.work) as (process, client):
-        warm = upload(client, [small])
+        warm = upload(client, "warm", [small])
         assert warm.status_code == 201, warm.text
         time.sleep(1)
         for name in chosen:
             begin = time.perf_counter()
             with watch_memory(process.pid) as memory:
-                response = upload(client, files[name])
+                response = upload(client, name, files[name])
             seconds = time.perf_counter() - begin
             voxels = math.prod(cases[name][1])
             results[name] = {

@@ -148,6 +148,8 @@ def _image(
     if len(study.series) != 1:
         raise InvalidRequest(f"case {position}: image {upload.name} holds {len(study.series)} series; send one")
     series = study.series[0]
+    if staged[key].volumes:  # read just now
+        return series.id, staged[key].volumes[0]
     paths = ctx.store.materialize(series_entries(series), folder / "series")
     return series.id, _inspect(ctx, paths, folder)
 

@@ -93,6 +93,7 @@ class Staged:
     study: Study
     new: bool  # False: ``study`` is the project's earlier study of the same files; nothing to record
     blobs: dict[str, Path] = field(default_factory=dict)  # sha256 -> the file it was stored from
+    volumes: list[VolumeInfo] = field(default_factory=list)  # each new series as read, in study.series' order
 
 
 def ingest(
@@ -158,6 +159,7 @@ def stage(ctx: Context, uploads: list[Upload], folder: Path, created_by: str | N
             study.study_instance_uid = source.study_instance_uid
         if source and source.headers and not study.study_date:
             study.study_date, study.study_description = _study_header(source.headers[0])
+        staged.volumes.append(volume)
         study.series.append(
             Series(
                 id=new_id(),

@@ -2,14 +2,18 @@
 memory bound is measured with (``test_api_memory.py``, ``bench/api_memory.py``).
 
 Each image is valid, within the reader's voxel limit and accepted by the service; what makes it hostile
-is how much it costs to hold: a few MB of gzip or JPEG 2000 that decode to gigabytes.
+is how much it costs to hold: a few MB of gzip or JPEG 2000 that decode to gigabytes. :func:`post_dataset`
+sends such an image with a label map as a dataset.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import json
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -42,6 +46,23 @@ def nifti(path: Path, shape: tuple[int, int, int], dtype: str, fill: float = 0.0
         for k in range(0, shape[2], planes_per_chunk):
             sink.write(plane * min(planes_per_chunk, shape[2] - k))
     return path
+
+
+def label_map(path: Path, shape: tuple[int, int, int]) -> Path:
+    """A uint8 NIfTI label map of ``shape``, every voxel 1 (one structure): 1024 x 1024 x 1000 gzip to ~1 MB."""
+    return nifti(path, shape, "uint8", fill=1)
+
+
+def post_dataset(client: Any, image: Path, label: Path, timeout: float = 600) -> Any:
+    """``POST /v1/datasets``: one case of ``image`` and ``label`` (value 1 named ``organ``), streamed from disk."""
+    form = {
+        "name": "large",
+        "labels": json.dumps({"1": "organ"}),
+        "cases": json.dumps([{"image": image.name, "label": label.name}]),
+    }
+    with contextlib.ExitStack() as stack:
+        parts = [("files", (p.name, stack.enter_context(p.open("rb")))) for p in (image, label)]
+        return client.post("/v1/datasets", data=form, files=parts, timeout=timeout)
 
 
 def extreme_float64(path: Path, shape: tuple[int, int, int]) -> Path:
