@@ -1,1 +1,1 @@
-"""FastAPI front end (the service issue). It must not import torch: it queues work by task name."""
+"""FastAPI front end. It must not import torch: it queues work by task name."""

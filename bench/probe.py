@@ -1,4 +1,4 @@
-"""Linear probe of frozen features (issue 8): are pre-trained features more organ-informative than random ones?
+"""Linear probe of frozen features: are pre-trained features more organ-informative than random ones?
 
 For each pre-trained model directory given, and for a randomly initialised network of the same shape
 (seed 0), the frozen network's per-pixel features on the model grid (the last decoder stage, with

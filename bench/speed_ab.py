@@ -1,11 +1,11 @@
-"""Before/after of the predictor on a shared CPU: variants interleaved in one process, best of N (issue 9).
+"""Before/after of the predictor on a shared CPU: variants interleaved in one process, best of N.
 
 The 2-core machine these benchmarks run on is shared with other jobs whose load swings by 3x within a
 minute, so one long run per variant compares loads, not code. Here every variant predicts the same
 block of slices in turn, ``--rounds`` times; the minimum (the run least disturbed) and the median of
 wall and CPU seconds are reported per variant, with ratios to the current predictor.
 
-Variants: ``before`` (``--before``: the predictor as of commit 0c7dbac: C-ordered reoriented copy,
+Variants: ``before`` (``--before``: the predictor of commit 0c7dbac: C-ordered reoriented copy,
 slices cut across it), ``layout`` (the current slice-major predictor with ``fast_cpu=False``),
 ``after`` (current: plus the group-norm, channels-last copy of the network).
 

@@ -1,4 +1,4 @@
-"""Speed through the API: a real ``lrc serve`` (uvicorn + Celery workers, SQLite, on-disk queue) (issue 9).
+"""Speed through the API: a real ``lrc serve`` (uvicorn + Celery workers, SQLite, on-disk queue).
 
 ``e2e``: upload the 300-slice CT (300 DICOM files, one multipart request) -> segment with the
 production (starter) model -> NIfTI ready -> DICOM SEG ready (the export job), timed from the

@@ -1,4 +1,4 @@
-"""Speed, end to end through ``lrc segment``: a 512x512x300 CT DICOM series in, DICOM SEG out (issue 9).
+"""Speed, end to end through ``lrc segment``: a 512x512x300 CT DICOM series in, DICOM SEG out.
 
 Two measurements on the same series (``bench/make_series.py``), ``--repeats`` times each, in fresh
 processes so that start-up counts:

@@ -1,4 +1,4 @@
-"""Speed against peers on the same 512x512x300 CT, same device, same threads (issue 9).
+"""Speed against peers on the same 512x512x300 CT, same device, same threads.
 
 ``nnunet``: the model stage against nnU-Net v2's own predictor (``nnunetv2.inference.nnUNetPredictor``)
 configured like TotalSegmentator's 3d_fullres organ network (Dataset291: ``PlainConvUNet``, 6 stages,

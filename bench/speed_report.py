@@ -1,4 +1,4 @@
-"""Plots and Markdown tables for bench/SPEED.md from bench/results/speed_*.json (issue 9).
+"""Plots and Markdown tables for bench/SPEED.md from bench/results/speed_*.json.
 
 Usage: ``python bench/speed_report.py [--results bench/results]`` writes ``speed_stages.png`` and
 ``speed_peers.png`` there and prints the tables (GPU results appear once their JSON is there).

@@ -1,4 +1,4 @@
-"""How far training moved a U-Net's convolutions from where they started (issue 8).
+"""How far training moved a U-Net's convolutions from where they started.
 
 For each model directory given (pre-trained or fine-tuned), and each convolution that feeds an
 instance norm: the mean filter norm against the same layer's in a fresh initialisation, and the

@@ -1,1 +1,1 @@
-"""Celery workers (the service issue): thin tasks that call ``lrc`` runners."""
+"""Celery workers: thin tasks that call ``lrc`` runners."""

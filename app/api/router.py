@@ -10,5 +10,5 @@ from app.web import router as web
 api_router = APIRouter()
 for module in (health, studies, segmentations, jobs, datasets, training, models, keys):
     api_router.include_router(module.router)
-api_router.include_router(dicomweb.router)  # DICOMweb STOW-RS (issue 5)
-api_router.include_router(web.router)  # the web page (issue 7)
+api_router.include_router(dicomweb.router)  # DICOMweb STOW-RS
+api_router.include_router(web.router)  # the web page

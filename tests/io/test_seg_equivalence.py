@@ -1,6 +1,6 @@
 """The fast SEG writer against the straightforward highdicom call it replaced, on a real series.
 
-The reference is the writer as it was before issue 9: highdicom given the strided ``Z x rows x
+The reference is the straightforward writer: highdicom given the strided ``Z x rows x
 columns`` view of the label map. Both files must be the same bytes once the values that differ
 between any two runs (new UIDs, creation times) are set to fixed ones: every module, every frame
 (and which empty frames are left out), every reference and the packed pixel data.
@@ -40,7 +40,7 @@ VOLATILE = {
 
 
 def reference_seg(labels: Volume, image: Volume, table: LabelTable, kind: str, path: Path) -> Path:
-    """The SEG as ``write_seg`` wrote it before issue 9 (same arguments, strided frames)."""
+    """The SEG as the straightforward highdicom call writes it (same arguments, strided frames)."""
     assert image.source is not None
     lut = np.zeros(int(max(labels.array.max(), max(table))) + 1, dtype=np.uint8)
     for number, value in enumerate(table, start=1):
