@@ -1,13 +1,14 @@
 """The self-supervised objective kept on during fine-tuning, on unlabeled slices.
 
 Pre-training then fine-tuning lets fine-tuning overwrite what pre-training taught: on the synthetic
-cohort and the real CT, pre-trained weights reach scratch's Dice in about half the fine-tuning steps
-but end level with it (``docs/research/REPORT.md``). With ``FinetuneConfig.contrast_weight > 0``, fine-tuning
-adds ``contrast_weight`` times a pre-training loss (MoCo, LRC or MoCo+LRC, with its views and
-super-pixels) on a batch of unlabeled slices every ``contrast_every`` steps, through the network being
-fine-tuned: self-supervision as an auxiliary task of the supervised one (S4L: Zhai et al.,
-"Self-supervised semi-supervised learning", ICCV 2019). The projection heads are new, the momentum
-key encoder starts as a copy of the network and its queue empty; none of them is saved.
+cohort and the real CT, pre-trained weights end level with scratch, and their faster start comes from
+the 3x rate they are fine-tuned at (scratch at that rate starts as fast: ``bench/RESULTS.md``). With
+``FinetuneConfig.contrast_weight > 0``, fine-tuning adds ``contrast_weight`` times a pre-training loss
+(MoCo, LRC or MoCo+LRC, with its views and super-pixels) on a batch of unlabeled slices every
+``contrast_every`` steps, through the network being fine-tuned: self-supervision as an auxiliary task of
+the supervised one (S4L: Zhai et al., "Self-supervised semi-supervised learning", ICCV 2019). The
+projection heads are new, the momentum key encoder starts as a copy of the network and its queue empty;
+none of them is saved.
 """
 
 from __future__ import annotations

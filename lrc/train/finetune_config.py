@@ -53,7 +53,9 @@ class FinetuneConfig:
             (``pretrained``) model, 1 from a segmentation model and from scratch. Pre-trained
             features have to move further than a segmentation model's: at 1x the best MoCo+LRC
             recipe is 0.05-0.07 mean Dice behind scratch on the synthetic cohort, at 3x level with
-            or ahead of it; 5x is worse than 3x (``docs/research/REPORT.md``).
+            or ahead of it; 5x is worse than 3x (``docs/research/REPORT.md``). From scratch, 3x
+            converges as fast as pre-trained weights do (+0.14 mean Dice after 500 steps) and is
+            level with 1x at 1000 and 2000 steps (``bench/RESULTS.md``): from scratch the default is 1.
         transfer: what a pre-trained init gives: ``all`` (encoder and decoder) or ``encoder``.
         warmup_steps: steps during which the transferred layers stay frozen (their cosine
             schedule runs over the remaining steps).
