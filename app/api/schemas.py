@@ -145,8 +145,8 @@ class FinetuneOptions(BaseModel):
         default=None,
         ge=0,
         le=10,
-        description="learning-rate multiplier of the base model's layers; none: 3 from a pre-trained (self-supervised) "
-        "model, 1 from a segmentation model",
+        description="learning-rate multiplier of the base model's layers (from scratch: the same layers); none: 3 from "
+        "a pre-trained (self-supervised) model, 1 from a segmentation model and from scratch",
     )
     transfer: Literal["all", "encoder"] = Field(default="all", description="what a pre-trained base model gives")
     warmup_steps: int = Field(default=0, ge=0, description="steps with the pre-trained layers frozen (< steps)")
