@@ -12,8 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.records.models import Base
-from app.records.upgrade import one_at_a_time, upgrade
+from app.records.upgrade import upgrade
 
 
 class Database:
@@ -30,14 +29,11 @@ class Database:
         self.pid = os.getpid()
 
     def create_schema(self) -> None:
-        """Create missing tables and upgrade those of an earlier version (idempotent).
+        """Create the tables of a new database, or upgrade those of an earlier version (idempotent).
 
-        Processes starting together on an empty database (API and workers) create the tables one
-        after the other: without the lock, two would both find a table missing and the second fail.
+        Processes starting together (API and workers) do it one after the other, under a lock: see
+        :func:`app.records.upgrade.upgrade`.
         """
-        with self.engine.begin() as connection:
-            one_at_a_time(connection)
-            Base.metadata.create_all(connection)
         upgrade(self.engine)
 
     @contextmanager

@@ -1,22 +1,34 @@
-"""Bring a database made by an earlier version up to the current tables (there are no migrations).
+"""Create the records' tables or bring them up to the current schema, at every start.
 
-Only what changed since: the ``project`` column: existing rows go to project ``default`` (the
-bootstrap admin key's), and model version numbers become unique per project instead of per name;
-``segmentations.request_key`` (the ``Idempotency-Key`` of ``POST /v1/segmentations``), empty on
-existing rows, with its unique index per project; ``studies.study_date`` and
-``studies.study_description``, empty on existing rows. Runs at every start, after ``create_all``;
-does nothing on an up-to-date database.
+The schema changes are Alembic revisions (:mod:`app.records.migrations`), recorded in the database's
+``alembic_version`` table. :func:`upgrade` handles three kinds of database:
+
+- a new one (none of the service's tables): ``create_all`` from :mod:`app.records.models`, then
+  stamped with the newest revision. The models are the one description of the current schema; a new
+  database is made from them in one pass, without replaying every earlier change (SQLite's table
+  copies included) and without the server defaults that upgrade steps leave on old rows' columns.
+  The test of the revisions against the models (``compare_metadata``) keeps the two equal;
+- one with a version table: the revisions after its own are applied;
+- one made before the version table existed: its revision is found from its tables
+  (:func:`legacy_revision`) and stamped, then the revisions after it are applied.
+
+Processes starting together (API and workers) do this one after the other: all of it runs in one
+transaction that first takes the schema lock (:func:`one_at_a_time`), so each process looks at the
+database only once the previous one has committed, and a database is never left half changed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from alembic import command
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, inspect, text
-from sqlalchemy.schema import CreateIndex, CreateTable
 
-from app.records.models import REQUEST_KEY_INDEX, REQUEST_KEY_MAX, Base
-from app.records.projects import DEFAULT
+from app.records.migrations import alembic_config, head
+from app.records.models import Base
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x4C52C006  # pg_advisory_xact_lock key of schema changes (one fixed key for every process)
@@ -26,51 +38,54 @@ PROJECT_TABLES = (
 
 
 def upgrade(engine: Engine) -> list[str]:
-    """Add what an older schema lacks; the changes made (empty when none).
+    """Create or upgrade the tables; the revisions applied (``"<id> <what it changes>"``, empty when none).
 
-    Processes starting together (API and workers) upgrade one after the other, each looking at the
-    tables only once it holds the lock: PostgreSQL's transaction-scoped advisory lock, SQLite's write
-    lock (``BEGIN IMMEDIATE``; SQLite's DDL is transactional too).
+    Each applied revision is logged at WARNING.
     """
-    done: list[str] = []
-    rebuild = False
-    with engine.begin() as connection:
+    with engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
         one_at_a_time(connection)
-        inspector = inspect(connection)
-        for table in PROJECT_TABLES:
-            if "project" in {c["name"] for c in inspector.get_columns(table)}:
-                continue
-            connection.execute(text(f"ALTER TABLE {table} ADD COLUMN project VARCHAR(64) NOT NULL DEFAULT '{DEFAULT}'"))
-            connection.execute(text(f"CREATE INDEX ix_{table}_project ON {table} (project)"))
-            done.append(f"{table}.project added (existing rows in project {DEFAULT!r})")
-        if "request_key" not in {c["name"] for c in inspector.get_columns("segmentations")}:
-            connection.execute(text(f"ALTER TABLE segmentations ADD COLUMN request_key VARCHAR({REQUEST_KEY_MAX})"))
-            connection.execute(text(f"CREATE UNIQUE INDEX {REQUEST_KEY_INDEX} ON segmentations (project, request_key)"))
-            done.append("segmentations.request_key added (Idempotency-Key; empty on existing rows)")
-        study_columns = {c["name"] for c in inspector.get_columns("studies")}
-        for column, size in (("study_date", 8), ("study_description", 256)):
-            if column not in study_columns:
-                connection.execute(text(f"ALTER TABLE studies ADD COLUMN {column} VARCHAR({size}) NOT NULL DEFAULT ''"))
-                done.append(f"studies.{column} added (empty on existing rows)")
-        uniques = inspector.get_unique_constraints("model_versions")
-        old = [u for u in uniques if u["column_names"] == ["name", "version"]]
-        if old and engine.dialect.name == "sqlite":
-            rebuild = True  # below, outside this transaction: it needs foreign keys off
-        elif old:
-            connection.execute(text(f'ALTER TABLE model_versions DROP CONSTRAINT "{old[0]["name"]}"'))
-            connection.execute(
-                text(
-                    "ALTER TABLE model_versions ADD CONSTRAINT uq_model_versions_project_name_version "
-                    "UNIQUE (project, name, version)"
-                )
-            )
-    # Another process may have rebuilt the SQLite table between this one's two transactions: only
-    # the process that made the change reports it.
-    if (old and not rebuild) or (rebuild and _rebuild_model_versions(engine)):
-        done.append("model_versions: versions unique per (project, name)")
-    for change in done:
+        config = alembic_config(connection)
+        if not MigrationContext.configure(connection).get_current_heads():
+            found = legacy_revision(connection)
+            if found is None:
+                Base.metadata.create_all(connection)
+                command.stamp(config, "head")
+            else:
+                command.stamp(config, found)
+                log.warning("database without a version table: its tables are those of revision %s", found)
+        command.upgrade(config, "head")
+        applied: list[str] = config.attributes["applied"]
+        if applied and connection.dialect.name == "sqlite":
+            _no_broken_references(connection)
+    for change in applied:
         log.warning("database upgraded: %s", change)
-    return done
+    return applied
+
+
+def legacy_revision(connection: Connection) -> str | None:
+    """The revision whose tables a database without a version table has (``None``: it has none of them).
+
+    Only for databases made before the version table existed: every later one records its revision.
+    """
+    inspector = inspect(connection)
+    tables = set(inspector.get_table_names())
+    if not tables & set(Base.metadata.tables):
+        return None
+
+    def columns(table: str) -> set[str]:
+        return {c["name"] for c in inspector.get_columns(table)}
+
+    if "result_instances" not in tables:
+        return "0001"
+    if "project" not in columns("studies"):
+        return "0002"
+    if ["name", "version"] in [u["column_names"] for u in inspector.get_unique_constraints("model_versions")]:
+        return "0003"
+    if "request_key" not in columns("segmentations"):
+        return "0004"
+    if "study_date" not in columns("studies"):
+        return "0005"
+    return head()
 
 
 def one_at_a_time(connection: Connection) -> None:
@@ -85,52 +100,29 @@ def one_at_a_time(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _rebuild_model_versions(engine: Engine) -> bool:
-    """SQLite cannot drop a table's unique constraint: copy the rows into a table made anew.
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite: foreign keys off on ``connection`` meanwhile (no-op elsewhere).
 
-    Returns whether this call rebuilt it (``False``: another process had done it meanwhile).
-
-    Foreign keys are off meanwhile, and ``legacy_alter_table`` keeps the references from
-    ``segmentations`` pointing at the name ``model_versions`` (then the new table) during the rename
-    (https://www.sqlite.org/lang_altertable.html#otheralter).
+    A revision in batch mode copies a table into a new one and drops the old: with foreign keys on,
+    dropping a table that other rows reference fails. The pragma is ignored inside a transaction, so
+    it is set before the caller's begins; the connection goes back to the pool with them on.
     """
-    table = Base.metadata.tables["model_versions"]
-    columns = ", ".join(c.name for c in table.columns)
-    raw = engine.raw_connection()
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()  # SQLAlchemy's own transaction (pysqlite began none for a pragma)
     try:
-        connection = raw.driver_connection
-        assert connection is not None
-        previous = connection.isolation_level
-        connection.isolation_level = None  # statements below manage the transaction themselves
-        connection.execute("PRAGMA foreign_keys=OFF")
-        connection.execute("PRAGMA legacy_alter_table=ON")
-        connection.execute("BEGIN IMMEDIATE")  # one process at a time; the one that waited finds it done
-        try:
-            (current,) = connection.execute("SELECT sql FROM sqlite_master WHERE name = 'model_versions'").fetchone()
-            if "uq_model_versions_project_name_version" in current:
-                connection.execute("COMMIT")
-                return False
-            connection.execute("ALTER TABLE model_versions RENAME TO model_versions_before_projects")
-            for (name,) in connection.execute(  # its indexes keep their names: free them for the new table
-                "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='model_versions_before_projects' "
-                "AND sql IS NOT NULL"
-            ).fetchall():
-                connection.execute(f'DROP INDEX "{name}"')
-            connection.execute(str(CreateTable(table).compile(engine)))
-            for index in table.indexes:
-                connection.execute(str(CreateIndex(index).compile(engine)))
-            connection.execute(
-                f"INSERT INTO model_versions ({columns}) SELECT {columns} FROM model_versions_before_projects"
-            )
-            connection.execute("DROP TABLE model_versions_before_projects")
-            connection.execute("COMMIT")
-            return True
-        except Exception:
-            connection.execute("ROLLBACK")
-            raise
-        finally:
-            connection.execute("PRAGMA legacy_alter_table=OFF")
-            connection.execute("PRAGMA foreign_keys=ON")
-            connection.isolation_level = previous
+        yield
     finally:
-        raw.close()
+        connection.rollback()  # nothing is open here unless the caller's transaction failed to end
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
+
+
+def _no_broken_references(connection: Connection) -> None:
+    """Raise (rolling the upgrade back) when a revision left a reference to a missing row (SQLite)."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise RuntimeError(f"the upgrade would leave references to missing rows: {broken[:5]}")

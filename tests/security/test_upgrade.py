@@ -1,7 +1,10 @@
-"""Databases of earlier versions keep working, on SQLite and PostgreSQL. Made before projects: at start
-the ``project`` columns are added (existing rows in project ``default``) and model versions become
-unique per project. Made before idempotency keys: ``segmentations.request_key`` is added with its
-unique index per project. Processes starting together upgrade once."""
+"""Databases of earlier versions keep working, on SQLite and PostgreSQL: at start the Alembic revisions
+after a database's own are applied (app/records/migrations), those made before the version table
+existed first recognised by their tables. Made before projects: the ``project`` columns are added
+(existing rows in project ``default``) and model versions become unique per project. Made before
+idempotency keys: ``segmentations.request_key`` is added with its unique index per project. Every
+upgraded database has the models' tables (Alembic's ``compare_metadata``). Processes starting together
+upgrade once."""
 
 from __future__ import annotations
 
@@ -13,20 +16,54 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import Column, ForeignKey, MetaData, Table, UniqueConstraint, create_engine, inspect, text
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import (
+    Column,
+    Engine,
+    ForeignKey,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    inspect,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
 
 from app.records import Database, registry
 from app.records.keys import find_key, hash_token
+from app.records.migrations import alembic_config, head, revisions
 from app.records.models import REQUEST_KEY_INDEX, Base, Segmentation
 from app.records.projects import DEFAULT
-from app.records.upgrade import PROJECT_TABLES, upgrade
+from app.records.upgrade import PROJECT_TABLES, legacy_revision, upgrade
 from tests.service.postgres import postgres_database
 
 TOKEN = "lrc_a-key-made-before-projects-existed"
 STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 BEFORE_PROJECTS, BEFORE_REQUEST_KEYS = "before-projects", "before-request-keys"
+REVISION = {BEFORE_PROJECTS: "0002", BEFORE_REQUEST_KEYS: "0004"}  # the revision whose tables each era has
 T = TypeVar("T")
+
+
+def after(revision: str) -> list[str]:
+    """The revisions an upgrade from ``revision`` applies, oldest first."""
+    every = revisions()
+    return every[every.index(revision) + 1 :]
+
+
+def differences(engine: Engine) -> list[Any]:
+    """What autogenerate would change to give the database the models' tables (empty: none)."""
+    with engine.connect() as connection:
+        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+
+def stamped(engine: Engine) -> list[str]:
+    """The revisions recorded in the database's version table."""
+    with engine.connect() as connection:
+        return list(MigrationContext.configure(connection).get_current_heads())
 
 
 def old_tables(era: str) -> MetaData:
@@ -50,9 +87,10 @@ def old_tables(era: str) -> MetaData:
             if c.name not in dropped
         ]
         extra: list[Any] = []
-        if table.name == "model_versions":
-            unique = ("name", "version") if era == BEFORE_PROJECTS else ("project", "name", "version")
-            extra = [UniqueConstraint(*unique)]
+        if table.name == "model_versions" and era == BEFORE_PROJECTS:
+            extra = [UniqueConstraint("name", "version")]
+        elif table.name == "model_versions":
+            extra = [UniqueConstraint("project", "name", "version", name="uq_model_versions_project_name_version")]
         Table(table.name, old, *columns, *extra)
     return old
 
@@ -82,6 +120,14 @@ def _filled(url: str, era: str) -> Iterator[str]:
     old = old_tables(era)
     engine = Database(url).engine  # the service's engine options (SQLite: foreign keys on)
     old.create_all(engine)
+    _fill(engine, old)
+    engine.dispose()
+    yield url
+
+
+def _fill(engine: Engine, old: MetaData) -> None:
+    """A few records in tables of an earlier version (``old``): a key, a study and series, the starter
+    model, a job and a segmentation."""
     t = old.tables
     with engine.begin() as connection:
 
@@ -120,29 +166,23 @@ def _filled(url: str, era: str) -> Iterator[str]:
             {"id": "g1", "series_id": "r1", "model_version_id": "m1", "job_id": "j1", "outputs": {},
              "created_at": STAMP},
         )  # fmt: skip
-    engine.dispose()
-    yield url
 
 
 def test_an_old_database_is_upgraded_in_place(old_database: str, era: str) -> None:
     database = Database(old_database)
     try:
-        _upgraded_in_place(database, era)
+        _upgraded_in_place(database, REVISION[era])
     finally:  # a failure must not leave connections for a later test's garbage collection to warn about
         database.engine.dispose()
 
 
-def _upgraded_in_place(database: Database, era: str) -> None:
-    Base.metadata.create_all(database.engine)  # what every start does (Database.create_schema)
-    changes = upgrade(database.engine)
-    assert any(".project added" in c for c in changes) is (era == BEFORE_PROJECTS), changes
-    assert [c for c in changes if "request_key" in c] == [
-        "segmentations.request_key added (Idempotency-Key; empty on existing rows)"
-    ]
-    assert [c for c in changes if c.startswith("studies.study_")] == [
-        "studies.study_date added (empty on existing rows)",
-        "studies.study_description added (empty on existing rows)",
-    ]
+def _upgraded_in_place(database: Database, revision: str) -> None:
+    """Upgraded from ``revision``'s tables with :func:`_fill`'s records: the revisions after it applied,
+    the records kept (in project ``default``), the models' tables, nothing left for the next start."""
+    changes = upgrade(database.engine)  # what every start does (Database.create_schema)
+    assert [c.split()[0] for c in changes] == after(revision), changes
+    assert stamped(database.engine) == [head()]
+    assert differences(database.engine) == []
     inspector = inspect(database.engine)
     for table in PROJECT_TABLES:
         assert "project" in {c["name"] for c in inspector.get_columns(table)}, table
@@ -167,16 +207,88 @@ def _upgraded_in_place(database: Database, era: str) -> None:
             assert connection.execute(text("PRAGMA foreign_key_check")).all() == []
             targets = {row[2] for row in connection.execute(text("PRAGMA foreign_key_list(segmentations)"))}
             assert "model_versions" in targets
-            assert "model_versions_before_projects" not in str(
-                connection.execute(text("SELECT group_concat(sql) FROM sqlite_master")).scalar()
-            )
+            schema = str(connection.execute(text("SELECT group_concat(sql) FROM sqlite_master")).scalar())
+            assert "_alembic_tmp" not in schema  # batch mode's copy was renamed into place
+            assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1  # back on for the pool
     _request_keys_unique_per_project(database)
 
 
 def test_a_new_database_needs_no_upgrade(tmp_path: Path) -> None:
+    """Tables made by ``create_all`` and no version table (a database of the version before the revisions
+    existed): recognised as the newest revision, stamped so, nothing applied."""
     engine = create_engine(f"sqlite:///{tmp_path / 'new.sqlite'}")
     Base.metadata.create_all(engine)
     assert upgrade(engine) == []
+    assert stamped(engine) == [head()]
+    engine.dispose()
+
+
+@pytest.fixture
+def new_database(dialect: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database."""
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path / 'records.sqlite'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.mark.parametrize("versioned", [True, False], ids=["versioned", "before-version-table"])
+@pytest.mark.parametrize("revision", revisions())
+def test_a_database_at_each_revision_is_upgraded_to_the_newest(
+    new_database: str, revision: str, versioned: bool
+) -> None:
+    """Made by the revisions up to ``revision``, with records in it: upgraded at start to the models' tables.
+    Without its version table (databases made before it existed) its revision is found from its tables."""
+    database = Database(new_database)
+    try:
+        with database.engine.begin() as connection:
+            command.upgrade(alembic_config(connection), revision)
+        if not versioned:
+            with database.engine.begin() as connection:
+                connection.execute(text("DROP TABLE alembic_version"))
+                assert legacy_revision(connection) == revision
+        tables = MetaData()
+        tables.reflect(database.engine)
+        _fill(database.engine, tables)
+        _upgraded_in_place(database, revision)
+    finally:
+        database.engine.dispose()
+
+
+def test_the_revisions_make_the_models_tables(new_database: str) -> None:
+    """An empty database taken through every revision has exactly the models' tables: a column added to a
+    model without a revision fails here."""
+    database = Database(new_database)
+    try:
+        with database.engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "head")
+        assert differences(database.engine) == []
+        assert upgrade(database.engine) == []
+        unrevised = MetaData()
+        for table in Base.metadata.sorted_tables:
+            table.to_metadata(unrevised)
+        unrevised.tables["studies"].append_column(Column("referrer", String(64), nullable=True))
+        with database.engine.connect() as connection:
+            (change,) = compare_metadata(MigrationContext.configure(connection), unrevised)
+        assert change[0] == "add_column"
+        assert (change[2], change[3].name) == ("studies", "referrer")
+    finally:
+        database.engine.dispose()
+
+
+def test_a_new_database_is_made_from_the_models_and_stamped(new_database: str) -> None:
+    """A start on an empty database: the models' tables and the version table at the newest revision."""
+    database = Database(new_database)
+    try:
+        database.create_schema()
+        assert "alembic_version" in inspect(database.engine).get_table_names()
+        assert stamped(database.engine) == [head()]
+        assert differences(database.engine) == []
+        database.create_schema()  # the next start
+        assert stamped(database.engine) == [head()]
+    finally:
+        database.engine.dispose()
 
 
 def _request_keys_unique_per_project(database: Database) -> None:
@@ -229,26 +341,12 @@ def test_processes_starting_together_upgrade_once(old_database: str) -> None:
     databases = [Database(old_database) for _ in range(4)]
     try:
         changes = _at_once(databases, lambda database: upgrade(database.engine))
-        # Each change is made by exactly one process. On SQLite the model_versions rebuild runs in a
-        # second transaction (foreign keys off), so another process may be the one that makes it.
-        made = [change for made_by_one in changes for change in made_by_one]
-        # project columns, versions per project, request_key, the studies' date and description
-        assert len(made) == len(set(made)) == len(PROJECT_TABLES) + 4
-        assert sum(1 for c in changes if c) <= 2
+        # The first to hold the lock applies every revision; the others find the newest one recorded.
+        assert sorted(len(c) for c in changes) == [0, 0, 0, len(after(REVISION[BEFORE_PROJECTS]))]
         assert upgrade(databases[0].engine) == []
     finally:  # a failure must not leave connections for a later test's garbage collection to warn about
         for database in databases:
             database.engine.dispose()
-
-
-@pytest.fixture
-def new_database(dialect: str, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database."""
-    if dialect == "sqlite":
-        yield f"sqlite:///{tmp_path / 'records.sqlite'}"
-    else:
-        with postgres_database() as url:
-            yield url
 
 
 def test_processes_starting_together_on_a_new_database_create_it_once(new_database: str) -> None:
@@ -257,7 +355,8 @@ def test_processes_starting_together_on_a_new_database_create_it_once(new_databa
     missing, and the second fails on its type's unique name)."""
     databases = [Database(new_database) for _ in range(6)]
     _at_once(databases, Database.create_schema)
-    assert set(inspect(databases[0].engine).get_table_names()) == set(Base.metadata.tables)
+    assert set(inspect(databases[0].engine).get_table_names()) == {*Base.metadata.tables, "alembic_version"}
+    assert stamped(databases[0].engine) == [head()]
     assert upgrade(databases[0].engine) == []
     for database in databases:
         database.engine.dispose()
