@@ -161,11 +161,11 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
                 preparing=preparing(report),
             )
             card = read_card(written)
-            report(0.92, "comparing with production")
+            report(0.92, "comparing with production", progress.last)
             _, held_out = fixed_split(cases, config.validation_fraction)
 
-            def comparing(done: float) -> None:
-                report(0.92 + 0.06 * done, "comparing with production", {"compared": round(done, 3)})
+            def comparing(done: float) -> None:  # the training's last metrics stay in the progress
+                report(0.92 + 0.06 * done, "comparing with production", {**progress.last, "compared": round(done, 3)})
 
             comparison = _compare(ctx, card.metrics, current, [cases[i] for i in held_out], table, comparing)
     finally:
