@@ -28,6 +28,7 @@ from gateway.pacs import Pacs, SeriesMatch
 from lrc.io import read_volume
 from lrc.io.nifti import write_nifti
 from lrc.io.rtstruct_read import read_rois, read_rtstruct, referenced_series
+from lrc.writers import get_writer
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def push_result(
 ) -> str:
     """Send a segmentation's ``fmt`` result (``dicom-seg``, ``rtstruct``), re-identified; its SOP Instance UID."""
     with tempfile.TemporaryDirectory(dir=work_dir) as folder:
-        path = Path(folder) / f"{segmentation_id}.{fmt}.dcm"
+        path = Path(folder) / f"{segmentation_id}.{fmt}{get_writer(fmt).extension}"
         data = client.result(segmentation_id, fmt)
         path.write_bytes(pseudonyms.reidentify_bytes(data) if pseudonyms else data)
         sop_uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)

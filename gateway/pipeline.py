@@ -26,6 +26,7 @@ from gateway.errors import NotReady, Permanent, Retryable
 from gateway.inbox import Batch, Inbox
 from gateway.outbox import NewStep, Outbox, Step
 from gateway.rules import Rules, SeriesInfo
+from lrc.writers import DICOM_SEG, get_writer
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Pipeline:
         client: ServiceClient,
         delivery: Delivery,
         results_dir: Path,
-        formats: tuple[str, ...] = ("dicom-seg",),
+        formats: tuple[str, ...] = (DICOM_SEG.name,),
         timing: Timing = Timing(),
         keep_instances: bool = False,
         pseudonyms: Pseudonyms | None = None,
@@ -174,7 +175,8 @@ class Pipeline:
             data = self.client.result(segmentation_id, fmt)
             if self.pseudonyms is not None:  # back to the original patient, study and referenced UIDs
                 data = self.pseudonyms.reidentify_bytes(data)
-            path = write_durably(self.results_dir / f"{segmentation_id}.{fmt}.dcm", data, self.inbox.tmp)
+            name = f"{segmentation_id}.{fmt}{get_writer(fmt).extension}"
+            path = write_durably(self.results_dir / name, data, self.inbox.tmp)
             sop_uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
             then.append(
                 NewStep("deliver", f"{segmentation_id}:{fmt}", {"path": str(path), "sop_instance_uid": sop_uid})

@@ -17,6 +17,7 @@ from gateway.pipeline import Pipeline, Timing
 from gateway.rules import load_rules
 from gateway.settings import GatewaySettings
 from lrc.io.atomic import make_folder
+from lrc.writers import DICOM_SEG, RTSTRUCT
 
 log = logging.getLogger(__name__)
 RECOVER_EVERY_S = 60.0  # how often complete series on disk without outbox steps are looked for
@@ -45,7 +46,7 @@ class Gateway:
         self.outbox = Outbox(settings.data_dir / "outbox.sqlite")
         self.client = ServiceClient(settings.api_url, settings.api_key, settings.http_timeout, self.inbox.tmp)
         self.pseudonyms = Pseudonyms(settings.data_dir / "pseudonyms.sqlite") if settings.deidentify else None
-        formats = ("dicom-seg", "rtstruct") if settings.rtstruct else ("dicom-seg",)
+        formats = (DICOM_SEG.name, RTSTRUCT.name) if settings.rtstruct else (DICOM_SEG.name,)
         self.pipeline = Pipeline(
             self.inbox,
             self.outbox,

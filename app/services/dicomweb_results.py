@@ -24,10 +24,11 @@ from app.errors import InvalidQuery, NotAcceptable, NotFound
 from app.records import instances as records
 from app.records.instances import Match
 from app.records.models import ResultInstance
+from lrc.writers import writer_names
 
 log = logging.getLogger(__name__)
 
-DICOM_FORMATS = ("dicom-seg", "rtstruct")
+DICOM_FORMATS = writer_names(needs_dicom=True)
 MAX_LIMIT = 1000
 STUDY_TAGS = (
     "SpecificCharacterSet", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName",

@@ -18,13 +18,7 @@ from app.records.models import Job, ModelVersion, Segmentation
 from app.records.studies import get_series
 from app.services.jobs import dispatch, utc
 from lrc.models.card import ModelCard
-
-FORMATS = {
-    "nifti": ("application/gzip", "segmentation.nii.gz"),
-    "dicom-seg": ("application/dicom", "segmentation.dcm"),
-    "rtstruct": ("application/dicom", "rtstruct.dcm"),
-}
-DICOM_FORMATS = ("dicom-seg", "rtstruct")
+from lrc.writers import UnknownFormat, get_writer
 
 
 @dataclass(frozen=True)
@@ -158,13 +152,15 @@ def result(ctx: Context, segmentation_id: str, fmt: str, project: str) -> Result
         InvalidRequest: unknown format, or a DICOM format for a series not read from DICOM.
         ResultNotReady: the job (or the DICOM export) has not succeeded yet.
     """
-    if fmt not in FORMATS:
-        raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    try:
+        writer = get_writer(fmt)
+    except UnknownFormat as exc:
+        raise InvalidRequest(str(exc)) from None
     seg, job, export, _ = get(ctx, segmentation_id, project)
     if fmt not in seg.outputs:
         if job.state != "succeeded":
             raise ResultNotReady(_not_ready(job, "segmentation"))
-        if fmt in DICOM_FORMATS and export is None:
+        if writer.needs_dicom and export is None:
             raise InvalidRequest(
                 f"no {fmt} for this series: a {fmt} must reference DICOM images with their UIDs, and this "
                 "series was read from NIfTI or from DICOM files without UIDs; download format=nifti"
@@ -172,8 +168,7 @@ def result(ctx: Context, segmentation_id: str, fmt: str, project: str) -> Result
         if export is not None and export.state != "succeeded":
             raise ResultNotReady(_not_ready(export, f"{fmt} export"))
         raise NotFound(f"{fmt} result of segmentation", segmentation_id)
-    media_type, filename = FORMATS[fmt]
-    return ResultFile(ctx.store.path(seg.outputs[fmt]), media_type, filename)
+    return ResultFile(ctx.store.path(seg.outputs[fmt]), writer.media_type, writer.filename)
 
 
 def _not_ready(job: Job, what: str) -> str:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from lrc.cli.progress import QuietFlag, feedback
+from lrc.writers import DICOM_SEG, NIFTI, RTSTRUCT, WriteOptions, Writer
 
 app = typer.Typer()
 
@@ -49,12 +50,15 @@ class Overlap(StrEnum):
     last = "last"
 
 
-class LabelFormat(StrEnum):
-    """DICOM label object to write."""
-
-    seg = "seg"
-    seg_labelmap = "seg-labelmap"
-    rtstruct = "rtstruct"
+# DICOM label objects ``convert --format`` writes, by the names it takes: each a writer and its options.
+LABEL_OBJECTS: dict[str, tuple[Writer, WriteOptions]] = {
+    "seg": (DICOM_SEG, WriteOptions()),
+    "seg-labelmap": (DICOM_SEG, WriteOptions(segmentation_type="labelmap")),
+    RTSTRUCT.name: (RTSTRUCT, WriteOptions()),
+}
+# The choices of --format (mypy cannot see members made at run time).
+LabelFormat = StrEnum("LabelFormat", {name: name for name in LABEL_OBJECTS})  # type: ignore[misc]
+DEFAULT_LABEL_FORMAT = LabelFormat("seg")
 
 
 @app.command()
@@ -97,7 +101,7 @@ def convert(
     overlap: Annotated[
         Overlap, typer.Option(help="Overlapping SEG segments: refuse, or lower/higher number wins.")
     ] = Overlap.error,
-    fmt: Annotated[LabelFormat, typer.Option("--format", help="DICOM output object.")] = LabelFormat.seg,
+    fmt: Annotated[LabelFormat, typer.Option("--format", help="DICOM output object.")] = DEFAULT_LABEL_FORMAT,
     series: SeriesOption = None,
     correct_tilt: TiltFlag = False,
     quiet: QuietFlag = False,
@@ -144,7 +148,7 @@ def _convert(
     """What ``lrc convert`` writes: the written path and the volume it holds."""
     import numpy as np
 
-    from lrc.io import read_volume, write_nifti
+    from lrc.io import read_volume
     from lrc.io.label_maps import check_label_map
     from lrc.io.labels import LabelTable
     from lrc.io.nifti import is_nifti_path
@@ -161,8 +165,8 @@ def _convert(
             sidecar.write_text(json.dumps(masks.table.to_json(), indent=2))
         else:
             volume = read_volume(source, options, chosen)
-        written = write_nifti(volume, output)
-    elif output.suffix.lower() == ".dcm":
+        written = NIFTI.write(volume, output)
+    elif output.suffix.lower() == LABEL_OBJECTS[fmt.value][0].extension:
         if reference is None:
             raise typer.BadParameter(
                 "a DICOM SEG/RTSTRUCT needs --reference (the image series)", param_hint="'--reference'"
@@ -174,20 +178,8 @@ def _convert(
             if labels
             else LabelTable.from_names({int(v): f"label {int(v)}" for v in np.unique(label_map.array) if v})
         )
-        if fmt is LabelFormat.rtstruct:
-            from lrc.io.rtstruct import write_rtstruct
-
-            written = write_rtstruct(label_map, image_ref, table, output)
-        else:
-            from lrc.io.seg import write_seg
-
-            written = write_seg(
-                label_map,
-                image_ref,
-                table,
-                output,
-                segmentation_type="labelmap" if fmt is LabelFormat.seg_labelmap else "binary",
-            )
+        writer, write_options = LABEL_OBJECTS[fmt.value]
+        written = writer.write(label_map, output, image_ref, table, write_options)
         volume = label_map
     else:
         raise typer.BadParameter(f"{output.name}: output must end in .nii, .nii.gz or .dcm", param_hint="'OUTPUT'")

@@ -12,6 +12,7 @@ import typer
 
 from lrc.cli.io_commands import JsonFlag, SeriesOption, error_json, fail, series_choice
 from lrc.cli.progress import Feedback, QuietFlag, Stage, feedback
+from lrc.writers import NIFTI, WRITERS, WriteOptions
 
 app = typer.Typer()
 
@@ -79,12 +80,9 @@ class Negatives(StrEnum):
     image = "image"
 
 
-class OutputFormat(StrEnum):
-    """Segmentation output formats."""
-
-    nifti = "nifti"
-    dicom_seg = "dicom-seg"
-    rtstruct = "rtstruct"
+# Segmentation output formats: the writers' names (mypy cannot see members made at run time).
+OutputFormat = StrEnum("OutputFormat", {name: name for name in WRITERS})  # type: ignore[misc]
+DEFAULT_FORMAT = OutputFormat(NIFTI.name)
 
 
 @app.command()
@@ -280,7 +278,7 @@ def segment(
     source: Annotated[Path, typer.Argument(help="Scan: DICOM file/folder/zip or NIfTI.")],
     model: Annotated[Path, typer.Option(help="Segmentation model directory.")],
     out: Annotated[Path, typer.Option(help="Output file.")],
-    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.nifti,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = DEFAULT_FORMAT,
     series: SeriesOption = None,
     device: DeviceOption = "auto",
     tile: TileOption = "model",
@@ -289,13 +287,14 @@ def segment(
 ) -> None:
     """Segment one scan; write NIfTI, DICOM SEG or RTSTRUCT on the scan's exact grid."""
     from lrc.infer import Predictor
-    from lrc.io import ImageIOError, read_volume, write_nifti
+    from lrc.io import ImageIOError, read_volume
     from lrc.io.atomic import check_output
     from lrc.io.nifti import is_nifti_path
     from lrc.models import ModelCardError
 
     try:
-        if fmt is OutputFormat.nifti and not is_nifti_path(out):
+        writer = WRITERS[fmt.value]
+        if writer is NIFTI and not is_nifti_path(out):
             raise ValueError(f"--out {out.name}: a NIfTI output name ends in .nii or .nii.gz (or give --format)")
         check_output(out)  # before the model runs
         with feedback(quiet or as_json) as shown:
@@ -310,16 +309,7 @@ def segment(
             table = predictor.card.labels
             assert table is not None
             stage = shown.stage(f"writing {out.name}")
-            if fmt is OutputFormat.nifti:
-                written = write_nifti(labels, out)
-            elif fmt is OutputFormat.dicom_seg:
-                from lrc.io.seg import write_seg
-
-                written = write_seg(labels, image, table, out, algorithm_name=model.name)
-            else:
-                from lrc.io.rtstruct import write_rtstruct
-
-                written = write_rtstruct(labels, image, table, out)
+            written = writer.write(labels, out, image, table, WriteOptions(algorithm_name=model.name))
             stage.done()
     except (ImageIOError, ModelCardError, ValueError, OSError) as exc:
         fail(exc, as_json)

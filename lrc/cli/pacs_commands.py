@@ -24,8 +24,10 @@ import typer
 
 from lrc import log_privacy
 from lrc.cli.api_keys import ApiKeyFile, ApiKeyFlag, resolve_api_key
+from lrc.writers import DICOM_SEG, writer_names
 
 pacs_app = typer.Typer(no_args_is_help=True, help="Find a cohort in a PACS, import it, push results.")
+PUSHED = " or ".join(writer_names(needs_dicom=True))  # the formats a PACS takes
 
 
 def _url(value: str | None) -> str | None:
@@ -225,7 +227,7 @@ def push(
         str | None, typer.Option("--stow-url", help="STOW-RS to this DICOMweb URL.", callback=_url)
     ] = None,
     ae_title: AeOption = "LRC",
-    fmt: Annotated[str, typer.Option("--format", help="dicom-seg or rtstruct.")] = "dicom-seg",
+    fmt: Annotated[str, typer.Option("--format", help=f"{PUSHED}.")] = DICOM_SEG.name,
     mapping: Annotated[
         Path | None, typer.Option("--mapping", help="Re-identify with this pseudonym mapping (from --deidentify).")
     ] = None,
@@ -242,8 +244,8 @@ def push(
     if (destination is None) == (stow_url is None):
         typer.echo("error: give exactly one of --destination and --stow-url", err=True)
         raise typer.Exit(2)
-    if fmt not in ("dicom-seg", "rtstruct"):
-        typer.echo("error: --format is dicom-seg or rtstruct", err=True)
+    if fmt not in writer_names(needs_dicom=True):
+        typer.echo(f"error: --format is {PUSHED}", err=True)
         raise typer.Exit(2)
     delivery: Delivery = (
         CStoreDelivery(ae_title, _destination(destination), 60) if destination else StowDelivery(str(stow_url), 120)

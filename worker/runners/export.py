@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +11,11 @@ from app.records.models import Job, ModelVersion, ResultInstance, Segmentation
 from app.records.studies import get_series
 from app.services import blobs
 from app.services.dicomweb_results import describe
-from lrc.io import Volume, read_nifti
-from lrc.io.labels import LabelTable
-from lrc.io.rtstruct import write_rtstruct
-from lrc.io.seg import write_seg
+from lrc.io import read_nifti
 from lrc.models.card import ModelCard
+from lrc.writers import NIFTI, get_writer, writer_names
 from worker.execution import Reporter
 from worker.runners.common import read_series, scratch
-
-WriterFn = Callable[[Volume, Volume, LabelTable, Path], Path]
-WRITERS: dict[str, tuple[str, WriterFn]] = {
-    "dicom-seg": ("segmentation.dcm", write_seg),
-    "rtstruct": ("rtstruct.dcm", write_rtstruct),
-}
 
 
 def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
@@ -34,15 +25,16 @@ def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     still being drawn); a redelivered job skips the formats already recorded, so none is written twice.
     """
     segmentation_id = job.payload["segmentation_id"]
-    formats = [f for f in job.payload.get("formats", list(WRITERS)) if f in WRITERS]
+    dicom = writer_names(needs_dicom=True)
+    formats = [f for f in job.payload.get("formats", list(dicom)) if f in dicom]
     with ctx.db.session() as session:
         seg = session.get(Segmentation, segmentation_id)
-        if seg is None or seg.project != job.project or "nifti" not in seg.outputs:
+        if seg is None or seg.project != job.project or NIFTI.name not in seg.outputs:
             raise ValueError(f"segmentation {segmentation_id} has no label map to export")
         series = get_series(session, seg.series_id, job.project)
         version = session.get(ModelVersion, seg.model_version_id)
         assert version is not None
-        nifti = seg.outputs["nifti"]
+        nifti = seg.outputs[NIFTI.name]
         todo = [f for f in formats if f not in seg.outputs]
     table = ModelCard.from_json(version.card).labels
     assert table is not None
@@ -50,11 +42,11 @@ def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
         with scratch(ctx, f"export-{job.id}-") as folder:
             report(0.1, "reading series")
             image = read_series(ctx, series, folder)
-            labels = read_nifti(ctx.store.materialize([("labels.nii.gz", nifti)], folder / "labels")[0])
+            labels = read_nifti(ctx.store.materialize([(f"labels{NIFTI.extension}", nifti)], folder / "labels")[0])
             for number, fmt in enumerate(todo):
                 report(0.2 + 0.7 * number / len(todo), f"writing {fmt}")
-                name, writer = WRITERS[fmt]
-                written = writer(labels, image, table, Path(folder) / name)
+                writer = get_writer(fmt)
+                written = writer.write(labels, Path(folder) / writer.filename, image, table)
                 sha, _ = ctx.store.put_file(written)
                 _record(
                     ctx, segmentation_id, fmt, written, sha, describe(written, segmentation_id, fmt, sha, job.project)

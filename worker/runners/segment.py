@@ -12,7 +12,7 @@ from app.records.studies import get_series
 from app.services import blobs
 from app.services.jobs import dispatch
 from app.services.segmentations import tile_option
-from lrc.io import write_nifti
+from lrc.writers import NIFTI, writer_names
 from worker.execution import Reporter
 from worker.predictors import PredictorCache
 from worker.runners.common import read_series, scratch
@@ -41,7 +41,7 @@ def segment(ctx: Context, job: Job, report: Reporter, predictors: PredictorCache
         labels = predictor.predict(image)
         voxels = {table[v].name: int((labels.array == v).sum()) for v in table}
         report(0.85, "storing")
-        written = write_nifti(labels, folder / "labels.nii.gz")
+        written = NIFTI.write(labels, folder / f"labels{NIFTI.extension}")
         sha, _ = ctx.store.put_file(written)
         # Recorded while the file is in scratch still: blobs.record stores it again if a failed request
         # removed it meanwhile.
@@ -50,16 +50,16 @@ def segment(ctx: Context, job: Job, report: Reporter, predictors: PredictorCache
             seg = session.get(Segmentation, segmentation_id)
             if seg is None:
                 raise ValueError(f"segmentation {segmentation_id} was deleted")
-            seg.outputs = {**seg.outputs, "nifti": sha}
+            seg.outputs = {**seg.outputs, NIFTI.name: sha}
             if series.exportable and seg.export_job_id is None:
                 export = job_records.create_job(
                     session,
                     "export",
-                    {"segmentation_id": seg.id, "formats": ["dicom-seg", "rtstruct"]},
+                    {"segmentation_id": seg.id, "formats": list(writer_names(needs_dicom=True))},
                     job.created_by,
                     job.project,
                 )
                 seg.export_job_id = export.id
     if export is not None:
         dispatch(ctx, export.id, export.kind, export.dispatch_token)
-    return {"segmentation_id": segmentation_id, "formats": ["nifti"], "voxels": voxels, "tile": predictor.tile}
+    return {"segmentation_id": segmentation_id, "formats": [NIFTI.name], "voxels": voxels, "tile": predictor.tile}

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from app.api.deps import ContextDep, Submitter, Viewer
 from app.api.schemas import IDEMPOTENCY_KEY, Accepted, SegmentationIn, SegmentationOut
 from app.services import segmentations
+from lrc.writers import NIFTI, writer_names
 
 router = APIRouter(prefix="/v1/segmentations", tags=["segmentations"])
 
@@ -49,7 +50,7 @@ def get_result(
     segmentation_id: str,
     ctx: ContextDep,
     caller: Viewer,
-    fmt: Annotated[str, Query(alias="format", pattern="^(nifti|dicom-seg|rtstruct)$")] = "nifti",
+    fmt: Annotated[str, Query(alias="format", pattern=f"^({'|'.join(writer_names())})$")] = NIFTI.name,
 ) -> FileResponse:
     """The label map as NIfTI, DICOM SEG or RTSTRUCT (409 until the job has produced it)."""
     found = segmentations.result(ctx, segmentation_id, fmt, caller.project)
