@@ -2,8 +2,9 @@
 
 Read anything a user hands over with :func:`read_images` (many series) or :func:`read_volume`
 (exactly one). Writers live in their modules: :mod:`lrc.io.nifti`, :mod:`lrc.io.seg` (DICOM SEG),
-:mod:`lrc.io.rtstruct`; grids in :mod:`lrc.io.geometry` and :mod:`lrc.io.resample`. The
-conventions (array order, RAS affine) are in :mod:`lrc.io.volume`.
+:mod:`lrc.io.rtstruct`, registered by name in :mod:`lrc.writers` for the service and the command
+line; grids in :mod:`lrc.io.geometry` and :mod:`lrc.io.resample`. The conventions (array order,
+RAS affine) are in :mod:`lrc.io.volume`.
 """
 
 from __future__ import annotations

@@ -21,6 +21,11 @@ from tests.service.harness import Service
 from tests.service.helpers import multipart, series_with_uids
 
 PROBLEM = "application/problem+json"
+DOWNLOADS = {  # format: the Content-Type and the file name of a downloaded result
+    "nifti": ("application/gzip", "segmentation.nii.gz"),
+    "dicom-seg": ("application/dicom", "segmentation.dcm"),
+    "rtstruct": ("application/dicom", "rtstruct.dcm"),
+}
 
 
 def _upload(service: Service, paths: list[Path]) -> str:
@@ -42,6 +47,9 @@ def _result(service: Service, segmentation_id: str, fmt: str, timeout: float = 6
             assert response.headers["content-type"] == PROBLEM
             time.sleep(0.3)
     assert response.status_code == 200, response.text
+    media_type, filename = DOWNLOADS[fmt]
+    assert response.headers["content-type"] == media_type
+    assert response.headers["content-disposition"] == f'attachment; filename="{filename}"'
     return response.content
 
 
@@ -200,3 +208,11 @@ def test_unknown_segmentation_result(service: Service):
         response = client.get("/v1/segmentations/nope/result")
     assert response.status_code == 404
     assert response.headers["content-type"] == PROBLEM
+
+
+def test_unknown_result_format_is_refused_with_the_formats_there_are(service: Service):
+    with service.client("viewer") as client:
+        response = client.get("/v1/segmentations/nope/result", params={"format": "nrrd"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["detail"] == "query.format: String should match pattern '^(nifti|dicom-seg|rtstruct)$'"
