@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from lrc.io.labels import LabelTable
-    from lrc.io.volume import Volume
+    from lrc.io.volume import Volume, VolumeInfo
 
 
 class UnknownFormat(ValueError):
@@ -45,7 +45,12 @@ class WriteFn(Protocol):
     """Write ``labels`` to ``path``, atomically; the written path."""
 
     def __call__(
-        self, labels: Volume, image: Volume | None, table: LabelTable | None, path: Path, options: WriteOptions
+        self,
+        labels: Volume,
+        image: Volume | VolumeInfo | None,
+        table: LabelTable | None,
+        path: Path,
+        options: WriteOptions,
     ) -> Path: ...
 
 
@@ -75,11 +80,14 @@ class Writer:
         self,
         labels: Volume,
         path: str | Path,
-        image: Volume | None = None,
+        image: Volume | VolumeInfo | None = None,
         table: LabelTable | None = None,
         options: WriteOptions | None = None,
     ) -> Path:
         """Write the label map ``labels`` (on ``image``'s grid) to ``path``, atomically; the written path.
+
+        ``image`` may be the series' headers alone (:func:`lrc.io.read_dicom_info`): the writers use its
+        grid and source, never its voxels.
 
         Raises:
             SegmentationFormatError: a DICOM writer without the image or the label table, an image with
@@ -96,13 +104,17 @@ class Writer:
         return self._write(labels, image, table, Path(path), options or WriteOptions())
 
 
-def _nifti(labels: Volume, image: Volume | None, table: LabelTable | None, path: Path, options: WriteOptions) -> Path:
+def _nifti(
+    labels: Volume, image: Volume | VolumeInfo | None, table: LabelTable | None, path: Path, options: WriteOptions
+) -> Path:
     from lrc.io.nifti import write_nifti
 
     return write_nifti(labels, path)
 
 
-def _seg(labels: Volume, image: Volume | None, table: LabelTable | None, path: Path, options: WriteOptions) -> Path:
+def _seg(
+    labels: Volume, image: Volume | VolumeInfo | None, table: LabelTable | None, path: Path, options: WriteOptions
+) -> Path:
     from lrc.io.seg import write_seg
 
     assert image is not None  # Writer.write checks both
@@ -118,7 +130,7 @@ def _seg(labels: Volume, image: Volume | None, table: LabelTable | None, path: P
 
 
 def _rtstruct(
-    labels: Volume, image: Volume | None, table: LabelTable | None, path: Path, options: WriteOptions
+    labels: Volume, image: Volume | VolumeInfo | None, table: LabelTable | None, path: Path, options: WriteOptions
 ) -> Path:
     from lrc.io.rtstruct import write_rtstruct
 

@@ -1,10 +1,11 @@
 """One way to read and write medical images.
 
 Read anything a user hands over with :func:`read_images` (many series) or :func:`read_volume`
-(exactly one). Writers live in their modules: :mod:`lrc.io.nifti`, :mod:`lrc.io.seg` (DICOM SEG),
-:mod:`lrc.io.rtstruct`, registered by name in :mod:`lrc.writers` for the service and the command
-line; grids in :mod:`lrc.io.geometry` and :mod:`lrc.io.resample`. The conventions (array order,
-RAS affine) are in :mod:`lrc.io.volume`.
+(exactly one); a DICOM series read before, for a writer that references it, with
+:func:`read_dicom_info` (headers only). Writers live in their modules: :mod:`lrc.io.nifti`,
+:mod:`lrc.io.seg` (DICOM SEG), :mod:`lrc.io.rtstruct`, registered by name in :mod:`lrc.writers` for
+the service and the command line; grids in :mod:`lrc.io.geometry` and :mod:`lrc.io.resample`. The
+conventions (array order, RAS affine) are in :mod:`lrc.io.volume`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from lrc.io.archive import ArchiveLimits, collect_files
-from lrc.io.dicom_read import ReadOptions, SeriesResult, describe, read_dicom
+from lrc.io.dicom_read import ReadOptions, SeriesResult, describe, read_dicom, read_dicom_headers
 from lrc.io.errors import (
     GeometryError,
     ImageIOError,
@@ -49,11 +51,14 @@ __all__ = [
     "UnsupportedInput",
     "Volume",
     "VolumeInfo",
+    "read_dicom_info",
     "read_images",
     "read_nifti",
     "read_volume",
     "write_nifti",
 ]
+
+V = TypeVar("V", Volume, VolumeInfo)
 
 
 def read_images(paths: Iterable[str | os.PathLike[str]], options: ReadOptions | None = None) -> SeriesResult[Volume]:
@@ -109,7 +114,36 @@ def read_volume(
     """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    result = read_images(paths, options)
+    return _one(read_images(paths, options), series)
+
+
+def read_dicom_info(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    options: ReadOptions | None = None,
+    series: int | str | None = None,
+) -> VolumeInfo:
+    """One DICOM series' grid, modality, source and warnings from its headers, its pixel data left unread.
+
+    For a writer that references a series read before (DICOM SEG, RTSTRUCT): the grid, source (whole
+    headers, without pixel data) and warnings are those :func:`read_volume` gives the same files, and the
+    series is picked as it picks it. Its pixels are neither decoded nor checked
+    (:func:`lrc.io.dicom_read.read_dicom_headers`).
+
+    Raises:
+        MultipleSeries: as :func:`read_volume`.
+        ImageIOError: the headers do not make a series (see :func:`lrc.io.dicom_read.read_dicom`), or
+            ``series`` names no series of the input.
+    """
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    options = options or ReadOptions()
+    with tempfile.TemporaryDirectory(prefix="lrc-read-") as tmp:
+        result = read_dicom_headers(paths, replace(options, extract_dir=options.extract_dir or Path(tmp)))
+    return _one(result, series)
+
+
+def _one(result: SeriesResult[V], series: int | str | None) -> V:
+    """The only series of ``result``, or the one ``series`` picks, with the reading's notes as warnings."""
     if series is None:
         if len(result.volumes) + len(result.errors) > 1:
             raise MultipleSeries(
@@ -122,16 +156,15 @@ def read_volume(
         volume = result.volumes[0]
     else:
         volume = _pick(result, series)
-    volume.warnings = volume.warnings + tuple(result.notes)
-    return volume
+    return replace(volume, warnings=volume.warnings + tuple(result.notes))
 
 
-def _listing(result: SeriesResult[Volume]) -> str:
+def _listing(result: SeriesResult[V]) -> str:
     described = [f"[{i}] {describe(v)}" for i, v in enumerate(result.volumes)]
     return "; ".join(described + [f"unreadable series ({e})" for e in result.errors])
 
 
-def _pick(result: SeriesResult[Volume], series: int | str) -> Volume:
+def _pick(result: SeriesResult[V], series: int | str) -> V:
     if isinstance(series, int):
         if not 0 <= series < len(result.volumes):
             raise UnsupportedInput(

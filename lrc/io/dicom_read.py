@@ -4,6 +4,8 @@ Pipeline: collect files -> scan headers into planes -> group planes into series 
 SeriesInstanceUID; where UIDs are blank, by study, series number, description and acquisition)
 -> split each series by grid geometry -> sort and check each stack -> check its grid against the
 readers' shared bounds (:mod:`lrc.io.checks`) -> decode pixels -> apply rescale slope/intercept.
+:func:`inspect_dicom` decodes only to check, one plane at a time; :func:`read_dicom_headers` stops
+before the pixels.
 """
 
 from __future__ import annotations
@@ -100,7 +102,23 @@ def inspect_dicom(paths: Iterable[str | os.PathLike[str]], options: ReadOptions)
     return _read(list(paths), options, options.extract_dir, _describe, COPIED_ATTRIBUTES)
 
 
-def describe(volume: Volume) -> str:
+def read_dicom_headers(paths: Iterable[str | os.PathLike[str]], options: ReadOptions) -> SeriesResult[VolumeInfo]:
+    """Every image series' grid, modality, source and warnings from the headers alone, pixel data left unread.
+
+    What a writer that references a series (DICOM SEG, RTSTRUCT) needs of it, for a series that
+    :func:`read_dicom` or :func:`inspect_dicom` read before: each :class:`VolumeInfo` is the one
+    :func:`inspect_dicom` gives, but its pixel data are neither decoded nor checked (uncompressed data
+    is still checked by its length, as every header scan does), and its source keeps whole headers
+    (without pixel data), the headers :func:`read_dicom`'s volumes carry. ``options.extract_dir`` must be
+    given: the sources' files stay there.
+
+    Raises:
+        ImageIOError: what :func:`read_dicom` raises for a series' files or headers.
+    """
+    return _read(list(paths), options, options.extract_dir, _header_info, None)
+
+
+def describe(volume: Volume | VolumeInfo) -> str:
     """Short human description of a series: modality, description, shape."""
     text = volume.source.series_description if volume.source else ""
     shape = "x".join(str(s) for s in volume.shape)
@@ -189,8 +207,14 @@ def _build(planes: list[Plane], options: ReadOptions) -> Volume:
 
 def _describe(planes: list[Plane], options: ReadOptions) -> VolumeInfo:
     """:func:`_build`'s checks and description of the volume, without its array."""
+    return _header_info(planes, options, check_pixels=True)
+
+
+def _header_info(planes: list[Plane], options: ReadOptions, check_pixels: bool = False) -> VolumeInfo:
+    """:func:`_build`'s description of the volume from its headers; its pixels decoded only to check them."""
     stack, affine = _grid(planes, options)
-    check_planes(stack.planes, options.workers)
+    if check_pixels:
+        check_planes(stack.planes, options.workers)
     source, warnings = _source_and_warnings(stack)
     first = stack.planes[0]
     shape = (first.columns, first.rows, len(stack.planes))  # a tilt-corrected volume keeps the grid's shape
@@ -263,4 +287,4 @@ def _source(stack: Stack) -> DicomSource:
     )
 
 
-__all__ = ["ReadOptions", "SeriesResult", "describe", "inspect_dicom", "read_dicom"]
+__all__ = ["ReadOptions", "SeriesResult", "describe", "inspect_dicom", "read_dicom", "read_dicom_headers"]

@@ -26,14 +26,14 @@ from lrc.io.dicom_scan import RTSTRUCT_SOP_CLASS
 from lrc.io.errors import SegmentationFormatError
 from lrc.io.geometry import align_to
 from lrc.io.labels import LabelTable
-from lrc.io.volume import COPIED_ATTRIBUTES, Volume
+from lrc.io.volume import COPIED_ATTRIBUTES, LPS_TO_RAS, Volume, VolumeInfo
 
 CONTOUR_DATA = 0x30060050
 
 
 def write_rtstruct(
     labels: Volume,
-    image: Volume,
+    image: Volume | VolumeInfo,
     table: LabelTable,
     path: str | os.PathLike[str],
     *,
@@ -46,7 +46,8 @@ def write_rtstruct(
 
     Args:
         labels: integer label map on ``image``'s grid.
-        image: the volume read from DICOM that the labels were drawn on.
+        image: the volume read from DICOM that the labels were drawn on; its grid and source are used,
+            so its headers alone do (:func:`lrc.io.read_dicom_info`).
         table: label value -> name and colour; labels absent from the map are left out.
         path: output file, written atomically.
         tolerance_voxels: 0 (default) keeps every vertex where an outline turns, which loses nothing
@@ -74,7 +75,7 @@ def write_rtstruct(
     ds.StructureSetROISequence = Sequence()
     ds.ROIContourSequence = Sequence()
     ds.RTROIObservationsSequence = Sequence()
-    lps = image.lps_affine
+    lps = LPS_TO_RAS @ image.affine  # voxel -> patient LPS mm
     for number, value in enumerate(present, start=1):
         label = table[value]
         roi = Dataset()
@@ -139,7 +140,9 @@ def _turns(points: np.ndarray) -> np.ndarray:
     return points[np.abs(turn) > 1e-9]
 
 
-def _header(image: Volume, structure_set_label: str, series_description: str, series_number: int) -> Dataset:
+def _header(
+    image: Volume | VolumeInfo, structure_set_label: str, series_description: str, series_number: int
+) -> Dataset:
     source = image.source
     assert source is not None
     now = dt.datetime.now()

@@ -48,7 +48,7 @@ def is_seg_file(path: str | os.PathLike[str]) -> bool:
 
 def write_seg(
     labels: Volume,
-    image: Volume,
+    image: Volume | VolumeInfo,
     table: LabelTable,
     path: str | os.PathLike[str],
     *,
@@ -63,7 +63,8 @@ def write_seg(
 
     Args:
         labels: integer label map on ``image``'s grid (axis flips/permutations are undone).
-        image: the volume read from DICOM that the labels were drawn on.
+        image: the volume read from DICOM that the labels were drawn on; its grid and source are used,
+            so its headers alone do (:func:`lrc.io.read_dicom_info`).
         table: meaning of each label value; every non-zero value present must be in it.
         path: output file, written atomically.
         segmentation_type: ``binary`` (widely read) or ``labelmap`` (compact).

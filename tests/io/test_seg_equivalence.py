@@ -9,7 +9,6 @@ between any two runs (new UIDs, creation times) are set to fixed ones: every mod
 from __future__ import annotations
 
 import warnings
-from io import BytesIO
 from pathlib import Path
 
 import highdicom as hd
@@ -24,19 +23,7 @@ from lrc.io import Volume, read_volume
 from lrc.io.labels import LabelTable
 from lrc.io.seg import _describe, read_seg, source_header, write_seg
 from tests.dicom_factory import line
-
-# Values that change from one run to the next: new UIDs and the time of writing.
-VOLATILE = {
-    "SOPInstanceUID": "1.2.3",
-    "MediaStorageSOPInstanceUID": "1.2.3",
-    "SeriesInstanceUID": "1.2.4",
-    "DimensionOrganizationUID": "1.2.5",
-    "InstanceCreationDate": "20000101",
-    "InstanceCreationTime": "000000",
-    "ContentDate": "20000101",
-    "ContentTime": "000000",
-    "ContributionDateTime": "20000101000000",
-}
+from tests.dicom_outputs import normalised_bytes
 
 
 def reference_seg(labels: Volume, image: Volume, table: LabelTable, kind: str, path: Path) -> Path:
@@ -67,24 +54,6 @@ def reference_seg(labels: Volume, image: Volume, table: LabelTable, kind: str, p
         )
     seg.save_as(path, enforce_file_format=True)
     return path
-
-
-def normalised_bytes(path: Path) -> bytes:
-    """The file's bytes with the run-specific values fixed."""
-    ds = pydicom.dcmread(path)
-
-    def fix(dataset: pydicom.Dataset, _element: pydicom.DataElement) -> None:
-        for keyword, value in VOLATILE.items():
-            if keyword in dataset:
-                setattr(dataset, keyword, value)
-
-    ds.walk(fix)
-    for keyword, value in VOLATILE.items():
-        if keyword in ds.file_meta:
-            setattr(ds.file_meta, keyword, value)
-    out = BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
 
 
 @pytest.fixture(params=["real", "generated"])

@@ -1,4 +1,4 @@
-"""Helpers shared by runners: scratch folders and reading stored series back."""
+"""Helpers shared by runners: scratch folders and reading stored series back (voxels, or headers alone)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from app.context import Context
 from app.records.models import Series
 from app.records.studies import series_entries
-from lrc.io import Volume, read_volume
+from lrc.io import Volume, VolumeInfo, read_dicom_info, read_volume
 
 
 @contextmanager
@@ -32,3 +32,13 @@ def read_series(ctx: Context, series: Series, folder: Path) -> Volume:
     """The volume of a stored series (its DICOM source files stay valid while ``folder`` exists)."""
     paths = ctx.store.materialize(series_entries(series), folder / f"series-{series.id}")
     return read_volume(paths)
+
+
+def read_series_headers(ctx: Context, series: Series, folder: Path) -> VolumeInfo:
+    """The grid and DICOM source of a stored DICOM series from its headers, its pixel data left undecoded.
+
+    What the export writers need of a series the segment job read whole (their output is the same as with
+    :func:`read_series`' volume).
+    """
+    paths = ctx.store.materialize(series_entries(series), folder / f"series-{series.id}")
+    return read_dicom_info(paths)

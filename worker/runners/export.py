@@ -1,4 +1,9 @@
-"""``lrc.export``: DICOM SEG and RTSTRUCT of a finished segmentation, referencing its DICOM series."""
+"""``lrc.export``: DICOM SEG and RTSTRUCT of a finished segmentation, referencing its DICOM series.
+
+The writers need the series' headers and grid, not its voxels: the series is read from its headers
+(its pixel data, decoded by the segment job, are not decoded again), the label map from the NIfTI the
+segment job stored.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from lrc.io import read_nifti
 from lrc.models.card import ModelCard
 from lrc.writers import NIFTI, get_writer, writer_names
 from worker.execution import Reporter
-from worker.runners.common import read_series, scratch
+from worker.runners.common import read_series_headers, scratch
 
 
 def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
@@ -40,8 +45,8 @@ def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     assert table is not None
     if todo:
         with scratch(ctx, f"export-{job.id}-") as folder:
-            report(0.1, "reading series")
-            image = read_series(ctx, series, folder)
+            report(0.1, "reading series headers")
+            image = read_series_headers(ctx, series, folder)
             labels = read_nifti(ctx.store.materialize([(f"labels{NIFTI.extension}", nifti)], folder / "labels")[0])
             for number, fmt in enumerate(todo):
                 report(0.2 + 0.7 * number / len(todo), f"writing {fmt}")
