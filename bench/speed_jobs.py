@@ -10,7 +10,8 @@ seconds of each stage the job reports. ``--before ROOT`` names the other checkou
 ``worker/`` and ``lrc/`` its child imports; the rounds alternate the trees (before, after; after, before;
 ...) so that both see the same load on this shared machine, and the ratios are taken round by round.
 
-Usage: ``python bench/speed_jobs.py --before /path/to/main [--rounds 5] [--slices 300] [--syntax explicit j2k]``
+Usage: ``python bench/speed_jobs.py --before ROOT [--after ROOT] [--rounds 5] [--slices 300] [--syntax explicit j2k]``
+(a tree of a commit: ``mkdir ROOT && git archive COMMIT | tar -x -C ROOT``).
 Writes ``bench/results/speed_jobs_cpu[_tag].json`` (``--out`` elsewhere).
 """
 
@@ -41,6 +42,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     receive, send = multiprocessing.Pipe(duplex=False)
     worker = multiprocessing.get_context("fork").Process(target=_in_worker, args=(args, send), daemon=True)
     worker.start()
+    while not receive.poll(1.0):
+        if not worker.is_alive():
+            raise RuntimeError(f"the job's process ended with exit code {worker.exitcode} before its answer")
     result = receive.recv()
     worker.join()
     return dict(result)
@@ -150,6 +154,7 @@ def main() -> None:
     parser.add_argument("--series", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--before", type=Path, help="The other checkout (the baseline).")
+    parser.add_argument("--after", type=Path, default=HERE.parent, help="The checkout under test (default: this one).")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--syntax", nargs="+", default=["explicit", "j2k"], choices=["explicit", "j2k"])
@@ -168,7 +173,7 @@ def main() -> None:
     from make_series import build
     from speed_env import machine
 
-    trees = {"before": args.before.resolve(), "after": HERE.parent}
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     report: dict[str, Any] = {"benchmark": "speed_jobs", "machine": machine("cpu"), "trees": {}, "series": {}}
     report["trees"] = {name: {"root": str(root), "commit": _commit(root)} for name, root in trees.items()}
     for syntax in args.syntax:
@@ -221,7 +226,7 @@ def _compare(segment: dict[str, Any], runs: dict[str, list[dict[str, Any]]]) -> 
 
 def _commit(root: Path) -> str | None:
     done = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() or None
+    return done.stdout.strip() or None  # None for an archived tree: the JSON's "root" names it
 
 
 if __name__ == "__main__":
