@@ -61,10 +61,10 @@ def _annotation(declared: Setting, hint: Any) -> Any:
     """The API's type: choices as a ``Literal``, a tuple of ``length`` items as a list of bounded items."""
     if declared.length is not None:  # tuple[int, ...]: a list of bounded items on the wire
         (item, _) = typing.get_args(hint)
-        listed: Any = list[Annotated[item, Field(**declared.bounds)]]  # type: ignore[valid-type]
+        listed: Any = list[Annotated[item, _bounded(declared)]]  # type: ignore[valid-type]
         return listed | None if declared.none_default else listed
     if declared.choices is not None:
-        choice = Literal[declared.choices]  # type: ignore[valid-type]
+        choice = Literal.__getitem__(declared.choices)
         parts = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
         if declared.takes_text:  # the text part of the type is the choices (``tile``: or a number)
             return typing.Union[tuple(choice if part is str else part for part in parts)]  # noqa: UP007
@@ -74,11 +74,16 @@ def _annotation(declared: Setting, hint: Any) -> Any:
 
 def _field(default: Any, declared: Setting) -> FieldInfo:
     if declared.length is not None:
-        length = {"min_length": declared.length, "max_length": declared.length}
-        return Field(
-            default=None if declared.none_default else list(default), description=declared.description, **length
-        )
-    return Field(default=default, description=declared.description, **declared.bounds)
+        listed = None if declared.none_default else list(default)
+        length = declared.length
+        described = Field(default=listed, description=declared.description, min_length=length, max_length=length)
+        return typing.cast(FieldInfo, described)
+    return FieldInfo.merge_field_infos(_bounded(declared), Field(default=default, description=declared.description))
+
+
+def _bounded(declared: Setting) -> FieldInfo:
+    bounds = declared
+    return Field(ge=bounds.ge, gt=bounds.gt, le=bounds.le, lt=bounds.lt, multiple_of=bounds.multiple_of)
 
 
 if TYPE_CHECKING:  # mypy cannot see fields made at run time: to it these are the base class
