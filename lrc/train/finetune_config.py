@@ -44,6 +44,11 @@ class SpatialAugment:
 class FinetuneConfig:
     """Fine-tuning settings.
 
+    The fields declared with :func:`lrc.train.setting.setting` are what the API and ``lrc finetune``
+    offer, with the declared bounds and words; the rest (``transfer``, ``warmup_steps``, ``shrink``,
+    ``perturb``, ``reinit``, ``anchor_weight``, ...) are library settings for experiments
+    (``bench/quality.py``): the ablations found no gain in them (``docs/research/REPORT.md``).
+
     Args:
         steps: maximum optimisation steps.
         batch_size: patches per step. patch: patch side, pixels (multiple of 16).
@@ -74,9 +79,8 @@ class FinetuneConfig:
             cohort the best recipe with weight 1 is level with the same recipe without it at k = 1
             and +0.020 / +0.018 mean Dice ahead at k = 2 (dev / final, 5 seeds), -0.010 to +0.023
             against scratch; 10 and above hold the weights so near their start that the model no
-            longer fits its training volumes (``docs/research/REPORT.md``). Offered by the
-            CLI and the API for experiments; off by default until the k = 2 gain is confirmed at a
-            larger size.
+            longer fits its training volumes (``docs/research/REPORT.md``). Off by default and
+            not offered by the CLI or the API until the k = 2 gain is confirmed at a larger size.
         augment_scale, augment_rotate: 2D patches cut with a field of view of ``augment_scale``
             (min, max) times the patch and rotated by up to +-``augment_rotate`` degrees
             (:class:`SpatialAugment`; the defaults change nothing).

@@ -19,6 +19,11 @@ NEGATIVES = ("batch", "image")  # where the LRC local loss takes its negatives (
 class PretrainConfig:
     """Pre-training settings (defaults follow DESIGN.md's LRC specification).
 
+    The fields declared with :func:`lrc.train.setting.setting` are what the API and ``lrc pretrain``
+    offer; the rest are library settings for experiments (``bench/``), among them the loss settings
+    the ablations found no gain in (``local_negatives``, ``negative_margin``, ``decorrelation_weight``,
+    ``momentum``, the super-pixels' scale: ``docs/research/REPORT.md``).
+
     Args:
         method: ``moco``, ``lrc``, ``moco+lrc`` or ``supervised+lrc``.
         steps: optimisation steps.
