@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-SURFACES = ("api", "cli")
 Surface = Literal["api", "cli"]
 Config = TypeVar("Config")
 
@@ -128,9 +127,8 @@ def library_only(config: type, surface: Surface) -> list[str]:
 def from_options(config: type[Config], options: Mapping[str, Any], **fixed: Any) -> Config:
     """The config that product options give (JSON values: lists become tuples; ``None`` is the default).
 
-    Any field of ``config`` is taken, offered or not, so that a job queued with a setting the API
-    no longer offers still runs as it was asked to; ``fixed`` adds fields the request holds apart
-    (``method``).
+    Any field of ``config`` is taken, offered or not, so that a queued job runs with every setting
+    its payload holds; ``fixed`` adds fields the request holds apart (``method``).
 
     Raises:
         ValueError: a name that is no field of ``config``, or the config's own checks.

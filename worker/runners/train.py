@@ -105,8 +105,8 @@ def model_folder(settings: Settings, project: str, name: str, job_id: str) -> Pa
 def job_config(config: type[Config], job: Job, **fixed: Any) -> Config:
     """The training config of a job's ``options`` (:func:`lrc.train.setting.from_options`).
 
-    A job queued with a setting the API no longer offers runs with it, and the log says so;
-    ``superpixel_scale`` is ``PretrainConfig.superpixels``' scale.
+    A payload's settings that the API does not offer (a job queued while it did) apply too, and the
+    log names them; ``superpixel_scale`` is ``PretrainConfig.superpixels``' scale.
     """
     from lrc.superpixels import SuperpixelParams
     from lrc.train.setting import from_options, library_only
@@ -114,7 +114,7 @@ def job_config(config: type[Config], job: Job, **fixed: Any) -> Config:
     options = dict(job.payload.get("options") or {})
     kept = sorted(set(options) & {*library_only(config, "api"), "superpixel_scale"})
     if kept:
-        log.info("job %s: options no longer offered by the API, run as queued: %s", job.id, ", ".join(kept))
+        log.info("job %s: options the API does not offer, run as queued: %s", job.id, ", ".join(kept))
     if "superpixel_scale" in options:
         options["superpixels"] = SuperpixelParams(scale=options.pop("superpixel_scale"))
     return from_options(config, options, **fixed)

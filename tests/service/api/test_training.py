@@ -411,35 +411,33 @@ def test_dataset_with_a_dicom_seg_label(service: Service, shared_data: Path):
 
 
 # Settings the research found no gain in: the library and bench/ keep them, the API does not offer them.
-NO_LONGER_OFFERED = {
+NOT_OFFERED = {
     "finetunes": {"transfer": "encoder", "warmup_steps": 1, "shrink": 0.8, "perturb": 0.2, "anchor_weight": 5.0},
     "pretrains": {"decorrelation_weight": 0.5, "local_negatives": "image", "negative_margin": 0.05, "momentum": 0.99},
 }
 
 
-@pytest.mark.parametrize(
-    ("path", "name"), [(path, name) for path, options in NO_LONGER_OFFERED.items() for name in options]
-)
+@pytest.mark.parametrize(("path", "name"), [(path, name) for path, options in NOT_OFFERED.items() for name in options])
 def test_a_setting_for_experiments_is_refused_by_name(
     service: Service, dataset_id: str, stored_series_id: str, path: str, name: str
 ):
     target = {"dataset_id": dataset_id} if path == "finetunes" else {"series_ids": [stored_series_id]}
     with service.client("submitter") as client:
-        response = client.post(f"/v1/{path}", json={**target, "options": {name: NO_LONGER_OFFERED[path][name]}})
+        response = client.post(f"/v1/{path}", json={**target, "options": {name: NOT_OFFERED[path][name]}})
     assert response.status_code == 422, response.text
     assert f"{name}: a setting for experiments, not offered by the API" in response.json()["detail"]
 
 
-def test_a_job_queued_with_settings_no_longer_offered_runs_with_them(
+def test_a_job_queued_with_settings_the_api_does_not_offer_runs_with_them(
     service: Service, dataset_id: str, stored_series_id: str
 ):
-    """A job's payload is kept as queued: one holding a setting the API has stopped offering still runs."""
+    """A job's payload is kept as queued: one holding a setting the API does not offer still runs."""
     with service.ctx.db.session() as session:
         base = registry.find(session, DEFAULT, f"{MODEL}:1")
-    finetune_options = {**TINY, **NO_LONGER_OFFERED["finetunes"], "reinit": ["down_4"]}
+    finetune_options = {**TINY, **NOT_OFFERED["finetunes"], "reinit": ["down_4"]}
     finetune = {"dataset_id": dataset_id, "base_version_id": base.id, "name": "queued", "options": finetune_options}
     small = {"steps": 2, "batch_size": 2, "spacing": 6.0, "canvas": 64, "view_size": 48, "queue_size": 16}
-    pretrain_options = {**small, **NO_LONGER_OFFERED["pretrains"], "superpixel_scale": 200.0}
+    pretrain_options = {**small, **NOT_OFFERED["pretrains"], "superpixel_scale": 200.0}
     pretrain = {"series_ids": [stored_series_id], "method": "moco+lrc", "name": "queued-b", "options": pretrain_options}
     jobs = [
         submit(service.ctx, kind, payload, None, DEFAULT)
