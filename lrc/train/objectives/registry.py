@@ -86,4 +86,5 @@ def build(names: Sequence[str], config: PretrainConfig, online: ContrastiveUNet)
     Raises:
         UnknownObjective: a name is not registered.
     """
-    return [objective_type(name)(config, online) for name in names]
+    kinds = [objective_type(name) for name in names]  # every name checked before any is built
+    return [kind(config, online) for kind in kinds]
