@@ -11,14 +11,13 @@ Methods (``PretrainConfig.method``):
 Any method may add ``decorrelation_weight`` times the mean squared correlation between the channels
 of the last decoder features (:func:`lrc.losses.channel_correlation`), against dimensional collapse.
 
+Each term is an objective of :mod:`lrc.train.objectives`, summed by :class:`lrc.train.pretrainer.Pretrainer`.
 Only the backbone (the U-Net) is saved; the projection heads are training scaffolding.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,166 +26,18 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from lrc.device import autocast, resolve_device
 from lrc.intensity import IntensityWindow
 from lrc.io.volume import Volume
-from lrc.losses import LocalRegionContrastLoss, MoCoQueue, channel_correlation, info_nce, sample_regions
-from lrc.losses.moco import momentum_update
 from lrc.models.card import ModelCard
 from lrc.models.store import check_model_target, save_model
-from lrc.nets.unet import ContrastiveUNet, UNet
-from lrc.runtime import tune_cpu_allocator
 from lrc.superpixels import SuperpixelCache
 from lrc.train.blocks import BlockSampler, build_region_volumes
 from lrc.train.pretrain_config import PretrainConfig
+from lrc.train.pretrainer import Pretrainer
 from lrc.train.slices import Preparing, SliceSet, build_slices, volume_sha256
-from lrc.views import geometric_views, intensity, make_views, mask_cells
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, dict[str, float]], None]
-
-
-class Pretrainer:
-    """One pre-training run: networks, losses, optimiser and the step function.
-
-    Args:
-        config: settings.
-        device: ``auto``, ``cpu`` or ``cuda[:N]``.
-        classes: output classes for ``supervised+lrc`` (background included).
-        backbone: an existing network to train (on ``device``; torch is then not re-seeded), as
-            fine-tuning does when it keeps this objective on (:mod:`lrc.train.contrast_term`);
-            ``None``: a new one from ``config`` and ``classes``.
-    """
-
-    def __init__(
-        self,
-        config: PretrainConfig,
-        device: str | torch.device = "auto",
-        classes: int = 2,
-        backbone: UNet | None = None,
-    ) -> None:
-        self.config = config
-        self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            tune_cpu_allocator()
-        self.optimises = backbone is None  # a given backbone is optimised by its owner: objective() only
-        if backbone is None:
-            torch.manual_seed(config.seed)
-            backbone = UNet(config.spatial_dims, in_channels=1, out_channels=classes, features=config.features)
-        self.restores = config.restore_weight > 0
-        self.online = ContrastiveUNet(backbone, config.embedding_dim, restore=self.restores).to(self.device)
-        self.uses_moco = config.method in ("moco", "moco+lrc")
-        self.uses_local = config.method != "moco"
-        self.uses_dense = self.uses_local or config.decorrelation_weight > 0 or self.restores
-        self.key: ContrastiveUNet | None = None
-        if self.uses_moco:
-            self.key = copy.deepcopy(self.online).requires_grad_(False)
-            self.queue = MoCoQueue(config.embedding_dim, config.queue_size).to(self.device)
-        self.local_loss = LocalRegionContrastLoss(
-            config.temperature_local, config.local_negatives, config.negative_margin
-        )
-        if self.optimises:
-            self.optimizer = torch.optim.AdamW(self.online.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-            warmup = max(1, config.steps // 20)
-            self.schedule = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda step: warmup_cosine(step, warmup, config.steps)
-            )
-        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        if config.method == "supervised+lrc":
-            from monai.losses import DiceCELoss
-
-            self.supervised = DiceCELoss(to_onehot_y=True, softmax=True)
-
-    def step(self, images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
-        """One optimisation step on ``B1CC[D]`` slices or blocks, their ``BCC[D]`` super-pixels (and labels)."""
-        if not self.optimises:
-            raise RuntimeError("this Pretrainer computes the objective of a network optimised elsewhere")
-        loss, metrics = self.objective(images, maps, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.schedule.step()
-        metrics["loss"] = float(loss.detach())
-        return metrics
-
-    def objective(
-        self, images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss of one batch (views drawn, key encoder and queue advanced) and its terms, without a step."""
-        config = self.config
-        size = config.view_size if config.spatial_dims == 2 else (config.view_size, config.view_size, config.view_depth)
-        self.online.train()
-        if labels is not None:
-            # Labels travel with the image through the geometry: stack them as a second map.
-            view_1, view_2, map_1, map_2 = make_views(images, maps * 256 + labels, size, config.views, self.generator)
-            target_1, map_1, map_2 = (map_1 % 256)[:, None], map_1 // 256, map_2 // 256
-        elif self.restores:
-            clean_1, clean_2, map_1, map_2 = geometric_views(images, maps, size, config.views, self.generator)
-            hide = config.restore_mask
-            view_1, view_2 = (
-                mask_cells(intensity(clean, config.views, self.generator), hide, generator=self.generator)
-                for clean in (clean_1, clean_2)
-            )
-        else:
-            view_1, view_2, map_1, map_2 = make_views(images, maps, size, config.views, self.generator)
-        batch = images.shape[0]
-        both = torch.cat([view_1, view_2])  # 2B x 1 x S x S[ x D]
-        metrics: dict[str, float] = {}
-        with autocast(self.device):
-            query, dense = self.online(both, local=self.uses_dense)  # 2B x E, 2B x C x S x S[ x D]
-            loss = torch.zeros((), device=self.device)
-            if self.uses_moco:
-                assert self.key is not None
-                with torch.no_grad():
-                    momentum_update(self.online, self.key, config.momentum)
-                    keys, _ = self.key(both, local=False)  # 2B x D
-                negatives = self.queue.keys.clone().detach()
-                q_1, q_2 = query[:batch], query[batch:]
-                k_1, k_2 = keys[:batch], keys[batch:]
-                global_loss = 0.5 * (
-                    info_nce(q_1, k_2, negatives, config.temperature_global)
-                    + info_nce(q_2, k_1, negatives, config.temperature_global)
-                )
-                self.queue.push(k_1)
-                loss = loss + global_loss
-                metrics["global"] = float(global_loss.detach())
-            if self.uses_local:
-                assert dense is not None
-                sample = sample_regions(
-                    map_1, map_2, config.regions_per_image, config.pixels_per_region, self.generator
-                )
-                local = self.local_loss.from_views(
-                    dense[:batch], dense[batch:], sample, self.online.project_local, (view_1, view_2)
-                )
-                loss = loss + config.lambda_local * local
-                metrics["local"] = float(local.detach())
-                metrics["regions"] = float(sample.valid.float().sum(dim=1).mean())
-            if config.decorrelation_weight > 0:
-                assert dense is not None
-                correlation = channel_correlation(dense.movedim(1, -1).reshape(-1, dense.shape[1]))
-                loss = loss + config.decorrelation_weight * correlation
-                metrics["correlation"] = float(correlation.detach())
-            if self.restores:
-                assert dense is not None
-                assert self.online.restore_head is not None
-                restored = self.online.restore_head(dense).float()  # 2B x 1 x S x S[ x D]
-                restore = torch.nn.functional.mse_loss(restored, torch.cat([clean_1, clean_2]))
-                loss = loss + config.restore_weight * restore
-                metrics["restore"] = float(restore.detach())
-            if labels is not None:
-                logits = self.online.backbone(view_1)
-                supervised = self.supervised(logits.float(), target_1)
-                loss = loss + supervised
-                metrics["supervised"] = float(supervised.detach())
-        return loss, metrics
-
-
-def warmup_cosine(step: int, warmup: int, total: int) -> float:
-    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def pretrain(
