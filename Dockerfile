@@ -14,6 +14,7 @@ WORKDIR /srv/lrc
 RUN pip install --index-url "${TORCH_INDEX}" "${TORCH}"
 COPY pyproject.toml README.md ./
 COPY lrc ./lrc
+COPY core ./core
 COPY app ./app
 COPY worker ./worker
 COPY gateway ./gateway

@@ -85,7 +85,7 @@ def ws(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _service_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """``--data-dir`` sets ``LRC_DATA_DIR`` in the process and the settings are cached: both undone."""
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("LRC_DATA_DIR", str(tmp_path / "data"))
     yield

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Header
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.records.models import REQUEST_KEY_MAX
-from app.records.registry import MODEL_NAME_PATTERN
+from core.records.models import REQUEST_KEY_MAX
+from core.records.registry import MODEL_NAME_PATTERN
 from lrc.train.finetune_config import FinetuneConfig
 from lrc.train.limits import SEED_MAX
 

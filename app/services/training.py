@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.context import Context
-from app.errors import InvalidRequest, NotFound
-from app.records import registry
-from app.records.models import Dataset, Job, ModelVersion, Series
-from app.records.studies import get_series, get_study
 from app.services.jobs import submit
+from core.context import Context
+from core.errors import InvalidRequest, NotFound
+from core.records import registry
+from core.records.models import Dataset, Job, ModelVersion, Series
+from core.records.studies import get_series, get_study
 from lrc.nets.stages import DEFAULT_FEATURES
 from lrc.train.memory import Estimate, finetune_bytes, gib, pretrain_bytes
 

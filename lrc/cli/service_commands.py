@@ -21,19 +21,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lrc.cli.listening import check_listen
+from worker.threads import EMBEDDED_WORKERS
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from app.settings import Settings
+    from core.settings import Settings
 
 app = typer.Typer()
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the service.")
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Service data folder (sets LRC_DATA_DIR; default .lrc-data).")
 ]
-# Embedded mode runs two workers: inference and I/O keep models warm; training runs apart.
-EMBEDDED_WORKERS = (("infer", "infer,io"), ("train", "train"))
 STOP_WAIT_S = 15
 # A worker that died (killed, out of memory) is started again, at most this often per worker.
 RESTARTS_PER_WINDOW = 5
@@ -46,7 +45,7 @@ def _settings(data_dir: Path | None) -> Settings:
         os.environ["LRC_DATA_DIR"] = str(data_dir)
     from pydantic import ValidationError
 
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     get_settings.cache_clear()  # read the environment as it is now
     try:
@@ -68,7 +67,7 @@ def _settings(data_dir: Path | None) -> Settings:
 
 def _check_project(name: str) -> str:
     """``--project``: a valid project name."""
-    from app.records.projects import check_name
+    from core.records.projects import check_name
 
     try:
         return check_name(name)
@@ -86,8 +85,8 @@ def _check_key_name(name: str) -> str:
 @contextmanager
 def _records() -> Iterator[Session]:
     """A session on the service's database (after :func:`_settings`): committed on leaving, rolled back on an error."""
-    from app.context import build_context
-    from app.settings import get_settings
+    from core.context import build_context
+    from core.settings import get_settings
 
     with build_context(get_settings()).db.session() as session:
         yield session
@@ -214,9 +213,9 @@ def serve(
     check_listen(host, port)  # before the workers start
     import uvicorn
 
-    from app.context import build_context
     from app.main import start
-    from app.settings import get_settings
+    from core.context import build_context
+    from core.settings import get_settings
 
     start(build_context(get_settings()))  # tables, bootstrap key, starter model before the workers start
     supervisor = Supervisor()
@@ -247,14 +246,14 @@ def worker(
 ) -> None:
     """Run a worker against the configured broker (LRC_BROKER_URL)."""
     _settings(data_dir)
-    from worker.celery_app import QUEUES
+    from core.celery_app import QUEUES
 
     unknown = sorted(set(queues.split(",")) - set(QUEUES))
     if unknown:
         typer.echo(f"error: unknown queue(s) {unknown}; use {', '.join(QUEUES)}", err=True)
         raise typer.Exit(2)
-    from app.context import build_context
-    from app.settings import get_settings
+    from core.context import build_context
+    from core.settings import get_settings
 
     ctx = build_context(get_settings())  # data folders and tables exist before the broker is opened
     try:
@@ -280,8 +279,8 @@ def create_key(
 ) -> None:
     """Create an API key of a project and print its token (shown only once)."""
     _settings(data_dir)
-    from app.records.keys import ROLES
-    from app.records.keys import create_key as create
+    from core.records.keys import ROLES
+    from core.records.keys import create_key as create
 
     if role not in ROLES:
         typer.echo(f"error: role must be one of {', '.join(ROLES)}", err=True)
@@ -298,7 +297,7 @@ def list_keys(
 ) -> None:
     """List a project's keys, newest first: id, role, name, created, and whether revoked (never tokens)."""
     _settings(data_dir)
-    from app.records.keys import list_keys as listed
+    from core.records.keys import list_keys as listed
 
     with _records() as session:
         for key in listed(session, project):
@@ -317,7 +316,7 @@ def revoke_key(
 ) -> None:
     """Revoke an API key: its token is refused from the next request on."""
     _settings(data_dir)
-    from app.records.keys import revoke_key as revoke
+    from core.records.keys import revoke_key as revoke
 
     try:
         with _records() as session:

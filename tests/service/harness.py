@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import uvicorn
 
-from app.context import Context, build_context
 from app.main import create_app
-from app.records.keys import create_key
-from app.records.models import WorkerBeat
-from app.settings import Settings
+from core.context import Context, build_context
+from core.records.keys import create_key
+from core.records.models import WorkerBeat
+from core.settings import Settings
 from lrc.cli.service_commands import worker_command
 
 ADMIN_KEY = "admin-key-for-the-tests-0123456789"

@@ -12,7 +12,7 @@ import pytest
     ("module", "forbidden"),
     [
         ("app.main", ("torch", "monai")),
-        ("worker.celery_app", ("torch", "monai")),
+        ("core.celery_app", ("torch", "monai")),
         ("lrc.cli", ("fastapi", "celery", "sqlalchemy", "torch")),
     ],
 )
