@@ -18,6 +18,7 @@ COPY core ./core
 COPY app ./app
 COPY worker ./worker
 COPY gateway ./gateway
+COPY cli ./cli
 RUN pip install .
 
 USER lrc

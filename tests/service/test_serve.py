@@ -15,11 +15,11 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from app.services import segmentations
+from cli import app as cli
 from core.context import build_context
 from core.records import jobs as job_records
 from core.records.projects import DEFAULT
 from core.settings import Settings
-from lrc.cli import app as cli
 from tests.service.harness import ADMIN_KEY, FAST, lrc_serve, service_env
 
 STARTER = "starter"

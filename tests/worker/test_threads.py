@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cli.service_commands import worker_command
 from core.context import build_context
 from core.settings import Settings
-from lrc.cli.service_commands import worker_command
 from tests.reliability.processes import children
 from tests.service.harness import FAST, service_env
 from worker import threads

@@ -3,7 +3,7 @@
 The PACS is reached by DIMSE (``--pacs``: C-FIND, C-GET or with ``--move`` C-MOVE) as
 ``--ae-title``, which the PACS must know, or by DICOMweb (``--dicomweb URL``: QIDO-RS, WADO-RS). The
 service is reached over HTTP (``--api-url`` or ``LRC_GATEWAY_API_URL``; the key from
-``LRC_GATEWAY_API_KEY`` or ``--api-key-file``, see :mod:`lrc.cli.api_keys`). ``--deidentify``
+``LRC_GATEWAY_API_KEY`` or ``--api-key-file``, see :mod:`cli.api_keys`). ``--deidentify``
 uploads de-identified copies and keeps the mapping in ``--mapping``, which ``push --mapping`` uses
 to give a result its original identifiers back. pynetdicom and httpx are imported inside the commands.
 """
@@ -22,8 +22,8 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.api_keys import ApiKeyFile, ApiKeyFlag, resolve_api_key
 from lrc import log_privacy
-from lrc.cli.api_keys import ApiKeyFile, ApiKeyFlag, resolve_api_key
 
 pacs_app = typer.Typer(no_args_is_help=True, help="Find a cohort in a PACS, import it, push results.")
 

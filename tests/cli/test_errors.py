@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import lrc
-from lrc.cli import app
+from cli import app
 
 runner = CliRunner()
 STARTER = Path(lrc.__file__).parent / "assets" / "starter_ct_abdomen"

@@ -1,7 +1,7 @@
 """``lrc serve``, ``lrc worker`` and ``lrc keys`` (create, list, revoke): the service from the command line.
 
 The service's modules (FastAPI, Celery, SQLAlchemy) are imported inside the commands, so that
-``lrc info`` and friends stay fast and the library itself depends on none of them.
+``lrc info`` and friends stay fast.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lrc.cli.listening import check_listen
-from worker.threads import EMBEDDED_WORKERS
+from cli.listening import check_listen
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -135,10 +134,12 @@ class Supervisor:
     parent-death signal when the *thread* that started a child ends, so that thread lives until the end.
     """
 
-    def __init__(self, workers: tuple[tuple[str, str], ...] = EMBEDDED_WORKERS) -> None:
-        self.workers = workers
+    def __init__(self, workers: tuple[tuple[str, str], ...] | None = None) -> None:
+        from worker.threads import EMBEDDED_WORKERS
+
+        self.workers = EMBEDDED_WORKERS if workers is None else workers
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.restarts: dict[str, collections.deque[float]] = {name: collections.deque() for name, _ in workers}
+        self.restarts: dict[str, collections.deque[float]] = {name: collections.deque() for name, _ in self.workers}
         self._halt = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lrc-supervisor", daemon=True)

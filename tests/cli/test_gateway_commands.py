@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lrc.cli import app as cli
+from cli import app as cli
 
 
 def test_settings_are_checked_before_start(tmp_path: Path):
@@ -34,8 +34,8 @@ def test_settings_are_checked_before_start(tmp_path: Path):
 
 def test_the_gateway_imports_neither_torch_nor_the_service():
     code = (
-        "import sys, lrc.cli, gateway.runner; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'monai', 'app', 'worker', 'celery'}))"
+        "import sys, cli, gateway.runner; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'monai', 'core', 'app', 'worker', 'celery'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.api_keys import ApiKeyFile, ApiKeyFlag, resolve_api_key
+from cli.listening import cannot_listen
 from lrc import log_privacy
-from lrc.cli.api_keys import ApiKeyFile, ApiKeyFlag, resolve_api_key
-from lrc.cli.listening import cannot_listen
 
 app = typer.Typer()
 
