@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from app.context import Context
-from app.errors import InvalidRequest, NotFound
-from app.records import registry
-from app.records.models import Dataset, Job, ModelVersion, Series
-from app.records.studies import get_series, get_study
 from app.services.jobs import submit
+from core.context import Context
+from core.errors import InvalidRequest, NotFound
+from core.records import registry
+from core.records.models import Dataset, Job, ModelVersion, Series
+from core.records.studies import get_series, get_study
 from lrc.train.finetune_config import FinetuneConfig
 from lrc.train.memory import Estimate, finetune_bytes, gib, pretrain_bytes
 from lrc.train.pretrain_config import PretrainConfig

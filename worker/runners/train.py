@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.context import Context
-from app.records import registry
-from app.records.models import Dataset, Job, ModelVersion, Series
-from app.records.projects import SHARED
-from app.records.studies import get_series
-from app.settings import Settings
+from core.context import Context
+from core.records import registry
+from core.records.models import Dataset, Job, ModelVersion, Series
+from core.records.projects import SHARED
+from core.records.studies import get_series
+from core.settings import Settings
 from lrc.io.label_maps import read_label
 from lrc.io.labels import LabelTable
 from worker.execution import Reporter
