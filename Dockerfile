@@ -14,9 +14,11 @@ WORKDIR /srv/lrc
 RUN pip install --index-url "${TORCH_INDEX}" "${TORCH}"
 COPY pyproject.toml README.md ./
 COPY lrc ./lrc
+COPY core ./core
 COPY app ./app
 COPY worker ./worker
 COPY gateway ./gateway
+COPY cli ./cli
 RUN pip install .
 
 USER lrc

@@ -16,15 +16,15 @@ from kombu.exceptions import OperationalError
 
 from app.api import problems
 from app.api.router import api_router
-from app.context import Context, build_context
 from app.metrics import Metrics, MetricsMiddleware
-from app.records.keys import ensure_bootstrap_admin
 from app.security_headers import SecurityHeadersMiddleware
 from app.services.cleanup import Sweeper
 from app.services.dicomweb_results import index_missing
 from app.services.models import register_starter
-from app.settings import Settings, get_settings
 from app.web import docs
+from core.context import Context, build_context
+from core.records.keys import ensure_bootstrap_admin
+from core.settings import Settings, get_settings
 from lrc import log_privacy
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.records.db import Database
-from app.records.models import Job
+from core.records.db import Database
+from core.records.models import Job
 
 
 class JobCollector(Collector):

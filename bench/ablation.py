@@ -100,7 +100,7 @@ def main() -> None:
     from lrc.train.finetune import finetune
     from lrc.train.finetune_config import SELF_SUPERVISED_LR_FACTOR, FinetuneConfig
     from lrc.train.pretrain import PretrainConfig, pretrain
-    from lrc.views import SPEC_INTENSITY, ViewConfig
+    from lrc.view_config import SPEC_INTENSITY, ViewConfig
 
     subject_a, subject_c = subjects(args.shared_data).values()
     table = LabelTable.from_names(ORGANS)

@@ -26,7 +26,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from app.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from tests.service.harness import ADMIN_KEY, FAST, Service, running_service  # noqa: E402
 from tests.service.helpers import distinct_cts  # noqa: E402
 

@@ -103,7 +103,7 @@ def main() -> None:
     from lrc.models.store import load_model
     from lrc.nets.unet import UNet
     from lrc.synthetic import label_table
-    from lrc.train.finetune import shrink_perturb
+    from lrc.train.transfer import shrink_perturb
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, nargs="+")

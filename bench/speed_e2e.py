@@ -138,7 +138,7 @@ def run_child(args: argparse.Namespace, series: Path, scratch: Path) -> dict[str
 
 def run_cli(args: argparse.Namespace, series: Path, scratch: Path) -> float:
     """``lrc segment SERIES --format dicom-seg`` in a fresh process: wall seconds."""
-    command = [sys.executable, "-c", "from lrc.cli import main; main()", "segment", str(series)]
+    command = [sys.executable, "-c", "from cli import main; main()", "segment", str(series)]
     command += ["--model", str(args.model), "--out", str(scratch / "cli_seg.dcm"), "--format", "dicom-seg"]
     command += ["--device", args.device]
     begin = time.perf_counter()

@@ -41,7 +41,8 @@ def main() -> None:
     from lrc.io import read_nifti
     from lrc.losses import LocalRegionContrastLoss, sample_regions
     from lrc.superpixels import SuperpixelCache
-    from lrc.train.pretrain import PretrainConfig, Pretrainer
+    from lrc.train.pretrain import PretrainConfig
+    from lrc.train.pretrainer import Pretrainer
     from lrc.train.slices import build_slices
 
     device = resolve_device(args.device)

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from skimage.segmentation import felzenszwalb
 
 from lrc.io.atomic import atomic_path
 
@@ -68,6 +67,8 @@ def superpixels(image: np.ndarray, params: SuperpixelParams | None = None) -> np
     Raises:
         ValueError: ``image`` is not 2D.
     """
+    from skimage.segmentation import felzenszwalb  # here: the configs that hold the parameters load without it
+
     params = params or SuperpixelParams()
     if image.ndim != 2:
         raise ValueError(f"superpixels needs a 2D slice, got shape {image.shape}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the service and its tests need on a fresh Debian machine, then lint, type-check and run
-# the whole test suite (what CI's .ci/run calls). Arguments go to pytest.
+# Install what the service and its tests need on a fresh Debian machine, then lint, type-check, check the
+# layering (import-linter's contracts in pyproject.toml) and run the whole test suite (what CI's .ci/run
+# calls). Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,7 @@ command -v dciodvfy >/dev/null 2>&1 || packages+=(dicom3tools)  # validates the 
 # A real PACS for the gateway tests (tests/gateway): Orthanc and its DICOMweb plugin.
 command -v Orthanc >/dev/null 2>&1 || packages+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || packages+=(orthanc-dicomweb)
-# A real browser for the web page tests (tests/web, driven by Playwright; no browser download).
+# A real browser for the web page tests (tests/app/web, driven by Playwright; no browser download).
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 # Scaled mode's services (tests/service/test_scaled.py uses running ones, or starts its own) and the
 # compose file check (tests/service/test_compose.py: `docker compose config`, or docker-compose).
@@ -30,4 +31,5 @@ bash scripts/install.sh
 ruff check .
 ruff format --check .
 mypy
+lint-imports
 python -m pytest "$@"

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real imaging data beside the repository, and a DICOM series factory."""
+"""Shared fixtures: the real imaging data beside the repository, a DICOM series factory, and (from
+:mod:`tests.service.fixtures`) a running embedded service with a tiny model."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 from tests import dicom_factory
 
 ROOT = Path(__file__).resolve().parents[1]
+# The running service and the tiny model it serves, for every folder that tests the service.
+pytest_plugins = ["tests.service.fixtures"]
 
 
 def _shared_data() -> Path:

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from app.context import Context
-from app.errors import ServiceError
-from app.records import jobs as records
-from app.records.models import Job, now
-from worker.celery_app import QUEUE_OF
+from core.celery_app import QUEUE_OF
+from core.context import Context
+from core.errors import ServiceError
+from core.records import jobs as records
+from core.records.models import Job, now
 from worker.threads import MODEL_KINDS, lend_idle_cpus
 
 log = logging.getLogger(__name__)

@@ -16,17 +16,17 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from app.context import Context
-from app.records.jobs import beat
-from app.records.models import now
-from app.services.jobs import sweep
-from app.settings import get_settings
+from core.celery_app import QUEUE_OF, make_celery
+from core.context import Context
+from core.dispatch import sweep
+from core.records.jobs import beat
+from core.records.models import now
+from core.settings import get_settings
 from lrc import log_privacy
 from worker import runtime
 from worker.broker_watch import RECONNECTIONS, BrokerWatch, ReconnectStep
-from worker.celery_app import QUEUE_OF, make_celery
 from worker.tasks import register_tasks
-from worker.threads import apply_torch_threads, available_cpus, lend_when_idle, torch_threads
+from worker.threads import EMBEDDED_WORKERS, apply_torch_threads, available_cpus, lend_when_idle, torch_threads
 
 log = logging.getLogger(__name__)
 log_privacy.install(get_settings().bootstrap_admin_key)  # before Celery logs anything; its pool inherits it
@@ -93,8 +93,6 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
 def _warm_up(**_: Any) -> None:
     """Size torch's thread pools before any work; model workers also import torch and MONAI (seconds)
     when they start, not in their first job, and io workers load the DICOM SEG writer's tables."""
-    from lrc.cli.service_commands import EMBEDDED_WORKERS
-
     settings = get_settings()
     count = torch_threads(
         settings.worker_torch_threads, len(EMBEDDED_WORKERS), available_cpus(), os.environ.get("OMP_NUM_THREADS")

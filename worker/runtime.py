@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from app.context import Context, build_context
-from app.settings import get_settings
+from core.context import Context, build_context
+from core.settings import get_settings
 from worker.predictors import PredictorCache
 
 

@@ -17,6 +17,8 @@ import os
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+# The workers ``lrc serve`` starts, (name, queues): inference and I/O keep models warm; training runs apart.
+EMBEDDED_WORKERS = (("infer", "infer,io"), ("train", "train"))
 
 
 def available_cpus() -> int:

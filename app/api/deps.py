@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.context import Context
-from app.errors import Forbidden, Unauthenticated
-from app.records.keys import find_key, role_allows
+from core.context import Context
+from core.errors import Forbidden, Unauthenticated
+from core.records.keys import find_key, role_allows
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer lrc_...`")
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from app.errors import ServiceError, Unauthenticated
+from core.errors import ServiceError, Unauthenticated
 from lrc.io.errors import ImageIOError, LabelGeometryMismatch, UnsafeArchive
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from app.api.uploads import PartHeaders
-from app.errors import InvalidRequest, UnsupportedMediaType, UploadTooLarge
 from app.services.dicomweb import Part
+from core.errors import InvalidRequest, UnsupportedMediaType, UploadTooLarge
 
 MAX_PARTS = 100_000
 

@@ -25,8 +25,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from app.errors import InvalidRequest, UnsupportedMediaType, UploadTooLarge
-from app.storage import safe_name
+from core.errors import InvalidRequest, UnsupportedMediaType, UploadTooLarge
+from core.storage import safe_name
 
 MAX_FILES = 100_000
 MAX_FIELDS = 100

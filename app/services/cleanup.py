@@ -16,7 +16,7 @@ the data folder is shared by every process of the service, so one sweeper sees e
   this process uses;
 - **blob files no record names** (no blob row), older than ``LRC_ORPHAN_BLOB_AFTER_S`` and not in
   flight in this process: a request killed between storing a file and recording it. They are removed
-  by :func:`app.services.blobs.remove_unrecorded`, which holds their rows meanwhile: an upload that
+  by :func:`core.blobs.remove_unrecorded`, which holds their rows meanwhile: an upload that
   records the same content at that moment waits, then stores the file again from its own copy.
 
 The log says how many things of each kind went and how many bytes, never their names (a file name
@@ -38,12 +38,12 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.context import Context
-from app.records import jobs as job_records
-from app.records import registry
-from app.records.models import now
-from app.services import blobs
-from app.storage import live_staging
+from core import blobs
+from core.context import Context
+from core.records import jobs as job_records
+from core.records import registry
+from core.records.models import now
+from core.storage import live_staging
 
 log = logging.getLogger(__name__)
 JOB_FOLDER = re.compile(r"(?:segment|export|finetune|pretrain)-([0-9a-f]{32})-.+")  # worker.runners.common.scratch

@@ -13,12 +13,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.context import Context
-from app.errors import InvalidRequest, NotFound
-from app.records.models import Dataset, DatasetCase
-from app.records.studies import get_series, series_entries
-from app.services import blobs, studies
+from app.services import studies
 from app.services.jobs import utc
+from core import blobs
+from core.context import Context
+from core.errors import InvalidRequest, NotFound
+from core.records.models import Dataset, DatasetCase
+from core.records.studies import get_series, series_entries
 from lrc.io import ImageIOError, VolumeInfo
 from lrc.io.label_maps import inspect_label
 from lrc.io.labels import LabelTable

@@ -1,9 +1,9 @@
 """DICOMweb retrieve side (PS3.18 10.4, 10.6) of the instances the service produced: SEG and RTSTRUCT.
 
-Each instance is recorded at export (:func:`describe`, called by the export runner) with the
-attributes QIDO-RS answers with, as DICOM JSON, so that a search reads no file. WADO-RS reads the
-stored files: the instances as they were written, their headers as metadata. Instances exported
-before this index existed are recorded at start (:func:`index_missing`).
+Each instance is recorded at export (:func:`core.instance_headers.describe`, called by the export
+runner) with the attributes QIDO-RS answers with, as DICOM JSON, so that a search reads no file.
+WADO-RS reads the stored files: the instances as they were written, their headers as metadata.
+Instances exported before this index existed are recorded at start (:func:`index_missing`).
 """
 
 from __future__ import annotations
@@ -19,32 +19,18 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.errors import InvalidDicomError
 from sqlalchemy.exc import IntegrityError
 
-from app.context import Context
-from app.errors import InvalidQuery, NotAcceptable, NotFound
-from app.records import instances as records
-from app.records.instances import Match
-from app.records.models import ResultInstance
+from core.context import Context
+from core.errors import InvalidQuery, NotAcceptable, NotFound
+from core.instance_headers import LEVEL_TAGS, describe
+from core.records import instances as records
+from core.records.instances import Match
+from core.records.models import ResultInstance
 from lrc.writers import writer_names
 
 log = logging.getLogger(__name__)
 
 DICOM_FORMATS = writer_names(needs_dicom=True)
 MAX_LIMIT = 1000
-STUDY_TAGS = (
-    "SpecificCharacterSet", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName",
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID",
-    "StudyDescription",
-)  # fmt: skip
-SERIES_TAGS = ("Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNumber", "SeriesDate", "SeriesTime")
-INSTANCE_TAGS = (
-    "SOPClassUID", "SOPInstanceUID", "InstanceNumber", "ContentDate", "ContentTime", "ContentLabel",
-    "ContentDescription", "Rows", "Columns", "NumberOfFrames", "StructureSetLabel",
-)  # fmt: skip
-LEVEL_TAGS = {
-    "study": STUDY_TAGS,
-    "series": STUDY_TAGS + SERIES_TAGS,
-    "instance": STUDY_TAGS + SERIES_TAGS + INSTANCE_TAGS,
-}
 # Search keys (PS3.18 table 10.6.1-5) matched here, by keyword; each takes a value or a comma-separated list.
 KEYS = {
     "StudyInstanceUID": "study_instance_uid",
@@ -63,28 +49,6 @@ class SearchResult:
 
     datasets: list[dict[str, Any]]
     ignored: list[str] = field(default_factory=list)
-
-
-def describe(path: Path, segmentation_id: str, fmt: str, sha256: str, project: str) -> ResultInstance:
-    """The record of a produced instance of ``project`` (its segmentation's), from its header (no pixel data)."""
-    header = pydicom.dcmread(path, stop_before_pixels=True)
-    kept = pydicom.Dataset()
-    for keyword in LEVEL_TAGS["instance"]:
-        if keyword in header:
-            kept[keyword] = header[keyword]
-    return ResultInstance(
-        sop_instance_uid=str(header.SOPInstanceUID),
-        project=project,
-        segmentation_id=segmentation_id,
-        format=fmt,
-        sha256=sha256,
-        study_instance_uid=str(header.StudyInstanceUID),
-        series_instance_uid=str(header.SeriesInstanceUID),
-        sop_class_uid=str(header.SOPClassUID),
-        modality=str(header.Modality),
-        patient_id=str(header.get("PatientID", "")),
-        attributes=kept.to_json_dict(),
-    )
 
 
 def index_missing(ctx: Context) -> int:

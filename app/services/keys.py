@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app.context import Context
-from app.errors import Conflict, NotFound
-from app.records import keys as records
-from app.records.models import ApiKey
+from core.context import Context
+from core.errors import Conflict, NotFound
+from core.records import keys as records
+from core.records.models import ApiKey
 
 
 def create(ctx: Context, name: str, role: str, project: str) -> tuple[ApiKey, str]:

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import lrc
-from app.context import Context
-from app.errors import InvalidRequest
-from app.records import registry
-from app.records.models import ModelVersion, Promotion
-from app.records.projects import SHARED
 from app.services.jobs import utc
+from core.context import Context
+from core.errors import InvalidRequest
+from core.records import registry
+from core.records.models import ModelVersion, Promotion
+from core.records.projects import SHARED
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def promotion_view(record: Promotion) -> dict[str, Any]:
 def promote(
     ctx: Context, project: str, name: str, number: int, by: str | None, override: bool, reason: str
 ) -> dict[str, Any]:
-    """Promote a version of ``project`` through the gate (see :func:`app.records.registry.promote`)."""
+    """Promote a version of ``project`` through the gate (see :func:`core.records.registry.promote`)."""
     with ctx.db.session() as session:
         version = registry.get_version(session, project, name, number)
         return promotion_view(registry.promote(session, project, version, by, override, reason))
@@ -99,7 +99,7 @@ def register_directory(
     ctx: Context, name: str, directory: Path, project: str, status: str = "candidate"
 ) -> ModelVersion:
     """Register a model directory (``model.json`` + weights) as the next version of ``name`` in ``project``
-    (:data:`~app.records.projects.SHARED`: for every project, read-only).
+    (:data:`~core.records.projects.SHARED`: for every project, read-only).
 
     Raises:
         InvalidRequest: no readable ``model.json``.

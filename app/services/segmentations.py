@@ -10,14 +10,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.context import Context
-from app.errors import IdempotencyKeyReused, InvalidRequest, NotFound, ResultNotReady
-from app.records import jobs as job_records
-from app.records import registry
-from app.records.models import Job, ModelVersion, Segmentation
-from app.records.studies import get_series
-from app.services.jobs import dispatch, utc
-from lrc.models.card import ModelCard
+from app.services.jobs import utc
+from core.context import Context
+from core.dispatch import dispatch
+from core.errors import IdempotencyKeyReused, InvalidRequest, NotFound, ResultNotReady
+from core.records import jobs as job_records
+from core.records import registry
+from core.records.models import Job, ModelVersion, Segmentation
+from core.records.studies import get_series
+from lrc.models.card import ModelCard, tile_option
 from lrc.writers import UnknownFormat, get_writer
 
 
@@ -88,11 +89,6 @@ def create(
         return found
     dispatch(ctx, job.id, job.kind, job.dispatch_token)
     return seg, job
-
-
-def tile_option(tiles: bool | None) -> str:
-    """A request's ``tiles`` as :meth:`lrc.models.card.ModelCard.tile_side` takes it (None: the card's)."""
-    return "model" if tiles is None else "patch" if tiles else "slice"
 
 
 def _by_request_key(

@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.context import Context
-from app.records import studies as records
-from app.records.models import Series, Study, new_id
-from app.services import blobs
+from core import blobs
+from core.context import Context
+from core.records import studies as records
+from core.records.models import Series, Study, new_id
 from lrc.io import ArchiveLimits, ImageIOError, ReadOptions, UnsupportedInput, VolumeInfo
 from lrc.io.archive import collect_files
 from lrc.io.dicom_read import inspect_dicom
@@ -122,7 +122,7 @@ def stage(ctx: Context, uploads: list[Upload], folder: Path, created_by: str | N
     dataset) records the study with the rest, in one transaction, by :func:`record`. Study and series
     have their ids already.
 
-    Call it inside :meth:`~app.storage.BlobStore.undo_on_error`, with :func:`app.services.blobs.discard`.
+    Call it inside :meth:`~core.storage.BlobStore.undo_on_error`, with :func:`core.blobs.discard`.
 
     Raises:
         UnsupportedInput: no files.

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from app.context import Context
-from app.errors import InvalidRequest, NotFound
-from app.records import registry
-from app.records.models import Dataset, Job, ModelVersion, Series
-from app.records.studies import get_series, get_study
 from app.services.jobs import submit
-from lrc.nets.stages import DEFAULT_FEATURES
+from core.context import Context
+from core.errors import InvalidRequest, NotFound
+from core.records import registry
+from core.records.models import Dataset, Job, ModelVersion, Series
+from core.records.studies import get_series, get_study
+from lrc.train.finetune_config import FinetuneConfig
 from lrc.train.memory import Estimate, finetune_bytes, gib, pretrain_bytes
+from lrc.train.pretrain_config import PretrainConfig
+from lrc.train.setting import from_options
 
 MAX_SERIES = 1000  # series one pre-training reads (its studies' series counted too)
 
@@ -27,12 +30,13 @@ def finetune(
 ) -> Job:
     """Queue a fine-tuning of ``base_model`` (or from scratch) on a dataset of ``project``; it registers a
     candidate in ``project``."""
+    config = from_options(FinetuneConfig, options)  # the API has checked them: the defaults filled in
     with ctx.db.session() as session:
         dataset = session.get(Dataset, dataset_id)
         if dataset is None or dataset.project != project:
             raise NotFound("dataset", dataset_id)
         base = registry.find(session, project, base_model) if base_model else None
-        if base is not None and base.kind == "segmentation" and options.get("spatial_dims", 2) == 3:
+        if base is not None and base.kind == "segmentation" and config.spatial_dims == 3:
             raise InvalidRequest("3D fine-tuning starts from scratch or a 3D model; this base model is 2D")
         if name:
             target = name
@@ -43,7 +47,7 @@ def finetune(
         else:  # the dataset's name is free text: it names a folder, and 'name:version' must find the model
             target = registry.model_name_from(dataset.name)
         grids = [_grid(get_series(session, c.series_id, project)) for c in dataset.cases]
-        _check_memory(ctx, "fine-tuning", _finetune_estimate(grids, options, base))
+        _check_memory(ctx, "fine-tuning", _finetune_estimate(grids, config, base))
     payload = {
         "dataset_id": dataset_id,
         "base_version_id": base.id if base else None,
@@ -77,17 +81,18 @@ def pretrain(
         grids = [_grid(get_series(session, series_id, project)) for series_id in chosen]
     if not chosen:
         raise InvalidRequest("name the unlabeled scans: 'series_ids' or 'study_ids'")
+    config = from_options(PretrainConfig, options, method=method)
     estimate = pretrain_bytes(
         grids,
-        spacing=options.get("spacing", 1.5),
-        canvas=options.get("canvas", 256),
-        view_size=options.get("view_size", 192),
-        batch_size=options.get("batch_size", 16),
-        features=options.get("features") or DEFAULT_FEATURES,
-        queue_size=options.get("queue_size", 4096),
-        embedding_dim=128,
-        regions_per_image=options.get("regions_per_image", 16),
-        pixels_per_region=options.get("pixels_per_region", 8),
+        spacing=config.spacing,
+        canvas=config.canvas,
+        view_size=config.view_size,
+        batch_size=config.batch_size,
+        features=config.features,
+        queue_size=config.queue_size,
+        embedding_dim=config.embedding_dim,
+        regions_per_image=config.regions_per_image,
+        pixels_per_region=config.pixels_per_region,
     )
     _check_memory(ctx, "pre-training", estimate)
     payload = {"series_ids": chosen, "method": method, "name": name, "options": options}
@@ -99,11 +104,11 @@ def _grid(series: Series) -> tuple[list[int], list[float]]:
 
 
 def _finetune_estimate(
-    grids: list[tuple[list[int], list[float]]], options: dict[str, Any], base: ModelVersion | None
+    grids: list[tuple[list[int], list[float]]], config: FinetuneConfig, base: ModelVersion | None
 ) -> Estimate:
     """The fine-tuning's memory; a base model's grid and widths replace the options' (as the training does)."""
-    spacing, canvas = options.get("spacing", 1.5), options.get("canvas", 256)
-    features = options.get("features") or DEFAULT_FEATURES
+    spacing, canvas = config.spacing, config.canvas
+    features: Sequence[int] = config.features
     if base is not None:
         card = base.card
         spacing, canvas = float(card["spacing"][0]), int(card["canvas"])
@@ -112,11 +117,11 @@ def _finetune_estimate(
         grids,
         spacing=spacing,
         canvas=canvas,
-        batch_size=options.get("batch_size", 8),
-        patch=min(options.get("patch", 128), canvas),
+        batch_size=config.batch_size,
+        patch=min(config.patch, canvas),
         features=features,
-        spatial_dims=options.get("spatial_dims", 2),
-        patch_depth=options.get("patch_depth", 32),
+        spatial_dims=config.spatial_dims,
+        patch_depth=config.patch_depth,
     )
 
 

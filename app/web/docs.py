@@ -15,7 +15,7 @@ import fastapi_offline
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from app.errors import NotFound
+from core.errors import NotFound
 
 BUNDLE = Path(fastapi_offline.__file__).parent / "static"
 ASSETS = {

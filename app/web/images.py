@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.context import Context
-from app.records.studies import get_series, series_entries
+from core.context import Context
+from core.records.studies import get_series, series_entries
 from lrc.io import Volume, read_volume, write_nifti
 
 INT16 = np.iinfo(np.int16)

@@ -17,8 +17,8 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ContextDep, Viewer
-from app.errors import NotFound
 from app.web.images import series_nifti
+from core.errors import NotFound
 
 STATIC = (Path(__file__).parent / "static").resolve()
 MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}

@@ -10,8 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
+from lrc.cli.config_options import config_from_cli, config_options
 from lrc.cli.io_commands import JsonFlag, SeriesOption, error_json, fail, series_choice
 from lrc.cli.progress import Feedback, QuietFlag, Stage, feedback
+from lrc.train.finetune_config import FinetuneConfig
+from lrc.train.pretrain_config import PretrainConfig
 from lrc.writers import NIFTI, WRITERS, WriteOptions
 
 app = typer.Typer()
@@ -28,8 +31,6 @@ def _device_name(name: str) -> str:
 
 
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].", callback=_device_name)]
-SpacingOption = Annotated[float, typer.Option(help="In-plane model spacing, mm.")]
-CanvasOption = Annotated[int, typer.Option(help="Slice canvas side at that spacing, pixels (multiple of 16).")]
 TileOption = Annotated[
     str,
     typer.Option(
@@ -38,18 +39,10 @@ TileOption = Annotated[
         "Dice, ~3x the model time); or a tile side in pixels (multiple of 16)."
     ),
 ]
-FinetuneTileOption = Annotated[
-    str | None,
-    typer.Option(
-        help="How the model predicts unless told otherwise, and in validation: 'slice', 'patch' (tiles of the "
-        "training patch) or a tile side [default: 'patch' from a pre-trained model, as --init predicts from a "
-        "segmentation model, 'slice' from scratch]."
-    ),
-]
 
 
 def _tile(option: str) -> int | str | None:
-    """``--tile`` as :class:`lrc.infer.Predictor` and ``FinetuneConfig`` take it."""
+    """``--tile`` of ``segment`` and ``evaluate`` as :class:`lrc.infer.Predictor` takes it."""
     if option in ("model", "slice", "patch"):
         return option
     try:
@@ -58,91 +51,29 @@ def _tile(option: str) -> int | str | None:
         raise ValueError(f"--tile must be 'model', 'slice', 'patch' or a side in pixels, got {option!r}") from None
 
 
-class Method(StrEnum):
-    """Pre-training methods."""
-
-    moco = "moco"
-    lrc = "lrc"
-    moco_lrc = "moco+lrc"
-
-
-class Transfer(StrEnum):
-    """What a pre-trained init gives to fine-tuning (``lrc.train.finetune_config.TRANSFERS``)."""
-
-    all = "all"
-    encoder = "encoder"
-
-
-class Negatives(StrEnum):
-    """Where the LRC local loss takes its negatives (``lrc.losses.local_contrast.NEGATIVES``)."""
-
-    batch = "batch"
-    image = "image"
-
-
 # Segmentation output formats: the writers' names (mypy cannot see members made at run time).
 OutputFormat = StrEnum("OutputFormat", {name: name for name in WRITERS})  # type: ignore[misc]
 DEFAULT_FORMAT = OutputFormat(NIFTI.name)
 
 
 @app.command()
+@config_options(PretrainConfig, before="device")
 def pretrain(
     images: Annotated[list[Path], typer.Option("--images", help="Unlabeled scans: DICOM folders/zips or NIfTI.")],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
     more: Annotated[list[Path] | None, typer.Argument(help="More scans (so that --images A B C works).")] = None,
-    method: Annotated[Method, typer.Option(help="Self-supervised objective.")] = Method.moco_lrc,
-    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1000,
-    batch_size: Annotated[int, typer.Option(help="Slices per step.")] = 16,
-    spacing: SpacingOption = 1.5,
-    canvas: CanvasOption = 256,
-    view_size: Annotated[int, typer.Option(help="Side of each augmented view (multiple of 16).")] = 192,
-    dims: Annotated[int, typer.Option(help="2 (slices) or 3 (blocks of --depth slices).")] = 2,
-    spacing_z: Annotated[float, typer.Option(help="3D: spacing across slices, mm.")] = 3.0,
-    depth: Annotated[int, typer.Option(help="3D: slices per block.")] = 48,
-    view_depth: Annotated[int, typer.Option(help="3D: depth of each view (multiple of 16).")] = 32,
-    decorrelation_weight: Annotated[
-        float, typer.Option(help="Weight of the channel-correlation penalty against feature collapse.")
-    ] = 0.0,
-    local_negatives: Annotated[
-        Negatives, typer.Option(help="LRC negatives: every other region of the batch, or of the same image only.")
-    ] = Negatives.batch,
-    negative_margin: Annotated[
-        float, typer.Option(help="LRC: regions closer than this in mean intensity (0-1) are no negatives.")
-    ] = 0.0,
-    momentum: Annotated[float, typer.Option(help="MoCo key-encoder momentum, in [0, 1).")] = 0.999,
-    superpixel_scale: Annotated[
-        float, typer.Option(help="Felzenszwalb scale of LRC's super-pixels at a 256-pixel slice (larger: coarser).")
-    ] = 100.0,
-    seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
+    **settings: Any,
 ) -> None:
     """Self-supervised pre-training (MoCo v2, LRC or both) on unlabeled scans."""
     from lrc.io import ImageIOError
-    from lrc.superpixels import SuperpixelParams
-    from lrc.train.pretrain import PretrainConfig
     from lrc.train.pretrain import pretrain as run
 
     try:
-        config = PretrainConfig(
-            method=method.value,
-            steps=steps,
-            batch_size=batch_size,
-            spacing=spacing,
-            canvas=canvas,
-            view_size=min(view_size, canvas),
-            spatial_dims=dims,
-            spacing_z=spacing_z,
-            depth=depth,
-            view_depth=view_depth,
-            decorrelation_weight=decorrelation_weight,
-            local_negatives=local_negatives.value,
-            negative_margin=negative_margin,
-            momentum=momentum,
-            superpixels=SuperpixelParams(scale=superpixel_scale),
-            seed=seed,
-        )
+        settings["view_size"] = min(settings["view_size"], settings["canvas"])
+        config = config_from_cli(PretrainConfig, settings)
         _ready_to_train(out, device)
         with feedback(quiet or as_json) as shown:
             volumes, skipped = _read_all(shown, [*images, *(more or [])])
@@ -152,7 +83,7 @@ def pretrain(
             for reason in skipped:
                 typer.echo(f"warning: skipped {reason}", err=True)
         with feedback(quiet or as_json) as shown:
-            stage = shown.stage(f"pre-training ({method.value})", steps)
+            stage = shown.stage(f"pre-training ({config.method})", config.steps)
             written = run(volumes, out, config, device=device, progress=lambda step, m: stage.update(step, **m))
     except (ImageIOError, ValueError, OSError) as exc:  # OSError: an output that cannot be written
         fail(exc, as_json)
@@ -161,83 +92,24 @@ def pretrain(
 
 
 @app.command()
+@config_options(FinetuneConfig, before="device")
 def finetune(
     train: Annotated[Path, typer.Option(help="Manifest JSON: labels, train (and validation) cases.")],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
     init: Annotated[str, typer.Option(help="'scratch' or a pre-trained model directory.")] = "scratch",
-    steps: Annotated[int, typer.Option(help="Maximum optimisation steps.")] = 2000,
-    batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 8,
-    patch: Annotated[int, typer.Option(help="Patch side, pixels (multiple of 16).")] = 128,
-    validate_every: Annotated[int, typer.Option(help="Steps between validations.")] = 100,
-    spacing: Annotated[float, typer.Option(help="In-plane model spacing, mm (scratch only).")] = 1.5,
-    canvas: Annotated[int, typer.Option(help="Slice canvas side, pixels (scratch only).")] = 256,
-    dims: Annotated[int, typer.Option(help="2 (slices) or 3 (3D patches; --init must then be 3D).")] = 2,
-    patch_depth: Annotated[int, typer.Option(help="3D patch depth, voxels (multiple of 16).")] = 32,
-    transfer: Annotated[Transfer, typer.Option(help="What --init gives: all layers or the encoder only.")] = (
-        Transfer.all
-    ),
-    warmup_steps: Annotated[int, typer.Option(help="Steps with the --init layers frozen.")] = 0,
-    backbone_lr_factor: Annotated[
-        float | None,
-        typer.Option(
-            help="Learning-rate multiplier of the --init layers (from scratch: the same layers) [default: 3 "
-            "from a pre-trained, 1 from a segmentation model and from scratch]."
-        ),
-    ] = None,
-    shrink: Annotated[
-        float, typer.Option(help="The --init layers start as shrink * pre-trained + perturb * fresh init.")
-    ] = 1.0,
-    perturb: Annotated[float, typer.Option(help="Weight of a fresh initialisation mixed in (see --shrink).")] = 0.0,
-    anchor_weight: Annotated[
-        float, typer.Option(help="L2-SP: decay of the --init layers towards their starting values (0: off).")
-    ] = 0.0,
-    reinit: Annotated[
-        list[str] | None, typer.Option(help="A U-Net stage of --init that starts fresh (down_4, upcat_4, ...); repeat.")
-    ] = None,
-    augment_scale: Annotated[
-        tuple[float, float], typer.Option(help="2D patches' field of view as a multiple of the patch: MIN MAX.")
-    ] = (1.0, 1.0),
-    augment_rotate: Annotated[float, typer.Option(help="2D patches rotated by up to +- this, degrees.")] = 0.0,
-    flip: Annotated[
-        bool,
-        typer.Option(help="Mirror half of the patches left-right (hides the side: only without left/right labels)."),
-    ] = False,
-    tile: FinetuneTileOption = None,
-    seed: Annotated[int, typer.Option(help="Random seed (recorded in the card).")] = 0,
     device: DeviceOption = "auto",
     quiet: QuietFlag = False,
     as_json: JsonFlag = False,
+    **settings: Any,
 ) -> None:
     """Fine-tune a segmentation model on a few labelled volumes; report held-out Dice."""
     from lrc.io import ImageIOError
     from lrc.manifest import load_manifest
     from lrc.models import ModelCardError
     from lrc.train.finetune import finetune as run
-    from lrc.train.finetune_config import FinetuneConfig
 
     try:
-        config = FinetuneConfig(
-            steps=steps,
-            batch_size=batch_size,
-            patch=patch,
-            validate_every=validate_every,
-            spacing=spacing,
-            canvas=canvas,
-            spatial_dims=dims,
-            patch_depth=patch_depth,
-            transfer=transfer.value,
-            warmup_steps=warmup_steps,
-            backbone_lr_factor=backbone_lr_factor,
-            shrink=shrink,
-            perturb=perturb,
-            anchor_weight=anchor_weight,
-            reinit=tuple(reinit or ()),
-            augment_scale=augment_scale,
-            augment_rotate=augment_rotate,
-            flip=flip,
-            tile=None if tile is None else _tile(tile),
-            seed=seed,
-        )
+        config = config_from_cli(FinetuneConfig, settings)
         _ready_to_train(out, device)
         if init != "scratch":
             _check_init(Path(init))
@@ -245,7 +117,7 @@ def finetune(
             shown.stage("reading the manifest's cases").update(0)
             manifest = load_manifest(train, parts=("train", "validation"))
         with feedback(quiet or as_json) as shown:
-            training = shown.stage("fine-tuning", steps)
+            training = shown.stage("fine-tuning", config.steps)
             checking = shown.stage("validation", 1)
             written = run(
                 manifest.parts["train"],

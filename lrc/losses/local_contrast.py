@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from lrc.losses.region_sampling import RegionSample
-
-NEGATIVES = ("batch", "image")
+from lrc.train.pretrain_config import NEGATIVES
 
 
 class LocalRegionContrastLoss(nn.Module):

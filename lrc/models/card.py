@@ -168,3 +168,9 @@ class ModelCard:
             if isinstance(exc, ModelCardError):
                 raise
             raise ModelCardError(f"model.json is incomplete or invalid ({type(exc).__name__}: {exc})") from exc
+
+
+def tile_option(tiles: bool | None) -> str:
+    """A request's ``tiles`` (True: tiles of the training patch, False: whole slices, None: as the card says)
+    as :meth:`ModelCard.tile_side` takes it."""
+    return "model" if tiles is None else "patch" if tiles else "slice"

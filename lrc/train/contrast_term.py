@@ -23,7 +23,8 @@ from lrc.intensity import IntensityWindow
 from lrc.io.volume import Volume
 from lrc.nets.unet import UNet
 from lrc.superpixels import SuperpixelCache
-from lrc.train.pretrain import PretrainConfig, Pretrainer, SliceSampler
+from lrc.train.pretrain import PretrainConfig, SliceSampler
+from lrc.train.pretrainer import Pretrainer
 from lrc.train.slices import build_slices, volume_sha256
 
 
@@ -45,7 +46,7 @@ class Unlabeled:
 
 
 class ContrastTerm:
-    """The pre-training loss of :class:`~lrc.train.pretrain.Pretrainer` on ``net``, batch by batch.
+    """The pre-training loss of :class:`~lrc.train.pretrainer.Pretrainer` on ``net``, batch by batch.
 
     Args:
         net: the network being fine-tuned (shared, not copied; 2D).

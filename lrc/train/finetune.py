@@ -22,47 +22,44 @@ will predict (whole slices or tiles: ``FinetuneConfig.tile``, recorded in the ca
 Dice per structure, matched to the reference labels by name; the best weights (mean Dice) are kept
 and training stops after ``patience`` validations without improvement. The train/validation split
 is fixed by the content hashes of the cases (never re-shuffled between runs) and stored in the card.
+
+:func:`finetune` runs the steps in order: the split, the starting network (:mod:`lrc.train.transfer`),
+the contrast term, the patch sampler, the card, the loop (:mod:`lrc.train.finetune_loop`, validating
+with :mod:`lrc.train.validation`), and the model directory written with the best weights.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from monai.losses import DiceCELoss
 
-from lrc.device import autocast, resolve_device
-from lrc.evaluate import evaluate, mean_dice, summarize
-from lrc.infer.predictor import Predictor
+from lrc.device import resolve_device
 from lrc.intensity import IntensityWindow
 from lrc.io.labels import LabelTable
 from lrc.io.volume import Volume
-from lrc.label_match import LabelMismatch, match_labels, number_labels
 from lrc.models.card import ModelCard
-from lrc.models.store import check_model_target, load_model, save_model
-from lrc.nets.stages import ENCODER_STAGES
+from lrc.models.store import check_model_target, save_model
 from lrc.nets.unet import UNet
 from lrc.runtime import tune_cpu_allocator
 from lrc.superpixels import SuperpixelCache
 from lrc.train.contrast_term import ContrastTerm, Unlabeled
-from lrc.train.finetune_config import SELF_SUPERVISED_LR_FACTOR, FinetuneConfig
+from lrc.train.finetune_config import FinetuneConfig
+from lrc.train.finetune_loop import Best, Progress, Validating, fit
 from lrc.train.patches import PatchSampler, SlicePatchSampler, VolumePatchSampler, build_volumes
 from lrc.train.pretrain import PretrainConfig
 from lrc.train.slices import Preparing, build_slices, volume_sha256
+from lrc.train.transfer import Start, head_values, start_network
+from lrc.train.validation import validate
 
+__all__ = ["Case", "FinetuneConfig", "finetune", "fixed_split", "validate"]
 log = logging.getLogger(__name__)
 Case = tuple[Volume, Volume]  # image, label map on the image's grid
-Progress = Callable[[int, dict[str, float]], None]
-Validating = Callable[[int, float], None]  # (step, fraction of the validation pass done)
-ENCODER = tuple(f"{stage}." for stage in ENCODER_STAGES)  # parameter-name prefixes of the encoder
 
 
 def fixed_split(cases: list[Case], fraction: float) -> tuple[list[int], list[int]]:
@@ -134,95 +131,73 @@ def finetune(
     if validation is None:
         train_index, validation_index = fixed_split(train, config.validation_fraction)
         train, validation = [train[i] for i in train_index], [train[i] for i in validation_index]
-    window = IntensityWindow.for_modality(train[0][0].modality)
-    parent = parent_card = None
-    transferred: set[str] = set()  # parameter names initialised from ``init``
-    head: dict[int, int] = {}  # output channel -> the base's channel of the same structure
-    dims = config.spatial_dims
-    source: UNet | None = None
-    if init is not None:
-        source, parent_card = load_model(init)
-    base_labels = parent_card.labels if parent_card is not None and parent_card.kind == "segmentation" else None
-    output = number_labels(labels, numbering if numbering is not None else base_labels)
-    class_of = _classes(output, labels)
-    net = UNet(dims, 1, len(output) + 1, config.features)
-    if source is not None and parent_card is not None:
-        if source.arguments["spatial_dims"] != dims:
-            raise ValueError(f"{init} is a {source.arguments['spatial_dims']}D network; this fine-tuning is {dims}D")
-        window, config.spacing, config.canvas = parent_card.window, parent_card.spacing[0], parent_card.canvas
-        config.spacing_z = parent_card.spacing[2] if dims == 3 else None
-        config.patch = min(config.patch, config.canvas)
-        net = UNet(dims, 1, len(output) + 1, source.arguments["features"])
-        weights = {k: v for k, v in source.state_dict().items() if _given(k, config)}
-        mixing = (config.shrink, config.perturb) != (1.0, 0.0)
-        fresh = {k: v.detach().clone() for k, v in net.state_dict().items()} if mixing else {}
-        missing, unexpected = net.load_state_dict(weights, strict=False)
-        skipped = [k for k in missing if _given(k, config)]
-        if unexpected or skipped or not weights:
-            raise ValueError(f"{init}: weights do not fit this network (missing {missing}, unexpected {unexpected})")
-        transferred = set(weights)
-        shrink_perturb(net, fresh, transferred, config.shrink, config.perturb)
-        if base_labels is not None:
-            head = _head_channels(output, base_labels)
-            copy_channels(net.final_conv, source.final_conv, head)
-        if config.backbone_lr_factor is None:
-            config.backbone_lr_factor = SELF_SUPERVISED_LR_FACTOR if parent_card.kind == "pretrained" else 1.0
-        if config.tile is None and dims == 2:  # self-supervised: tiles; a segmentation model: as it predicts
-            config.tile = "patch" if parent_card.kind == "pretrained" or parent_card.inference_tile else "slice"
-        parent = {
-            "path": str(init),
-            "kind": parent_card.kind,
-            "weights_sha256": parent_card.weights_sha256,
-            "method": parent_card.training.get("method"),
-        }
-    if config.backbone_lr_factor is None:
-        config.backbone_lr_factor = 1.0  # nothing transferred: recorded as the plain rate
-    # The layers at the backbone's rate: the transferred ones, or from scratch the same layers (a rate control).
-    boosted = transferred or {n for n, _ in net.named_parameters() if _given(n, config)}
-    if config.tile is None:
-        config.tile = "slice"
-    net = net.to(device)
+    start = start_network(IntensityWindow.for_modality(train[0][0].modality), labels, numbering, init, config)
+    net = start.net.to(device)
     contrast = None
     if config.contrast_weight > 0:
         assert unlabeled is not None
-        contrast = _contrast_term(net, config, unlabeled, parent_card, window, Path(out), device)
+        contrast = _contrast_term(net, config, unlabeled, start.base, start.window, Path(out), device)
+    sampler, spacing = _sampler(train, start, config, preparing)
+    card = _card(net, start, labels, config, sampler.shape, spacing, train, validation, device)
+    if contrast is not None:
+        card.training["contrast"] = {"config": contrast.config.to_json(), "data": contrast.data}
+    best = fit(net, card, labels, sampler, validation, config, start, contrast, progress, validating)
+    return _write(out, net, card, best, started)
+
+
+def _sampler(
+    train: list[Case], start: Start, config: FinetuneConfig, preparing: Preparing | None
+) -> tuple[PatchSampler, tuple[float, float, float | None]]:
+    """The patches of the training cases on the model's grid (slices in 2D, volumes in 3D), and that grid's spacing."""
     rng = np.random.default_rng(config.seed)
-    spacing: tuple[float, float, float | None] = (config.spacing, config.spacing, None)
-    sampler: PatchSampler
-    if dims == 2:
+    if config.spatial_dims == 2:
         slices = build_slices(
             [c[0] for c in train],
-            window,
+            start.window,
             config.spacing,
             config.canvas,
             labels=[c[1] for c in train],
-            class_of=class_of,
+            class_of=start.class_of,
             preparing=preparing,
         )
         sampler = SlicePatchSampler(
             slices, config.patch, config.batch_size, config.foreground_fraction, rng, config.spatial, config.flip
         )
-    else:
-        spacing_3d = (config.spacing, config.spacing, config.spacing_z or config.spacing)
-        spacing = spacing_3d
-        volumes = build_volumes(train, window, spacing_3d, class_of, preparing)
-        shape = (config.patch, config.patch, config.patch_depth)
-        sampler = VolumePatchSampler(volumes, shape, config.batch_size, config.foreground_fraction, rng, config.flip)
+        return sampler, (config.spacing, config.spacing, None)
+    spacing = (config.spacing, config.spacing, config.spacing_z or config.spacing)
+    volumes = build_volumes(train, start.window, spacing, start.class_of, preparing)
+    shape = (config.patch, config.patch, config.patch_depth)
+    return VolumePatchSampler(volumes, shape, config.batch_size, config.foreground_fraction, rng, config.flip), spacing
+
+
+def _card(
+    net: UNet,
+    start: Start,
+    labels: LabelTable,
+    config: FinetuneConfig,
+    patch: tuple[int, ...],
+    spacing: tuple[float, float, float | None],
+    train: list[Case],
+    validation: list[Case],
+    device: torch.device,
+) -> ModelCard:
+    """The new model's card before training: grid, labels, parent, settings as resolved, split and data."""
+    output = start.output
     card = ModelCard(
         kind="segmentation",
         architecture="",
         arguments=dict(net.arguments),
-        window=window,
+        window=start.window,
         spacing=spacing,
         canvas=config.canvas,
         labels=output,
-        parent=parent,
+        parent=start.parent,
         training={
             "method": "finetune",
-            "init": "scratch" if init is None else "pretrained",
+            "init": "scratch" if start.base is None else "pretrained",
             "config": config.to_json(),
             "dataset_labels": {str(v): labels[v].name for v in labels},
-            "head_from_base": sorted(output[v].name for v in _values(output, head)),
+            "head_from_base": sorted(output[v].name for v in head_values(output, start.head)),
             "split": {
                 "train": [volume_sha256(c[0]) for c in train],
                 "validation": [volume_sha256(c[0]) for c in validation],
@@ -230,95 +205,21 @@ def finetune(
             "data": [{"image": volume_sha256(i), "label": volume_sha256(lab)} for i, lab in train + validation],
             "seeds": {"torch": config.seed, "numpy": config.seed},
             "device": str(device),
-            "patch": list(sampler.shape),
+            "patch": list(patch),
         },
     )
-    if contrast is not None:
-        card.training["contrast"] = {"config": contrast.config.to_json(), "data": contrast.data}
     card.inference_tile = card.tile_side(config.tile)  # validation predicts this way too
-    best = _train(
-        net, card, labels, sampler, validation, config, device, progress, transferred, boosted, contrast, validating
-    )
+    return card
+
+
+def _write(out: str | Path, net: UNet, card: ModelCard, best: Best, started: float) -> Path:
+    """Load the best weights into ``net``, record the run's outcome in ``card`` and save the model directory."""
     card.training["seconds"] = round(time.perf_counter() - started, 1)
-    card.training["steps"] = best["steps"]
-    card.training["best_step"] = best["step"]
-    card.metrics = best["metrics"]
-    net.load_state_dict(best["state"])
+    card.training["steps"] = best.steps
+    card.training["best_step"] = best.step
+    card.metrics = best.metrics
+    net.load_state_dict(best.state)
     return save_model(out, net, card)
-
-
-def _train(
-    net: UNet,
-    card: ModelCard,
-    reference: LabelTable,
-    sampler: PatchSampler,
-    validation: list[Case],
-    config: FinetuneConfig,
-    device: torch.device,
-    progress: Progress | None,
-    transferred: set[str],
-    boosted: set[str],
-    contrast: ContrastTerm | None = None,
-    validating: Validating | None = None,
-) -> dict[str, Any]:
-    factor = config.backbone_lr_factor
-    assert factor is not None  # resolved by finetune()
-    old = [p for n, p in net.named_parameters() if n in boosted]
-    new = [p for n, p in net.named_parameters() if n not in boosted]
-    heads = contrast.heads() if contrast else []
-    # L2-SP pulls transferred weights back to where they started; from scratch there is nothing to keep.
-    anchors = [p.detach().clone() for p in old] if config.anchor_weight > 0 and transferred else []
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": old, "lr": config.lr * factor, "weight_decay": 0.0 if anchors else config.weight_decay},
-            {"params": new + heads, "lr": config.lr},
-        ],
-        weight_decay=config.weight_decay,
-    )
-    warmup = config.warmup_steps if transferred else 0
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        [functools.partial(_cosine, start=warmup, steps=config.steps), functools.partial(_cosine, steps=config.steps)],
-    )
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    best: dict[str, Any] = {"score": -1.0, "step": 0, "state": _copy_state(net), "metrics": None, "steps": 0}
-    waited = 0
-    for step in range(1, config.steps + 1):
-        net.train()
-        images, targets = sampler.batch(device)  # B x 1 x P x P[ x D], B x 1 x P x P[ x D]
-        with autocast(device):
-            loss = loss_fn(net(images).float(), targets)
-        metrics = {"loss": float(loss.detach())}
-        if contrast is not None and step % config.contrast_every == 0:
-            term, parts = contrast.loss()
-            loss = loss + config.contrast_weight * term
-            metrics |= {"contrast": float(term.detach())} | {f"contrast_{k}": v for k, v in parts.items()}
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if anchors:  # L2-SP, decoupled: back towards the pre-trained values at this step's rate
-            pull_towards(old, anchors, optimizer.param_groups[0]["lr"] * config.anchor_weight)
-        schedule.step()
-        best["steps"] = step
-        last = step == config.steps
-        if validation and (step % config.validate_every == 0 or last):
-            done = functools.partial(validating, step) if validating else None
-            scores = validate(net, card, validation, device, reference, done)
-            if scores["mean_dice"] is not None:
-                metrics["val_mean_dice"] = scores["mean_dice"]
-            if scores["mean_dice"] is not None and scores["mean_dice"] > best["score"]:
-                best.update(score=scores["mean_dice"], step=step, state=_copy_state(net), metrics=scores)
-                waited = 0
-            else:
-                waited += 1
-        if progress:
-            progress(step, metrics)
-        if validation and waited >= config.patience:
-            log.info("early stop at step %d (best %d)", step, best["step"])
-            break
-    if not validation:
-        best.update(step=best["steps"], state=_copy_state(net))
-    return best
 
 
 def _contrast_term(
@@ -345,114 +246,3 @@ def _contrast_term(
         raise ValueError(f"the contrast term's grid ({theirs}) is not the fine-tuning's ({ours})")
     cache = SuperpixelCache(unlabeled.cache_dir or out.parent / ".superpixel-cache", settings.superpixels)
     return ContrastTerm(net, settings, unlabeled.images, window, cache, device, config.seed)
-
-
-def validate(
-    net: UNet,
-    card: ModelCard,
-    cases: list[Case],
-    device: torch.device,
-    reference: LabelTable,
-    progress: Callable[[float], None] | None = None,
-) -> dict[str, Any]:
-    """Dice and HD95 per structure on whole held-out volumes, through the real predictor.
-
-    ``reference`` numbers the cases' label maps; structures are matched to the model's by name or
-    code (:func:`lrc.label_match.match_labels`), and those only one side has are listed apart.
-    ``progress`` is called with the fraction of the cases' slices predicted so far.
-
-    Raises:
-        LabelMismatch: the model and the reference share no structure.
-    """
-    assert card.labels is not None
-    labels = match_labels(card.labels, reference)
-    predictor = Predictor(net, card, device)
-    total, before = sum(image.shape[2] for image, _ in cases), 0
-    per_case = []
-    for image, label in cases:
-        counted = functools.partial(_fraction, progress, before, total) if progress else None
-        per_case.append(evaluate(predictor.predict(image, progress=counted), label, labels))
-        before += image.shape[2]
-    per_label = summarize(per_case)
-    return {
-        "dice": {name: m["dice"] for name, m in per_label.items()},
-        "hd95": {name: m["hd95"] for name, m in per_label.items()},
-        "mean_dice": mean_dice(per_label),
-        "cases": len(cases),
-        "per_case": per_case,
-        "labels": labels.to_json(),
-    }
-
-
-def _fraction(progress: Callable[[float], None], before: int, total: int, done: int, _: int) -> None:
-    progress((before + done) / max(1, total))
-
-
-def _classes(output: LabelTable, labels: LabelTable) -> dict[int, int]:
-    """Value in the cases' label maps -> the model's class index (1-based position in ``output``)."""
-    index = {value: position for position, value in enumerate(output, start=1)}
-    return {pair.reference: index[pair.model] for pair in match_labels(output, labels).pairs}
-
-
-def _head_channels(output: LabelTable, base: LabelTable) -> dict[int, int]:
-    """Output channel -> the base's channel of the same structure (background 0 -> 0)."""
-    mine = {value: position for position, value in enumerate(output, start=1)}
-    theirs = {value: position for position, value in enumerate(base, start=1)}
-    try:
-        shared = match_labels(output, base).pairs
-    except LabelMismatch:  # nothing in common: only the background channel carries over
-        shared = ()
-    return {0: 0} | {mine[pair.model]: theirs[pair.reference] for pair in shared}
-
-
-def _values(table: LabelTable, channels: dict[int, int]) -> list[int]:
-    """The label values of the (non-background) output channels in ``channels``."""
-    values = list(table)
-    return [values[channel - 1] for channel in channels if channel > 0]
-
-
-@torch.no_grad()
-def copy_channels(target: torch.nn.Module, source: torch.nn.Module, channels: dict[int, int]) -> None:
-    """Copy output channels of a convolution: ``target``'s channel ``c`` takes ``source``'s ``channels[c]``."""
-    given = dict(source.named_parameters())
-    for name, param in target.named_parameters():
-        for mine, theirs in channels.items():
-            param[mine] = given[name][theirs].to(param.device, param.dtype)
-
-
-def _given(name: str, config: FinetuneConfig) -> bool:
-    """Whether the state entry ``name`` comes from the pre-trained network under ``config``."""
-    if name.startswith(("final_conv.", *(f"{stage}." for stage in config.reinit))):
-        return False
-    return config.transfer != "encoder" or name.startswith(ENCODER)
-
-
-@torch.no_grad()
-def pull_towards(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], rate: float) -> None:
-    """Move each parameter ``rate`` of the way to its anchor, in place (``rate`` 0: no change)."""
-    if rate > 0:
-        for param, anchor in zip(params, anchors, strict=True):
-            param.lerp_(anchor, rate)
-
-
-@torch.no_grad()
-def shrink_perturb(
-    net: torch.nn.Module, fresh: dict[str, torch.Tensor], names: set[str], shrink: float, perturb: float
-) -> None:
-    """Set each state entry of ``names`` to ``shrink * current + perturb * fresh[name]``, in place."""
-    if shrink == 1 and perturb == 0:
-        return
-    for name, value in net.state_dict().items():
-        if name in names:
-            value.mul_(shrink).add_(fresh[name].to(value.device, value.dtype), alpha=perturb)
-
-
-def _cosine(step: int, steps: int, start: int = 0) -> float:
-    """Learning-rate factor at ``step``: 0 before ``start``, then half a cosine from 1 to 0 at ``steps``."""
-    if step < start:
-        return 0.0
-    return 0.5 * (1.0 + math.cos(math.pi * (step - start) / (steps - start)))
-
-
-def _copy_state(net: UNet) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lrc.nets.stages import DECODER_STAGES, DEFAULT_FEATURES, ENCODER_STAGES
-from lrc.train.limits import check_at_least, check_positive, check_seed
+from lrc.train.limits import SEED_MAX, check_at_least, check_positive, check_seed
+from lrc.train.setting import setting
 
 TRANSFERS = ("all", "encoder")
 MAX_SCALE = 4.0  # widest field of view of an augmented patch, in patches
@@ -43,6 +44,11 @@ class SpatialAugment:
 class FinetuneConfig:
     """Fine-tuning settings.
 
+    The fields declared with :func:`lrc.train.setting.setting` are what the API and ``lrc finetune``
+    offer, with the declared bounds and words; the rest (``transfer``, ``warmup_steps``, ``shrink``,
+    ``perturb``, ``reinit``, ``anchor_weight``, ...) are library settings for experiments
+    (``bench/quality.py``): the ablations found no gain in them (``docs/research/REPORT.md``).
+
     Args:
         steps: maximum optimisation steps.
         batch_size: patches per step. patch: patch side, pixels (multiple of 16).
@@ -73,9 +79,8 @@ class FinetuneConfig:
             cohort the best recipe with weight 1 is level with the same recipe without it at k = 1
             and +0.020 / +0.018 mean Dice ahead at k = 2 (dev / final, 5 seeds), -0.010 to +0.023
             against scratch; 10 and above hold the weights so near their start that the model no
-            longer fits its training volumes (``docs/research/REPORT.md``). Offered by the
-            CLI and the API for experiments; off by default until the k = 2 gain is confirmed at a
-            larger size.
+            longer fits its training volumes (``docs/research/REPORT.md``). Off by default and
+            not offered by the CLI or the API until the k = 2 gain is confirmed at a larger size.
         augment_scale, augment_rotate: 2D patches cut with a field of view of ``augment_scale``
             (min, max) times the patch and rotated by up to +-``augment_rotate`` degrees
             (:class:`SpatialAugment`; the defaults change nothing).
@@ -113,11 +118,74 @@ class FinetuneConfig:
         seed: seeds numpy and torch.
     """
 
-    steps: int = 2000
-    batch_size: int = 8
-    patch: int = 128
-    lr: float = 1e-3
-    backbone_lr_factor: float | None = None
+    steps: int = setting(2000, ge=1, le=1_000_000, api=True, cli="Maximum optimisation steps.")
+    batch_size: int = setting(8, ge=1, le=1024, api=True, cli="Patches per step.")
+    patch: int = setting(128, ge=16, le=1024, multiple_of=16, api=True, cli="Patch side, pixels (multiple of 16).")
+    validate_every: int = setting(100, ge=1, le=1_000_000, api=True, cli="Steps between validations.")
+    spacing: float = setting(
+        1.5,
+        ge=0.1,
+        le=10,
+        api=True,
+        description="in-plane model spacing, mm (from scratch)",
+        cli="In-plane model spacing, mm (scratch only).",
+    )
+    canvas: int = setting(
+        256, ge=16, le=2048, multiple_of=16, api=True, cli="Slice canvas side, pixels (scratch only)."
+    )
+    spatial_dims: int = setting(
+        2, choices=(2, 3), api=True, flag="--dims", cli="2 (slices) or 3 (3D patches; --init must then be 3D)."
+    )
+    patch_depth: int = setting(
+        32, ge=16, le=512, multiple_of=16, api=True, cli="3D patch depth, voxels (multiple of 16)."
+    )
+    features: tuple[int, ...] = setting(DEFAULT_FEATURES, ge=1, le=1024, length=6, none_default=True, api=True)
+    lr: float = setting(1e-3, gt=0, le=1, api=True)
+    backbone_lr_factor: float | None = setting(
+        None,
+        ge=0,
+        le=10,
+        api=True,
+        description="learning-rate multiplier of the base model's layers (from scratch: the same layers); none: 3 from "
+        "a pre-trained (self-supervised) model, 1 from a segmentation model and from scratch",
+        cli="Learning-rate multiplier of the --init layers (from scratch: the same layers) [default: 3 "
+        "from a pre-trained, 1 from a segmentation model and from scratch].",
+    )
+    augment_scale: tuple[float, float] = setting(
+        (1.0, 1.0),
+        api=True,
+        description="2D patches' field of view as a multiple of the patch (min, max)",
+        cli="2D patches' field of view as a multiple of the patch: MIN MAX.",
+    )
+    augment_rotate: float = setting(
+        0.0,
+        ge=0,
+        le=180,
+        api=True,
+        description="2D patches rotated by up to +- this, degrees",
+        cli="2D patches rotated by up to +- this, degrees.",
+    )
+    flip: bool = setting(
+        False,
+        api=True,
+        description="mirror half of the patches left-right (hides the side: only without left/right labels)",
+        cli="Mirror half of the patches left-right (hides the side: only without left/right labels).",
+    )
+    tile: str | int | None = setting(
+        None,
+        choices=TILES,
+        api=True,
+        description="how the model predicts unless a request says otherwise, and in validation: 'slice' (whole "
+        "slices), 'patch' (tiles of the training patch) or a tile side; none: 'patch' from a pre-trained "
+        "(self-supervised) model, as the base model predicts from a segmentation model, 'slice' from scratch",
+        cli="How the model predicts unless told otherwise, and in validation: 'slice', 'patch' (tiles of the "
+        "training patch) or a tile side [default: 'patch' from a pre-trained model, as --init predicts from a "
+        "segmentation model, 'slice' from scratch].",
+    )
+    patience: int = setting(5, ge=1, le=1000, api=True)
+    validation_fraction: float = setting(0.2, gt=0, lt=1, api=True)
+    seed: int = setting(0, ge=0, le=SEED_MAX, api=True, cli="Random seed (recorded in the card).")
+    # Library settings for experiments (bench/), offered neither by the API nor by the CLI.
     transfer: str = "all"
     warmup_steps: int = 0
     shrink: float = 1.0
@@ -125,23 +193,10 @@ class FinetuneConfig:
     reinit: tuple[str, ...] = ()
     weight_decay: float = 1e-4
     anchor_weight: float = 0.0
-    augment_scale: tuple[float, float] = (1.0, 1.0)
-    augment_rotate: float = 0.0
-    flip: bool = False
-    tile: str | int | None = None
-    spacing: float = 1.5
-    canvas: int = 256
-    spatial_dims: int = 2
-    patch_depth: int = 32
     spacing_z: float | None = None
-    features: tuple[int, ...] = DEFAULT_FEATURES
     contrast_weight: float = 0.0
     contrast_every: int = 1
-    validate_every: int = 100
-    patience: int = 5
-    validation_fraction: float = 0.2
     foreground_fraction: float = 0.5
-    seed: int = 0
 
     def __post_init__(self) -> None:
         check_at_least(1, steps=self.steps, batch_size=self.batch_size, validate_every=self.validate_every)

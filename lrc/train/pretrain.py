@@ -11,299 +11,33 @@ Methods (``PretrainConfig.method``):
 Any method may add ``decorrelation_weight`` times the mean squared correlation between the channels
 of the last decoder features (:func:`lrc.losses.channel_correlation`), against dimensional collapse.
 
+Each term is an objective of :mod:`lrc.train.objectives`, summed by :class:`lrc.train.pretrainer.Pretrainer`.
 Only the backbone (the U-Net) is saved; the projection heads are training scaffolding.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from lrc.device import autocast, resolve_device
 from lrc.intensity import IntensityWindow
 from lrc.io.volume import Volume
-from lrc.losses import LocalRegionContrastLoss, MoCoQueue, channel_correlation, info_nce, sample_regions
-from lrc.losses.local_contrast import NEGATIVES
-from lrc.losses.moco import momentum_update
 from lrc.models.card import ModelCard
 from lrc.models.store import check_model_target, save_model
-from lrc.nets.stages import DEFAULT_FEATURES
-from lrc.nets.unet import ContrastiveUNet, UNet
-from lrc.runtime import tune_cpu_allocator
-from lrc.superpixels import SuperpixelCache, SuperpixelParams
+from lrc.superpixels import SuperpixelCache
 from lrc.train.blocks import BlockSampler, build_region_volumes
-from lrc.train.limits import check_at_least, check_positive, check_seed
+from lrc.train.pretrain_config import PretrainConfig
+from lrc.train.pretrainer import Pretrainer
 from lrc.train.slices import Preparing, SliceSet, build_slices, volume_sha256
-from lrc.views import ViewConfig, geometric_views, intensity, make_views, mask_cells
 
 log = logging.getLogger(__name__)
-METHODS = ("moco", "lrc", "moco+lrc", "supervised+lrc")
 Progress = Callable[[int, dict[str, float]], None]
-
-
-@dataclass
-class PretrainConfig:
-    """Pre-training settings (defaults follow DESIGN.md's LRC specification).
-
-    Args:
-        method: ``moco``, ``lrc``, ``moco+lrc`` or ``supervised+lrc``.
-        steps: optimisation steps.
-        batch_size: slices per step (each gives two views).
-        lr: AdamW learning rate; weight_decay: AdamW weight decay.
-        spacing: in-plane model spacing, mm. canvas: slice canvas side, pixels. view_size: side of each view.
-        spatial_dims: 2 (slices, the default) or 3 (blocks of ``canvas x canvas x depth`` at
-            ``spacing x spacing x spacing_z`` mm, views of ``view_size x view_size x view_depth``;
-            super-pixels stay per slice, see :mod:`lrc.train.blocks`). ``supervised+lrc`` is 2D only.
-        features: U-Net feature sizes. embedding_dim: projection size of both heads.
-        queue_size, momentum, temperature_global: MoCo v2 settings.
-        temperature_local, lambda_local, regions_per_image (K), pixels_per_region (M): LRC settings.
-        local_negatives: the local loss's negatives: ``batch`` (the specification) or ``image``
-            (only the other regions of the same image; :mod:`lrc.losses.local_contrast`).
-        negative_margin: regions whose mean intensities (windowed, 0-1) differ by less than this
-            are no negatives of each other in the local loss (0: off, the specification).
-        decorrelation_weight: weight of the channel-correlation penalty on the last decoder
-            features of both views (0: off, the specification).
-        restore_weight: weight of a restoration loss (0: off, the specification): a random
-            ``restore_mask`` share of each view's 8-pixel cells is hidden (set to the view's
-            mean) before the network sees it, and a 1x1 head on the last decoder features must
-            give back the view before its intensity changes and the hiding (mean squared error).
-            The in-painting and denoising of Models Genesis, as a term that keeps the features
-            describing the image while the contrastive terms narrow them.
-        views: augmentation ranges. superpixels: Felzenszwalb settings.
-        seed: seeds numpy and torch; recorded in the card.
-    """
-
-    method: str = "moco+lrc"
-    steps: int = 1000
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    spacing: float = 1.5
-    canvas: int = 256
-    view_size: int = 192
-    spatial_dims: int = 2
-    spacing_z: float = 3.0
-    depth: int = 48
-    view_depth: int = 32
-    features: tuple[int, ...] = DEFAULT_FEATURES
-    embedding_dim: int = 128
-    queue_size: int = 4096
-    momentum: float = 0.999
-    temperature_global: float = 0.2
-    temperature_local: float = 0.1
-    lambda_local: float = 1.0
-    regions_per_image: int = 16
-    pixels_per_region: int = 8
-    local_negatives: str = "batch"
-    negative_margin: float = 0.0
-    decorrelation_weight: float = 0.0
-    restore_weight: float = 0.0
-    restore_mask: float = 0.25
-    views: ViewConfig = field(default_factory=ViewConfig)
-    superpixels: SuperpixelParams = field(default_factory=SuperpixelParams)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_at_least(1, steps=self.steps)
-        check_at_least(2, batch_size=self.batch_size)
-        check_at_least(16, canvas=self.canvas, view_size=self.view_size)
-        check_positive(spacing=self.spacing, spacing_z=self.spacing_z, lr=self.lr)
-        check_seed(self.seed)
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.view_size % 16 or self.canvas % 16:
-            raise ValueError(f"canvas and view_size must be multiples of 16, got {self.canvas} and {self.view_size}")
-        if self.spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
-        if self.spatial_dims == 3:
-            check_at_least(1, depth=self.depth)
-            check_at_least(16, view_depth=self.view_depth)
-        if self.spatial_dims == 3 and self.view_depth % 16:
-            raise ValueError(f"view_depth must be a multiple of 16, got {self.view_depth}")
-        if self.spatial_dims == 3 and self.method == "supervised+lrc":
-            raise ValueError("supervised+lrc pre-training is 2D only")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.local_negatives not in NEGATIVES:
-            raise ValueError(f"local_negatives must be one of {NEGATIVES}, got {self.local_negatives!r}")
-        if self.restore_weight < 0 or not 0 <= self.restore_mask < 1:
-            weight, mask = self.restore_weight, self.restore_mask
-            raise ValueError(f"need restore_weight >= 0 and restore_mask in [0, 1), got {weight} and {mask}")
-        if self.restore_weight > 0 and self.method == "supervised+lrc":
-            raise ValueError("restoration is not combined with supervised+lrc pre-training")
-        if self.negative_margin < 0:
-            raise ValueError(f"negative_margin must be >= 0, got {self.negative_margin}")
-        if self.decorrelation_weight < 0:
-            raise ValueError(f"decorrelation_weight must be >= 0, got {self.decorrelation_weight}")
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form (recorded in the card)."""
-        data = asdict(self)
-        data["features"] = list(self.features)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PretrainConfig:
-        """The configuration :meth:`to_json` recorded (a card's ``training["config"]``)."""
-        views: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data["views"].items()}
-        settings: dict[str, Any] = dict(data) | {
-            "features": tuple(data["features"]),
-            "views": ViewConfig(**views),
-            "superpixels": SuperpixelParams(**data["superpixels"]),
-        }
-        return cls(**settings)
-
-
-class Pretrainer:
-    """One pre-training run: networks, losses, optimiser and the step function.
-
-    Args:
-        config: settings.
-        device: ``auto``, ``cpu`` or ``cuda[:N]``.
-        classes: output classes for ``supervised+lrc`` (background included).
-        backbone: an existing network to train (on ``device``; torch is then not re-seeded), as
-            fine-tuning does when it keeps this objective on (:mod:`lrc.train.contrast_term`);
-            ``None``: a new one from ``config`` and ``classes``.
-    """
-
-    def __init__(
-        self,
-        config: PretrainConfig,
-        device: str | torch.device = "auto",
-        classes: int = 2,
-        backbone: UNet | None = None,
-    ) -> None:
-        self.config = config
-        self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            tune_cpu_allocator()
-        self.optimises = backbone is None  # a given backbone is optimised by its owner: objective() only
-        if backbone is None:
-            torch.manual_seed(config.seed)
-            backbone = UNet(config.spatial_dims, in_channels=1, out_channels=classes, features=config.features)
-        self.restores = config.restore_weight > 0
-        self.online = ContrastiveUNet(backbone, config.embedding_dim, restore=self.restores).to(self.device)
-        self.uses_moco = config.method in ("moco", "moco+lrc")
-        self.uses_local = config.method != "moco"
-        self.uses_dense = self.uses_local or config.decorrelation_weight > 0 or self.restores
-        self.key: ContrastiveUNet | None = None
-        if self.uses_moco:
-            self.key = copy.deepcopy(self.online).requires_grad_(False)
-            self.queue = MoCoQueue(config.embedding_dim, config.queue_size).to(self.device)
-        self.local_loss = LocalRegionContrastLoss(
-            config.temperature_local, config.local_negatives, config.negative_margin
-        )
-        if self.optimises:
-            self.optimizer = torch.optim.AdamW(self.online.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-            warmup = max(1, config.steps // 20)
-            self.schedule = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda step: warmup_cosine(step, warmup, config.steps)
-            )
-        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        if config.method == "supervised+lrc":
-            from monai.losses import DiceCELoss
-
-            self.supervised = DiceCELoss(to_onehot_y=True, softmax=True)
-
-    def step(self, images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
-        """One optimisation step on ``B1CC[D]`` slices or blocks, their ``BCC[D]`` super-pixels (and labels)."""
-        if not self.optimises:
-            raise RuntimeError("this Pretrainer computes the objective of a network optimised elsewhere")
-        loss, metrics = self.objective(images, maps, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.schedule.step()
-        metrics["loss"] = float(loss.detach())
-        return metrics
-
-    def objective(
-        self, images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss of one batch (views drawn, key encoder and queue advanced) and its terms, without a step."""
-        config = self.config
-        size = config.view_size if config.spatial_dims == 2 else (config.view_size, config.view_size, config.view_depth)
-        self.online.train()
-        if labels is not None:
-            # Labels travel with the image through the geometry: stack them as a second map.
-            view_1, view_2, map_1, map_2 = make_views(images, maps * 256 + labels, size, config.views, self.generator)
-            target_1, map_1, map_2 = (map_1 % 256)[:, None], map_1 // 256, map_2 // 256
-        elif self.restores:
-            clean_1, clean_2, map_1, map_2 = geometric_views(images, maps, size, config.views, self.generator)
-            hide = config.restore_mask
-            view_1, view_2 = (
-                mask_cells(intensity(clean, config.views, self.generator), hide, generator=self.generator)
-                for clean in (clean_1, clean_2)
-            )
-        else:
-            view_1, view_2, map_1, map_2 = make_views(images, maps, size, config.views, self.generator)
-        batch = images.shape[0]
-        both = torch.cat([view_1, view_2])  # 2B x 1 x S x S[ x D]
-        metrics: dict[str, float] = {}
-        with autocast(self.device):
-            query, dense = self.online(both, local=self.uses_dense)  # 2B x E, 2B x C x S x S[ x D]
-            loss = torch.zeros((), device=self.device)
-            if self.uses_moco:
-                assert self.key is not None
-                with torch.no_grad():
-                    momentum_update(self.online, self.key, config.momentum)
-                    keys, _ = self.key(both, local=False)  # 2B x D
-                negatives = self.queue.keys.clone().detach()
-                q_1, q_2 = query[:batch], query[batch:]
-                k_1, k_2 = keys[:batch], keys[batch:]
-                global_loss = 0.5 * (
-                    info_nce(q_1, k_2, negatives, config.temperature_global)
-                    + info_nce(q_2, k_1, negatives, config.temperature_global)
-                )
-                self.queue.push(k_1)
-                loss = loss + global_loss
-                metrics["global"] = float(global_loss.detach())
-            if self.uses_local:
-                assert dense is not None
-                sample = sample_regions(
-                    map_1, map_2, config.regions_per_image, config.pixels_per_region, self.generator
-                )
-                local = self.local_loss.from_views(
-                    dense[:batch], dense[batch:], sample, self.online.project_local, (view_1, view_2)
-                )
-                loss = loss + config.lambda_local * local
-                metrics["local"] = float(local.detach())
-                metrics["regions"] = float(sample.valid.float().sum(dim=1).mean())
-            if config.decorrelation_weight > 0:
-                assert dense is not None
-                correlation = channel_correlation(dense.movedim(1, -1).reshape(-1, dense.shape[1]))
-                loss = loss + config.decorrelation_weight * correlation
-                metrics["correlation"] = float(correlation.detach())
-            if self.restores:
-                assert dense is not None
-                assert self.online.restore_head is not None
-                restored = self.online.restore_head(dense).float()  # 2B x 1 x S x S[ x D]
-                restore = torch.nn.functional.mse_loss(restored, torch.cat([clean_1, clean_2]))
-                loss = loss + config.restore_weight * restore
-                metrics["restore"] = float(restore.detach())
-            if labels is not None:
-                logits = self.online.backbone(view_1)
-                supervised = self.supervised(logits.float(), target_1)
-                loss = loss + supervised
-                metrics["supervised"] = float(supervised.detach())
-        return loss, metrics
-
-
-def warmup_cosine(step: int, warmup: int, total: int) -> float:
-    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def pretrain(

@@ -20,10 +20,7 @@ from pydicom.uid import generate_uid
 
 from tests import dicom_factory
 from tests.gateway.orthanc import Orthanc
-from tests.service.conftest import ct_nifti, tiny_model
 from tests.service.harness import ADMIN_KEY, free_port, lrc_serve
-
-__all__ = ["ct_nifti", "tiny_model"]  # fixtures used here, defined by the service tests
 
 GATEWAY_AET = "LRCGW"
 MODALITY = "lrc"  # the gateway's name in Orthanc's DicomModalities

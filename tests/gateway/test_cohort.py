@@ -16,7 +16,7 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
-from lrc.cli import app as cli
+from cli import app as cli
 from tests.gateway.conftest import GATEWAY_AET, MOVE_AET, LrcService, ct_series
 from tests.gateway.orthanc import Orthanc
 from tests.gateway.test_deidentify import files_containing, identified_series

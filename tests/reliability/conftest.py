@@ -12,20 +12,18 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 
 # The service tests' session fixtures (a tiny model trained on real CT in seconds), shared, not copied.
-from tests.service.conftest import ct_nifti, tiny_model
 from tests.service.harness import ADMIN_KEY, FAST, lrc_serve, service_env
 
-__all__ = ["ct_nifti", "tiny_model"]
 STARTER = "starter"
 UPLOAD_LIMIT = 8 * 1024**2  # bytes; the size cases send more
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """kombu 5.7's SQLAlchemy transport (the embedded broker) declares ``lazy="noload"`` relations,
-    which SQLAlchemy 2.1 deprecates; not ours to fix (as in ``tests/service/conftest.py``)."""
+    which SQLAlchemy 2.1 deprecates; not ours to fix (as in ``tests/service/fixtures.py``)."""
     config.addinivalue_line(
         "filterwarnings", "ignore:The ``noload`` loader strategy is deprecated:sqlalchemy.exc.SADeprecationWarning"
     )

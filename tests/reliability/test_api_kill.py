@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
-from app.records.db import Database
-from app.records.models import Blob
-from app.settings import Settings
+from core.records.db import Database
+from core.records.models import Blob
+from core.settings import Settings
 from tests import dicom_factory
 from tests.service.harness import ADMIN_KEY, FAST, free_port, python, service_env
 from tests.service.helpers import multipart

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from tests.reliability.large_inputs import label_map, nifti, post_dataset
 from tests.reliability.processes import Memory, watch_memory
 from tests.service.harness import ADMIN_KEY, FAST, api_process, service_env

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.records.projects import DEFAULT
 from app.services.models import register_directory
-from app.settings import Settings
+from core.records.projects import DEFAULT
+from core.settings import Settings
 from tests.reliability.servers import PgCluster
-from tests.service.conftest import MODEL
+from tests.service.fixtures import MODEL
 from tests.service.harness import ADMIN_KEY, FAST, Service, running_service
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from app.records.models import Study
-from app.settings import Settings
+from core.records.models import Study
+from core.settings import Settings
 from tests.service.harness import ADMIN_KEY, FAST, Service, running_service
 from tests.service.helpers import ct_series, multipart
 

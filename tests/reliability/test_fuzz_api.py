@@ -20,7 +20,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from app.settings import Settings
+from core.settings import Settings
 from tests.service.harness import ADMIN_KEY, FAST, Service, running_service
 from tests.service.postgres import postgres_database
 

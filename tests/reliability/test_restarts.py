@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from lrc.io import read_nifti
 from tests.reliability.conftest import STARTER
 from tests.reliability.servers import RedisServer

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from lrc.cli import service_commands
-from lrc.cli.service_commands import Supervisor
+from cli import service_commands
+from cli.service_commands import Supervisor
 
 
 def test_a_dying_worker_is_restarted_at_a_bounded_rate(monkeypatch: pytest.MonkeyPatch):

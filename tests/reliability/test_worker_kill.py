@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from app.records.projects import DEFAULT
+from core.records.projects import DEFAULT
 from lrc.io import read_nifti
 from tests.reliability.conftest import STARTER, Served
 from tests.reliability.processes import celery_worker, children, kill_hard

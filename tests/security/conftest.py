@@ -15,11 +15,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.records.keys import ROLES, create_key
-from app.records.projects import SHARED
 from app.services.models import register_directory
-from app.settings import Settings
-from tests.service.conftest import LABELS, ct_nifti, pytest_configure, tiny_model  # noqa: F401  (fixtures, hook)
+from core.records.keys import ROLES, create_key
+from core.records.projects import SHARED
+from core.settings import Settings
+from tests.service.fixtures import LABELS
 from tests.service.harness import ADMIN_KEY, FAST, Service, running_service
 from tests.service.helpers import multipart, series_with_uids
 from tests.service.postgres import database_url
@@ -104,8 +104,8 @@ def _populate(world: World, shared_data: Path, ct: tuple[Path, Path], folder: Pa
 @pytest.fixture(scope="package", params=["sqlite", "postgresql"])
 def world(
     request: pytest.FixtureRequest,
-    tiny_model: Path,  # noqa: F811
-    ct_nifti: tuple[Path, Path],  # noqa: F811
+    tiny_model: Path,
+    ct_nifti: tuple[Path, Path],
     shared_data: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[World]:

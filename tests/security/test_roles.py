@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.records.keys import ROLES
+from core.records.keys import ROLES
 from tests.security.conftest import SHARED_MODEL, World
 from tests.security.test_projects import PUBLIC, _bare_app, routes
 

@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import uvicorn
 
-from app.context import Context, build_context
 from app.main import create_app
-from app.records.keys import create_key
-from app.records.models import WorkerBeat
-from app.settings import Settings
-from lrc.cli.service_commands import worker_command
+from cli.service_commands import worker_command
+from core.context import Context, build_context
+from core.records.keys import create_key
+from core.records.models import WorkerBeat
+from core.settings import Settings
 
 ADMIN_KEY = "admin-key-for-the-tests-0123456789"
 # Quick recovery for tests; no starter model (the tests register their own, whether lrc ships one or not).

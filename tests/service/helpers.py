@@ -6,6 +6,8 @@ import io
 import zipfile
 from pathlib import Path
 
+from pydicom.uid import generate_uid
+
 from tests import dicom_factory
 
 
@@ -24,9 +26,15 @@ def ct_series(shared_data: Path) -> list[Path]:
 
 
 def series_with_uids(shared_data: Path, folder: Path, count: int = 12) -> list[Path]:
-    """A DICOM series with every UID, built from a real CT slice (a SEG can reference it)."""
+    """A DICOM series with every UID its own, its study's too (tests sharing a service see only their
+    own results in a study), built from a real CT slice (a SEG can reference it)."""
     return dicom_factory.write_series(
-        shared_data, folder, dicom_factory.line(count, spacing=5.0), size=64, pixel_spacing=(3.0, 3.0)
+        shared_data,
+        folder,
+        dicom_factory.line(count, spacing=5.0),
+        size=64,
+        pixel_spacing=(3.0, 3.0),
+        study_uid=generate_uid(),
     )
 
 

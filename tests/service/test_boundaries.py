@@ -1,4 +1,5 @@
-"""Process boundaries: the API starts without torch or MONAI; the lrc command line without the service stack."""
+"""Process boundaries: the API starts without torch or MONAI; the lrc command line (the library's and the whole)
+without the service stack."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
     ("module", "forbidden"),
     [
         ("app.main", ("torch", "monai")),
-        ("worker.celery_app", ("torch", "monai")),
+        ("core.celery_app", ("torch", "monai")),
         ("lrc.cli", ("fastapi", "celery", "sqlalchemy", "torch")),
+        ("cli", ("fastapi", "celery", "sqlalchemy", "torch")),
     ],
 )
 def test_imports_stay_light(module: str, forbidden: tuple[str, ...]):

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from app.records.projects import DEFAULT
 from app.services.models import register_directory
-from app.settings import Settings
-from tests.service.conftest import MODEL
+from core.records.projects import DEFAULT
+from core.settings import Settings
+from tests.service.fixtures import MODEL
 from tests.service.harness import ADMIN_KEY, FAST, Service, free_port, running_service
 from tests.service.helpers import multipart, series_with_uids
 from tests.service.postgres import postgres_database

@@ -14,12 +14,12 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from app.context import build_context
-from app.records import jobs as job_records
-from app.records.projects import DEFAULT
 from app.services import segmentations
-from app.settings import Settings
-from lrc.cli import app as cli
+from cli import app as cli
+from core.context import build_context
+from core.records import jobs as job_records
+from core.records.projects import DEFAULT
+from core.settings import Settings
 from tests.service.harness import ADMIN_KEY, FAST, lrc_serve, service_env
 
 STARTER = "starter"
@@ -102,7 +102,7 @@ def test_keys_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     radiology = ["keys", "create", "--name", "r", "--role", "admin", "--project", "radiology", "--data-dir"]
     other = CliRunner().invoke(cli, [*radiology, str(tmp_path)])
     assert other.exit_code == 0, other.output
-    from app.records.keys import find_key
+    from core.records.keys import find_key
 
     ctx = build_context(Settings(data_dir=tmp_path))
     with ctx.db.session() as session:
@@ -146,7 +146,7 @@ def test_keys_are_listed_and_revoked_from_the_command_line(tmp_path: Path, monke
     forced = run("revoke", rows["admin"][0], "--force")  # a leaked last admin key
     assert forced.exit_code == 0, forced.output
 
-    from app.records.keys import find_key
+    from core.records.keys import find_key
 
     with build_context(Settings(data_dir=tmp_path)).db.session() as session:
         assert find_key(session, tokens["admin"]) is None

@@ -8,17 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrc.io.labels import LabelTable
 from lrc.models.store import load_model, read_card
 from lrc.superpixels import SuperpixelParams
 from lrc.train.contrast_term import Unlabeled
 from lrc.train.finetune import finetune
 from lrc.train.finetune_config import FinetuneConfig
-from lrc.train.pretrain import PretrainConfig, Pretrainer, pretrain
-from lrc.views import ViewConfig
+from lrc.train.pretrain import PretrainConfig, pretrain
+from lrc.train.pretrainer import Pretrainer
+from tests.train.recipes import LABELS, SMALL
 
-SMALL = (8, 8, 16, 16, 32, 8)
-LABELS = LabelTable.from_names({5: "liver", 1: "spleen"})
 TUNE = FinetuneConfig(steps=4, batch_size=2, patch=48, canvas=64, spacing=6.0, features=SMALL, seed=0)
 
 
@@ -32,15 +30,6 @@ def pretrained(subject_a, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("contrast") / "pretrained"
     recipe = small(momentum=0.99, negative_margin=0.05, superpixels=SuperpixelParams(scale=200.0))
     return pretrain([subject_a[0]], out, recipe, device="cpu", cache_dir=out.parent / "cache")
-
-
-def test_pretrain_config_round_trips_through_json():
-    config = small(
-        "lrc",
-        views=ViewConfig(crop_scale=(0.5, 0.9), independent_geometry=True, gamma=(0.8, 1.2)),
-        superpixels=SuperpixelParams(scale=200.0, min_size=20),
-    )
-    assert PretrainConfig.from_json(config.to_json()) == config
 
 
 def test_fine_tuning_keeps_the_parents_objective_on(pretrained: Path, subject_a, tmp_path: Path):

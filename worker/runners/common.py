@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.context import Context
-from app.records.models import Series
-from app.records.studies import series_entries
+from core.context import Context
+from core.records.models import Series
+from core.records.studies import series_entries
 from lrc.io import Volume, VolumeInfo, read_dicom_info, read_volume
 
 

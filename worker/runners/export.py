@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.context import Context
-from app.records.instances import add_instance
-from app.records.models import Job, ModelVersion, ResultInstance, Segmentation
-from app.records.studies import get_series
-from app.services import blobs
-from app.services.dicomweb_results import describe
+from core import blobs
+from core.context import Context
+from core.instance_headers import describe
+from core.records.instances import add_instance
+from core.records.models import Job, ModelVersion, ResultInstance, Segmentation
+from core.records.studies import get_series
 from lrc.io import read_nifti
 from lrc.models.card import ModelCard
 from lrc.writers import NIFTI, get_writer, writer_names
@@ -62,7 +62,7 @@ def export(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
 def _record(ctx: Context, segmentation_id: str, fmt: str, written: Path, sha: str, instance: ResultInstance) -> None:
     """Record one written format: its blob, the segmentation's output and the DICOMweb instance.
 
-    Called while ``written`` (stored as ``sha``) exists: :func:`app.services.blobs.record` stores it again
+    Called while ``written`` (stored as ``sha``) exists: :func:`core.blobs.record` stores it again
     if a failed request of the same content removed the blob meanwhile.
     """
     with ctx.db.session() as session:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.context import Context
-from app.records import jobs as job_records
-from app.records.models import Job, ModelVersion, Segmentation
-from app.records.studies import get_series
-from app.services import blobs
-from app.services.jobs import dispatch
-from app.services.segmentations import tile_option
+from core import blobs
+from core.context import Context
+from core.dispatch import dispatch
+from core.records import jobs as job_records
+from core.records.models import Job, ModelVersion, Segmentation
+from core.records.studies import get_series
+from lrc.models.card import tile_option
 from lrc.writers import NIFTI, writer_names
 from worker.execution import Reporter
 from worker.predictors import PredictorCache

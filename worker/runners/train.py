@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.context import Context
-from app.records import registry
-from app.records.models import Dataset, Job, ModelVersion, Series
-from app.records.projects import SHARED
-from app.records.studies import get_series
-from app.settings import Settings
+from core.context import Context
+from core.records import registry
+from core.records.models import Dataset, Job, ModelVersion, Series
+from core.records.projects import SHARED
+from core.records.studies import get_series
+from core.settings import Settings
 from lrc.io.label_maps import read_label
 from lrc.io.labels import LabelTable
 from worker.execution import Reporter
@@ -34,6 +34,7 @@ from worker.runners.common import read_series, scratch
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
 Loaded = TypeVar("Loaded")
+Config = TypeVar("Config")
 READ = (0.0, 0.03)  # the job's progress while reading: from, to
 PREPARED = (0.03, 0.05)  # while preparing; training starts at the end
 
@@ -101,6 +102,24 @@ def model_folder(settings: Settings, project: str, name: str, job_id: str) -> Pa
     return folder
 
 
+def job_config(config: type[Config], job: Job, **fixed: Any) -> Config:
+    """The training config of a job's ``options`` (:func:`lrc.train.setting.from_options`).
+
+    A payload's settings that the API does not offer (a job queued while it did) apply too, and the
+    log names them; ``superpixel_scale`` is ``PretrainConfig.superpixels``' scale.
+    """
+    from lrc.superpixels import SuperpixelParams
+    from lrc.train.setting import from_options, library_only
+
+    options = dict(job.payload.get("options") or {})
+    kept = sorted(set(options) & {*library_only(config, "api"), "superpixel_scale"})
+    if kept:
+        log.info("job %s: options the API does not offer, run as queued: %s", job.id, ", ".join(kept))
+    if "superpixel_scale" in options:
+        options["superpixels"] = SuperpixelParams(scale=options.pop("superpixel_scale"))
+    return from_options(config, options, **fixed)
+
+
 def release_memory() -> None:
     """Give GPU memory back after a training job (the worker process lives on)."""
     gc.collect()
@@ -129,10 +148,7 @@ def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
         base = session.get(ModelVersion, payload["base_version_id"]) if payload.get("base_version_id") else None
         if base is not None and base.project not in (job.project, SHARED):
             raise ValueError(f"base model version {base.id} is not visible to this job's project")
-    options = dict(payload.get("options") or {})
-    if "features" in options:
-        options["features"] = tuple(options["features"])
-    config = FinetuneConfig(**options)
+    config = job_config(FinetuneConfig, job)
     out = model_folder(ctx.settings, job.project, payload["name"], job.id)
     with ctx.db.session() as session:
         current = registry.production(session, job.project, payload["name"])
@@ -263,19 +279,13 @@ def _card_json(directory: Path) -> dict[str, Any]:
 
 def pretrain(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     """Self-supervised pre-training on stored series; register a ``pretrained`` candidate."""
-    from lrc.superpixels import SuperpixelParams
-    from lrc.train.pretrain import PretrainConfig
     from lrc.train.pretrain import pretrain as run
+    from lrc.train.pretrain_config import PretrainConfig
 
     payload = job.payload
     with ctx.db.session() as session:
         series_rows: list[Series] = [get_series(session, s, job.project) for s in payload["series_ids"]]
-    options = dict(payload.get("options") or {})
-    if "features" in options:
-        options["features"] = tuple(options["features"])
-    if "superpixel_scale" in options:  # jobs queued before the option have none: PretrainConfig's default
-        options["superpixels"] = SuperpixelParams(scale=options.pop("superpixel_scale"))
-    config = PretrainConfig(method=payload["method"], **options)
+    config = job_config(PretrainConfig, job, method=payload["method"])
     out = model_folder(ctx.settings, job.project, payload["name"], job.id)
     try:
         with scratch(ctx, f"pretrain-{job.id}-") as folder:

@@ -9,9 +9,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ContextDep, Submitter, Viewer
 from app.api.uploads import receive
-from app.errors import InvalidRequest
 from app.services import datasets, studies
-from app.storage import staging_folder
+from core.errors import InvalidRequest
+from core.storage import staging_folder
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

@@ -22,7 +22,7 @@ from app.api.deps import ContextDep, Principal, PublicUrl, Submitter, Viewer
 from app.api.related import receive_related
 from app.services import dicomweb as stow
 from app.services import dicomweb_results as results
-from app.storage import staging_folder
+from core.storage import staging_folder
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 

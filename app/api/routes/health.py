@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import ContextDep
-from app.records.jobs import live_workers
-from app.records.models import now
-from worker.celery_app import QUEUES
+from core.celery_app import QUEUES
+from core.records.jobs import live_workers
+from core.records.models import now
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])

@@ -14,11 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ContextDep, Principal, Submitter, Viewer
 from app.api.schemas import JobOut
-from app.context import Context
-from app.errors import Unauthenticated
-from app.records.jobs import FINAL
-from app.records.keys import key_active
 from app.services import jobs
+from core.context import Context
+from core.errors import Unauthenticated
+from core.records.jobs import FINAL
+from core.records.keys import key_active
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 POLL_S = 0.5

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path
 
 from app.api.deps import Admin, ContextDep, Viewer
 from app.api.schemas import PromoteIn, RollbackIn
-from app.records.models import MAX_VERSION
 from app.services import models
+from core.records.models import MAX_VERSION
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 # Versions are 32-bit integers in the records; a larger number is no version (the database would refuse it).

@@ -10,11 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import ContextDep, Submitter, Viewer
 from app.api.schemas import SeriesOut, StudyOut
 from app.api.uploads import receive
-from app.records.models import Study
-from app.records.studies import series_summary
 from app.services import studies
 from app.services.jobs import utc
-from app.storage import staging_folder
+from core.records.models import Study
+from core.records.studies import series_summary
+from core.storage import staging_folder
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
