@@ -18,6 +18,7 @@ Writes ``bench/results/speed_jobs_cpu[_tag].json`` (``--out`` elsewhere).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import multiprocessing
 import os
@@ -32,6 +33,12 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 STARTER = HERE.parent / "lrc" / "assets" / "starter_ct_abdomen"
+
+
+def _shared(root: Path, module: str) -> Any:
+    """``core.<module>`` of the tree ``root``, or ``app.<module>`` in a tree from before ``core/`` held the
+    settings, context and records (the directory decides: an installed ``core`` may be another tree's)."""
+    return importlib.import_module(f"{'core' if (root / 'core').is_dir() else 'app'}.{module}")
 
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
@@ -54,19 +61,15 @@ def _in_worker(args: argparse.Namespace, send: Any) -> None:
     send.send(prepare(args) if args.child == "prepare" else export_job(args))
 
 
-def _context(data: Path) -> Any:
-    from app.context import build_context
-    from app.settings import Settings
-
-    return build_context(Settings(data_dir=data, device="cpu", starter_model_dir=data / "no-starter"))
+def _context(root: Path, data: Path) -> Any:
+    settings = _shared(root, "settings").Settings(data_dir=data, device="cpu", starter_model_dir=data / "no-starter")
+    return _shared(root, "context").build_context(settings)
 
 
-def _timed(ctx: Any, job_id: str, call: Any) -> dict[str, Any]:
+def _timed(ctx: Any, root: Path, job_id: str, call: Any) -> dict[str, Any]:
     """Run ``call(job, report)`` on job ``job_id``: wall and CPU seconds, and each reported stage's wall seconds."""
-    from app.records.models import Job
-
     with ctx.db.session() as session:
-        job = session.get(Job, job_id)
+        job = session.get(_shared(root, "records.models").Job, job_id)
         assert job is not None
         session.expunge(job)
     marks: list[tuple[str, float]] = []
@@ -79,11 +82,9 @@ def _timed(ctx: Any, job_id: str, call: Any) -> dict[str, Any]:
     return {"wall_s": round(end - begin, 3), "cpu_s": round(time.process_time() - cpu, 3), "stages": stages}
 
 
-def _segmentation(ctx: Any) -> Any:
-    from app.records.models import Segmentation
-
+def _segmentation(ctx: Any, root: Path) -> Any:
     with ctx.db.session() as session:
-        (seg,) = session.query(Segmentation).all()
+        (seg,) = session.query(_shared(root, "records.models").Segmentation).all()
         session.expunge(seg)
     return seg
 
@@ -92,21 +93,22 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Store the series in ``args.data`` as an upload does, and run its segment job with the model loaded."""
     import hashlib
 
-    from app.records.projects import DEFAULT
     from app.services import segmentations, studies
     from app.services.models import register_directory
     from worker.predictors import PredictorCache
     from worker.runners.segment import segment
 
-    ctx = _context(args.data)
-    version = register_directory(ctx, "starter", STARTER, DEFAULT, status="production")
+    project = _shared(args.root, "records.projects").DEFAULT
+    ctx = _context(args.root, args.data)
+    version = register_directory(ctx, "starter", STARTER, project, status="production")
     paths = sorted(args.series.glob("*.dcm"))
     uploads = [studies.Upload(p.name, p, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths]
-    study, _ = studies.ingest(ctx, uploads, args.data / "upload", None, DEFAULT)
-    segmentations.create(ctx, study.series[0].id, "starter:1", None, DEFAULT)
+    study, _ = studies.ingest(ctx, uploads, args.data / "upload", None, project)
+    segmentations.create(ctx, study.series[0].id, "starter:1", None, project)
     predictors = PredictorCache(size=1, device="cpu")
     predictors.get(version.id, Path(version.path))  # a warm infer worker holds the model
-    timed = _timed(ctx, _segmentation(ctx).job_id, lambda job, report: segment(ctx, job, report, predictors))
+    job_id = _segmentation(ctx, args.root).job_id
+    timed = _timed(ctx, args.root, job_id, lambda job, report: segment(ctx, job, report, predictors))
     ctx.db.engine.dispose()
     return timed
 
@@ -120,11 +122,11 @@ def export_job(args: argparse.Namespace) -> dict[str, Any]:
         data = Path(folder) / "data"
         shutil.copytree(args.data / "blobs", data / "blobs", copy_function=os.link)  # never written in place
         shutil.copy2(args.data / "records.sqlite", data / "records.sqlite")
-        ctx = _context(data)
+        ctx = _context(args.root, data)
         warm_up()  # an io worker reads highdicom's tables at its start
-        seg = _segmentation(ctx)
-        timed = _timed(ctx, seg.export_job_id, lambda job, report: export(ctx, job, report))
-        timed["formats"] = sorted(_segmentation(ctx).outputs)
+        seg = _segmentation(ctx, args.root)
+        timed = _timed(ctx, args.root, seg.export_job_id, lambda job, report: export(ctx, job, report))
+        timed["formats"] = sorted(_segmentation(ctx, args.root).outputs)
         assert len(timed["formats"]) > len(seg.outputs), "the export wrote nothing"
         ctx.db.engine.dispose()
     return timed
