@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 Case = tuple[Volume, Volume]  # image, label map on the image's grid
 Progress = Callable[[int, dict[str, float]], None]
 Validating = Callable[[int, float], None]  # (step, fraction of the validation pass done)
+Snapshot = Callable[[int, torch.nn.Module], None]  # (step, the network after that step's update)
 ENCODER = tuple(f"{stage}." for stage in ENCODER_STAGES)  # parameter-name prefixes of the encoder
 
 
@@ -91,6 +92,7 @@ def finetune(
     numbering: LabelTable | None = None,
     validating: Validating | None = None,
     preparing: Preparing | None = None,
+    snapshot: Snapshot | None = None,
 ) -> Path:
     """Fine-tune and write a ``segmentation`` model directory.
 
@@ -117,6 +119,8 @@ def finetune(
             fraction of its slices predicted.
         preparing: called while the training slices (or volumes) are built, before the first step, with
             the share done (:data:`lrc.train.slices.Preparing`; it may raise to stop).
+        snapshot: called as ``snapshot(step, net)`` after every step's update, before its
+            validation, with the network being trained (copy what you keep: training goes on with it).
 
     Raises:
         LabelMismatch: a structure of ``labels`` matches several of the numbering, or two match one.
@@ -237,7 +241,19 @@ def finetune(
         card.training["contrast"] = {"config": contrast.config.to_json(), "data": contrast.data}
     card.inference_tile = card.tile_side(config.tile)  # validation predicts this way too
     best = _train(
-        net, card, labels, sampler, validation, config, device, progress, transferred, boosted, contrast, validating
+        net,
+        card,
+        labels,
+        sampler,
+        validation,
+        config,
+        device,
+        progress,
+        transferred,
+        boosted,
+        contrast,
+        validating,
+        snapshot,
     )
     card.training["seconds"] = round(time.perf_counter() - started, 1)
     card.training["steps"] = best["steps"]
@@ -260,6 +276,7 @@ def _train(
     boosted: set[str],
     contrast: ContrastTerm | None = None,
     validating: Validating | None = None,
+    snapshot: Snapshot | None = None,
 ) -> dict[str, Any]:
     factor = config.backbone_lr_factor
     assert factor is not None  # resolved by finetune()
@@ -299,6 +316,8 @@ def _train(
         if anchors:  # L2-SP, decoupled: back towards the pre-trained values at this step's rate
             pull_towards(old, anchors, optimizer.param_groups[0]["lr"] * config.anchor_weight)
         schedule.step()
+        if snapshot:
+            snapshot(step, net)
         best["steps"] = step
         last = step == config.steps
         if validation and (step % config.validate_every == 0 or last):

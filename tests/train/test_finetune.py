@@ -124,3 +124,18 @@ def test_from_scratch_the_backbone_rate_applies_to_the_layers_a_base_would_give(
     changed = {k for k in asked if not torch.equal(asked[k], tripled[k])}
     assert changed
     assert not any(k.startswith("final_conv.") for k in changed), changed
+
+
+def test_a_snapshot_sees_the_network_after_every_step_and_the_last_is_the_model(small_case, tmp_path: Path):
+    kept: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(step: int, net: torch.nn.Module) -> None:
+        kept[step] = {name: value.detach().clone() for name, value in net.state_dict().items()}
+
+    config = FinetuneConfig(steps=3, **TINY)
+    labels = LabelTable.from_names({5: "liver", 1: "spleen"})
+    model = finetune([small_case], labels, tmp_path / "m", config, validation=[], device="cpu", snapshot=keep)
+    assert sorted(kept) == [1, 2, 3]
+    saved = load_model(model, device="cpu")[0].state_dict()
+    assert all(torch.equal(saved[name], kept[3][name]) for name in saved)
+    assert not all(torch.equal(kept[1][name], kept[3][name]) for name in saved)  # the steps moved the weights
