@@ -121,18 +121,29 @@ def launch(arm: str, name: str, seed: int, args: argparse.Namespace) -> tuple[An
     """Start one arm's training process: (process, start time, log, its output folder)."""
     slug = f"{name}-s{seed}-b{args.budget:g}"
     log = WORK / "logs" / f"{arm}-{slug}.log"
-    shutil.rmtree(WORK / ("results" if arm == "nnunet-2d" else "lrc") / slug, ignore_errors=True)  # a broken try
+    folder = WORK / ("results" if arm == "nnunet-2d" else "lrc") / slug
+    out = folder / name / f"{TRAINER}__nnUNetPlans__2d" if arm == "nnunet-2d" else folder
+    if args.adopt and folder.exists():
+        return (None, None, log, out)  # trained by a process this one did not start: wait for its files
+    shutil.rmtree(folder, ignore_errors=True)  # a broken try
     if arm == "nnunet-2d":
-        results = WORK / "results" / slug
         command = [args.nnunet_python, str(HERE / "nnunet_budget_trainer.py"), "train", "--dataset", name]
         command += ["--budget", str(args.budget), "--seed", str(seed)]
-        out = results / name / f"{TRAINER}__nnUNetPlans__2d"
-        return (*start(command, environment(results), log), log, out)
-    out = WORK / "lrc" / slug
+        return (*start(command, environment(folder), log), log, out)
     command = [sys.executable, str(HERE / "lrc_budget.py"), "--dataset", str(WORK / "raw" / name)]
     command += ["--budget", str(args.budget), "--seed", str(seed), "--out", str(out)]
     command += ["--snapshots", str(args.snapshots)]
     return (*start(command, environment(WORK / "results"), log), log, out)
+
+
+def adopted(arm: str, out: Path, poll: float = 20.0) -> dict[str, Any]:
+    """Wait for a training this process did not start to write its last files (its own snapshot
+    records hold its CPU times; the kernel's totals for the whole process are not known here)."""
+    last = out / "fold_all" / "checkpoint_final.pth" if arm == "nnunet-2d" else out / "snapshots.json"
+    while not last.exists():
+        time.sleep(poll)
+    time.sleep(poll)  # the file just appeared: let its writer finish
+    return {"cpu_s": None, "wall_s": None, "adopted": True}
 
 
 def score(predictions: list[Any], fold: Fold) -> dict[str, Any]:
@@ -199,9 +210,9 @@ def run_pair(fold_name: str, seed: int, arms: list[str], args: argparse.Namespac
     load = [round(v, 2) for v in os.getloadavg()]
     running = {arm: launch(arm, name, seed, args) for arm in arms}
     trained, failed = {}, []
-    for arm, (process, began, log, _) in running.items():  # every process waited for before any failure is raised
+    for arm, (process, began, log, out) in running.items():  # every process waited for before any failure is raised
         try:
-            trained[arm] = finish(process, began, log)
+            trained[arm] = finish(process, began, log) if process else adopted(arm, out)
         except RuntimeError as exc:
             failed.append(exc)
     if failed:
@@ -244,6 +255,9 @@ def main() -> None:
     parser.add_argument("--shared-data", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "nnunet_vs_lrc_realct.json")
     parser.add_argument("--parallel", type=int, default=1, help="fold-seed pairs trained at once (2 processes each)")
+    parser.add_argument(
+        "--adopt", action="store_true", help="wait for trainings already in the work folder instead of restarting them"
+    )
     parser.add_argument("--summary", action="store_true", help="only print the tables of --results")
     args = parser.parse_args()
     if not args.summary:
