@@ -20,7 +20,8 @@ moment: points of one run's curve (its schedule sized to the whole budget), not 
 budget. Every run is kept in ``--results``; runs already there are skipped.
 
     python bench/nnunet_quality.py --folds A/10->A A->C --seeds 0 1 2 --budget 300
-    python bench/nnunet_quality.py --summary --results bench/results/nnunet_vs_lrc_realct.json
+    python bench/nnunet_quality.py --summary --results bench/results/nnunet_vs_lrc_realct.json \\
+        --also bench/results/nnunet_vs_lrc_realct_atoc.json
 """
 
 from __future__ import annotations
@@ -258,6 +259,7 @@ def main() -> None:
     parser.add_argument(
         "--adopt", action="store_true", help="wait for trainings already in the work folder instead of restarting them"
     )
+    parser.add_argument("--also", type=Path, nargs="*", default=[], help="more result files for the tables and plot")
     parser.add_argument("--summary", action="store_true", help="only print the tables of --results")
     args = parser.parse_args()
     if not args.summary:
@@ -288,7 +290,7 @@ def main() -> None:
                 runs += finished.result()
                 found = {"setting": setting, "runs": runs}
                 args.results.write_text(json.dumps(found, indent=1) + "\n")
-    runs = json.loads(args.results.read_text())["runs"]
+    runs = [run for path in [args.results, *args.also] for run in json.loads(path.read_text())["runs"]]
     print(summarize(runs))
     plot(runs, args.results.with_suffix(".png"))
 
