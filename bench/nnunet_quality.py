@@ -81,7 +81,9 @@ def start(command: list[str], env: dict[str, str], log: Path) -> tuple[subproces
 
 
 def finish(process: subprocess.Popen[bytes], started: float, log: Path) -> dict[str, float]:
-    """Wait for ``process``: its CPU seconds (with its reaped children) and wall seconds; raise if it failed."""
+    """Wait for ``process``: its CPU seconds (with its reaped children) and the wall seconds until it was
+    collected (an upper bound for an arm that ended before the one collected first: the snapshot
+    records hold each run's own); raise if it failed."""
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
