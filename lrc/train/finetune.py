@@ -50,7 +50,7 @@ from lrc.runtime import tune_cpu_allocator
 from lrc.superpixels import SuperpixelCache
 from lrc.train.contrast_term import ContrastTerm, Unlabeled
 from lrc.train.finetune_config import FinetuneConfig
-from lrc.train.finetune_loop import Best, Progress, Validating, fit
+from lrc.train.finetune_loop import Best, Progress, Snapshot, Validating, fit
 from lrc.train.patches import PatchSampler, SlicePatchSampler, VolumePatchSampler, build_volumes
 from lrc.train.pretrain import PretrainConfig
 from lrc.train.slices import Preparing, build_slices, volume_sha256
@@ -88,6 +88,7 @@ def finetune(
     numbering: LabelTable | None = None,
     validating: Validating | None = None,
     preparing: Preparing | None = None,
+    snapshot: Snapshot | None = None,
 ) -> Path:
     """Fine-tune and write a ``segmentation`` model directory.
 
@@ -114,6 +115,8 @@ def finetune(
             fraction of its slices predicted.
         preparing: called while the training slices (or volumes) are built, before the first step, with
             the share done (:data:`lrc.train.slices.Preparing`; it may raise to stop).
+        snapshot: called as ``snapshot(step, net)`` after every step's update, before its
+            validation, with the network being trained (copy what you keep: training goes on with it).
 
     Raises:
         LabelMismatch: a structure of ``labels`` matches several of the numbering, or two match one.
@@ -141,7 +144,7 @@ def finetune(
     card = _card(net, start, labels, config, sampler.shape, spacing, train, validation, device)
     if contrast is not None:
         card.training["contrast"] = {"config": contrast.config.to_json(), "data": contrast.data}
-    best = fit(net, card, labels, sampler, validation, config, start, contrast, progress, validating)
+    best = fit(net, card, labels, sampler, validation, config, start, contrast, progress, validating, snapshot)
     return _write(out, net, card, best, started)
 
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Progress = Callable[[int, dict[str, float]], None]
 Validating = Callable[[int, float], None]  # (step, fraction of the validation pass done)
+Snapshot = Callable[[int, torch.nn.Module], None]  # (step, the network after that step's update)
 
 
 @dataclass
@@ -143,6 +144,7 @@ def fit(
     contrast: ContrastTerm | None = None,
     progress: Progress | None = None,
     validating: Validating | None = None,
+    snapshot: Snapshot | None = None,
 ) -> Best:
     """Run up to ``config.steps`` steps on ``net`` (on its device); the best weights (the last without validation)."""
     device = next(net.parameters()).device
@@ -151,6 +153,8 @@ def fit(
     best = Best(copy_state(net))
     for step in range(1, config.steps + 1):
         metrics = train_step(net, optimizing, loss_fn, sampler, contrast, config, step)
+        if snapshot:
+            snapshot(step, net)
         best.steps = step
         if validation and (step % config.validate_every == 0 or step == config.steps):
             done = functools.partial(validating, step) if validating else None

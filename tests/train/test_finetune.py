@@ -222,3 +222,18 @@ def test_finetune_config_refuses_bad_transfer_settings(changes, message):
 def test_finetune_config_refuses_bad_shrink_and_perturb(changes):
     with pytest.raises(ValueError, match="shrink > 0 and perturb >= 0"):
         FinetuneConfig(**changes)
+
+
+def test_a_snapshot_sees_the_network_after_every_step_and_the_last_is_the_model(small_case, tmp_path: Path):
+    kept: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(step: int, net: torch.nn.Module) -> None:
+        kept[step] = {name: value.detach().clone() for name, value in net.state_dict().items()}
+
+    config = FinetuneConfig(steps=3, **TINY)
+    labels = LabelTable.from_names({5: "liver", 1: "spleen"})
+    model = finetune([small_case], labels, tmp_path / "m", config, validation=[], device="cpu", snapshot=keep)
+    assert sorted(kept) == [1, 2, 3]
+    saved = load_model(model, device="cpu")[0].state_dict()
+    assert all(torch.equal(saved[name], kept[3][name]) for name in saved)
+    assert not all(torch.equal(kept[1][name], kept[3][name]) for name in saved)  # the steps moved the weights
