@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from app.services import segmentations, studies
-from app.services.models import register_directory
+from app.services.model_versions import register_directory
 from core import blobs
 from core.context import Context, build_context
-from core.records.models import Job, Segmentation
 from core.records.projects import DEFAULT
+from core.records.tables import Job, Segmentation
 from core.settings import Settings
 from tests.service.fixtures import MODEL
 from tests.service.harness import FAST
