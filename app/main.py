@@ -20,7 +20,7 @@ from app.metrics import Metrics, MetricsMiddleware
 from app.security_headers import SecurityHeadersMiddleware
 from app.services.cleanup import Sweeper
 from app.services.dicomweb_results import index_missing
-from app.services.models import register_starter
+from app.services.model_versions import register_starter
 from app.web import docs
 from core.context import Context, build_context
 from core.records.keys import ensure_bootstrap_admin

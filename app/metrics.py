@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.records.db import Database
-from core.records.models import Job
+from core.records.tables import Job
 
 
 class JobCollector(Collector):

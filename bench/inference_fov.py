@@ -30,7 +30,7 @@ def score(model: Path, preset: dict[str, Any], tests: list[str], device: str = "
     from lrc.evaluate import evaluate, mean_dice
     from lrc.infer import Predictor
     from lrc.label_match import match_labels
-    from lrc.models.store import read_card
+    from lrc.model_dirs.store import read_card
     from lrc.synthetic import label_table
 
     found = NAME.match(model.name)

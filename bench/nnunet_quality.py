@@ -190,7 +190,7 @@ def predict_lrc(out: Path, name: str, fold: Fold) -> tuple[list[dict], dict]:
 
     from lrc.infer import Predictor
     from lrc.io import read_nifti
-    from lrc.models.store import load_model
+    from lrc.model_dirs.store import load_model
 
     summary = json.loads((out / "snapshots.json").read_text())
     net, card = load_model(out / "model", kind="segmentation", device="cpu")

@@ -100,7 +100,7 @@ def effective_rank(x: np.ndarray) -> float:
 
 def main() -> None:
     """Probe each model and a random network of its shape; print and write JSON."""
-    from lrc.models.store import load_model
+    from lrc.model_dirs.store import load_model
     from lrc.nets.unet import UNet
     from lrc.synthetic import label_table
     from lrc.train.transfer import shrink_perturb

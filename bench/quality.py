@@ -392,7 +392,7 @@ def save(runs: list[dict[str, Any]], path: Path) -> None:
     import torch
     from speed_env import cpu_name
 
-    from lrc.models.card import software_versions
+    from lrc.model_dirs.card import software_versions
 
     machine = {
         "platform": platform.platform(),

@@ -46,7 +46,7 @@ def main() -> None:
 
     from lrc.infer import Predictor
     from lrc.io import Volume, read_volume
-    from lrc.models.store import load_model
+    from lrc.model_dirs.store import load_model
 
     info = machine("cpu")
     image = read_volume(build(args.shared_data, HERE / "out" / "ct300", 300))

@@ -46,7 +46,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     from lrc.infer.stages import StageTimes
     from lrc.io import read_volume
     from lrc.io.seg import write_seg
-    from lrc.models.store import load_model
+    from lrc.model_dirs.store import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -41,6 +41,11 @@ def _shared(root: Path, module: str) -> Any:
     return importlib.import_module(f"{'core' if (root / 'core').is_dir() else 'app'}.{module}")
 
 
+def _tables(root: Path) -> Any:
+    """The ORM tables of the tree ``root`` (``records.tables``, ``records.models`` in older trees)."""
+    return _shared(root, "records.tables" if (root / "core" / "records" / "tables.py").is_file() else "records.models")
+
+
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """``--child prepare`` or ``--child export`` with the code of ``args.root``, in a daemonic process as a
     Celery prefork worker runs its jobs (compressed planes are decoded in that process, so its CPU seconds
@@ -69,7 +74,7 @@ def _context(root: Path, data: Path) -> Any:
 def _timed(ctx: Any, root: Path, job_id: str, call: Any) -> dict[str, Any]:
     """Run ``call(job, report)`` on job ``job_id``: wall and CPU seconds, and each reported stage's wall seconds."""
     with ctx.db.session() as session:
-        job = session.get(_shared(root, "records.models").Job, job_id)
+        job = session.get(_tables(root).Job, job_id)
         assert job is not None
         session.expunge(job)
     marks: list[tuple[str, float]] = []
@@ -84,7 +89,7 @@ def _timed(ctx: Any, root: Path, job_id: str, call: Any) -> dict[str, Any]:
 
 def _segmentation(ctx: Any, root: Path) -> Any:
     with ctx.db.session() as session:
-        (seg,) = session.query(_shared(root, "records.models").Segmentation).all()
+        (seg,) = session.query(_tables(root).Segmentation).all()
         session.expunge(seg)
     return seg
 
@@ -94,11 +99,12 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     import hashlib
 
     from app.services import segmentations, studies
-    from app.services.models import register_directory
     from worker.predictors import PredictorCache
     from worker.runners.segment import segment
 
     project = _shared(args.root, "records.projects").DEFAULT
+    registry = "model_versions" if (args.root / "app" / "services" / "model_versions.py").is_file() else "models"
+    register_directory = importlib.import_module(f"app.services.{registry}").register_directory
     ctx = _context(args.root, args.data)
     version = register_directory(ctx, "starter", STARTER, project, status="production")
     paths = sorted(args.series.glob("*.dcm"))

@@ -53,7 +53,7 @@ def score(model: Path, cases: dict[str, tuple[Any, Any]], data: Path, tile: int 
     from lrc.infer import Predictor
     from lrc.infer.stages import StageTimes
     from lrc.label_match import match_labels
-    from lrc.models.store import read_card
+    from lrc.model_dirs.store import read_card
 
     card = read_card(model)
     silver = match_labels(card.labels, silver_table(data))  # the model's organs in TotalSegmentator's values

@@ -34,7 +34,7 @@ import torch
 def drift(directory: Path, reference: Path | None = None, start: Path | None = None) -> dict[str, Any]:
     """Per-layer filter-norm ratio, relative distance and cosine to the seed's initialisation or to
     ``start``'s weights (and the cosine between this model's move from there and ``reference``'s)."""
-    from lrc.models.store import load_model
+    from lrc.model_dirs.store import load_model
     from lrc.nets.basic_unet import Convolution
     from lrc.nets.unet import UNet
 

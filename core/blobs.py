@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from core.context import Context
 from core.records import studies as records
-from core.records.models import Blob
+from core.records.tables import Blob
 from core.storage import BlobStore
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from kombu.exceptions import OperationalError
 
 from core.context import Context
 from core.records import jobs as records
-from core.records.models import now
+from core.records.tables import now
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pydicom
 
-from core.records.models import ResultInstance
+from core.records.tables import ResultInstance
 
 STUDY_TAGS = (
     "SpecificCharacterSet", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName",

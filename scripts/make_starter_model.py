@@ -20,7 +20,7 @@ import numpy as np
 
 from lrc.io import Volume, read_nifti, read_volume
 from lrc.io.labels import LabelTable
-from lrc.models.store import load_model, read_card, save_model
+from lrc.model_dirs.store import load_model, read_card, save_model
 from lrc.train.finetune import FinetuneConfig, finetune
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from lrc.cli import app
 from lrc.io import read_nifti, read_volume
 from lrc.io.seg import read_seg
-from lrc.models.store import read_card
+from lrc.model_dirs.store import read_card
 from tests.io.test_seg import dciodvfy_errors
 from tests.nets.test_basic_unet import STARTER
 

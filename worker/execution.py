@@ -18,7 +18,7 @@ from core.celery_app import QUEUE_OF
 from core.context import Context
 from core.errors import ServiceError
 from core.records import jobs as records
-from core.records.models import Job, now
+from core.records.tables import Job, now
 from worker.threads import MODEL_KINDS, lend_idle_cpus
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from core.celery_app import QUEUE_OF, make_celery
 from core.context import Context
 from core.dispatch import sweep
 from core.records.jobs import beat
-from core.records.models import now
+from core.records.tables import now
 from core.settings import get_settings
 from lrc import log_privacy
 from worker import runtime

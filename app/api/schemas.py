@@ -8,8 +8,8 @@ from fastapi import Header
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.api.options import FinetuneOptions, PretrainOptions
-from core.records.models import REQUEST_KEY_MAX
 from core.records.registry import MODEL_NAME_PATTERN
+from core.records.tables import REQUEST_KEY_MAX
 
 
 class SeriesOut(BaseModel):

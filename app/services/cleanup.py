@@ -42,14 +42,14 @@ from core import blobs
 from core.context import Context
 from core.records import jobs as job_records
 from core.records import registry
-from core.records.models import now
+from core.records.tables import now
 from core.storage import live_staging
 
 log = logging.getLogger(__name__)
 JOB_FOLDER = re.compile(r"(?:segment|export|finetune|pretrain)-([0-9a-f]{32})-.+")  # worker.runners.common.scratch
 MODEL_FOLDER = re.compile(
     r"job-([0-9a-f]{32})|\.job-([0-9a-f]{32})-.+"
-)  # the folder, lrc.models.store.save_model's staging
+)  # the folder, lrc.model_dirs.store.save_model's staging
 STAGING = ("upload-", "ui-image-")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 BATCH = 500  # blobs checked and removed in one transaction

@@ -18,8 +18,8 @@ from app.services.jobs import utc
 from core import blobs
 from core.context import Context
 from core.errors import InvalidRequest, NotFound
-from core.records.models import Dataset, DatasetCase
 from core.records.studies import get_series, series_entries
+from core.records.tables import Dataset, DatasetCase
 from lrc.io import ImageIOError, VolumeInfo
 from lrc.io.label_maps import inspect_label
 from lrc.io.labels import LabelTable

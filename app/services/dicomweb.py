@@ -18,7 +18,7 @@ import pydicom
 
 from app.services import studies
 from core.context import Context
-from core.records.models import Study
+from core.records.tables import Study
 from lrc.io import ImageIOError
 
 # PS3.18 table 10.5.3-1 / PS3.4 B.2.3 failure reasons.

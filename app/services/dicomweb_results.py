@@ -24,7 +24,7 @@ from core.errors import InvalidQuery, NotAcceptable, NotFound
 from core.instance_headers import LEVEL_TAGS, describe
 from core.records import instances as records
 from core.records.instances import Match
-from core.records.models import ResultInstance
+from core.records.tables import ResultInstance
 from lrc.writers import writer_names
 
 log = logging.getLogger(__name__)

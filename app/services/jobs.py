@@ -8,7 +8,7 @@ from typing import Any
 from core.context import Context
 from core.dispatch import dispatch
 from core.records import jobs as records
-from core.records.models import Job
+from core.records.tables import Job
 
 
 def submit(ctx: Context, kind: str, payload: dict[str, Any], created_by: str | None, project: str) -> Job:

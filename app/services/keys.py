@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.context import Context
 from core.errors import Conflict, NotFound
 from core.records import keys as records
-from core.records.models import ApiKey
+from core.records.tables import ApiKey
 
 
 def create(ctx: Context, name: str, role: str, project: str) -> tuple[ApiKey, str]:

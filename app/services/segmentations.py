@@ -16,9 +16,9 @@ from core.dispatch import dispatch
 from core.errors import IdempotencyKeyReused, InvalidRequest, NotFound, ResultNotReady
 from core.records import jobs as job_records
 from core.records import registry
-from core.records.models import Job, ModelVersion, Segmentation
 from core.records.studies import get_series
-from lrc.models.card import ModelCard, tile_option
+from core.records.tables import Job, ModelVersion, Segmentation
+from lrc.model_dirs.card import ModelCard, tile_option
 from lrc.writers import UnknownFormat, get_writer
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core import blobs
 from core.context import Context
 from core.records import studies as records
-from core.records.models import Series, Study, new_id
+from core.records.tables import Series, Study, new_id
 from lrc.io import ArchiveLimits, ImageIOError, ReadOptions, UnsupportedInput, VolumeInfo
 from lrc.io.archive import collect_files
 from lrc.io.dicom_read import inspect_dicom

@@ -9,8 +9,8 @@ from app.services.jobs import submit
 from core.context import Context
 from core.errors import InvalidRequest, NotFound
 from core.records import registry
-from core.records.models import Dataset, Job, ModelVersion, Series
 from core.records.studies import get_series, get_study
+from core.records.tables import Dataset, Job, ModelVersion, Series
 from lrc.train.finetune_config import FinetuneConfig
 from lrc.train.memory import Estimate, finetune_bytes, gib, pretrain_bytes
 from lrc.train.pretrain_config import PretrainConfig

@@ -5,7 +5,7 @@ FastAPI nor torch.
 """
 
 from core.records.db import Database
-from core.records.models import (
+from core.records.tables import (
     ApiKey,
     Base,
     Blob,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from core.records.models import ResultInstance, Segmentation
+from core.records.tables import ResultInstance, Segmentation
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound
-from core.records.models import Job, WorkerBeat, new_id, now
+from core.records.tables import Job, WorkerBeat, new_id, now
 
 KINDS = ("segment", "finetune", "pretrain", "export")
 ACTIVE = ("queued", "running")

@@ -16,8 +16,8 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.records.models import ApiKey
 from core.records.projects import DEFAULT, check_name
+from core.records.tables import ApiKey
 
 ROLES = ("viewer", "submitter", "admin")
 TOKEN_PREFIX = "lrc_"

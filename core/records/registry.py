@@ -17,8 +17,8 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, Forbidden, InvalidRequest, NotFound, PromotionRefused
-from core.records.models import MAX_VERSION, ModelVersion, Promotion
 from core.records.projects import SHARED
+from core.records.tables import MAX_VERSION, ModelVersion, Promotion
 from lrc.io.labels import LabelTable
 from lrc.label_match import describe_changes
 from lrc.label_match import label_changes as changes_between

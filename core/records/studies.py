@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from core.errors import NotFound
-from core.records.models import Blob, DatasetCase, Segmentation, Series, Study, now
+from core.records.tables import Blob, DatasetCase, Segmentation, Series, Study, now
 
 CHUNK = 500  # hashes in one IN list: far below any driver's limit on parameters (SQLite's was 999)
 

@@ -3,11 +3,11 @@
 The schema changes are Alembic revisions (:mod:`core.records.migrations`), recorded in the database's
 ``alembic_version`` table. :func:`upgrade` handles three kinds of database:
 
-- a new one (none of the service's tables): ``create_all`` from :mod:`core.records.models`, then
-  stamped with the newest revision. The models are the one description of the current schema; a new
+- a new one (none of the service's tables): ``create_all`` from :mod:`core.records.tables`, then
+  stamped with the newest revision. The tables there are the one description of the current schema; a new
   database is made from them in one pass, without replaying every earlier change (SQLite's table
   copies included) and without the server defaults that upgrade steps leave on old rows' columns.
-  The test of the revisions against the models (``compare_metadata``) keeps the two equal;
+  The test of the revisions against the tables (``compare_metadata``) keeps the two equal;
 - one with a version table: the revisions after its own are applied;
 - one made before the version table existed: its revision is found from its tables
   (:func:`legacy_revision`) and stamped, then the revisions after it are applied.
@@ -28,7 +28,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, inspect, text
 
 from core.records.migrations import alembic_config, head
-from core.records.models import Base
+from core.records.tables import Base
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x4C52C006  # pg_advisory_xact_lock key of schema changes (one fixed key for every process)

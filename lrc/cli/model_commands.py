@@ -105,7 +105,7 @@ def finetune(
     """Fine-tune a segmentation model on a few labelled volumes; report held-out Dice."""
     from lrc.io import ImageIOError
     from lrc.manifest import load_manifest
-    from lrc.models import ModelCardError
+    from lrc.model_dirs import ModelCardError
     from lrc.train.finetune import finetune as run
 
     try:
@@ -162,7 +162,7 @@ def segment(
     from lrc.io import ImageIOError, read_volume
     from lrc.io.atomic import check_output
     from lrc.io.nifti import is_nifti_path
-    from lrc.models import ModelCardError
+    from lrc.model_dirs import ModelCardError
 
     try:
         writer = WRITERS[fmt.value]
@@ -211,7 +211,7 @@ def evaluate(
     from lrc.io import ImageIOError
     from lrc.label_match import match_labels
     from lrc.manifest import load_manifest
-    from lrc.models import ModelCardError
+    from lrc.model_dirs import ModelCardError
 
     try:
         with feedback(quiet or as_json) as shown:
@@ -284,7 +284,7 @@ def _ready_to_train(out: Path, device: str) -> None:
         ValueError: a device this machine lacks. OutputError: ``out`` cannot take a model.
     """
     from lrc.device import resolve_device
-    from lrc.models.store import check_model_target
+    from lrc.model_dirs.store import check_model_target
 
     resolve_device(device)
     check_model_target(out)
@@ -296,7 +296,7 @@ def _check_init(init: Path) -> None:
     Raises:
         ModelCardError: it is not.
     """
-    from lrc.models.store import read_card
+    from lrc.model_dirs.store import read_card
 
     read_card(init)
 

@@ -35,8 +35,8 @@ from lrc.infer.cpu import channels_last, for_cpu
 from lrc.infer.stages import NoTimes, StageTimes
 from lrc.infer.tiles import tiled_forward
 from lrc.io.volume import Volume
-from lrc.models.card import TILE_MULTIPLE, ModelCard
-from lrc.models.store import load_model
+from lrc.model_dirs.card import TILE_MULTIPLE, ModelCard
+from lrc.model_dirs.store import load_model
 from lrc.nets.unet import UNet
 from lrc.runtime import tune_cpu_allocator
 

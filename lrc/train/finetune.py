@@ -43,8 +43,8 @@ from lrc.device import resolve_device
 from lrc.intensity import IntensityWindow
 from lrc.io.labels import LabelTable
 from lrc.io.volume import Volume
-from lrc.models.card import ModelCard
-from lrc.models.store import check_model_target, save_model
+from lrc.model_dirs.card import ModelCard
+from lrc.model_dirs.store import check_model_target, save_model
 from lrc.nets.unet import UNet
 from lrc.runtime import tune_cpu_allocator
 from lrc.superpixels import SuperpixelCache

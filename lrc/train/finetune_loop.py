@@ -22,7 +22,7 @@ from monai.losses import DiceCELoss
 
 from lrc.device import autocast
 from lrc.io.labels import LabelTable
-from lrc.models.card import ModelCard
+from lrc.model_dirs.card import ModelCard
 from lrc.nets.unet import UNet
 from lrc.train.contrast_term import ContrastTerm
 from lrc.train.finetune_config import FinetuneConfig

@@ -28,8 +28,8 @@ import torch
 
 from lrc.intensity import IntensityWindow
 from lrc.io.volume import Volume
-from lrc.models.card import ModelCard
-from lrc.models.store import check_model_target, save_model
+from lrc.model_dirs.card import ModelCard
+from lrc.model_dirs.store import check_model_target, save_model
 from lrc.superpixels import SuperpixelCache
 from lrc.train.blocks import BlockSampler, build_region_volumes
 from lrc.train.pretrain_config import PretrainConfig

@@ -18,8 +18,8 @@ import torch
 from lrc.intensity import IntensityWindow
 from lrc.io.labels import LabelTable
 from lrc.label_match import LabelMismatch, match_labels, number_labels
-from lrc.models.card import ModelCard
-from lrc.models.store import load_model
+from lrc.model_dirs.card import ModelCard
+from lrc.model_dirs.store import load_model
 from lrc.nets.stages import ENCODER_STAGES
 from lrc.nets.unet import UNet
 from lrc.train.finetune_config import SELF_SUPERVISED_LR_FACTOR, FinetuneConfig

@@ -13,7 +13,7 @@ from lrc.infer.predictor import Predictor
 from lrc.io.labels import LabelTable
 from lrc.io.volume import Volume
 from lrc.label_match import match_labels
-from lrc.models.card import ModelCard
+from lrc.model_dirs.card import ModelCard
 from lrc.nets.unet import UNet
 
 

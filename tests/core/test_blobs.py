@@ -19,7 +19,7 @@ from sqlalchemy import delete, event, select
 from core import blobs
 from core.context import Context, build_context
 from core.records import studies as records
-from core.records.models import Blob
+from core.records.tables import Blob
 from core.settings import Settings
 from tests.service.harness import FAST
 from tests.service.postgres import database_url

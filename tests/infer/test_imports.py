@@ -21,7 +21,7 @@ HEAVY = ("monai", "scipy.signal", "scipy.stats", "matplotlib")
         "lrc.infer",
         "lrc.infer, lrc.io.seg",
         # Everything `lrc segment` imports: the CLI, then the predictor and the readers and writers.
-        "lrc.cli, lrc.infer, lrc.io, lrc.io.seg, lrc.io.rtstruct, lrc.models",
+        "lrc.cli, lrc.infer, lrc.io, lrc.io.seg, lrc.io.rtstruct, lrc.model_dirs",
     ],
 )
 def test_inference_imports_leave_out_monai(modules: str):
@@ -36,7 +36,7 @@ def test_inference_imports_leave_out_monai(modules: str):
 def test_model_card_versions_leave_out_monai():
     # every saved model records MONAI's version; reading it from the package metadata imports nothing
     code = (
-        "import sys\nfrom importlib.metadata import version\nfrom lrc.models.card import software_versions\n"
+        "import sys\nfrom importlib.metadata import version\nfrom lrc.model_dirs.card import software_versions\n"
         "v = software_versions()\nprint(v['monai'] == version('monai'), 'monai' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -16,7 +16,7 @@ from lrc.intensity import IntensityWindow
 from lrc.io import Volume
 from lrc.io.geometry import align_to, reorient
 from lrc.io.labels import LabelTable
-from lrc.models import ModelCard
+from lrc.model_dirs import ModelCard
 from lrc.nets.unet import UNet
 
 SMALL = (4, 4, 8, 8, 16, 4)

@@ -17,7 +17,7 @@ from torch import nn
 
 import lrc
 from lrc.io.nifti import read_nifti
-from lrc.models.store import WEIGHTS, load_model
+from lrc.model_dirs.store import WEIGHTS, load_model
 from lrc.nets.basic_unet import BasicUNet
 from lrc.nets.stages import DEFAULT_FEATURES
 from lrc.nets.unet import UNet

@@ -24,7 +24,7 @@ import httpx
 from sqlalchemy import select
 
 from core.records.db import Database
-from core.records.models import Blob
+from core.records.tables import Blob
 from core.settings import Settings
 from tests import dicom_factory
 from tests.service.harness import ADMIN_KEY, FAST, free_port, python, service_env

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.records.models import Study
+from core.records.tables import Study
 from core.settings import Settings
 from tests.service.harness import ADMIN_KEY, FAST, Service, running_service
 from tests.service.helpers import ct_series, multipart

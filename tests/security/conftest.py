@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.services.models import register_directory
+from app.services.model_versions import register_directory
 from core.records.keys import ROLES, create_key
 from core.records.projects import SHARED
 from core.settings import Settings

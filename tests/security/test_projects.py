@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
 from app.api.router import api_router
-from core.records.models import Job, ModelVersion, ResultInstance, Segmentation
+from core.records.tables import Job, ModelVersion, ResultInstance, Segmentation
 from tests.security.conftest import ALPHA_MODEL, LABELS, SHARED_MODEL, TINY, World
 from tests.service.helpers import multipart
 

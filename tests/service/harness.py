@@ -21,7 +21,7 @@ from app.main import create_app
 from cli.service_commands import worker_command
 from core.context import Context, build_context
 from core.records.keys import create_key
-from core.records.models import WorkerBeat
+from core.records.tables import WorkerBeat
 from core.settings import Settings
 
 ADMIN_KEY = "admin-key-for-the-tests-0123456789"

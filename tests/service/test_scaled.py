@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services.models import register_directory
+from app.services.model_versions import register_directory
 from core.records.projects import DEFAULT
 from core.settings import Settings
 from tests.service.fixtures import MODEL

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lrc.io.labels import LabelTable
-from lrc.models.store import load_model
+from lrc.model_dirs.store import load_model
 from lrc.train.pretrain import PretrainConfig
 
 SMALL = (8, 8, 16, 16, 32, 8)  # U-Net features: fast on the CPU

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrc.models.store import load_model, read_card
+from lrc.model_dirs.store import load_model, read_card
 from lrc.superpixels import SuperpixelParams
 from lrc.train.contrast_term import Unlabeled
 from lrc.train.finetune import finetune

@@ -15,7 +15,7 @@ from lrc.infer import Predictor
 from lrc.io import Volume, read_nifti
 from lrc.io.labels import LabelTable
 from lrc.label_match import LabelMatch, LabelMismatch
-from lrc.models.store import load_model, read_card
+from lrc.model_dirs.store import load_model, read_card
 from lrc.train.finetune import finetune, fixed_split
 from lrc.train.finetune_config import FinetuneConfig
 from tests.train.recipes import LABELS, SMALL

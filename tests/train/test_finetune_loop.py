@@ -10,7 +10,7 @@ import pytest
 import torch
 from numpy.testing import assert_allclose
 
-from lrc.models.store import read_card
+from lrc.model_dirs.store import read_card
 from lrc.nets.unet import UNet
 from lrc.train.finetune import finetune
 from lrc.train.finetune_config import FinetuneConfig

@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose
 
 from lrc.infer import Predictor
 from lrc.io import Volume
-from lrc.models.store import read_card
+from lrc.model_dirs.store import read_card
 from lrc.train.finetune import finetune
 from lrc.train.finetune_config import FinetuneConfig
 from lrc.train.pretrain import pretrain

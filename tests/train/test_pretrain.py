@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from numpy.testing import assert_allclose
 
-from lrc.models.store import load_model, read_card
+from lrc.model_dirs.store import load_model, read_card
 from lrc.superpixels import SuperpixelParams
 from lrc.train.pretrain import PretrainConfig, pretrain
 from lrc.views import ViewConfig

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from lrc.models.store import read_card
+from lrc.model_dirs.store import read_card
 from lrc.train.finetune import finetune
 from lrc.train.finetune_config import SELF_SUPERVISED_LR_FACTOR, FinetuneConfig
 from tests.train.recipes import DECODER, ENCODER, LABELS, SMALL, weights

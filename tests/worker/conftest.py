@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services.models import register_directory
+from app.services.model_versions import register_directory
 from core.context import Context, build_context
 from core.records.projects import DEFAULT
 from core.settings import Settings

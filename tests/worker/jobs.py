@@ -7,8 +7,8 @@ from pathlib import Path
 
 from app.services import segmentations, studies
 from core.context import Context
-from core.records.models import Job, Segmentation
 from core.records.projects import DEFAULT
+from core.records.tables import Job, Segmentation
 from tests.service.fixtures import MODEL
 
 

@@ -14,12 +14,12 @@ from numpy.testing import assert_array_equal
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
 from core.context import Context
-from core.records.models import ModelVersion
+from core.records.tables import ModelVersion
 from lrc.io import dicom_read as dicom_read_module
 from lrc.io import read_nifti, read_volume
 from lrc.io.geometry import align_to
 from lrc.io.seg import read_seg
-from lrc.models.card import ModelCard
+from lrc.model_dirs.card import ModelCard
 from lrc.writers import DICOM_SEG, NIFTI, get_writer, writer_names
 from tests import dicom_factory
 from tests.dicom_outputs import normalised_bytes

@@ -9,8 +9,8 @@ import pytest
 
 from core.context import Context, build_context
 from core.records import jobs as records
-from core.records.models import Job
 from core.records.projects import DEFAULT
+from core.records.tables import Job
 from core.settings import Settings
 from tests.service.harness import FAST
 from worker.execution import JobCancelled, Reporter

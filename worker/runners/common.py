@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.context import Context
-from core.records.models import Series
 from core.records.studies import series_entries
+from core.records.tables import Series
 from lrc.io import Volume, VolumeInfo, read_dicom_info, read_volume
 
 

@@ -14,10 +14,10 @@ from core import blobs
 from core.context import Context
 from core.instance_headers import describe
 from core.records.instances import add_instance
-from core.records.models import Job, ModelVersion, ResultInstance, Segmentation
 from core.records.studies import get_series
+from core.records.tables import Job, ModelVersion, ResultInstance, Segmentation
 from lrc.io import read_nifti
-from lrc.models.card import ModelCard
+from lrc.model_dirs.card import ModelCard
 from lrc.writers import NIFTI, get_writer, writer_names
 from worker.execution import Reporter
 from worker.runners.common import read_series_headers, scratch

@@ -9,9 +9,9 @@ from core import blobs
 from core.context import Context
 from core.dispatch import dispatch
 from core.records import jobs as job_records
-from core.records.models import Job, ModelVersion, Segmentation
 from core.records.studies import get_series
-from lrc.models.card import tile_option
+from core.records.tables import Job, ModelVersion, Segmentation
+from lrc.model_dirs.card import tile_option
 from lrc.writers import NIFTI, writer_names
 from worker.execution import Reporter
 from worker.predictors import PredictorCache

@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 from core.context import Context
 from core.records import registry
-from core.records.models import Dataset, Job, ModelVersion, Series
 from core.records.projects import SHARED
 from core.records.studies import get_series
+from core.records.tables import Dataset, Job, ModelVersion, Series
 from core.settings import Settings
 from lrc.io.label_maps import read_label
 from lrc.io.labels import LabelTable
@@ -131,7 +131,7 @@ def release_memory() -> None:
 
 def finetune(ctx: Context, job: Job, report: Reporter) -> dict[str, Any]:
     """Fine-tune on a dataset; register the result as a candidate with its comparison to production."""
-    from lrc.models.store import read_card
+    from lrc.model_dirs.store import read_card
     from lrc.train.finetune import finetune as run
     from lrc.train.finetune import fixed_split
     from lrc.train.finetune_config import FinetuneConfig
@@ -218,7 +218,7 @@ def _compare(
     """
     from lrc.device import resolve_device
     from lrc.label_match import LabelMismatch
-    from lrc.models.store import load_model
+    from lrc.model_dirs.store import load_model
     from lrc.train.finetune import validate
 
     if current is None:
@@ -265,7 +265,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 def _label_table(card: dict[str, Any]) -> LabelTable | None:
     """The label table of a registered version's card (``None`` for a backbone)."""
-    from lrc.models.card import ModelCard
+    from lrc.model_dirs.card import ModelCard
 
     return ModelCard.from_json(card).labels if card.get("labels") else None
 

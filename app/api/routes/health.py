@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.api.deps import ContextDep
 from core.celery_app import QUEUES
 from core.records.jobs import live_workers
-from core.records.models import now
+from core.records.tables import now
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])

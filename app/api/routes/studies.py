@@ -12,8 +12,8 @@ from app.api.schemas import SeriesOut, StudyOut
 from app.api.uploads import receive
 from app.services import studies
 from app.services.jobs import utc
-from core.records.models import Study
 from core.records.studies import series_summary
+from core.records.tables import Study
 from core.storage import staging_folder
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])

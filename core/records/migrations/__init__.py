@@ -36,5 +36,5 @@ def revisions() -> list[str]:
 
 
 def head() -> str:
-    """The newest revision id: the schema of :mod:`core.records.models`."""
+    """The newest revision id: the schema of :mod:`core.records.tables`."""
     return revisions()[-1]

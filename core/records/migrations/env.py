@@ -14,7 +14,7 @@ from alembic import context
 from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import Script
 
-from core.records.models import Base
+from core.records.tables import Base
 
 config = context.config
 connection = config.attributes.get("connection")

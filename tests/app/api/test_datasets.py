@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from core.records.models import Base, Dataset, Series
+from core.records.tables import Base, Dataset, Series
 from core.settings import Settings
 from lrc.io import Volume, read_nifti, write_nifti
 from tests.service.harness import ADMIN_KEY, FAST, Service, running_service

@@ -217,7 +217,7 @@ def test_dicomweb_retrieve_needs_a_key(service: Service, produced: dict[str, Any
 
 def test_exports_from_before_the_index_are_indexed_at_start(service: Service, produced: dict[str, Any]):
     from app.main import start
-    from core.records.models import ResultInstance
+    from core.records.tables import ResultInstance
 
     seg = pydicom.dcmread(io.BytesIO(produced["dicom-seg"]))
     with service.ctx.db.session() as session:
@@ -232,7 +232,7 @@ def test_exports_from_before_the_index_are_indexed_at_start(service: Service, pr
 def test_a_redelivered_export_writes_nothing_twice(service: Service, produced: dict[str, Any]):
     """Formats are recorded one by one; running the finished export job again adds no file or instance."""
     from core.records.jobs import get_job
-    from core.records.models import ResultInstance, Segmentation
+    from core.records.tables import ResultInstance, Segmentation
     from worker.runners.export import export
 
     with service.ctx.db.session() as session:

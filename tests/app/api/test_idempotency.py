@@ -14,10 +14,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app.services.models import register_directory
+from app.services.model_versions import register_directory
 from core.records.keys import create_key
-from core.records.models import Job, Segmentation
 from core.records.projects import DEFAULT, SHARED
+from core.records.tables import Job, Segmentation
 from core.settings import Settings
 from tests.service.fixtures import MODEL
 from tests.service.harness import ADMIN_KEY, FAST, Service, running_service

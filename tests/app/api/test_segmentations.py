@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from numpy.testing import assert_allclose
 
-from app.services.models import register_directory
+from app.services.model_versions import register_directory
 from core.records.projects import DEFAULT
 from lrc.io import read_nifti, read_volume
 from lrc.io.seg import read_seg

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.services.jobs import submit
-from app.services.models import register_directory
+from app.services.model_versions import register_directory
 from core.records import registry
 from core.records.projects import DEFAULT
 from lrc.evaluate import evaluate, mean_dice

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from app.services import cleanup
 from core.context import Context, build_context
 from core.records import studies as records
-from core.records.models import Job, ModelVersion, now
 from core.records.projects import DEFAULT
+from core.records.tables import Job, ModelVersion, now
 from core.settings import Settings
 from core.storage import staging_folder
 from tests.service.harness import FAST

@@ -14,7 +14,7 @@ from core.errors import Conflict
 from core.queue import JobQueue
 from core.records import Database
 from core.records import jobs as records
-from core.records.models import Job
+from core.records.tables import Job
 from core.settings import Settings
 from core.storage import BlobStore
 

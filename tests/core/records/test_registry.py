@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from core.errors import InvalidRequest, NotFound
 from core.records import Database, registry
-from core.records.models import ModelVersion
 from core.records.projects import DEFAULT, SHARED
+from core.records.tables import ModelVersion
 
 CARD = {"kind": "segmentation"}
 RACERS = 4  # fine-tunings of one model finishing together

@@ -3,7 +3,7 @@ after a database's own are applied (core/records/migrations), those made before 
 existed first recognised by their tables. Made before projects: the ``project`` columns are added
 (existing rows in project ``default``) and model versions become unique per project. Made before
 idempotency keys: ``segmentations.request_key`` is added with its unique index per project. Every
-upgraded database has the models' tables (Alembic's ``compare_metadata``). Processes starting together
+upgraded database has the tables' schema (Alembic's ``compare_metadata``). Processes starting together
 upgrade once."""
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from sqlalchemy.exc import IntegrityError
 from core.records import Database, registry
 from core.records.keys import find_key, hash_token
 from core.records.migrations import alembic_config, head, revisions
-from core.records.models import REQUEST_KEY_INDEX, Base, Segmentation
 from core.records.projects import DEFAULT
+from core.records.tables import REQUEST_KEY_INDEX, Base, Segmentation
 from core.records.upgrade import PROJECT_TABLES, legacy_revision, upgrade
 from tests.service.postgres import postgres_database
 
@@ -55,7 +55,7 @@ def after(revision: str) -> list[str]:
 
 
 def differences(engine: Engine) -> list[Any]:
-    """What autogenerate would change to give the database the models' tables (empty: none)."""
+    """What autogenerate would change to give the database the tables' schema (empty: none)."""
     with engine.connect() as connection:
         return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
 
@@ -178,7 +178,7 @@ def test_an_old_database_is_upgraded_in_place(old_database: str, era: str) -> No
 
 def _upgraded_in_place(database: Database, revision: str) -> None:
     """Upgraded from ``revision``'s tables with :func:`_fill`'s records: the revisions after it applied,
-    the records kept (in project ``default``), the models' tables, nothing left for the next start."""
+    the records kept (in project ``default``), the tables' schema, nothing left for the next start."""
     changes = upgrade(database.engine)  # what every start does (Database.create_schema)
     assert [c.split()[0] for c in changes] == after(revision), changes
     assert stamped(database.engine) == [head()]
@@ -238,7 +238,7 @@ def new_database(dialect: str, tmp_path: Path) -> Iterator[str]:
 def test_a_database_at_each_revision_is_upgraded_to_the_newest(
     new_database: str, revision: str, versioned: bool
 ) -> None:
-    """Made by the revisions up to ``revision``, with records in it: upgraded at start to the models' tables.
+    """Made by the revisions up to ``revision``, with records in it: upgraded at start to the tables' schema.
     Without its version table (databases made before it existed) its revision is found from its tables."""
     database = Database(new_database)
     try:
@@ -257,7 +257,7 @@ def test_a_database_at_each_revision_is_upgraded_to_the_newest(
 
 
 def test_the_revisions_make_the_models_tables(new_database: str) -> None:
-    """An empty database taken through every revision has exactly the models' tables: a column added to a
+    """An empty database taken through every revision has exactly the tables' schema: a column added to a
     model without a revision fails here."""
     database = Database(new_database)
     try:
@@ -278,7 +278,7 @@ def test_the_revisions_make_the_models_tables(new_database: str) -> None:
 
 
 def test_a_new_database_is_made_from_the_models_and_stamped(new_database: str) -> None:
-    """A start on an empty database: the models' tables and the version table at the newest revision."""
+    """A start on an empty database: the tables' schema and the version table at the newest revision."""
     database = Database(new_database)
     try:
         database.create_schema()

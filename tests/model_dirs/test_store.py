@@ -11,7 +11,7 @@ import torch
 
 from lrc.intensity import IntensityWindow
 from lrc.io.labels import LabelTable
-from lrc.models import ModelCard, ModelCardError, load_model, save_model
+from lrc.model_dirs import ModelCard, ModelCardError, load_model, save_model
 from lrc.nets.unet import UNet
 
 SMALL = (8, 8, 16, 16, 32, 8)

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lrc.io.atomic import OutputError, check_folder
-from lrc.models.card import ModelCard, ModelCardError
+from lrc.model_dirs.card import ModelCard, ModelCardError
 from lrc.nets.unet import ARCHITECTURE, UNet
 
 WEIGHTS = "weights.safetensors"

@@ -1,4 +1,4 @@
-"""The model registry as users see it: list, card, promote, roll back, register a directory."""
+"""Model versions as users see them in the registry: list, card, promote, roll back, register a directory."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from app.services.jobs import utc
 from core.context import Context
 from core.errors import InvalidRequest
 from core.records import registry
-from core.records.models import ModelVersion, Promotion
 from core.records.projects import SHARED
+from core.records.tables import ModelVersion, Promotion
 
 log = logging.getLogger(__name__)
 
