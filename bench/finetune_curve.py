@@ -5,10 +5,10 @@ runs that differ only in ``--finetune-steps``, keys every run by its recorded fi
 prints, per length, k and test set, both arms' mean Dice and the paired gap (95% interval, seeds
 ahead); draws Dice against steps per k and test set.
 
-    python bench/finetune_curve.py --files results/session18_ft250_tiles.json results/session18_ft500_tiles.json \\
-        results/session11_tiles.json results/session13_ft2000_tiles.json results/session13_ft2000_scratch_tiles.json \\
+    python bench/finetune_curve.py --files results/quality_synth_recipe_ft250_tiles.json results/quality_synth_recipe_ft500_tiles.json \\
+        results/quality_synth_combined_scale_tiles.json results/quality_synth_recipe_ft2000_tiles.json results/quality_synth_scratch_ft2000_tiles.json \\
         --recipe weak-ftnoflip-combined weak-ftnoflip-combined-ft250 weak-ftnoflip-combined-ft500 \\
-        weak-ftnoflip-combined-ft2000 --plot results/session18_curve.png
+        weak-ftnoflip-combined-ft2000 --plot archive/results/finetune_curve_synth.png
 """
 
 from __future__ import annotations
