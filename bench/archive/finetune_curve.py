@@ -5,10 +5,11 @@ runs that differ only in ``--finetune-steps``, keys every run by its recorded fi
 prints, per length, k and test set, both arms' mean Dice and the paired gap (95% interval, seeds
 ahead); draws Dice against steps per k and test set.
 
-    python bench/finetune_curve.py --files results/quality_synth_recipe_ft250_tiles.json results/quality_synth_recipe_ft500_tiles.json \\
-        results/quality_synth_combined_scale_tiles.json results/quality_synth_recipe_ft2000_tiles.json results/quality_synth_scratch_ft2000_tiles.json \\
+    python bench/archive/finetune_curve.py --files bench/results/quality_synth_recipe_ft250_tiles.json \\
+        bench/results/quality_synth_recipe_ft500_tiles.json bench/results/quality_synth_combined_scale_tiles.json \\
+        bench/results/quality_synth_recipe_ft2000_tiles.json bench/results/quality_synth_scratch_ft2000_tiles.json \\
         --recipe weak-ftnoflip-combined weak-ftnoflip-combined-ft250 weak-ftnoflip-combined-ft500 \\
-        weak-ftnoflip-combined-ft2000 --plot archive/results/finetune_curve_synth.png
+        weak-ftnoflip-combined-ft2000 --plot bench/archive/results/finetune_curve_synth.png
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import argparse
 import json
 import math
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/: quality.py's helpers
 
 from quality import _panels, confidence
 

@@ -11,8 +11,8 @@ directions the representation really uses (contrastive learning can collapse it)
 and for the decoder's and the encoder's channels apart, and the decoder channels' mean squared
 correlation (what the pre-training's decorrelation penalty acts on).
 
-    python bench/probe.py bench/out/quality/pre-moco+lrc-u24-s0-* [--out bench/archive/results/probe.json]
-    python bench/probe.py MODEL --shrink 0.5 --perturb 0.5   # the weights fine-tuning would start from
+    python bench/archive/probe.py bench/out/quality/pre-moco+lrc-u24-s0-* [--out bench/archive/results/probe.json]
+    python bench/archive/probe.py MODEL --shrink 0.5 --perturb 0.5   # the weights fine-tuning would start from
 
 Rows are merged into ``--out`` by model and shrink/perturb settings.
 """
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # bench/: the suite modules this probe reuses
 
 import quality  # noqa: E402  (the cohort's seeds and phantoms)
 

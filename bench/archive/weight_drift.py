@@ -12,13 +12,13 @@ Why: such a convolution computes the same function at any filter scale (the norm
 so a filter grown by pre-training turns each AdamW step into a smaller change of direction (a lower
 effective learning rate). A norm ratio well above 1 would point there; near 1 rules it out.
 
-    python bench/weight_drift.py bench/out/quality/pre-moco+lrc-u24-s0-* \
+    python bench/archive/weight_drift.py bench/out/quality/pre-moco+lrc-u24-s0-* \
         --reference bench/out/quality/ft-scratch-scratch-k1-s0
 
 With ``--start MODEL`` the distances are to that model's weights instead (a fine-tuned model against
 its pre-trained base: how much of the base fine-tuning kept; layers the base lacks are left out).
 
-    python bench/weight_drift.py bench/out/quality/ft-TAG-moco+lrc-k1-s0 --start bench/out/quality/pre-...
+    python bench/archive/weight_drift.py bench/out/quality/ft-TAG-moco+lrc-k1-s0 --start bench/out/quality/pre-...
 """
 
 from __future__ import annotations
