@@ -25,7 +25,11 @@ ROOT = HERE.parent
 
 @dataclass(frozen=True)
 class Preset:
-    """A named command line: ``script`` (under ``bench/``) with ``args``; ``suite`` groups the list."""
+    """A named command line: ``script`` (under ``bench/``) with ``args``; ``suite`` groups the list.
+
+    Extra arguments follow ``args``: options override a preset's (the last one wins), and the shell
+    scripts take their positional MODE or DEVICE from them.
+    """
 
     suite: str
     description: str
@@ -172,10 +176,8 @@ PRESETS: dict[str, Preset] = {
     "make-series": Preset("speed", "write a synthetic DICOM series for the speed scripts", "make_series.py"),
     # gpu: bench/GPU.md, run on a lent GPU machine
     "gpu-check": Preset("gpu", "bf16 against float32 and step times on a GPU", "gpu_check.py"),
-    "gpu": Preset(
-        "gpu", "one lent GPU session (modes: check, quality, e2e, api; GPU.md)", "gpu_session.sh", ("check",)
-    ),
-    "speed-gpu": Preset("gpu", "the speed suite on a GPU machine", "speed_gpu.sh", ("cuda",)),
+    "gpu": Preset("gpu", "one lent GPU session: MODE check (default), quality, e2e or api (GPU.md)", "gpu_session.sh"),
+    "speed-gpu": Preset("gpu", "lrc segment and nnU-Net on one device: DEVICE cuda (default) or cpu", "speed_gpu.sh"),
 }
 
 
