@@ -41,6 +41,19 @@ class Preset:
         return [runner, f"bench/{self.script}", *self.args]
 
 
+def _nnunet_real_ct(budget: int, parallel: int, results: str) -> Preset:
+    """The real CT fold A/10->A, nnU-Net v2 against lrc finetune at ``budget`` CPU seconds, seeds 0-2."""
+    return Preset(
+        "quality",
+        f"real CT A/10->A: nnU-Net v2 against lrc finetune at {budget} CPU s, seeds 0-2 (needs the nnU-Net venv)",
+        "nnunet_quality.py",
+        (
+            *("--folds", "A/10->A", "--seeds", "0", "1", "2", "--budget", str(budget)),
+            *("--parallel", str(parallel), "--results", f"bench/results/{results}"),
+        ),
+    )
+
+
 PRESETS: dict[str, Preset] = {
     # quality: the numbers of bench/RESULTS.md
     "quality-smoke": Preset(
@@ -104,44 +117,8 @@ PRESETS: dict[str, Preset] = {
         "real CT: tiled against whole-slice inference of the same models",
         "tiles_real.py",
     ),
-    "nnunet-cpu": Preset(
-        "quality",
-        "real CT A/10->A: nnU-Net v2 against lrc finetune at 180 CPU s, seeds 0-2 (needs the nnU-Net venv)",
-        "nnunet_quality.py",
-        (
-            "--folds",
-            "A/10->A",
-            "--seeds",
-            "0",
-            "1",
-            "2",
-            "--budget",
-            "180",
-            "--parallel",
-            "3",
-            "--results",
-            "bench/results/nnunet_vs_lrc_realct.json",
-        ),
-    ),
-    "nnunet-cpu-600": Preset(
-        "quality",
-        "real CT A/10->A: nnU-Net v2 against lrc finetune at 600 CPU s, seeds 0-2 (needs the nnU-Net venv)",
-        "nnunet_quality.py",
-        (
-            "--folds",
-            "A/10->A",
-            "--seeds",
-            "0",
-            "1",
-            "2",
-            "--budget",
-            "600",
-            "--parallel",
-            "1",
-            "--results",
-            "bench/results/nnunet_vs_lrc_realct_600s.json",
-        ),
-    ),
+    "nnunet-cpu": _nnunet_real_ct(180, parallel=3, results="nnunet_vs_lrc_realct.json"),
+    "nnunet-cpu-600": _nnunet_real_ct(600, parallel=1, results="nnunet_vs_lrc_realct_600s.json"),
     "nnunet-summary": Preset(
         "quality",
         "the nnU-Net comparison's table and plot from both folds' result files",
